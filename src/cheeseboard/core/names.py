@@ -1,0 +1,43 @@
+"""Project, user and index names: validation and PEP 503 normalization."""
+
+from __future__ import annotations
+
+import re
+
+_NORMALIZE = re.compile(r"[-_.]+")
+# PEP 508 names: ASCII letters and digits, with "-", "_" and "." inside.
+_PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+# devpi's rule for user and index names: no whitespace, control characters or punctuation
+# other than "-", ".", "@" and "_"; "+" is reserved for routes such as "+simple".
+_SEGMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+
+
+class InvalidName(ValueError):
+    """Raised when a project, user or index name cannot be used; the message says why."""
+
+
+def normalize_project_name(name: str) -> str:
+    """Return the PEP 503 normalized form, the key every lookup uses."""
+    return _NORMALIZE.sub("-", name).lower()
+
+
+def is_valid_project_name(name: str) -> bool:
+    """Tell whether ``name`` is a PEP 508 project name."""
+    return bool(_PROJECT_NAME.match(name))
+
+
+def checked_project_name(name: str) -> str:
+    """Return ``name`` normalized, or raise InvalidName for anything that is not a project name."""
+    if not is_valid_project_name(name):
+        raise InvalidName(f"{name!r} is not a valid project name (PEP 508)")
+    return normalize_project_name(name)
+
+
+def checked_segment_name(kind: str, name: str) -> str:
+    """Validate a user or index name (``kind`` names it in the message)."""
+    if not _SEGMENT_NAME.match(name):
+        raise InvalidName(
+            f"{kind} name {name!r} contains characters that aren't allowed: use letters, digits "
+            "and '-', '.', '@', '_' (at most 64, starting with a letter or digit)"
+        )
+    return name

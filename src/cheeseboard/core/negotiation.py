@@ -1,0 +1,96 @@
+"""PEP 691 content negotiation for simple pages (reference/standards.md §1.6)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Representation = Literal["json", "v1html", "html"]
+
+JSON_TYPE = "application/vnd.pypi.simple.v1+json"
+V1_HTML_TYPE = "application/vnd.pypi.simple.v1+html"
+HTML_TYPE = "text/html"
+
+CONTENT_TYPES: dict[Representation, str] = {
+    "json": JSON_TYPE,
+    "v1html": V1_HTML_TYPE,
+    "html": "text/html; charset=utf-8",
+}
+# Each representation answers to these media types; "latest" aliases v1 (PEP 691).
+_ALIASES: dict[Representation, tuple[str, ...]] = {
+    "json": (JSON_TYPE, "application/vnd.pypi.simple.latest+json"),
+    "v1html": (V1_HTML_TYPE, "application/vnd.pypi.simple.latest+html"),
+    "html": (HTML_TYPE,),
+}
+# Tie-break order: JSON, then v1+html, then text/html.
+_PREFERENCE: tuple[Representation, ...] = ("json", "v1html", "html")
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The outcome of negotiation: a representation, or None with the reason for a 406."""
+
+    representation: Representation | None
+    reason: str = ""
+
+
+def _parse_accept(header: str) -> list[tuple[str, float]]:
+    ranges: list[tuple[str, float]] = []
+    for part in header.split(","):
+        fields = [f.strip() for f in part.split(";")]
+        media = fields[0].lower()
+        if not media:
+            continue
+        quality = 1.0
+        for param in fields[1:]:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = max(0.0, min(1.0, float(value)))
+                except ValueError:
+                    quality = 0.0
+        ranges.append((media, quality))
+    return ranges
+
+
+def _quality(ranges: list[tuple[str, float]], media_types: tuple[str, ...]) -> float | None:
+    """q for a representation from its most specific matching range (exact > type/* > */*)."""
+    best: tuple[int, float] | None = None
+    for media, quality in ranges:
+        for candidate in media_types:
+            major = candidate.split("/", 1)[0]
+            if media == candidate:
+                specificity = 3
+            elif media == f"{major}/*":
+                specificity = 2
+            elif media == "*/*":
+                specificity = 1
+            else:
+                continue
+            if best is None or specificity > best[0]:
+                best = (specificity, quality)
+    return None if best is None else best[1]
+
+
+def negotiate(accept: str | None, format_param: str | None) -> Choice:
+    """Pick the representation for a simple page request."""
+    if format_param:
+        for rep in _PREFERENCE:
+            if format_param.strip().lower() in _ALIASES[rep]:
+                return Choice(rep)
+        return Choice(None, f"unsupported format {format_param!r}")
+    if not accept or not accept.strip():
+        return Choice("html")
+    ranges = _parse_accept(accept)
+    if all(media == "*/*" for media, _ in ranges) and any(q > 0 for _, q in ranges):
+        return Choice("html")
+    best: tuple[float, Representation] | None = None
+    for rep in _PREFERENCE:
+        quality = _quality(ranges, _ALIASES[rep])
+        if quality is None or quality <= 0:
+            continue
+        if best is None or quality > best[0]:
+            best = (quality, rep)
+    if best is None:
+        return Choice(None, f"none of the offered types is acceptable: {accept}")
+    return Choice(best[1])

@@ -1,0 +1,60 @@
+"""HTTP Range requests on files (RFC 9110 §14), as pip, uv and poetry use them for lazy wheels."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ByteRange:
+    """An inclusive byte range ``start``..``end`` within a file of ``length`` bytes."""
+
+    start: int
+    end: int
+    length: int
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start + 1
+
+    def content_range(self) -> str:
+        return f"bytes {self.start}-{self.end}/{self.length}"
+
+
+class Unsatisfiable(ValueError):
+    """Raised when a valid range lies outside the file: the answer is 416."""
+
+
+def parse_range(header: str | None, length: int) -> ByteRange | None:
+    """The single range to send, or None for the whole file.
+
+    Malformed headers and multi-range requests are ignored (the whole file is sent), which RFC 9110
+    allows; a well-formed range past the end raises Unsatisfiable.
+    """
+    if not header:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    first, last = first.strip(), last.strip()
+    if not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
+        return None
+    if first == "":
+        if last == "":
+            return None
+        suffix = int(last)
+        if suffix == 0:
+            raise Unsatisfiable(header)
+        # A suffix longer than the file means the whole file, as a 206.
+        start = max(0, length - suffix)
+        return ByteRange(start, length - 1, length) if length else None
+    start = int(first)
+    end = int(last) if last else length - 1
+    if end < start:
+        return None
+    if start >= length:
+        raise Unsatisfiable(header)
+    return ByteRange(start, min(end, length - 1), length)

@@ -1,0 +1,1 @@
+"""The Starlette application: routes split by domain, errors mapped in one place."""

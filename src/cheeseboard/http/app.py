@@ -1,0 +1,71 @@
+"""The application factory: services are built in the lifespan and closed there."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+
+from cheeseboard.http import files, health, simple
+from cheeseboard.http.errors import domain_error, http_error
+from cheeseboard.http.state import AppServices
+from cheeseboard.mirror.client import UpstreamClient
+from cheeseboard.server.settings import Settings
+from cheeseboard.services.changes import ChangeFeed
+from cheeseboard.services.errors import CheeseboardError
+from cheeseboard.services.files import FileService
+from cheeseboard.services.indexes import IndexRegistry
+from cheeseboard.services.locks import SharedLocks
+from cheeseboard.services.mirror import MirrorRefresher
+from cheeseboard.services.pages import PageService
+from cheeseboard.store.blobs import FileBlobStore
+from cheeseboard.store.db import Database
+from cheeseboard.store.serial import SerialFile
+
+SETTINGS_ENV = "CHEESEBOARD__SETTINGS_JSON"
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> Starlette:
+    """Build the ASGI app for ``settings``; the data directory must be initialised."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        db = Database(settings.db_url)
+        serial_file = SerialFile(settings.datadir / "serial")
+        changes = ChangeFeed(db, serial_file)
+        await changes.start()
+        indexes = IndexRegistry(db)
+        await indexes.load()
+        client = UpstreamClient(settings.request_timeout)
+        await client.start()
+        locks = SharedLocks(settings.datadir / "locks")
+        blobs = FileBlobStore(settings.datadir / "blobs")
+        pages = PageService(settings, db, changes, MirrorRefresher(client, changes), locks)
+        file_service = FileService(settings, db, changes, blobs, client, locks)
+        changes.subscribe(indexes.on_change)
+        changes.subscribe(pages.on_change)
+        changes.subscribe(file_service.on_change)
+        app.state.services = AppServices(settings, db, changes, indexes, pages, file_service)
+        try:
+            yield
+        finally:
+            await file_service.close()
+            await client.close()
+            await db.close()
+            serial_file.close()
+
+    return Starlette(
+        routes=[*health.routes, *simple.routes, *files.routes],
+        lifespan=lifespan,
+        exception_handlers={CheeseboardError: domain_error, HTTPException: http_error},
+    )
+
+
+def app_from_environment() -> Starlette:
+    """Factory for server workers: settings arrive serialized in the environment."""
+    return create_app(Settings.from_json(os.environ[SETTINGS_ENV]))

@@ -1,0 +1,63 @@
+"""Release files and their ``.metadata`` at devpi's paths (``+f/<h3>/<h13>/<name>``, ``+e/…``)."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from cheeseboard.http.responses import BlobResponse, FollowResponse
+from cheeseboard.http.state import index_of, services
+from cheeseboard.services.errors import NotFound, UpstreamFailed
+from cheeseboard.services.files import PendingFile
+from cheeseboard.store.queries import FileRecord
+
+_METADATA = ".metadata"
+
+
+async def _record(request: Request, filename: str) -> FileRecord:
+    index = index_of(request)
+    record = await services(request).files.lookup(index, filename)
+    prefix = request.path_params.get("h3", "") + request.path_params.get("h13", "")
+    if prefix and not (record.sha256 or "").startswith(prefix):
+        raise NotFound(f"no file {filename!r} with hash prefix {prefix}")
+    return record
+
+
+async def hashed_file(request: Request) -> Response:
+    filename: str = request.path_params["filename"]
+    if filename.endswith(_METADATA):
+        return await _metadata(request, filename[: -len(_METADATA)])
+    return await _file(request, filename)
+
+
+async def _file(request: Request, filename: str) -> Response:
+    index = index_of(request)
+    record = await _record(request, filename)
+    opened = await services(request).files.open(index, record)
+    if isinstance(opened, PendingFile):
+        download = opened.download
+        if "range" not in request.headers:
+            return FollowResponse(request, download.chunks(), download.size, record.sha256)
+        # Ranges are answered from the stored file once it is complete and verified.
+        await download.finished.wait()
+        if download.error is not None or download.blob_path is None:
+            reason = download.error.reason if download.error else "no file"
+            raise UpstreamFailed(f"fetching {filename} failed: {reason}")
+        assert download.blob_sha256 is not None
+        return BlobResponse(request, download.blob_path, download.blob_sha256, download.written)
+    return BlobResponse(request, opened.path, opened.sha256, opened.size)
+
+
+async def _metadata(request: Request, filename: str) -> Response:
+    index = index_of(request)
+    record = await _record(request, filename)
+    path = await services(request).files.core_metadata(index, record)
+    sha256 = path.name
+    return BlobResponse(request, path, sha256, path.stat().st_size)
+
+
+routes = [
+    Route("/{user}/{index}/+f/{h3}/{h13}/{filename}", hashed_file, methods=["GET", "HEAD"]),
+    Route("/{user}/{index}/+e/{where}/{filename}", hashed_file, methods=["GET", "HEAD"]),
+]

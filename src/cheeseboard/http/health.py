@@ -1,0 +1,36 @@
+"""Liveness and readiness: ``/-/health`` answers 200 only when the store can be read."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from cheeseboard import __version__
+from cheeseboard.http.state import services
+
+
+async def health(request: Request) -> Response:
+    app = services(request)
+    checks: dict[str, str] = {}
+    try:
+        async with app.db.read() as conn:
+            await conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # readiness must report any failure, not raise it
+        checks["database"] = f"error: {type(exc).__name__}"
+    blobs_dir = app.settings.datadir / "blobs"
+    checks["blobs"] = "ok" if blobs_dir.is_dir() else "error: missing blob directory"
+    ok = all(value == "ok" for value in checks.values())
+    body = {
+        "status": "ok" if ok else "unavailable",
+        "version": __version__,
+        "serial": app.changes.serial,
+        "offline": app.settings.offline,
+        "checks": checks,
+    }
+    return JSONResponse(body, status_code=200 if ok else 503, headers={"Cache-Control": "no-store"})
+
+
+routes = [Route("/-/health", health, methods=["GET", "HEAD"])]

@@ -1,0 +1,68 @@
+"""The simple repository API (PEP 503/691) for every index: project lists and project pages."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from cheeseboard.core.names import normalize_project_name
+from cheeseboard.core.negotiation import Representation, negotiate
+from cheeseboard.http.responses import page_response
+from cheeseboard.http.state import index_of, services
+from cheeseboard.services.errors import NotAcceptable
+
+
+def _representation(request: Request) -> Representation:
+    choice = negotiate(request.headers.get("accept"), request.query_params.get("format"))
+    if choice.representation is None:
+        raise NotAcceptable(choice.reason)
+    return choice.representation
+
+
+def _with_query(request: Request, path: str) -> str:
+    query = request.url.query
+    return f"{path}?{query}" if query else path
+
+
+async def project_list(request: Request) -> Response:
+    index = index_of(request)
+    representation = _representation(request)
+    app = services(request)
+    cached = await app.pages.project_list(index)
+    return page_response(request, cached, representation, app.settings.page_max_age)
+
+
+async def project_page(request: Request) -> Response:
+    index = index_of(request)
+    name = request.path_params["project"]
+    normalized = normalize_project_name(name)
+    if name != normalized:
+        # PEP 503 allows the redirect; PyPI uses 301. Clients must not depend on it.
+        target = f"/{index.fullname}/+simple/{normalized}/"
+        return RedirectResponse(_with_query(request, target), status_code=301)
+    representation = _representation(request)
+    app = services(request)
+    cached = await app.pages.project_page(index, normalized)
+    max_age = (
+        app.settings.mirror_page_max_age if index.type == "mirror" else app.settings.page_max_age
+    )
+    return page_response(request, cached, representation, max_age)
+
+
+async def add_slash(request: Request) -> Response:
+    """Missing trailing slash: redirect, keeping the query string (PEP 503)."""
+    index_of(request)
+    path = request.url.path + "/"
+    if "project" in request.path_params:
+        name = normalize_project_name(request.path_params["project"])
+        path = f"/{request.path_params['user']}/{request.path_params['index']}/+simple/{name}/"
+    return RedirectResponse(_with_query(request, path), status_code=301)
+
+
+routes = [
+    Route("/{user}/{index}/+simple/", project_list, methods=["GET", "HEAD"]),
+    Route("/{user}/{index}/+simple", add_slash, methods=["GET", "HEAD"]),
+    Route("/{user}/{index}/+simple/{project}/", project_page, methods=["GET", "HEAD"]),
+    Route("/{user}/{index}/+simple/{project}", add_slash, methods=["GET", "HEAD"]),
+]

@@ -1,0 +1,40 @@
+"""The services one app instance uses, built in the lifespan and reached from requests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from starlette.requests import Request
+
+from cheeseboard.server.settings import Settings
+from cheeseboard.services.changes import ChangeFeed
+from cheeseboard.services.errors import NotFound
+from cheeseboard.services.files import FileService
+from cheeseboard.services.indexes import IndexRegistry
+from cheeseboard.services.pages import PageService
+from cheeseboard.store.db import Database
+from cheeseboard.store.queries import IndexRecord
+
+
+@dataclass(frozen=True, slots=True)
+class AppServices:
+    settings: Settings
+    db: Database
+    changes: ChangeFeed
+    indexes: IndexRegistry
+    pages: PageService
+    files: FileService
+
+
+def services(request: Request) -> AppServices:
+    value: AppServices = request.app.state.services
+    return value
+
+
+def index_of(request: Request) -> IndexRecord:
+    """The index named by the path, or NotFound."""
+    user, name = request.path_params["user"], request.path_params["index"]
+    index = services(request).indexes.get(user, name)
+    if index is None:
+        raise NotFound(f"no index {user}/{name}")
+    return index

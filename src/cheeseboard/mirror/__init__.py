@@ -1,0 +1,1 @@
+"""The upstream side of mirror indexes: fetching, parsing and enriching upstream pages."""

@@ -1,0 +1,161 @@
+"""The upstream HTTP client: one aiohttp session per process, opened and closed by the app.
+
+Fetching returns raw pages (bytes, type, URL, validators); parsing and policy live elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+
+from cheeseboard import __version__
+from cheeseboard.mirror.errors import UpstreamError, UpstreamNotFound, UpstreamUnavailable
+
+# JSON first: real PyPI answers with PEP 691; HTML-only mirrors still send HTML (standards §3).
+PAGE_ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
+    "text/html;q=0.01"
+)
+MAX_PAGE_BYTES = 64 * 1024 * 1024  # numpy's page is ~1.5 MB; anything near this is hostile
+_CHUNK = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class RawPage:
+    """An upstream answer before parsing."""
+
+    url: str  # final URL, after redirects: relative links resolve against it
+    content_type: str
+    body: bytes
+    etag: str | None
+    last_serial: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamFile:
+    """An upstream file download in progress: headers known, body to be read."""
+
+    url: str
+    size: int | None
+    chunks: AsyncIterator[bytes]
+
+
+class UpstreamClient:
+    """GETs against upstream indexes with our timeouts, limits and error mapping."""
+
+    def __init__(self, request_timeout: float) -> None:
+        self._timeout = request_timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=100, limit_per_host=32, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers={"User-Agent": f"cheeseboard/{__version__}"},
+            auto_decompress=True,
+            raise_for_status=False,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("UpstreamClient.start() was not called")
+        return self._session
+
+    async def _read_capped(self, response: aiohttp.ClientResponse, url: str) -> bytes:
+        declared = response.content_length
+        if declared is not None and declared > MAX_PAGE_BYTES:
+            raise UpstreamUnavailable(url, f"page too large ({declared} bytes)")
+        parts: list[bytes] = []
+        total = 0
+        async for chunk in response.content.iter_chunked(_CHUNK):
+            total += len(chunk)
+            if total > MAX_PAGE_BYTES:
+                raise UpstreamUnavailable(url, f"page larger than {MAX_PAGE_BYTES} bytes")
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def fetch_page(
+        self, url: str, accept: str = PAGE_ACCEPT, etag: str | None = None
+    ) -> RawPage | None:
+        """GET a page; None means 304 (our copy with ``etag`` is current).
+
+        Raises UpstreamNotFound for 404/410 and UpstreamUnavailable for anything else unusable.
+        """
+        timeout = aiohttp.ClientTimeout(total=self._timeout)
+        headers = {"Accept": accept}
+        if etag:
+            headers["If-None-Match"] = etag
+        try:
+            async with self.session.get(
+                url, headers=headers, timeout=timeout, max_redirects=10
+            ) as response:
+                if response.status == 304 and etag:
+                    return None
+                if response.status in (404, 410):
+                    raise UpstreamNotFound(url, f"upstream answered {response.status}")
+                if response.status != 200:
+                    raise UpstreamUnavailable(url, f"upstream answered {response.status}")
+                body = await self._read_capped(response, url)
+                serial = response.headers.get("X-PyPI-Last-Serial", "")
+                return RawPage(
+                    url=str(response.url),
+                    content_type=response.headers.get("Content-Type", ""),
+                    body=body,
+                    etag=response.headers.get("ETag"),
+                    last_serial=int(serial) if serial.isdigit() else None,
+                )
+        except UpstreamError:
+            raise
+        except TimeoutError as exc:
+            raise UpstreamUnavailable(url, f"no answer within {self._timeout:g}s") from exc
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise UpstreamUnavailable(url, f"{type(exc).__name__}: {exc}") from exc
+
+    @asynccontextmanager
+    async def open_file(self, url: str) -> AsyncIterator[UpstreamFile]:
+        """Stream a file. The body may be large, so only connect and read stalls time out."""
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self._timeout, sock_read=self._timeout
+        )
+        try:
+            async with self.session.get(
+                url,
+                timeout=timeout,
+                max_redirects=10,
+                # Files must arrive as stored: a gzip-encoded .tar.gz would hash differently.
+                headers={"Accept-Encoding": "identity"},
+                auto_decompress=False,
+            ) as response:
+                if response.status in (404, 410):
+                    raise UpstreamNotFound(url, f"upstream answered {response.status}")
+                if response.status != 200:
+                    raise UpstreamUnavailable(url, f"upstream answered {response.status}")
+                yield UpstreamFile(
+                    url=str(response.url),
+                    size=response.content_length,
+                    chunks=self._chunks(response, url),
+                )
+        except UpstreamError:
+            raise
+        except TimeoutError as exc:
+            raise UpstreamUnavailable(url, f"stalled for {self._timeout:g}s") from exc
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise UpstreamUnavailable(url, f"{type(exc).__name__}: {exc}") from exc
+
+    async def _chunks(self, response: aiohttp.ClientResponse, url: str) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in response.content.iter_chunked(_CHUNK):
+                yield chunk
+        except TimeoutError as exc:
+            raise UpstreamUnavailable(url, f"stalled for {self._timeout:g}s") from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamUnavailable(url, f"{type(exc).__name__}: {exc}") from exc

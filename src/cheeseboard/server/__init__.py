@@ -1,0 +1,1 @@
+"""The `cheeseboard-server` command: settings, init and serve."""

@@ -1,0 +1,142 @@
+"""``cheeseboard-server``: ``init`` a data directory, ``serve`` it.
+
+All errors end here with a one-line message and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cheeseboard import __version__
+from cheeseboard.server.settings import OPTIONS, Settings, SettingsError, resolve
+from cheeseboard.services.datadir import DataDirError, init_datadir, is_initialised
+from cheeseboard.services.indexes import DEFAULT_MIRROR_URL
+
+ROOT_PASSWORD_ENV = "CHEESEBOARD_ROOT_PASSWORD"  # noqa: S105 - a variable name
+log = logging.getLogger("cheeseboard.server")
+
+
+def _fail(message: str) -> None:
+    click.echo(f"cheeseboard-server: error: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cheeseboard-server")
+def main() -> None:
+    """Cheeseboard package index server."""
+
+
+@main.command()
+@click.option(
+    "--datadir",
+    type=click.Path(path_type=Path),
+    envvar="CHEESEBOARD_DATADIR",
+    required=True,
+    help="data directory to create",
+)
+@click.option(
+    "--root-password",
+    envvar=ROOT_PASSWORD_ENV,
+    help=f"password of the root user (or ${ROOT_PASSWORD_ENV})",
+)
+@click.option(
+    "--mirror-url",
+    default=DEFAULT_MIRROR_URL,
+    show_default=True,
+    envvar="CHEESEBOARD_MIRROR_URL",
+    help="upstream simple index of root/pypi",
+)
+@click.option("--no-root-pypi", is_flag=True, help="do not create the root/pypi mirror")
+@click.option(
+    "--database-url",
+    envvar="CHEESEBOARD_DATABASE_URL",
+    default=None,
+    help="metadata database (default: SQLite in the data directory)",
+)
+def init(
+    datadir: Path,
+    root_password: str | None,
+    mirror_url: str,
+    no_root_pypi: bool,
+    database_url: str | None,
+) -> None:
+    """Create a data directory with user root and the root/pypi mirror."""
+    if not root_password:
+        _fail(f"--root-password (or ${ROOT_PASSWORD_ENV}) is required")
+        return
+    if not no_root_pypi and not mirror_url.startswith(("http://", "https://")):
+        _fail(f"--mirror-url must be an http(s) URL, got {mirror_url!r}")
+    try:
+        init_datadir(datadir, root_password, None if no_root_pypi else mirror_url, database_url)
+    except DataDirError as exc:
+        _fail(str(exc))
+    click.echo(f"initialised {datadir}" + ("" if no_root_pypi else f" (root/pypi -> {mirror_url})"))
+
+
+def _serve_options(func: Any) -> Any:
+    for option in reversed(OPTIONS):
+        is_flag = option.default is False or option.default is True
+        decl = f"--{option.name}/--no-{option.name}" if is_flag else f"--{option.name}"
+        func = click.option(decl, default=None, help=f"{option.help} [default: {option.default}]")(
+            func
+        )
+    return func
+
+
+@main.command()
+@click.option("--datadir", type=click.Path(path_type=Path), default=None, help="data directory")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    envvar="CHEESEBOARD_CONFIG",
+    help="YAML file with option: value pairs",
+)
+@_serve_options
+def serve(datadir: Path | None, config_file: Path | None, **cli: Any) -> None:
+    """Serve a data directory (initialising it first if $CHEESEBOARD_ROOT_PASSWORD is set)."""
+    given = {name.replace("_", "-"): value for name, value in cli.items()}
+    given["datadir"] = datadir
+    try:
+        settings = resolve(given, config_file=config_file)
+    except SettingsError as exc:
+        _fail(str(exc))
+        return
+    run_server(settings)
+
+
+def run_server(settings: Settings) -> None:
+    """Prepare the data directory (init if asked, migrate) and run the HTTP server."""
+    from cheeseboard.server.runner import run
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not is_initialised(settings.datadir):
+        password = os.environ.get(ROOT_PASSWORD_ENV)
+        if not password:
+            _fail(
+                f"{settings.datadir} is not initialised: run 'cheeseboard-server init --datadir "
+                f"{settings.datadir} --root-password ...' or set ${ROOT_PASSWORD_ENV} to let "
+                "serve initialise it"
+            )
+        try:
+            init_datadir(settings.datadir, password or "", database_url=settings.database_url)
+        except DataDirError as exc:
+            _fail(str(exc))
+        log.info("initialised %s", settings.datadir)
+    for name, source in sorted(settings.sources.items()):
+        log.info("setting %s from %s", name, source)
+    run(settings)
+
+
+if __name__ == "__main__":
+    main()

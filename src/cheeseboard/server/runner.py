@@ -1,0 +1,42 @@
+"""Running the HTTP server: migrate once in the parent, then Granian workers serve the app."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from granian import Granian
+from granian.constants import Interfaces
+
+from cheeseboard.http.app import SETTINGS_ENV
+from cheeseboard.server.settings import Settings
+from cheeseboard.store.blobs import FileBlobStore
+from cheeseboard.store.db import migrate
+
+log = logging.getLogger("cheeseboard.server")
+
+
+def run(settings: Settings) -> None:
+    migrate(settings.db_url)
+    leftovers = FileBlobStore(settings.datadir / "blobs").clean_tmp()
+    if leftovers:
+        log.info("removed %d unfinished staged files", leftovers)
+    os.environ[SETTINGS_ENV] = settings.to_json()
+    log.info(
+        "serving %s on http://%s:%d/ with %d worker(s)",
+        settings.datadir,
+        settings.host,
+        settings.port,
+        settings.workers,
+    )
+    Granian(
+        "cheeseboard.http.app:app_from_environment",
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=settings.workers,
+        log_access=settings.access_log,
+        log_level=settings.log_level,  # type: ignore[arg-type]
+        backlog=2048,
+    ).serve()

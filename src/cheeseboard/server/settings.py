@@ -1,0 +1,189 @@
+"""Server settings: read once from the command line, environment, YAML file and defaults.
+
+Precedence is CLI > ``CHEESEBOARD_<OPTION>`` > ``--config`` YAML > default. The result is a frozen
+object passed down to everything else; ``sources`` remembers where each value came from, for the
+startup log (secrets are never logged).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENV_PREFIX = "CHEESEBOARD_"
+
+
+class SettingsError(ValueError):
+    """Raised for a bad option value or config file; the message names the option and source."""
+
+
+def _to_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true/false, got {value!r}")
+
+
+def _to_positive_float(value: object) -> float:
+    number = float(str(value))
+    if number <= 0:
+        raise ValueError(f"must be positive, got {value!r}")
+    return number
+
+
+def _to_port(value: object) -> int:
+    number = int(str(value))
+    if not 0 <= number <= 65535:
+        raise ValueError(f"not a TCP port: {value!r}")
+    return number
+
+
+def _to_workers(value: object) -> int:
+    number = int(str(value))
+    if not 1 <= number <= 64:
+        raise ValueError(f"workers must be 1..64, got {value!r}")
+    return number
+
+
+def _to_int(value: object) -> int:
+    return int(str(value))
+
+
+def _to_optional_str(value: object) -> str | None:
+    return None if value is None or str(value) == "" else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One setting: its name (as in ``--name``), how to convert it, its default and help."""
+
+    name: str
+    convert: Callable[[object], Any]
+    default: Any
+    help: str
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", str, "127.0.0.1", "address to listen on"),
+    Option("port", _to_port, 3141, "TCP port to listen on"),
+    Option("workers", _to_workers, 1, "worker processes"),
+    Option(
+        "mirror-cache-expiry",
+        _to_positive_float,
+        1800.0,
+        "seconds before a mirrored project page is checked upstream again",
+    ),
+    Option("request-timeout", _to_positive_float, 5.0, "seconds to wait for upstream"),
+    Option("offline", _to_bool, False, "never contact upstream; serve only what is cached"),
+    Option(
+        "database-url", _to_optional_str, None, "metadata database (default: SQLite in datadir)"
+    ),
+    Option("outside-url", _to_optional_str, None, "URL clients use to reach the server"),
+    Option("page-max-age", _to_int, 60, "Cache-Control max-age of pages of private indexes"),
+    Option("mirror-page-max-age", _to_int, 600, "Cache-Control max-age of mirrored pages"),
+    Option("access-log", _to_bool, True, "log one line per request"),
+    Option("log-level", str, "info", "logging level: debug, info, warning, error"),
+)
+_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Resolved server settings."""
+
+    datadir: Path
+    host: str = "127.0.0.1"
+    port: int = 3141
+    workers: int = 1
+    mirror_cache_expiry: float = 1800.0
+    request_timeout: float = 5.0
+    offline: bool = False
+    database_url: str | None = None
+    outside_url: str | None = None
+    page_max_age: int = 60
+    mirror_page_max_age: int = 600
+    access_log: bool = True
+    log_level: str = "info"
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.datadir / 'cheeseboard.sqlite'}"
+
+    def to_json(self) -> str:
+        """Serialize for worker processes, which re-read it with ``from_json``."""
+        data = asdict(self)
+        data["datadir"] = str(self.datadir)
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        data = json.loads(text)
+        data["datadir"] = Path(data["datadir"])
+        return cls(**data)
+
+
+def _read_config_file(path: Path) -> dict[str, object]:
+    try:
+        loaded = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from exc
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"config file {path} is not valid YAML: {exc}") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise SettingsError(f"config file {path} must hold a mapping of option: value")
+    section = loaded.get("cheeseboard-server", loaded)
+    if not isinstance(section, dict):
+        raise SettingsError(f"config file {path}: 'cheeseboard-server' must be a mapping")
+    values: dict[str, object] = {}
+    for key, value in section.items():
+        name = str(key).replace("_", "-")
+        if name not in _BY_NAME and name != "datadir":
+            known = ", ".join(sorted([*_BY_NAME, "datadir"]))
+            raise SettingsError(f"config file {path}: unknown option {key!r} (known: {known})")
+        values[name] = value
+    return values
+
+
+def resolve(
+    cli: Mapping[str, object | None],
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+) -> Settings:
+    """Merge the sources into Settings; ``cli`` holds only options given on the command line."""
+    environ = os.environ if environ is None else environ
+    file_values = _read_config_file(config_file) if config_file else {}
+    resolved: dict[str, object] = {}
+    sources: dict[str, str] = {}
+    for name in ["datadir", *_BY_NAME]:
+        env_name = ENV_PREFIX + name.upper().replace("-", "_")
+        if cli.get(name) is not None:
+            raw, source = cli[name], "command line"
+        elif env_name in environ:
+            raw, source = environ[env_name], f"environment {env_name}"
+        elif name in file_values:
+            raw, source = file_values[name], f"config file {config_file}"
+        elif name == "datadir":
+            raise SettingsError("no data directory: pass --datadir or set CHEESEBOARD_DATADIR")
+        else:
+            continue
+        try:
+            value = Path(str(raw)) if name == "datadir" else _BY_NAME[name].convert(raw)
+        except (TypeError, ValueError) as exc:
+            raise SettingsError(f"--{name} from {source}: {exc}") from exc
+        resolved[name.replace("-", "_")] = value
+        sources[name] = source
+    known = {f.name for f in fields(Settings)}
+    return Settings(**{k: v for k, v in resolved.items() if k in known}, sources=sources)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Use cases: simple pages, files, mirror refreshes, users and indexes."""

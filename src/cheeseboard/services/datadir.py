@@ -1,0 +1,96 @@
+"""Creating and checking a data directory.
+
+``init`` builds the whole directory beside its final place and renames it in, so a crash during init
+never leaves a half-initialised directory that ``serve`` would accept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+from cheeseboard import __version__
+from cheeseboard.services.indexes import DEFAULT_MIRROR_URL
+from cheeseboard.services.users import hash_password
+from cheeseboard.store import queries
+from cheeseboard.store.db import Database, migrate
+
+MARKER = ".cheeseboard"
+
+
+class DataDirError(Exception):
+    """Raised when a data directory cannot be created or used; the message says what to do."""
+
+
+def is_initialised(datadir: Path) -> bool:
+    return (datadir / MARKER).is_file()
+
+
+def _check_target(datadir: Path) -> None:
+    if is_initialised(datadir):
+        raise DataDirError(f"{datadir} is already initialised")
+    if datadir.exists() and (not datadir.is_dir() or any(datadir.iterdir())):
+        raise DataDirError(f"{datadir} exists and is not an empty directory; refusing to use it")
+
+
+async def _fill(database_url: str, root_password: str, mirror_url: str | None) -> None:
+    db = Database(database_url)
+    try:
+        async with db.write() as conn:
+            root_id = await queries.create_user(conn, "root", hash_password(root_password))
+            if mirror_url is not None:
+                config = {
+                    "type": "mirror",
+                    "volatile": False,
+                    "title": "PyPI",
+                    "mirror_url": mirror_url,
+                    "mirror_web_url_fmt": "https://pypi.org/project/{name}/",
+                }
+                await queries.create_index(conn, root_id, "pypi", "mirror", config)
+            await queries.log_change(conn, None, None, "index-created")
+            await queries.set_info(conn, "uuid", secrets.token_hex(16))
+    finally:
+        await db.close()
+
+
+def init_datadir(
+    datadir: Path,
+    root_password: str,
+    mirror_url: str | None = DEFAULT_MIRROR_URL,
+    database_url: str | None = None,
+) -> None:
+    """Create ``datadir`` with database, blobs, secret, user root and (unless None) root/pypi."""
+    if not root_password:
+        raise DataDirError("the root password must not be empty")
+    datadir = datadir.absolute()
+    _check_target(datadir)
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    staging = datadir.parent / f".{datadir.name}.init-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(mode=0o700)
+    try:
+        (staging / "blobs").mkdir()
+        (staging / "locks").mkdir()
+        secret = staging / "secret"
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+        # A database elsewhere (PostgreSQL) is filled directly; SQLite lives in the staging dir
+        # and moves with it.
+        final_sqlite = f"sqlite:///{datadir / 'cheeseboard.sqlite'}"
+        url = database_url or f"sqlite:///{staging / 'cheeseboard.sqlite'}"
+        migrate(url)
+        asyncio.run(_fill(url, root_password, mirror_url))
+        marker = {"version": __version__, "created": time.time()}
+        if database_url and database_url != final_sqlite:
+            marker["database_url"] = "external"
+        (staging / MARKER).write_text(json.dumps(marker))
+        os.replace(staging, datadir)  # replaces an empty directory atomically
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

@@ -1,0 +1,265 @@
+"""Release files and their PEP 658 metadata: from the blob store, or fetched from upstream once.
+
+File rows are looked up from memory after the first request, so a cached file costs no database
+query. Mirror files not yet stored are fetched by a shared Download; a file whose size or sha256
+disagrees with what upstream advertised is never stored or served complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from cheeseboard.core.distfiles import is_safe_filename
+from cheeseboard.mirror.client import UpstreamClient
+from cheeseboard.mirror.errors import UpstreamError
+from cheeseboard.server.settings import Settings
+from cheeseboard.services.changes import ChangeFeed
+from cheeseboard.services.downloads import Download, DownloadFailed, sha256_of
+from cheeseboard.services.errors import NotFound, UpstreamFailed
+from cheeseboard.services.locks import SharedLocks
+from cheeseboard.services.wheels import extract_wheel_metadata
+from cheeseboard.store import queries
+from cheeseboard.store.blobs import FileBlobStore
+from cheeseboard.store.db import Database
+from cheeseboard.store.queries import Change, FileRecord, IndexRecord
+
+log = logging.getLogger(__name__)
+
+_DOWNLOAD_LOCK_WAIT = 3600.0  # another worker may be fetching a large file; wait for it
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """A file whose bytes are in the blob store."""
+
+    record: FileRecord
+    path: Path
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingFile:
+    """A mirror file arriving from upstream right now."""
+
+    record: FileRecord
+    download: Download
+
+
+class FileService:
+    """Find files by index and filename; serve them from storage or upstream."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        changes: ChangeFeed,
+        blobs: FileBlobStore,
+        client: UpstreamClient,
+        locks: SharedLocks,
+    ) -> None:
+        self._settings = settings
+        self._db = db
+        self._changes = changes
+        self._blobs = blobs
+        self._client = client
+        self._locks = locks
+        self._records: dict[tuple[int, str], tuple[FileRecord, str]] = {}
+        self._by_project: dict[str, set[tuple[int, str]]] = {}
+        self._downloads: dict[tuple[int, str], Download] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def on_change(self, change: Change) -> None:
+        if change.project is None:
+            self._records.clear()
+            self._by_project.clear()
+            return
+        for key in self._by_project.pop(change.project, ()):
+            self._records.pop(key, None)
+
+    async def lookup(self, index: IndexRecord, filename: str) -> FileRecord:
+        """The file row for ``filename`` on ``index``; raises NotFound."""
+        if not is_safe_filename(filename):
+            raise NotFound(f"no such file: {filename!r}")
+        if self._changes.behind():
+            await self._changes.catch_up()
+        key = (index.id, filename)
+        found = self._records.get(key)
+        if found is None:
+            async with self._db.read() as conn:
+                found = await queries.file_by_filename(conn, index.id, filename)
+            if found is None:
+                raise NotFound(f"no file {filename!r} on {index.fullname}")
+            self._records[key] = found
+            self._by_project.setdefault(found[1], set()).add(key)
+        return found[0]
+
+    async def open(self, index: IndexRecord, record: FileRecord) -> StoredFile | PendingFile:
+        """The file's bytes: stored, or a download in progress. Raises NotFound/UpstreamFailed."""
+        stored = self._stored(record)
+        if stored is not None:
+            return stored
+        if index.type != "mirror" or not record.upstream_url:
+            raise NotFound(f"file {record.filename!r} is missing from storage")
+        if self._settings.offline:
+            raise NotFound(f"{record.filename} is not cached and the server is offline")
+        download = self._start_download(index, record)
+        await download.started.wait()
+        if download.error is not None:
+            if download.error.not_found:
+                raise NotFound(f"upstream has no {record.filename}")
+            raise UpstreamFailed(f"fetching {record.filename} failed: {download.error.reason}")
+        if download.finished.is_set() and download.blob_path is not None:
+            assert download.blob_sha256 is not None
+            return StoredFile(record, download.blob_path, download.blob_sha256, download.written)
+        return PendingFile(record, download)
+
+    def _stored(self, record: FileRecord) -> StoredFile | None:
+        if record.blob_sha256 is None:
+            return None
+        path = self._blobs.path(record.blob_sha256)
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            log.error("blob %s of %s is missing", record.blob_sha256, record.filename)
+            return None
+        return StoredFile(record, path, record.blob_sha256, size)
+
+    def _start_download(self, index: IndexRecord, record: FileRecord) -> Download:
+        key = (index.id, record.filename)
+        download = self._downloads.get(key)
+        if download is not None:
+            return download
+        assert record.upstream_url is not None
+        download = Download(record.upstream_url, record.sha256, record.size)
+        self._downloads[key] = download
+        task = asyncio.create_task(self._run_download(index, record, download))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return download
+
+    async def _run_download(
+        self, index: IndexRecord, record: FileRecord, download: Download
+    ) -> None:
+        key = (index.id, record.filename)
+        try:
+            async with self._locks.hold(f"file:{index.id}:{record.filename}", _DOWNLOAD_LOCK_WAIT):
+                async with self._db.read() as conn:
+                    current = await queries.file_by_filename(conn, index.id, record.filename)
+                done = self._stored(current[0]) if current else None
+                if done is not None:
+                    # Another worker stored it while we waited for the lock.
+                    download.blob_path, download.blob_sha256 = done.path, done.sha256
+                    download.written = download.size = done.size
+                    download.started.set()
+                    download.finished.set()
+                    return
+
+                async def on_stored(digest: str, size: int, path: Path) -> None:
+                    await self._record_stored(index, record, digest, size, path)
+
+                await download.run(self._client, self._blobs, on_stored)
+        except Exception as exc:
+            log.exception("download of %s failed", record.filename)
+            if download.error is None:
+                download.error = DownloadFailed(str(exc))
+            download.started.set()
+            download.finished.set()
+        finally:
+            self._downloads.pop(key, None)
+
+    async def _record_stored(
+        self, index: IndexRecord, record: FileRecord, digest: str, size: int, path: Path
+    ) -> None:
+        metadata_sha = None
+        if record.packagetype == "bdist_wheel":
+            metadata = await asyncio.to_thread(extract_wheel_metadata, path)
+            if metadata is not None:
+                metadata_sha = sha256_of(metadata)
+                advertised = record.core_metadata_sha256
+                if advertised is None or advertised == metadata_sha:
+                    await self._store_bytes(metadata)
+                else:
+                    metadata_sha = None  # upstream advertised other bytes; proxy theirs instead
+        async with self._changes.write() as tx:
+            visible = await queries.record_cached_file(
+                tx.conn, record.id, digest, size, metadata_sha
+            )
+            project = await self._project_of(index, record)
+            await tx.log(index.id, project, "mirror-file" if visible else "mirror-file-cached")
+
+    async def _project_of(self, index: IndexRecord, record: FileRecord) -> str:
+        found = self._records.get((index.id, record.filename))
+        if found is not None:
+            return found[1]
+        async with self._db.read() as conn:
+            row = await queries.file_by_filename(conn, index.id, record.filename)
+        return row[1] if row else ""
+
+    async def _store_bytes(self, data: bytes) -> str:
+        writer = self._blobs.writer()
+        writer.write(data)
+        digest = await writer.commit()
+        async with self._db.write() as conn:
+            await queries.add_blob(conn, digest, len(data))
+        return digest
+
+    # --- PEP 658 metadata --------------------------------------------------------------------
+
+    async def core_metadata(self, index: IndexRecord, record: FileRecord) -> Path:
+        """Path of the wheel's METADATA bytes, fetching or extracting them on first use."""
+        if record.packagetype != "bdist_wheel":
+            raise NotFound(f"{record.filename} is not a wheel: no .metadata")
+        advertised = record.core_metadata_sha256
+        if advertised and self._blobs.exists(advertised):
+            return self._blobs.path(advertised)
+        upstream = record.upstream_url
+        if advertised and upstream and index.type == "mirror" and not self._settings.offline:
+            proxied = await self._proxy_metadata(upstream + ".metadata", advertised)
+            if proxied is not None:
+                return proxied
+        # Fall back to the wheel itself: store it if needed, then read METADATA out of it.
+        opened = await self.open(index, record)
+        if isinstance(opened, PendingFile):
+            await opened.download.finished.wait()
+            if opened.download.error is not None or opened.download.blob_path is None:
+                reason = opened.download.error.reason if opened.download.error else "no file"
+                raise UpstreamFailed(f"fetching {record.filename} failed: {reason}")
+            wheel_path = opened.download.blob_path
+        else:
+            wheel_path = opened.path
+        metadata = await asyncio.to_thread(extract_wheel_metadata, wheel_path)
+        if metadata is None:
+            raise NotFound(f"{record.filename} has no readable METADATA")
+        digest = sha256_of(metadata)
+        if advertised and digest != advertised:
+            raise UpstreamFailed(
+                f"METADATA of {record.filename} does not match the advertised sha256"
+            )
+        await self._store_bytes(metadata)
+        if not advertised:
+            async with self._changes.write() as tx:
+                await queries.set_core_metadata(tx.conn, record.id, digest)
+                await tx.log(index.id, await self._project_of(index, record), "mirror-file")
+        return self._blobs.path(digest)
+
+    async def _proxy_metadata(self, url: str, expected: str) -> Path | None:
+        try:
+            raw = await self._client.fetch_page(url, accept="*/*")
+        except UpstreamError as exc:
+            log.info("upstream .metadata unavailable (%s); reading the wheel instead", exc.reason)
+            return None
+        if raw is None or sha256_of(raw.body) != expected:
+            log.warning("upstream .metadata at %s does not match its advertised sha256", url)
+            return None
+        digest = await self._store_bytes(raw.body)
+        return self._blobs.path(digest)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,68 @@
+"""The in-memory view of all indexes, kept current through the change feed.
+
+Every request needs its index's configuration; reading it from memory keeps the database off the
+hot path. Any committed change of kind ``index`` reloads the whole (small) table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cheeseboard.store import queries
+from cheeseboard.store.db import Database
+from cheeseboard.store.queries import Change, IndexRecord
+
+DEFAULT_MIRROR_URL = "https://pypi.org/simple/"
+
+
+@dataclass(frozen=True, slots=True)
+class MirrorConfig:
+    """What a mirror index needs to reach upstream."""
+
+    simple_url: str  # ends with "/"
+    json_api_url: str | None  # "<base>/pypi/{name}/json" template, or None
+    cache_expiry: float
+
+
+def mirror_config(index: IndexRecord, default_expiry: float) -> MirrorConfig:
+    url = str(index.config.get("mirror_url") or DEFAULT_MIRROR_URL)
+    if not url.endswith("/"):
+        url += "/"
+    json_api = None
+    if url.endswith("/simple/"):
+        # PyPI and its mirrors serve /pypi/<name>/json beside /simple/ (standards.md §3).
+        json_api = url[: -len("simple/")] + "pypi/{name}/json"
+    expiry = index.config.get("mirror_cache_expiry")
+    try:
+        cache_expiry = float(expiry) if expiry is not None else default_expiry
+    except (TypeError, ValueError):
+        cache_expiry = default_expiry
+    return MirrorConfig(url, json_api, cache_expiry)
+
+
+class IndexRegistry:
+    """All indexes by ``user/name`` and by id."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._by_name: dict[str, IndexRecord] = {}
+        self._by_id: dict[int, IndexRecord] = {}
+
+    async def load(self) -> None:
+        async with self._db.read() as conn:
+            records = await queries.load_indexes(conn)
+        self._by_name = {record.fullname: record for record in records}
+        self._by_id = {record.id: record for record in records}
+
+    def get(self, user: str, name: str) -> IndexRecord | None:
+        return self._by_name.get(f"{user}/{name}")
+
+    def by_id(self, index_id: int) -> IndexRecord | None:
+        return self._by_id.get(index_id)
+
+    def all(self) -> list[IndexRecord]:
+        return list(self._by_name.values())
+
+    async def on_change(self, change: Change) -> None:
+        if change.kind.startswith("index"):
+            await self.load()

@@ -1,0 +1,134 @@
+"""Refreshing one mirrored project: fetch upstream, enrich, store the links.
+
+Fetching and parsing are separate steps (``mirror.client`` and ``mirror.parse``); this module
+orchestrates them and writes the outcome in one transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+from cheeseboard.core.distfiles import packagetype_of, parse_dist_filename
+from cheeseboard.mirror.client import UpstreamClient
+from cheeseboard.mirror.errors import UpstreamError, UpstreamNotFound, UpstreamUnavailable
+from cheeseboard.mirror.parse import (
+    PageFormatError,
+    UpstreamPage,
+    enrich,
+    needs_enrichment,
+    parse_pypi_json,
+    parse_simple_page,
+)
+from cheeseboard.services.changes import ChangeFeed
+from cheeseboard.services.indexes import MirrorConfig
+from cheeseboard.store import queries
+from cheeseboard.store.queries import IndexRecord, NewFile
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A refresh's result: a new page, "unchanged" (304), or upstream said the name is unknown."""
+
+    page: UpstreamPage | None
+    not_found: bool = False
+    etag: str | None = None
+    upstream_serial: int | None = None
+
+
+class MirrorRefresher:
+    """Fetch a project page from upstream and store it."""
+
+    def __init__(self, client: UpstreamClient, changes: ChangeFeed) -> None:
+        self._client = client
+        self._changes = changes
+        # Upstreams that send PEP 691 JSON with sizes need no JSON-API call; remember who does.
+        self._complete_upstreams: set[str] = set()
+
+    async def fetch(self, config: MirrorConfig, name: str, etag: str | None) -> Fetched:
+        """Raises UpstreamUnavailable; UpstreamNotFound becomes ``Fetched(not_found=True)``."""
+        page_url = f"{config.simple_url}{name}/"
+        facts_task: asyncio.Task[bytes | None] | None = None
+        if config.json_api_url and config.simple_url not in self._complete_upstreams:
+            facts_task = asyncio.create_task(self._fetch_facts(config.json_api_url, name))
+        try:
+            try:
+                raw = await self._client.fetch_page(page_url, etag=etag)
+            except UpstreamNotFound:
+                return Fetched(None, not_found=True)
+            if raw is None:
+                return Fetched(None, etag=etag)
+            try:
+                page = parse_simple_page(raw.body, raw.content_type, raw.url)
+            except PageFormatError as exc:
+                raise UpstreamUnavailable(page_url, str(exc)) from exc
+            if page.is_json and not needs_enrichment(page):
+                self._complete_upstreams.add(config.simple_url)
+            if needs_enrichment(page) and facts_task is not None:
+                body = await facts_task
+                facts_task = None
+                if body is not None:
+                    try:
+                        page = enrich(page, parse_pypi_json(body))
+                    except PageFormatError as exc:
+                        log.warning("ignoring upstream JSON API for %s: %s", name, exc)
+            return Fetched(page, etag=raw.etag, upstream_serial=raw.last_serial)
+        finally:
+            if facts_task is not None:
+                facts_task.cancel()
+
+    async def _fetch_facts(self, template: str, name: str) -> bytes | None:
+        url = template.format(name=name)
+        try:
+            raw = await self._client.fetch_page(url, accept="application/json")
+        except UpstreamError as exc:
+            log.info("upstream JSON API gave nothing for %s: %s", name, exc.reason)
+            return None
+        return None if raw is None else raw.body
+
+    async def store(self, index: IndexRecord, name: str, fetched: Fetched) -> bool:
+        """Write the outcome; returns True when the page changed."""
+        now = time.time()
+        async with self._changes.write() as tx:
+            if fetched.not_found:
+                changed = await queries.save_mirror_not_found(tx.conn, index.id, name, now)
+            elif fetched.page is None:
+                project = await queries.get_project(tx.conn, index.id, name)
+                if project is not None:
+                    await queries.mark_checked(tx.conn, project.id, now)
+                changed = False
+            else:
+                rows = [
+                    NewFile(
+                        filename=link.filename,
+                        version=parse_dist_filename(link.filename, name).version,
+                        packagetype=packagetype_of(link.filename),
+                        sha256=link.sha256,
+                        size=link.size,
+                        requires_python=link.requires_python,
+                        yanked=link.yanked,
+                        upload_time=link.upload_time,
+                        core_metadata_sha256=link.core_metadata_sha256,
+                        upstream_url=link.url,
+                    )
+                    for link in fetched.page.links
+                ]
+                changed = await queries.save_mirror_page(
+                    tx.conn,
+                    index.id,
+                    name,
+                    name,
+                    rows,
+                    now,
+                    fetched.etag,
+                    fetched.upstream_serial,
+                    fetched.page.status,
+                    fetched.page.status_reason,
+                )
+            # Even an unchanged page is logged so other workers pick up the new check time.
+            await tx.log(index.id, name, "mirror-page" if changed else "mirror-checked")
+        return changed

@@ -1,0 +1,265 @@
+"""Simple pages: built once, rendered once per representation, served from memory.
+
+A cached page stays valid until the change feed reports a change to its project (from this process
+or another worker) or, for mirrors, until it is older than the mirror's cache expiry. A refresh is
+single-flight per project across tasks and worker processes; when upstream fails, the stale page is
+served and upstream is left alone for a short back-off.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from urllib.parse import urlsplit
+
+from cheeseboard.core.mirror_policy import CachedState, decide
+from cheeseboard.core.negotiation import Representation
+from cheeseboard.core.pages import (
+    FileLink,
+    ProjectList,
+    ProjectPage,
+    collect_versions,
+    render_list_html,
+    render_list_json,
+    render_project_html,
+    render_project_json,
+)
+from cheeseboard.mirror.errors import UpstreamUnavailable
+from cheeseboard.server.settings import Settings
+from cheeseboard.services.changes import ChangeFeed
+from cheeseboard.services.errors import NotFound, UpstreamFailed
+from cheeseboard.services.indexes import mirror_config
+from cheeseboard.services.locks import SharedLocks
+from cheeseboard.services.mirror import MirrorRefresher
+from cheeseboard.store import queries
+from cheeseboard.store.db import Database
+from cheeseboard.store.queries import Change, FileRecord, IndexRecord
+
+log = logging.getLogger(__name__)
+
+_STALE_RETRY_SECONDS = 30.0  # after an upstream failure, serve stale this long before retrying
+_GZIP_MIN_BYTES = 1024
+_UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One representation's bytes with its strong ETag."""
+
+    body: bytes
+    etag: str
+
+
+@dataclass(slots=True)
+class CachedPage:
+    """A page and its renderings. Mutable only in its caches and staleness marks."""
+
+    page: ProjectPage | ProjectList
+    last_modified: str  # HTTP date
+    checked_at: float | None = None  # mirrors: when upstream was last asked (wall clock)
+    found: bool = True
+    stale_reason: str | None = None
+    retry_at: float = 0.0  # monotonic time before which upstream is not asked again
+    _renders: dict[tuple[str, bool], Rendered] = field(default_factory=dict)
+
+    def render(self, representation: Representation, gzipped: bool) -> Rendered:
+        key = (representation, gzipped)
+        cached = self._renders.get(key)
+        if cached is not None:
+            return cached
+        if gzipped:
+            plain = self.render(representation, False)
+            body = gzip.compress(plain.body, compresslevel=6, mtime=0)
+            rendered = Rendered(body, plain.etag[:-1] + '-gz"')
+        else:
+            kind = "json" if representation == "json" else "html"
+            if isinstance(self.page, ProjectPage):
+                body = (
+                    render_project_json(self.page)
+                    if kind == "json"
+                    else render_project_html(self.page)
+                )
+            else:
+                body = (
+                    render_list_json(self.page) if kind == "json" else render_list_html(self.page)
+                )
+            digest = hashlib.sha256(body).hexdigest()[:40]
+            rendered = Rendered(body, f'"{digest}-{representation}"')
+        self._renders[key] = rendered
+        return rendered
+
+    def can_gzip(self, representation: Representation) -> bool:
+        return len(self.render(representation, False).body) >= _GZIP_MIN_BYTES
+
+
+def file_path(index: IndexRecord, record: FileRecord) -> str:
+    """Server-relative path of a file: devpi's ``+f`` for hashed files, ``+e`` otherwise."""
+    if record.sha256:
+        digest = record.sha256
+        return f"{index.fullname}/+f/{digest[:3]}/{digest[3:16]}/{record.filename}"
+    where = ""
+    if record.upstream_url:
+        parts = urlsplit(record.upstream_url)
+        where = f"{parts.scheme}_{parts.netloc}{parts.path.rsplit('/', 1)[0]}"
+    return f"{index.fullname}/+e/{_UNSAFE_PATH_CHARS.sub('_', where) or '_'}/{record.filename}"
+
+
+def _file_link(index: IndexRecord, record: FileRecord) -> FileLink:
+    return FileLink(
+        filename=record.filename,
+        path=file_path(index, record),
+        version=record.version,
+        sha256=record.sha256,
+        size=record.size,
+        requires_python=record.requires_python,
+        yanked=record.yanked,
+        upload_time=record.upload_time,
+        core_metadata_sha256=record.core_metadata_sha256,
+    )
+
+
+class PageService:
+    """Project pages and project lists for every index."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        changes: ChangeFeed,
+        refresher: MirrorRefresher,
+        locks: SharedLocks,
+    ) -> None:
+        self._settings = settings
+        self._db = db
+        self._changes = changes
+        self._refresher = refresher
+        self._locks = locks
+        self._pages: dict[str, dict[int, CachedPage]] = {}  # project -> index id -> page
+        self._lists: dict[int, CachedPage] = {}
+
+    # --- invalidation ------------------------------------------------------------------------
+
+    def on_change(self, change: Change) -> None:
+        if change.project is not None:
+            # Drop the project in every index: stage pages include their bases' files.
+            self._pages.pop(change.project, None)
+        else:
+            self._pages.clear()
+        if change.kind != "mirror-checked":
+            self._lists.clear()
+
+    # --- project pages -----------------------------------------------------------------------
+
+    async def project_page(self, index: IndexRecord, name: str) -> CachedPage:
+        """The page of ``name`` (normalized) on ``index``. Raises NotFound or UpstreamFailed."""
+        if self._changes.behind():
+            await self._changes.catch_up()
+        cached = self._pages.get(name, {}).get(index.id)
+        if index.type == "mirror":
+            page = await self._mirror_page(index, name, cached)
+        else:
+            page = cached or await self._load(index, name)
+        if not page.found:
+            raise NotFound(f"no project {name!r} on {index.fullname}")
+        return page
+
+    async def _mirror_page(
+        self, index: IndexRecord, name: str, cached: CachedPage | None
+    ) -> CachedPage:
+        config = mirror_config(index, self._settings.mirror_cache_expiry)
+        if cached is not None and self._usable(cached, config.cache_expiry):
+            return cached
+        if self._settings.offline:
+            return cached or await self._load(index, name)
+        async with self._locks.hold(f"page:{index.id}:{name}", self._settings.request_timeout * 4):
+            if self._changes.behind():
+                await self._changes.catch_up()
+            current = self._pages.get(name, {}).get(index.id)
+            if current is not None and self._usable(current, config.cache_expiry):
+                return current  # another task refreshed it while we waited
+            stored = await self._load(index, name)
+            if self._usable(stored, config.cache_expiry):
+                return stored  # another worker process refreshed it
+            return await self._refresh(index, name, stored if stored.checked_at else None)
+
+    @staticmethod
+    def _usable(page: CachedPage, expiry: float) -> bool:
+        if page.retry_at > time.monotonic():
+            return True  # upstream failed a moment ago: keep serving what we have
+        state = CachedState(page.checked_at, page.found)
+        return decide(state, time.time(), expiry, offline=False).action == "serve"
+
+    async def _refresh(
+        self, index: IndexRecord, name: str, previous: CachedPage | None
+    ) -> CachedPage:
+        config = mirror_config(index, self._settings.mirror_cache_expiry)
+        etag = None
+        if previous is not None and previous.found:
+            async with self._db.read() as conn:
+                project = await queries.get_project(conn, index.id, name)
+            etag = project.upstream_etag if project else None
+        try:
+            fetched = await self._refresher.fetch(config, name, etag)
+        except UpstreamUnavailable as exc:
+            log.warning("upstream failed for %s/%s: %s", index.fullname, name, exc)
+            if previous is None or not previous.found:
+                raise UpstreamFailed(
+                    f"upstream {config.simple_url} failed for {name!r} and nothing is cached: "
+                    f"{exc.reason}"
+                ) from exc
+            previous.stale_reason = exc.reason
+            previous.retry_at = time.monotonic() + min(_STALE_RETRY_SECONDS, config.cache_expiry)
+            self._pages.setdefault(name, {})[index.id] = previous
+            return previous
+        await self._refresher.store(index, name, fetched)
+        return await self._load(index, name)
+
+    async def _load(self, index: IndexRecord, name: str) -> CachedPage:
+        """Build the page from the database and cache it."""
+        async with self._db.read() as conn:
+            project = await queries.get_project(conn, index.id, name)
+            records = await queries.project_files(conn, project.id) if project else []
+        if self._settings.offline:
+            records = [r for r in records if r.blob_sha256 is not None]
+        links = tuple(_file_link(index, r) for r in records)
+        found = project is not None and project.found
+        if self._settings.offline and not links:
+            found = False
+        page = ProjectPage(
+            index=index.fullname,
+            name=name,
+            files=links,
+            versions=collect_versions(links),
+            last_serial=self._changes.serial,
+            status=project.status if project else None,
+            status_reason=project.status_reason if project else None,
+        )
+        cached = CachedPage(
+            page=page,
+            last_modified=formatdate(time.time(), usegmt=True),
+            checked_at=project.checked_at if project else None,
+            found=found,
+        )
+        self._pages.setdefault(name, {})[index.id] = cached
+        return cached
+
+    # --- project lists -----------------------------------------------------------------------
+
+    async def project_list(self, index: IndexRecord) -> CachedPage:
+        """An index's project names. Mirrors list the names seen so far, never upstream's list."""
+        if self._changes.behind():
+            await self._changes.catch_up()
+        cached = self._lists.get(index.id)
+        if cached is not None:
+            return cached
+        async with self._db.read() as conn:
+            names = await queries.project_names(conn, index.id)
+        listing = ProjectList(index.fullname, tuple(names), self._changes.serial)
+        cached = CachedPage(page=listing, last_modified=formatdate(time.time(), usegmt=True))
+        self._lists[index.id] = cached
+        return cached

@@ -1,0 +1,1 @@
+"""Adapters for persistent state: the metadata database and the blob store."""

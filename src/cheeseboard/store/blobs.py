@@ -1,0 +1,157 @@
+"""Content-addressed blob storage behind a small interface (filesystem now, S3 later).
+
+Every write is staged in a local temporary file while it is hashed, so readers can follow a file
+that is still arriving, and nothing reaches its final name unless its size and sha256 check out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Protocol
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_CHUNK = 256 * 1024
+
+
+class BlobMismatch(ValueError):
+    """Raised when staged bytes do not have the size or sha256 they were expected to have."""
+
+
+class BlobWriter(Protocol):
+    """A blob being written: append bytes, then commit under its sha256 or abort."""
+
+    tmp_path: Path
+    size: int
+
+    def write(self, data: bytes) -> None: ...
+
+    async def commit(
+        self, expected_sha256: str | None = None, expected_size: int | None = None
+    ) -> str: ...
+
+    def abort(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    """Where file bytes live, addressed by their sha256."""
+
+    def writer(self) -> BlobWriter: ...
+
+    def exists(self, sha256: str) -> bool: ...
+
+    def local_path(self, sha256: str) -> Path | None:
+        """A path the HTTP server can send directly, or None if the store is remote."""
+        ...
+
+    def read(self, sha256: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]: ...
+
+    async def delete(self, sha256: str) -> None: ...
+
+
+def check_sha256(sha256: str) -> str:
+    if not _SHA256.match(sha256):
+        raise ValueError(f"not a sha256 hex digest: {sha256!r}")
+    return sha256
+
+
+class FileBlobWriter:
+    """Stage bytes in ``<root>/.tmp`` while hashing them."""
+
+    def __init__(self, store: FileBlobStore) -> None:
+        self._store = store
+        self.tmp_path = store.tmp_dir / f"{uuid.uuid4().hex}.part"
+        self._file = open(self.tmp_path, "wb", buffering=0)  # noqa: SIM115 - closed in commit/abort
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+        self._hash.update(data)
+        self.size += len(data)
+
+    async def commit(
+        self, expected_sha256: str | None = None, expected_size: int | None = None
+    ) -> str:
+        """Verify, fsync and move into place; return the sha256. Raises BlobMismatch."""
+        digest = self._hash.hexdigest()
+        try:
+            if expected_size is not None and expected_size != self.size:
+                raise BlobMismatch(f"expected {expected_size} bytes, got {self.size}")
+            if expected_sha256 is not None and expected_sha256.lower() != digest:
+                raise BlobMismatch(f"expected sha256 {expected_sha256}, got {digest}")
+            await asyncio.to_thread(os.fsync, self._file.fileno())
+            self._file.close()
+            await asyncio.to_thread(self._store.install, self.tmp_path, digest)
+        except BaseException:
+            self.abort()
+            raise
+        return digest
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self.tmp_path.unlink(missing_ok=True)
+
+
+class FileBlobStore:
+    """Blobs at ``<root>/ab/cd/<sha256>``; fsync + rename, so a crash leaves no half file."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp_dir = root / ".tmp"
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        check_sha256(sha256)
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def writer(self) -> FileBlobWriter:
+        return FileBlobWriter(self)
+
+    def install(self, tmp_path: Path, sha256: str) -> None:
+        target = self.path(sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp_path, target)
+        fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def exists(self, sha256: str) -> bool:
+        return self.path(sha256).is_file()
+
+    def local_path(self, sha256: str) -> Path | None:
+        return self.path(sha256)
+
+    async def read(
+        self, sha256: str, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Yield bytes ``start``..``end`` (inclusive; None = to the end)."""
+        remaining = None if end is None else end - start + 1
+        with open(self.path(sha256), "rb") as handle:
+            handle.seek(start)
+            while remaining is None or remaining > 0:
+                chunk = handle.read(_CHUNK if remaining is None else min(_CHUNK, remaining))
+                if not chunk:
+                    break
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+
+    async def delete(self, sha256: str) -> None:
+        self.path(sha256).unlink(missing_ok=True)
+
+    def clean_tmp(self) -> int:
+        """Remove staged files left by a crash; returns how many. Call only at startup."""
+        removed = 0
+        for leftover in self.tmp_dir.glob("*.part"):
+            leftover.unlink(missing_ok=True)
+            removed += 1
+        return removed

@@ -1,0 +1,1 @@
+"""Alembic migrations, applied at startup (upgrades happen in place)."""

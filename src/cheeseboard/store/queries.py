@@ -1,0 +1,420 @@
+"""SQL for the metadata store (SQLAlchemy Core). Each function takes the connection to use."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from cheeseboard.store.schema import blobs, changelog, files, indexes, projects, server_info, users
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRecord:
+    id: int
+    user: str
+    name: str
+    type: str
+    config: dict[str, Any]
+
+    @property
+    def fullname(self) -> str:
+        return f"{self.user}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectRecord:
+    id: int
+    index_id: int
+    name: str
+    display_name: str
+    checked_at: float | None
+    found: bool
+    upstream_etag: str | None
+    upstream_serial: int | None
+    status: str | None
+    status_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    id: int
+    index_id: int
+    project_id: int
+    filename: str
+    version: str | None
+    packagetype: str
+    sha256: str | None
+    size: int | None
+    requires_python: str | None
+    yanked: str | None
+    upload_time: str | None
+    core_metadata_sha256: str | None
+    upstream_url: str | None
+    blob_sha256: str | None
+    position: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewFile:
+    """A file row to write, as a mirror refresh or an upload produces it."""
+
+    filename: str
+    version: str | None
+    packagetype: str
+    sha256: str | None
+    size: int | None
+    requires_python: str | None
+    yanked: str | None
+    upload_time: str | None
+    core_metadata_sha256: str | None
+    upstream_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    serial: int
+    index_id: int | None
+    project: str | None
+    kind: str
+
+
+_FILE_FIELDS = (
+    "version",
+    "packagetype",
+    "sha256",
+    "size",
+    "requires_python",
+    "yanked",
+    "upload_time",
+    "core_metadata_sha256",
+    "upstream_url",
+)
+
+
+def _project(row: Row[Any]) -> ProjectRecord:
+    return ProjectRecord(
+        id=row.id,
+        index_id=row.index_id,
+        name=row.name,
+        display_name=row.display_name,
+        checked_at=row.checked_at,
+        found=bool(row.found),
+        upstream_etag=row.upstream_etag,
+        upstream_serial=row.upstream_serial,
+        status=row.status,
+        status_reason=row.status_reason,
+    )
+
+
+def _file(row: Row[Any]) -> FileRecord:
+    return FileRecord(
+        id=row.id,
+        index_id=row.index_id,
+        project_id=row.project_id,
+        filename=row.filename,
+        version=row.version,
+        packagetype=row.packagetype,
+        sha256=row.sha256,
+        size=row.size,
+        requires_python=row.requires_python,
+        yanked=row.yanked,
+        upload_time=row.upload_time,
+        core_metadata_sha256=row.core_metadata_sha256,
+        upstream_url=row.upstream_url,
+        blob_sha256=row.blob_sha256,
+        position=row.position,
+    )
+
+
+# --- users and indexes -----------------------------------------------------------------------
+
+
+async def create_user(conn: AsyncConnection, name: str, pwhash: str, **extra: Any) -> int:
+    result = await conn.execute(
+        insert(users).values(name=name, pwhash=pwhash, created=time.time(), **extra)
+    )
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+async def user_id(conn: AsyncConnection, name: str) -> int | None:
+    value = await conn.scalar(select(users.c.id).where(users.c.name == name))
+    return None if value is None else int(value)
+
+
+async def create_index(
+    conn: AsyncConnection, owner_id: int, name: str, type_: str, config: dict[str, Any]
+) -> int:
+    result = await conn.execute(
+        insert(indexes).values(
+            user_id=owner_id, name=name, type=type_, config=config, created=time.time()
+        )
+    )
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+async def load_indexes(conn: AsyncConnection) -> list[IndexRecord]:
+    query = select(
+        indexes.c.id, users.c.name.label("user"), indexes.c.name, indexes.c.type, indexes.c.config
+    ).join(users, users.c.id == indexes.c.user_id)
+    rows = (await conn.execute(query)).all()
+    return [IndexRecord(r.id, r.user, r.name, r.type, dict(r.config)) for r in rows]
+
+
+# --- server info -------------------------------------------------------------------------------
+
+
+async def get_info(conn: AsyncConnection, key: str) -> str | None:
+    value = await conn.scalar(select(server_info.c.value).where(server_info.c.key == key))
+    return None if value is None else str(value)
+
+
+async def set_info(conn: AsyncConnection, key: str, value: str) -> None:
+    await conn.execute(delete(server_info).where(server_info.c.key == key))
+    await conn.execute(insert(server_info).values(key=key, value=value))
+
+
+# --- projects and files ------------------------------------------------------------------------
+
+
+async def get_project(conn: AsyncConnection, index_id: int, name: str) -> ProjectRecord | None:
+    row = (
+        await conn.execute(
+            select(projects).where(projects.c.index_id == index_id, projects.c.name == name)
+        )
+    ).first()
+    return None if row is None else _project(row)
+
+
+async def project_files(conn: AsyncConnection, project_id: int) -> list[FileRecord]:
+    rows = await conn.execute(
+        select(files).where(files.c.project_id == project_id).order_by(files.c.position)
+    )
+    return [_file(row) for row in rows]
+
+
+async def file_by_filename(
+    conn: AsyncConnection, index_id: int, filename: str
+) -> tuple[FileRecord, str] | None:
+    """The file row and its project's normalized name."""
+    row = (
+        await conn.execute(
+            select(files, projects.c.name.label("project_name"))
+            .join(projects, projects.c.id == files.c.project_id)
+            .where(files.c.index_id == index_id, files.c.filename == filename)
+        )
+    ).first()
+    return None if row is None else (_file(row), str(row.project_name))
+
+
+async def project_names(conn: AsyncConnection, index_id: int) -> list[str]:
+    rows = await conn.execute(
+        select(projects.c.name)
+        .where(projects.c.index_id == index_id, projects.c.found.is_(True))
+        .order_by(projects.c.name)
+    )
+    return [str(name) for (name,) in rows]
+
+
+async def _ensure_project(
+    conn: AsyncConnection, index_id: int, name: str, display_name: str
+) -> ProjectRecord:
+    existing = await get_project(conn, index_id, name)
+    if existing is not None:
+        return existing
+    await conn.execute(
+        insert(projects).values(
+            index_id=index_id, name=name, display_name=display_name, created=time.time(), found=True
+        )
+    )
+    created = await get_project(conn, index_id, name)
+    assert created is not None
+    return created
+
+
+async def save_mirror_page(
+    conn: AsyncConnection,
+    index_id: int,
+    name: str,
+    display_name: str,
+    new_files: Sequence[NewFile],
+    checked_at: float,
+    etag: str | None,
+    upstream_serial: int | None,
+    status: str | None,
+    status_reason: str | None,
+) -> bool:
+    """Store a freshly fetched mirror page; return True if anything a page shows changed.
+
+    Rows are diffed by filename so files already cached keep their blob, and an unchanged page
+    writes only its check time.
+    """
+    project = await _ensure_project(conn, index_id, name, display_name)
+    old = {record.filename: record for record in await project_files(conn, project.id)}
+    changed = (
+        not project.found or project.status != status or project.status_reason != status_reason
+    )
+    seen: set[str] = set()
+    for position, new in enumerate(new_files):
+        if new.filename in seen:
+            continue  # first link wins, as in a merged page
+        seen.add(new.filename)
+        record = old.get(new.filename)
+        values = {f: getattr(new, f) for f in _FILE_FIELDS}
+        if record is None:
+            clash = await conn.scalar(
+                select(files.c.id).where(
+                    files.c.index_id == index_id, files.c.filename == new.filename
+                )
+            )
+            if clash is not None:
+                continue  # another project of this index lists the same file; keep the first
+            await conn.execute(
+                insert(files).values(
+                    index_id=index_id,
+                    project_id=project.id,
+                    filename=new.filename,
+                    position=position,
+                    created=checked_at,
+                    **values,
+                )
+            )
+            changed = True
+            continue
+        if record.blob_sha256 is not None:
+            # Facts learned from the cached bytes stay unless upstream now says otherwise.
+            values["sha256"] = values["sha256"] or record.sha256
+            values["size"] = values["size"] if values["size"] is not None else record.size
+            values["core_metadata_sha256"] = (
+                values["core_metadata_sha256"] or record.core_metadata_sha256
+            )
+            if values["sha256"] != record.blob_sha256:
+                values["blob_sha256"] = None  # upstream replaced the file: fetch it again
+        current = {f: getattr(record, f) for f in _FILE_FIELDS}
+        if current != {f: values[f] for f in _FILE_FIELDS} or record.position != position:
+            await conn.execute(
+                update(files).where(files.c.id == record.id).values(position=position, **values)
+            )
+            changed = True
+    gone = [record.id for filename, record in old.items() if filename not in seen]
+    if gone:
+        await conn.execute(delete(files).where(files.c.id.in_(gone)))
+        changed = True
+    await conn.execute(
+        update(projects)
+        .where(projects.c.id == project.id)
+        .values(
+            checked_at=checked_at,
+            found=True,
+            display_name=display_name,
+            upstream_etag=etag,
+            upstream_serial=upstream_serial,
+            status=status,
+            status_reason=status_reason,
+        )
+    )
+    return changed
+
+
+async def save_mirror_not_found(
+    conn: AsyncConnection, index_id: int, name: str, checked_at: float
+) -> bool:
+    """Remember that upstream has no such project; return True if it had a page before."""
+    project = await get_project(conn, index_id, name)
+    if project is None:
+        await conn.execute(
+            insert(projects).values(
+                index_id=index_id,
+                name=name,
+                display_name=name,
+                created=checked_at,
+                checked_at=checked_at,
+                found=False,
+            )
+        )
+        return False
+    await conn.execute(delete(files).where(files.c.project_id == project.id))
+    await conn.execute(
+        update(projects)
+        .where(projects.c.id == project.id)
+        .values(checked_at=checked_at, found=False)
+    )
+    return project.found
+
+
+async def mark_checked(conn: AsyncConnection, project_id: int, checked_at: float) -> None:
+    await conn.execute(
+        update(projects).where(projects.c.id == project_id).values(checked_at=checked_at)
+    )
+
+
+async def record_cached_file(
+    conn: AsyncConnection,
+    file_id: int,
+    blob_sha256: str,
+    size: int,
+    core_metadata_sha256: str | None = None,
+) -> bool:
+    """Note that a file's bytes are stored; return True if a page-visible fact changed."""
+    row = (await conn.execute(select(files).where(files.c.id == file_id))).first()
+    if row is None:
+        return False
+    record = _file(row)
+    values: dict[str, Any] = {"blob_sha256": blob_sha256}
+    if record.sha256 is None:
+        values["sha256"] = blob_sha256
+    if record.size is None:
+        values["size"] = size
+    if record.core_metadata_sha256 is None and core_metadata_sha256 is not None:
+        values["core_metadata_sha256"] = core_metadata_sha256
+    await conn.execute(update(files).where(files.c.id == file_id).values(**values))
+    await add_blob(conn, blob_sha256, size)
+    return len(values) > 1
+
+
+async def set_core_metadata(conn: AsyncConnection, file_id: int, sha256: str) -> None:
+    await conn.execute(
+        update(files).where(files.c.id == file_id).values(core_metadata_sha256=sha256)
+    )
+
+
+async def add_blob(conn: AsyncConnection, sha256: str, size: int) -> None:
+    exists = await conn.scalar(select(blobs.c.sha256).where(blobs.c.sha256 == sha256))
+    if exists is None:
+        await conn.execute(insert(blobs).values(sha256=sha256, size=size, created=time.time()))
+
+
+async def blob_known(conn: AsyncConnection, sha256: str) -> bool:
+    return (await conn.scalar(select(blobs.c.sha256).where(blobs.c.sha256 == sha256))) is not None
+
+
+# --- changelog ---------------------------------------------------------------------------------
+
+
+async def log_change(
+    conn: AsyncConnection, index_id: int | None, project: str | None, kind: str
+) -> int:
+    result = await conn.execute(
+        insert(changelog).values(created=time.time(), index_id=index_id, project=project, kind=kind)
+    )
+    return int(result.inserted_primary_key[0])  # type: ignore[index]
+
+
+async def max_serial(conn: AsyncConnection) -> int:
+    value = await conn.scalar(select(func.max(changelog.c.serial)))
+    return int(value or 0)
+
+
+async def changes_since(conn: AsyncConnection, serial: int, limit: int = 10_000) -> list[Change]:
+    rows = await conn.execute(
+        select(changelog)
+        .where(changelog.c.serial > serial)
+        .order_by(changelog.c.serial)
+        .limit(limit)
+    )
+    return [Change(r.serial, r.index_id, r.project, r.kind) for r in rows]

@@ -1,0 +1,112 @@
+"""The metadata schema, in one place. Changes go through an Alembic migration as well."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("pwhash", Text, nullable=False),
+    Column("email", Text),
+    Column("title", Text),
+    Column("description", Text),
+    Column("custom_data", JSON),
+    Column("created", Float, nullable=False),
+    Column("modified", Float),
+)
+
+indexes = Table(
+    "indexes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("created", Float, nullable=False),
+    UniqueConstraint("user_id", "name"),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("index_id", Integer, ForeignKey("indexes.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),  # PEP 503 normalized
+    Column("display_name", String(255), nullable=False),
+    Column("created", Float, nullable=False),
+    # Mirror state: when upstream was last asked and what it said.
+    Column("checked_at", Float),
+    Column("found", Boolean, nullable=False, default=True),
+    Column("upstream_etag", Text),
+    Column("upstream_serial", Integer),
+    Column("status", String(16)),  # PEP 792; NULL = active
+    Column("status_reason", Text),
+    UniqueConstraint("index_id", "name"),
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("index_id", Integer, ForeignKey("indexes.id", ondelete="CASCADE"), nullable=False),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("version", String(128)),
+    Column("packagetype", String(16), nullable=False),
+    Column("sha256", String(64)),  # as the index advertises it; NULL when upstream gave none
+    Column("size", Integer),
+    Column("requires_python", Text),
+    Column("yanked", Text),  # NULL = not yanked; "" = yanked without a reason
+    Column("upload_time", String(32)),
+    Column("core_metadata_sha256", String(64)),
+    Column("upstream_url", Text),  # mirror files: where to fetch them
+    Column("blob_sha256", String(64)),  # set once the bytes are in the blob store
+    Column("position", Integer, nullable=False, default=0),
+    Column("created", Float, nullable=False),
+    UniqueConstraint("index_id", "filename"),
+    Index("ix_files_project", "project_id"),
+)
+
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", Integer, nullable=False),
+    Column("created", Float, nullable=False),
+)
+
+changelog = Table(
+    "changelog",
+    metadata,
+    Column("serial", Integer, primary_key=True, autoincrement=True),
+    Column("created", Float, nullable=False),
+    Column("index_id", Integer),
+    Column("project", String(255)),
+    Column("kind", String(32), nullable=False),
+)
+
+server_info = Table(
+    "server_info",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

@@ -1,0 +1,1 @@
+"""Shared helpers for the test suite: package factory and fake upstream index."""
