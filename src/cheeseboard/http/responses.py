@@ -6,6 +6,7 @@ the bytes and Python only writes the headers.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from email.utils import formatdate, parsedate_to_datetime
@@ -17,7 +18,10 @@ from starlette.types import Receive, Scope, Send
 
 from cheeseboard.core.negotiation import CONTENT_TYPES, Representation
 from cheeseboard.core.ranges import ByteRange, Unsatisfiable, parse_range
+from cheeseboard.services.downloads import DownloadFailed
 from cheeseboard.services.pages import CachedPage
+
+log = logging.getLogger(__name__)
 
 IMMUTABLE = "public, max-age=365000000, immutable"
 _CHUNK = 256 * 1024
@@ -182,6 +186,12 @@ class FollowResponse(Response):
         if self._method == "HEAD":
             await send({"type": "http.response.body", "body": b""})
             return
-        async for chunk in self._chunks:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        try:
+            async for chunk in self._chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except DownloadFailed as exc:
+            # Headers are out; the only honest signal left is an incomplete body. Returning
+            # without the final message makes the server drop the connection.
+            log.warning("cut a download short: %s", exc.reason)
+            return
         await send({"type": "http.response.body", "body": b""})

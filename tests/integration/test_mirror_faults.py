@@ -1,0 +1,153 @@
+"""Upstream faults: bad files are never stored or served whole; concurrent requests share."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.support.packages import Dist, build_wheel
+from tests.support.server import CheeseboardServer, ServerFactory
+from tests.support.upstream import Fault, UpstreamServer
+
+
+@pytest.fixture
+def big_wheel(tmp_path: Path) -> Dist:
+    """A 6 MB wheel, large enough to stream in many chunks."""
+    return build_wheel(tmp_path, "bigpkg", "2.0", payload_size=6 * 1024 * 1024)
+
+
+def _file_url(server: CheeseboardServer, dist: Dist) -> str:
+    digest = dist.sha256
+    return f"{server.url}root/pypi/+f/{digest[:3]}/{digest[3:16]}/{dist.filename}"
+
+
+def _fetch(url: str) -> tuple[int, bytes]:
+    """GET url; returns (status, body). A cut connection gives status -1 and the bytes received."""
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    try:
+        connection.request("GET", parts.path)
+        response = connection.getresponse()
+        try:
+            return response.status, response.read()
+        except http.client.IncompleteRead as exc:
+            return -1, exc.partial
+    except (ConnectionError, http.client.RemoteDisconnected):
+        return -1, b""
+    finally:
+        connection.close()
+
+
+def _page(server: CheeseboardServer, name: str) -> None:
+    with urllib.request.urlopen(f"{server.index_url}{name}/", timeout=30) as response:
+        assert response.status == 200
+
+
+@pytest.mark.parametrize("fault", ["corrupt", "truncate"])
+def test_bad_upstream_file_is_never_stored_or_served_whole(
+    fault: str, server_factory: ServerFactory, big_wheel: Dist
+) -> None:
+    """A corrupt or truncated upstream body reaches the client incomplete and is not kept."""
+    with UpstreamServer() as upstream:
+        upstream.add(big_wheel)
+        server = server_factory.start(upstream.simple_url)
+        _page(server, "bigpkg")
+        upstream.set_fault(big_wheel.filename, Fault(fault))  # type: ignore[arg-type]
+        for _ in range(2):  # the second try must go upstream again: nothing bad was cached
+            status, body = _fetch(_file_url(server, big_wheel))
+            assert status in (-1, 502)
+            assert hashlib.sha256(body).hexdigest() != big_wheel.sha256
+            assert len(body) < big_wheel.size
+        assert upstream.count(f"/files/{big_wheel.filename}") == 2
+        blobs = [p for p in (server.datadir / "blobs").rglob("*") if p.is_file()]
+        assert all(p.stat().st_size != big_wheel.size for p in blobs)
+        upstream.set_fault(big_wheel.filename, None)
+        status, body = _fetch(_file_url(server, big_wheel))
+        assert status == 200
+        assert hashlib.sha256(body).hexdigest() == big_wheel.sha256
+        assert "Traceback" not in server.log()
+
+
+def test_concurrent_requests_share_one_page_and_file_fetch(
+    server_factory: ServerFactory, big_wheel: Dist
+) -> None:
+    """Twenty clients at once cause one page fetch and one file download, on two workers."""
+    with UpstreamServer() as upstream:
+        upstream.add(big_wheel)
+        # Slow upstream answers make the requests overlap for sure.
+        upstream.set_fault("simple/bigpkg", Fault("delay", seconds=0.5))
+        server = server_factory.start(upstream.simple_url, "--workers", "2")
+        with ThreadPoolExecutor(20) as pool:
+            list(pool.map(lambda _: _page(server, "bigpkg"), range(20)))
+        assert upstream.count("/simple/bigpkg/") == 1
+        upstream.set_fault(big_wheel.filename, Fault("delay", seconds=0.5))
+        with ThreadPoolExecutor(20) as pool:
+            results = list(pool.map(lambda _: _fetch(_file_url(server, big_wheel)), range(20)))
+        for status, body in results:
+            assert status == 200
+            assert hashlib.sha256(body).hexdigest() == big_wheel.sha256
+        assert upstream.count(f"/files/{big_wheel.filename}") == 1
+
+
+def test_upstream_timeout_gives_502_within_bound(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """A hanging upstream gives 502 after --request-timeout, and stale data once cached."""
+    with UpstreamServer() as upstream:
+        upstream.add(build_wheel(tmp_path, "slowpkg", "1.0"))
+        server = server_factory.start(
+            upstream.simple_url, "--request-timeout", "1", "--mirror-cache-expiry", "0.001"
+        )
+        upstream.set_fault("simple/slowpkg", Fault("delay", seconds=10))
+        started = time.monotonic()
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(f"{server.index_url}slowpkg/", timeout=30)
+        error.value.close()
+        assert error.value.code == 502
+        assert error.value.headers["Retry-After"]
+        assert time.monotonic() - started < 3
+        upstream.set_fault("simple/slowpkg", None)
+        _page(server, "slowpkg")
+        upstream.set_fault("simple/slowpkg", Fault("delay", seconds=10))
+        time.sleep(0.01)
+        started = time.monotonic()
+        with urllib.request.urlopen(f"{server.index_url}slowpkg/", timeout=30) as response:
+            assert response.status == 200
+            assert response.headers["X-Cheeseboard-Stale"]
+            assert b"slowpkg-1.0-py3-none-any.whl" in response.read()
+        assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("kind", ["reset", "status"])
+def test_broken_upstream_page_never_becomes_404(
+    kind: str, server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """Resets and 5xx from upstream give 502, never a 404 that clients would fall through."""
+    with UpstreamServer() as upstream:
+        upstream.add(build_wheel(tmp_path, "flaky", "1.0"))
+        server = server_factory.start(upstream.simple_url)
+        upstream.set_fault("simple/flaky", Fault(kind, status=503))  # type: ignore[arg-type]
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(f"{server.index_url}flaky/", timeout=30)
+        error.value.close()
+        assert error.value.code == 502
+
+
+def test_upstream_404_is_cached_as_not_found(
+    server_factory: ServerFactory, html_upstream: UpstreamServer
+) -> None:
+    """An unknown name is asked upstream once per expiry, answered 404 each time."""
+    server = server_factory.start(html_upstream.simple_url)
+    for _ in range(3):
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(f"{server.index_url}does-not-exist/", timeout=30)
+        error.value.close()
+        assert error.value.code == 404
+    assert html_upstream.count("/simple/does-not-exist/") == 1

@@ -1,0 +1,116 @@
+"""Real pip and uv installs through root/pypi, and what happens when upstream goes away."""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support.clients import installed, pip_install, uv_install
+from tests.support.server import CheeseboardServer, ServerFactory
+from tests.support.upstream import UpstreamServer
+
+EXPECTED = {"app", "lib_a", "lib_b", "lib_c"}
+
+
+def _ok(result: object) -> None:
+    assert getattr(result, "returncode", 1) == 0, (
+        f"installer failed:\n{getattr(result, 'stdout', '')}\n{getattr(result, 'stderr', '')}"
+    )
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        error.close()
+        return int(error.code)
+
+
+@pytest.mark.parametrize("upstream_kind", ["html", "json"])
+def test_pip_then_uv_install_and_second_install_is_local(
+    upstream_kind: str,
+    request: pytest.FixtureRequest,
+    server_factory: ServerFactory,
+    tmp_path: Path,
+) -> None:
+    """pip installs a tree through the mirror; later pip and uv installs ask upstream nothing."""
+    upstream: UpstreamServer = request.getfixturevalue(f"{upstream_kind}_upstream")
+    server = server_factory.start(mirror_url=upstream.simple_url)
+    first = pip_install(server.index_url, tmp_path / "pip1", "app")
+    _ok(first)
+    assert installed(tmp_path / "pip1") == EXPECTED
+    assert upstream.count("/files/", method="GET") >= 4
+    upstream.clear_requests()
+    _ok(pip_install(server.index_url, tmp_path / "pip2", "app"))
+    _ok(uv_install(server.index_url, tmp_path / "uv", "app"))
+    assert installed(tmp_path / "pip2") == EXPECTED
+    assert installed(tmp_path / "uv") == EXPECTED
+    assert upstream.requests == [], [r.path for r in upstream.requests]
+
+
+def test_uv_cold_install_resolves_with_metadata_only(
+    mirror_server: CheeseboardServer, html_upstream: UpstreamServer, tmp_path: Path
+) -> None:
+    """uv resolves from .metadata; each wheel is downloaded from upstream exactly once."""
+    _ok(uv_install(mirror_server.index_url, tmp_path / "uv", "app"))
+    assert installed(tmp_path / "uv") == EXPECTED
+    paths = [r.path for r in html_upstream.requests if r.method == "GET"]
+    for name in ("app", "lib_a", "lib_b", "lib_c"):
+        assert paths.count(f"/files/{name}-1.0-py3-none-any.whl") == 1, paths
+
+
+def test_upstream_down_serves_cache_and_502_for_unknown(
+    server_factory: ServerFactory, html_upstream: UpstreamServer, tmp_path: Path
+) -> None:
+    """Upstream stopped: cached projects install, uncached give 502, also after a restart."""
+    # A zero expiry forces a refresh attempt on every request, so the stale path is really taken.
+    server = server_factory.start(html_upstream.simple_url, "--mirror-cache-expiry", "0.001")
+    _ok(pip_install(server.index_url, tmp_path / "warm", "app"))
+    html_upstream.stop()
+    for attempt in ("running", "restarted"):
+        if attempt == "restarted":
+            server.restart()
+        target = tmp_path / f"offline-{attempt}"
+        _ok(pip_install(server.index_url, target, "app"))
+        assert installed(target) == EXPECTED
+        _ok(uv_install(server.index_url, tmp_path / f"uv-{attempt}", "app"))
+        assert _status(server.index_url + "never-fetched/") == 502
+    assert "Traceback" not in server.log()
+
+
+def test_upstream_back_after_failure_recovers(
+    server_factory: ServerFactory, html_upstream: UpstreamServer, tmp_path: Path
+) -> None:
+    """An uncached name gives 502 while upstream is down and installs once it is back."""
+    server = server_factory.start(html_upstream.simple_url)
+    html_upstream.stop()
+    assert _status(server.index_url + "lib-c/") == 502
+    html_upstream.start()
+    _ok(pip_install(server.index_url, tmp_path / "t", "lib-c"))
+    assert installed(tmp_path / "t") == {"lib_c"}
+
+
+def test_offline_mode_lists_only_cached_files(
+    server_factory: ServerFactory, html_upstream: UpstreamServer, tmp_path: Path
+) -> None:
+    """--offline never contacts upstream, lists only cached files and 404s the rest."""
+    server = server_factory.start(html_upstream.simple_url)
+    _ok(pip_install(server.index_url, tmp_path / "warm", "lib-c"))
+    server.stop()
+    offline = CheeseboardServer(server.datadir, server.port, ["--offline"])
+    offline.start()
+    try:
+        html_upstream.clear_requests()
+        with urllib.request.urlopen(server.index_url + "lib-c/", timeout=10) as response:
+            page = response.read().decode()
+        assert "lib_c-1.0-py3-none-any.whl" in page
+        assert "lib_c-1.0.tar.gz" not in page  # never downloaded, so not offered
+        assert _status(server.index_url + "app/") == 404
+        _ok(pip_install(server.index_url, tmp_path / "off", "lib-c"))
+        assert html_upstream.requests == []
+    finally:
+        offline.stop()

@@ -1,0 +1,125 @@
+"""Real cheeseboard servers for tests: ``init`` + ``serve`` as subprocesses on free ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT_PASSWORD = "root-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def server_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "cheeseboard.server.cli", *args]
+
+
+class CheeseboardServer:
+    """One server process over one data directory; can be stopped and started again."""
+
+    def __init__(self, datadir: Path, port: int, extra_args: list[str]) -> None:
+        self.datadir = datadir
+        self.port = port
+        self.extra_args = extra_args
+        self.url = f"http://127.0.0.1:{port}/"
+        self.index_url = f"{self.url}root/pypi/+simple/"
+        self.log_path = datadir.parent / f"{datadir.name}-server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHEESEBOARD_")}
+        self.process = subprocess.Popen(
+            server_command(
+                "serve", "--datadir", str(self.datadir), "--port", str(self.port), *self.extra_args
+            ),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited early:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.url + "-/health", timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.05)
+        raise RuntimeError(f"server did not become ready:\n{self.log()}")
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+class ServerFactory:
+    """Creates initialised data directories and servers over them."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.servers: list[CheeseboardServer] = []
+
+    def init(self, mirror_url: str, name: str = "data") -> Path:
+        datadir = self.base / name
+        subprocess.run(
+            server_command(
+                "init",
+                "--datadir",
+                str(datadir),
+                "--root-password",
+                ROOT_PASSWORD,
+                "--mirror-url",
+                mirror_url,
+            ),
+            check=True,
+            capture_output=True,
+        )
+        return datadir
+
+    def start(
+        self, mirror_url: str, *args: str, name: str = "data", port: int | None = None
+    ) -> CheeseboardServer:
+        datadir = self.base / name
+        if not datadir.exists():
+            self.init(mirror_url, name)
+        server = CheeseboardServer(datadir, port or free_port(), list(args))
+        server.start()
+        self.servers.append(server)
+        return server
+
+    def stop_all(self) -> None:
+        for server in self.servers:
+            server.stop()
