@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
-from cheeseboard.http import files, health, simple
+from cheeseboard.http import files, health, pypi_json, simple
 from cheeseboard.http.errors import domain_error, http_error
 from cheeseboard.http.state import AppServices
 from cheeseboard.mirror.client import UpstreamClient
@@ -22,6 +22,7 @@ from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.services.locks import SharedLocks
 from cheeseboard.services.mirror import MirrorRefresher
 from cheeseboard.services.pages import PageService
+from cheeseboard.services.pypi_json import PypiJsonService
 from cheeseboard.store.blobs import FileBlobStore
 from cheeseboard.store.db import Database
 from cheeseboard.store.serial import SerialFile
@@ -50,7 +51,15 @@ def create_app(settings: Settings) -> Starlette:
         changes.subscribe(indexes.on_change)
         changes.subscribe(pages.on_change)
         changes.subscribe(file_service.on_change)
-        app.state.services = AppServices(settings, db, changes, indexes, pages, file_service)
+        app.state.services = AppServices(
+            settings,
+            db,
+            changes,
+            indexes,
+            pages,
+            file_service,
+            PypiJsonService(pages, file_service),
+        )
         try:
             yield
         finally:
@@ -60,7 +69,7 @@ def create_app(settings: Settings) -> Starlette:
             serial_file.close()
 
     return Starlette(
-        routes=[*health.routes, *simple.routes, *files.routes],
+        routes=[*health.routes, *simple.routes, *files.routes, *pypi_json.routes],
         lifespan=lifespan,
         exception_handlers={CheeseboardError: domain_error, HTTPException: http_error},
     )

@@ -12,6 +12,7 @@ from cheeseboard.services.errors import NotFound
 from cheeseboard.services.files import FileService
 from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.services.pages import PageService
+from cheeseboard.services.pypi_json import PypiJsonService
 from cheeseboard.store.db import Database
 from cheeseboard.store.queries import IndexRecord
 
@@ -24,6 +25,7 @@ class AppServices:
     indexes: IndexRegistry
     pages: PageService
     files: FileService
+    pypi_json: PypiJsonService
 
 
 def services(request: Request) -> AppServices:

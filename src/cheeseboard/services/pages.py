@@ -54,6 +54,10 @@ class Rendered:
     body: bytes
     etag: str
 
+    @classmethod
+    def of(cls, body: bytes, kind: str) -> Rendered:
+        return cls(body, f'"{hashlib.sha256(body).hexdigest()[:40]}-{kind}"')
+
 
 @dataclass(slots=True)
 class CachedPage:
@@ -66,6 +70,8 @@ class CachedPage:
     stale_reason: str | None = None
     retry_at: float = 0.0  # monotonic time before which upstream is not asked again
     _renders: dict[tuple[str, bool], Rendered] = field(default_factory=dict)
+    # Other documents derived from this page (JSON API), dropped with it.
+    extras: dict[str, Rendered] = field(default_factory=dict)
 
     def render(self, representation: Representation, gzipped: bool) -> Rendered:
         key = (representation, gzipped)
@@ -88,8 +94,7 @@ class CachedPage:
                 body = (
                     render_list_json(self.page) if kind == "json" else render_list_html(self.page)
                 )
-            digest = hashlib.sha256(body).hexdigest()[:40]
-            rendered = Rendered(body, f'"{digest}-{representation}"')
+            rendered = Rendered.of(body, representation)
         self._renders[key] = rendered
         return rendered
 
