@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy import text
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from cheeseboard import __version__
+from cheeseboard.core import metrics
 from cheeseboard.http.state import services
 
 
@@ -33,4 +34,15 @@ async def health(request: Request) -> Response:
     return JSONResponse(body, status_code=200 if ok else 503, headers={"Cache-Control": "no-store"})
 
 
-routes = [Route("/-/health", health, methods=["GET", "HEAD"])]
+async def metrics_endpoint(request: Request) -> Response:
+    return PlainTextResponse(
+        metrics.render(),
+        media_type="text/plain; version=0.0.4",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+routes = [
+    Route("/-/health", health, methods=["GET", "HEAD"]),
+    Route("/-/metrics", metrics_endpoint, methods=["GET", "HEAD"]),
+]

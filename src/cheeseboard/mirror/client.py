@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from cheeseboard import __version__
+from cheeseboard.core import metrics
 from cheeseboard.mirror.errors import UpstreamError, UpstreamNotFound, UpstreamUnavailable
 
 # JSON first: real PyPI answers with PEP 691; HTML-only mirrors still send HTML (standards §3).
@@ -90,6 +91,7 @@ class UpstreamClient:
 
         Raises UpstreamNotFound for 404/410 and UpstreamUnavailable for anything else unusable.
         """
+        metrics.count("upstream_requests_total")
         timeout = aiohttp.ClientTimeout(total=self._timeout)
         headers = {"Accept": accept}
         if etag:
@@ -123,6 +125,8 @@ class UpstreamClient:
     @asynccontextmanager
     async def open_file(self, url: str) -> AsyncIterator[UpstreamFile]:
         """Stream a file. The body may be large, so only connect and read stalls time out."""
+        metrics.count("upstream_requests_total")
+        metrics.count("file_downloads_total")
         timeout = aiohttp.ClientTimeout(
             total=None, sock_connect=self._timeout, sock_read=self._timeout
         )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 from urllib.parse import urlsplit
 
+from cheeseboard.core import metrics
 from cheeseboard.core.mirror_policy import CachedState, decide
 from cheeseboard.core.negotiation import Representation
 from cheeseboard.core.pages import (
@@ -150,6 +151,8 @@ class PageService:
     # --- invalidation ------------------------------------------------------------------------
 
     def on_change(self, change: Change) -> None:
+        if change.kind == "mirror-file-cached" and not self._settings.offline:
+            return  # bytes arrived but nothing on the page changed (offline pages list them)
         if change.project is not None:
             # Drop the project in every index: stage pages include their bases' files.
             self._pages.pop(change.project, None)
@@ -169,6 +172,8 @@ class PageService:
             page = await self._mirror_page(index, name, cached)
         else:
             page = cached or await self._load(index, name)
+        if page is cached:
+            metrics.count("page_cache_hits_total")
         if not page.found:
             raise NotFound(f"no project {name!r} on {index.fullname}")
         return page
@@ -226,6 +231,7 @@ class PageService:
 
     async def _load(self, index: IndexRecord, name: str) -> CachedPage:
         """Build the page from the database and cache it."""
+        metrics.count("page_builds_total")
         async with self._db.read() as conn:
             project = await queries.get_project(conn, index.id, name)
             records = await queries.project_files(conn, project.id) if project else []

@@ -20,6 +20,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from cheeseboard.core import metrics
+
 _BUSY_TIMEOUT_MS = 30_000
 
 
@@ -91,6 +93,7 @@ class Database:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
+        metrics.count("db_reads_total")
         async with self._reader.connect() as connection:
             yield connection
 
@@ -98,6 +101,7 @@ class Database:
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction: committed on normal exit, rolled back on an exception."""
         engine = self._writer or self._reader
+        metrics.count("db_writes_total")
         async with self._write_lock, engine.begin() as connection:
             yield connection
 

@@ -1,0 +1,55 @@
+"""The hot path: cached pages and files are served from memory, with no database query."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+
+from tests.support.packages import Dist
+from tests.support.server import CheeseboardServer
+
+JSON = "application/vnd.pypi.simple.v1+json"
+
+
+def _metrics(server: CheeseboardServer) -> dict[str, int]:
+    with urllib.request.urlopen(server.url + "-/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        name: int(value)
+        for name, value in re.findall(r"^cheeseboard_(\w+)\{[^}]*\} (\d+)$", text, re.MULTILINE)
+    }
+
+
+def _get(url: str, accept: str = "") -> bytes:
+    request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+        body: bytes = response.read()
+        return body
+
+
+def test_cached_pages_and_files_need_no_database_or_upstream(
+    mirror_server: CheeseboardServer, dists: dict[str, list[Dist]]
+) -> None:
+    """After the first request, 100 page, file and .metadata requests open no DB connection."""
+    wheel = dists["lib-c"][0]
+    page_url = mirror_server.index_url + "lib-c/"
+    file_url = (
+        f"{mirror_server.url}root/pypi/+f/{wheel.sha256[:3]}/{wheel.sha256[3:16]}/{wheel.filename}"
+    )
+    _get(page_url)
+    _get(page_url, JSON)
+    assert _get(file_url) == wheel.path.read_bytes()
+    assert _get(file_url + ".metadata") == wheel.metadata
+    before = _metrics(mirror_server)
+    for _ in range(25):
+        _get(page_url)
+        _get(page_url, JSON)
+        _get(file_url)
+        _get(file_url + ".metadata")
+    after = _metrics(mirror_server)
+    assert after["db_reads_total"] == before["db_reads_total"]
+    assert after["db_writes_total"] == before["db_writes_total"]
+    assert after["upstream_requests_total"] == before["upstream_requests_total"]
+    assert after["page_builds_total"] == before["page_builds_total"]
+    assert after["page_cache_hits_total"] - before["page_cache_hits_total"] == 50
