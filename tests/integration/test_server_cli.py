@@ -1,0 +1,134 @@
+"""``cheeseboard-server`` init/serve: first-start initialisation, settings sources, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support.server import free_port, server_command
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHEESEBOARD_")}
+    env.update(extra)
+    return env
+
+
+def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        server_command(*args), env=_env(**env), capture_output=True, text=True, timeout=60
+    )
+
+
+def _serve_until_ready(args: list[str], env: dict[str, str], port: int) -> str:
+    """Start serve, wait for /-/health on ``port``, stop it; return its output."""
+    process = subprocess.Popen(
+        server_command("serve", *args),
+        env=_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert process.poll() is None, process.communicate()[0]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/health", timeout=1) as r:
+                    assert json.load(r)["status"] == "ok"
+                    break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError("server did not become ready")
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=20)
+    return output
+
+
+def test_serve_refuses_uninitialised_dir_without_password(tmp_path: Path) -> None:
+    """Without CHEESEBOARD_ROOT_PASSWORD, serve on an empty dir exits 2 and says what to do."""
+    result = _run("serve", "--datadir", str(tmp_path / "data"), "--port", str(free_port()))
+    assert result.returncode == 2
+    assert "not initialised" in result.stderr and "CHEESEBOARD_ROOT_PASSWORD" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "data").exists()
+
+
+def test_serve_initialises_with_password_from_environment(tmp_path: Path) -> None:
+    """With CHEESEBOARD_ROOT_PASSWORD set, serve initialises the directory, then serves."""
+    port = free_port()
+    datadir = tmp_path / "data"
+    _serve_until_ready(
+        ["--datadir", str(datadir), "--port", str(port)], {"CHEESEBOARD_ROOT_PASSWORD": "pw"}, port
+    )
+    assert (datadir / ".cheeseboard").is_file()
+    assert (datadir / "secret").stat().st_mode & 0o777 == 0o600
+
+
+def test_settings_precedence_cli_env_file(tmp_path: Path) -> None:
+    """The port comes from the CLI over the environment over the YAML file."""
+    datadir = tmp_path / "data"
+    assert _run("init", "--datadir", str(datadir), "--root-password", "pw").returncode == 0
+    file_port, env_port, cli_port = free_port(), free_port(), free_port()
+    config = tmp_path / "server.yaml"
+    config.write_text(f"cheeseboard-server:\n  port: {file_port}\n  mirror_cache_expiry: 60\n")
+    base = ["--datadir", str(datadir), "--config", str(config)]
+    output = _serve_until_ready(base, {}, file_port)
+    assert f"setting port from config file {config}" in output
+    _serve_until_ready(base, {"CHEESEBOARD_PORT": str(env_port)}, env_port)
+    _serve_until_ready(
+        [*base, "--port", str(cli_port)], {"CHEESEBOARD_PORT": str(env_port)}, cli_port
+    )
+
+
+@pytest.mark.parametrize(
+    ("config_text", "env", "message"),
+    [
+        ("port: [1, 2]\n", {}, "--port from config file"),
+        ("colour: blue\n", {}, "unknown option 'colour'"),
+        ("port: 1\n  bad: [\n", {}, "not valid YAML"),
+        ("", {"CHEESEBOARD_WORKERS": "zero"}, "--workers from environment CHEESEBOARD_WORKERS"),
+        ("", {"CHEESEBOARD_OFFLINE": "maybe"}, "--offline from environment"),
+    ],
+)
+def test_bad_settings_give_one_clear_line(
+    tmp_path: Path, config_text: str, env: dict[str, str], message: str
+) -> None:
+    """Each bad value names the option and where it came from, without a traceback."""
+    config = tmp_path / "bad.yaml"
+    config.write_text(config_text)
+    result = _run("serve", "--datadir", str(tmp_path), "--config", str(config), **env)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_init_refuses_non_empty_directory_and_empty_password(tmp_path: Path) -> None:
+    """init never takes over a directory with other files, and wants a root password."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "precious.txt").write_text("keep me")
+    result = _run("init", "--datadir", str(tmp_path / "data"), "--root-password", "pw")
+    assert result.returncode == 2 and "not an empty directory" in result.stderr
+    assert (tmp_path / "data" / "precious.txt").read_text() == "keep me"
+    result = _run("init", "--datadir", str(tmp_path / "other"))
+    assert result.returncode == 2 and "--root-password" in result.stderr
+    assert not (tmp_path / "other").exists()
+    assert list(tmp_path.iterdir()) == [tmp_path / "data"]  # no staging directory left behind
+
+
+def test_init_twice_is_refused(tmp_path: Path) -> None:
+    """A second init of the same directory fails and leaves the first intact."""
+    datadir = tmp_path / "data"
+    assert _run("init", "--datadir", str(datadir), "--root-password", "pw").returncode == 0
+    before = (datadir / "secret").read_text()
+    result = _run("init", "--datadir", str(datadir), "--root-password", "other")
+    assert result.returncode == 2 and "already initialised" in result.stderr
+    assert (datadir / "secret").read_text() == before
