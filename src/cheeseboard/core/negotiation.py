@@ -75,8 +75,11 @@ def _quality(ranges: list[tuple[str, float]], media_types: tuple[str, ...]) -> f
 def negotiate(accept: str | None, format_param: str | None) -> Choice:
     """Pick the representation for a simple page request."""
     if format_param:
+        # An unencoded "+" in a query string decodes to a space ("…v1+json" typed into curl or a
+        # browser); media types never contain spaces, so read it back as the "+" it was.
+        wanted = format_param.strip().lower().replace(" ", "+")
         for rep in _PREFERENCE:
-            if format_param.strip().lower() in _ALIASES[rep]:
+            if wanted in _ALIASES[rep]:
                 return Choice(rep)
         return Choice(None, f"unsupported format {format_param!r}")
     if not accept or not accept.strip():

@@ -18,9 +18,12 @@ _METADATA = ".metadata"
 async def _record(request: Request, filename: str) -> FileRecord:
     index = index_of(request)
     record = await services(request).files.lookup(index, filename)
-    prefix = request.path_params.get("h3", "") + request.path_params.get("h13", "")
-    if prefix and not (record.sha256 or "").startswith(prefix):
-        raise NotFound(f"no file {filename!r} with hash prefix {prefix}")
+    if "h3" in request.path_params:
+        # Exactly the page's +f/<sha256[:3]>/<sha256[3:16]>/, not any split of a prefix of it.
+        h3, h13 = request.path_params["h3"], request.path_params["h13"]
+        digest = record.sha256 or ""
+        if not digest or (h3, h13) != (digest[:3], digest[3:16]):
+            raise NotFound(f"no file {filename!r} under +f/{h3[:16]}/{h13[:16]}")
     return record
 
 

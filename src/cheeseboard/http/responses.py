@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Mapping
 from email.utils import formatdate, parsedate_to_datetime
 from pathlib import Path
@@ -28,11 +29,22 @@ _CHUNK = 256 * 1024
 
 
 def _accepts_gzip(request: Request) -> bool:
+    """gzip is acceptable if listed with q > 0, or if unlisted and ``*`` has q > 0 (RFC 9110)."""
+    qualities: dict[str, float] = {}
     for part in request.headers.get("accept-encoding", "").split(","):
-        coding, _, params = part.strip().partition(";")
-        if coding.strip().lower() in ("gzip", "*") and params.replace(" ", "") not in ("q=0",):
-            return True
-    return False
+        coding, *params = (field.strip() for field in part.split(";"))
+        quality = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        if coding:
+            qualities[coding.lower()] = quality
+    gzip_q = qualities.get("gzip", qualities.get("x-gzip", qualities.get("*", 0.0)))
+    return gzip_q > 0
 
 
 def _etag_matches(header: str, etag: str) -> bool:
@@ -171,6 +183,8 @@ class FollowResponse(Response):
             "Cache-Control": IMMUTABLE,
             "Accept-Ranges": "bytes",
             "Content-Type": "application/octet-stream",
+            # The stored blob's mtime (its Last-Modified from then on) is the end of this transfer.
+            "Last-Modified": formatdate(time.time(), usegmt=True),
         }
         if sha256:
             headers["ETag"] = f'"{sha256}"'
@@ -195,3 +209,7 @@ class FollowResponse(Response):
             log.warning("cut a download short: %s", exc.reason)
             return
         await send({"type": "http.response.body", "body": b""})
+
+
+# Public name for other route modules that build their own conditional responses.
+etag_matches = _etag_matches

@@ -6,11 +6,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from cheeseboard.core.names import normalize_project_name
+from cheeseboard.core.names import is_valid_project_name, normalize_project_name
 from cheeseboard.core.negotiation import Representation, negotiate
 from cheeseboard.http.responses import page_response
 from cheeseboard.http.state import index_of, services
-from cheeseboard.services.errors import NotAcceptable
+from cheeseboard.services.errors import NotAcceptable, NotFound
 
 
 def _representation(request: Request) -> Representation:
@@ -25,6 +25,18 @@ def _with_query(request: Request, path: str) -> str:
     return f"{path}?{query}" if query else path
 
 
+def _project_name(request: Request) -> str:
+    """The project name from the path; 404 for anything that is not a PEP 508 name.
+
+    Such a name can't exist anywhere, and it must never reach upstream: a NUL, space or slash
+    would be dropped or re-encoded on the way, fetching (and caching) some other project's page.
+    """
+    name: str = request.path_params["project"]
+    if not is_valid_project_name(name):
+        raise NotFound(f"no project {name[:100]!r}: not a valid project name")
+    return name
+
+
 async def project_list(request: Request) -> Response:
     index = index_of(request)
     representation = _representation(request)
@@ -35,15 +47,17 @@ async def project_list(request: Request) -> Response:
 
 async def project_page(request: Request) -> Response:
     index = index_of(request)
-    name = request.path_params["project"]
+    name = _project_name(request)
     normalized = normalize_project_name(name)
     if name != normalized:
         # PEP 503 allows the redirect; PyPI uses 301. Clients must not depend on it.
         target = f"/{index.fullname}/+simple/{normalized}/"
         return RedirectResponse(_with_query(request, target), status_code=301)
-    representation = _representation(request)
     app = services(request)
+    # Look the project up before negotiating: an unknown project is 404 whatever the Accept
+    # (reference/standards.md §4.2), so clients move on to their next index.
     cached = await app.pages.project_page(index, normalized)
+    representation = _representation(request)
     max_age = (
         app.settings.mirror_page_max_age if index.type == "mirror" else app.settings.page_max_age
     )
@@ -55,7 +69,7 @@ async def add_slash(request: Request) -> Response:
     index_of(request)
     path = request.url.path + "/"
     if "project" in request.path_params:
-        name = normalize_project_name(request.path_params["project"])
+        name = normalize_project_name(_project_name(request))
         path = f"/{request.path_params['user']}/{request.path_params['index']}/+simple/{name}/"
     return RedirectResponse(_with_query(request, path), status_code=301)
 
