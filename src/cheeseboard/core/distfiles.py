@@ -22,7 +22,13 @@ OTHER_SUFFIXES = (".egg", ".exe", ".msi", ".rpm", ".dmg", ".deb")
 ARCHIVE_SUFFIXES = (".whl", *SDIST_SUFFIXES, *OTHER_SUFFIXES)
 # Nothing from a request becomes a filesystem path, but filenames still end up in URLs, headers
 # and logs: keep them to printable characters without separators.
-_SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+!~-]*$")
+_SAFE_FILENAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+!~-]*")
+# Legacy binaries (eggs, bdist_wininst, bdist_msi, bdist_rpm, bdist_dmg) put a python tag and/or
+# a platform after the version: ``x-1.0-py2.7.egg``, ``x-1.0.win32-py2.7.exe``, ``x-1.0-1.src.rpm``.
+_LEGACY_TAIL = re.compile(
+    r"\.(?:win32|win-amd64|win-arm64|linux|macosx|cygwin|freebsd|solaris)\b.*|-.*", re.DOTALL
+)
+_LEGACY_PYTHON_TAG = re.compile(r"-(py\d+(?:\.\d+)?)(?:-|$)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +46,7 @@ def is_safe_filename(filename: str) -> bool:
     """Tell whether a filename is a plain archive name, safe to put in paths and headers."""
     return (
         len(filename) <= 255
-        and bool(_SAFE_FILENAME.match(filename))
+        and bool(_SAFE_FILENAME.fullmatch(filename))
         and filename.lower().endswith(ARCHIVE_SUFFIXES)
     )
 
@@ -63,6 +69,17 @@ def _strip_suffix(filename: str) -> str:
     return filename
 
 
+def _legacy(filename: str, project: str, rest: str) -> DistFilename:
+    """A legacy binary: keep the version only if what precedes the tags is a PEP 440 version."""
+    version: str | None = _LEGACY_TAIL.sub("", rest, count=1)
+    try:
+        Version(version or "")
+    except InvalidVersion:
+        version = None
+    tag = _LEGACY_PYTHON_TAG.search("-" + rest)
+    return DistFilename(filename, project, version, "other", tag.group(1) if tag else "")
+
+
 def parse_dist_filename(filename: str, project: str | None = None) -> DistFilename:
     """Split a distribution file name; ``project`` (if known) disambiguates sdist names."""
     kind = packagetype_of(filename)
@@ -74,18 +91,26 @@ def parse_dist_filename(filename: str, project: str | None = None) -> DistFilena
                 filename, normalize_project_name(parts[0]), parts[1], kind, parts[-3]
             )
         return DistFilename(filename, normalize_project_name(parts[0]), None, kind, "")
+    python_tag = "source" if kind == "sdist" else ""
     if project is not None:
         normalized = normalize_project_name(project)
         # The name part may use "-", "_" or "." anywhere; find the split whose prefix matches.
         for index, char in enumerate(stem):
             if char == "-" and normalize_project_name(stem[:index]) == normalized:
-                version = stem[index + 1 :] or None
-                python_tag = "source" if kind == "sdist" else ""
-                return DistFilename(filename, normalized, version, kind, python_tag)
+                rest = stem[index + 1 :]
+                if kind == "other":
+                    return _legacy(filename, normalized, rest)
+                return DistFilename(filename, normalized, rest or None, kind, python_tag)
+    if kind == "other":
+        # Without a project, the name ends at the first "-" that starts a version.
+        match = re.search(r"-(?=\d)", stem)
+        if match is None:
+            return DistFilename(filename, normalize_project_name(stem), None, kind, "")
+        name = stem[: match.start()]
+        return _legacy(filename, normalize_project_name(name), stem[match.end() :])
     name, _, version = stem.rpartition("-")
     if not name:
         return DistFilename(filename, normalize_project_name(stem), None, kind, "")
-    python_tag = "source" if kind == "sdist" else ""
     return DistFilename(filename, normalize_project_name(name), version or None, kind, python_tag)
 
 

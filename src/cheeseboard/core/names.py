@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 
 _NORMALIZE = re.compile(r"[-_.]+")
-# PEP 508 names: ASCII letters and digits, with "-", "_" and "." inside.
-_PROJECT_NAME = re.compile(r"^([A-Z0-9]|[A-Z0-9][A-Z0-9._-]*[A-Z0-9])$", re.IGNORECASE)
+# PEP 508 names: ASCII letters and digits, with "-", "_" and "." inside. Spelled out instead of
+# re.IGNORECASE, which lets [A-Z] match the Kelvin sign and other non-ASCII letters; matched with
+# fullmatch, since "$" also matches before a trailing newline.
+_PROJECT_NAME = re.compile(r"[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]")
 # devpi's rule for user and index names: no whitespace, control characters or punctuation
 # other than "-", ".", "@" and "_"; "+" is reserved for routes such as "+simple".
-_SEGMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+_SEGMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
 
 class InvalidName(ValueError):
@@ -23,7 +25,7 @@ def normalize_project_name(name: str) -> str:
 
 def is_valid_project_name(name: str) -> bool:
     """Tell whether ``name`` is a PEP 508 project name."""
-    return bool(_PROJECT_NAME.match(name))
+    return bool(_PROJECT_NAME.fullmatch(name))
 
 
 def checked_project_name(name: str) -> str:
@@ -35,7 +37,7 @@ def checked_project_name(name: str) -> str:
 
 def checked_segment_name(kind: str, name: str) -> str:
     """Validate a user or index name (``kind`` names it in the message)."""
-    if not _SEGMENT_NAME.match(name):
+    if not _SEGMENT_NAME.fullmatch(name):
         raise InvalidName(
             f"{kind} name {name!r} contains characters that aren't allowed: use letters, digits "
             "and '-', '.', '@', '_' (at most 64, starting with a letter or digit)"

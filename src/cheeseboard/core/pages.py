@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from html import escape
 from urllib.parse import quote
 
+from cheeseboard.core.names import normalize_project_name
+
 API_VERSION = "1.4"  # PEP 700/740/792 fields; see reference/standards.md §0
 
 
@@ -59,7 +61,10 @@ class ProjectList:
 
 def _href(link: FileLink) -> str:
     # The page lives at <user>/<index>/+simple/<project>/; four levels up is the server root.
-    url = "../../../../" + quote(link.path, safe="/")
+    # Route segments keep their "+" (``+f``, ``+e``); in the file name it is escaped as %2B, since
+    # some clients and storage backends read a raw "+" in a path as a space.
+    directory, slash, filename = link.path.rpartition("/")
+    url = "../../../../" + quote(directory, safe="/+@") + slash + quote(filename, safe="")
     return f"{url}#sha256={link.sha256}" if link.sha256 else url
 
 
@@ -119,10 +124,10 @@ def _file_json(link: FileLink) -> dict[str, object]:
 
 
 def render_project_json(page: ProjectPage) -> bytes:
-    """PEP 691 project detail at api-version 1.4."""
+    """PEP 691 project detail at api-version 1.4 (``name`` is always the normalized name)."""
     document: dict[str, object] = {
         "meta": {"api-version": API_VERSION, "_last-serial": page.last_serial},
-        "name": page.name,
+        "name": normalize_project_name(page.name),
         "versions": list(page.versions),
         "files": [_file_json(link) for link in page.files],
     }

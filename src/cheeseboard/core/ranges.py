@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+# ASCII digits only: str.isdigit() also accepts "²" (a latin-1 header byte) that int() rejects.
+_DIGITS = re.compile(r"[0-9]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +44,7 @@ def parse_range(header: str | None, length: int) -> ByteRange | None:
     if not dash:
         return None
     first, last = first.strip(), last.strip()
-    if not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
+    if not (_DIGITS.fullmatch(first) and _DIGITS.fullmatch(last)):
         return None
     if first == "":
         if last == "":
@@ -52,9 +56,9 @@ def parse_range(header: str | None, length: int) -> ByteRange | None:
         start = max(0, length - suffix)
         return ByteRange(start, length - 1, length) if length else None
     start = int(first)
-    end = int(last) if last else length - 1
-    if end < start:
-        return None
+    if last and int(last) < start:
+        return None  # invalid range-spec: ignored
     if start >= length:
         raise Unsatisfiable(header)
-    return ByteRange(start, min(end, length - 1), length)
+    end = min(int(last), length - 1) if last else length - 1
+    return ByteRange(start, end, length)

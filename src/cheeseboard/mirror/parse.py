@@ -16,8 +16,11 @@ from urllib.parse import unquote, urldefrag, urljoin, urlsplit
 
 from cheeseboard.core.distfiles import is_safe_filename
 
-_HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
-_UPLOAD_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$")
+# Used with fullmatch: "$" would also accept a trailing newline. ASCII digits only.
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_UPLOAD_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z")
+_SIZE = re.compile(r"[0-9]{1,18}")
+_URL_SCHEMES = ("http", "https")
 
 
 class PageFormatError(ValueError):
@@ -60,26 +63,47 @@ class FileFacts:
 
 def _sha256_from_fragment(fragment: str) -> str | None:
     algo, _, value = fragment.partition("=")
-    if algo.lower() == "sha256" and _HEX64.match(value):
+    if algo.lower() == "sha256" and _HEX64.fullmatch(value):
         return value.lower()
     return None
 
 
-def _filename_from_url(url: str) -> str:
-    return unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+def _filename_from_url(url: str) -> str | None:
+    """The file name a download URL ends with, or None for URLs we would not fetch."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in _URL_SCHEMES or not parts.netloc:
+        return None
+    return unquote(parts.path.rsplit("/", 1)[-1])
+
+
+def _size(value: object) -> int | None:
+    """A JSON size: a non-negative int (a bool is not a size)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def _hex_sha256(value: object) -> str | None:
+    """A JSON sha256 hex digest, lower-cased, or None."""
+    return value.lower() if isinstance(value, str) and _HEX64.fullmatch(value) else None
+
+
+def _text(value: object) -> str | None:
+    """A non-empty JSON string, or None."""
+    return value if isinstance(value, str) and value else None
 
 
 def _core_metadata_hash(value: str | None) -> str | None:
     if not value:
         return None
     algo, _, digest = value.partition("=")
-    if algo.lower() == "sha256" and _HEX64.match(digest):
+    if algo.lower() == "sha256" and _HEX64.fullmatch(digest):
         return digest.lower()
     return None
 
 
 def _clean_upload_time(value: object) -> str | None:
-    if isinstance(value, str) and _UPLOAD_TIME.match(value):
+    if isinstance(value, str) and _UPLOAD_TIME.fullmatch(value):
         return value
     return None
 
@@ -90,14 +114,17 @@ class _AnchorCollector(HTMLParser):
         self.base_url = base_url
         self.anchors: list[dict[str, str | None]] = []
         self.meta: dict[str, str] = {}
+        self._based = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "a":
             self.anchors.append(dict(attrs))
-        elif tag == "base":
+        elif tag == "base" and not self._based:
+            # Only the first <base href> counts (HTML's "frozen base URL").
             href = dict(attrs).get("href")
             if href:
                 self.base_url = urljoin(self.base_url, href)
+                self._based = True
         elif tag == "meta":
             values = dict(attrs)
             name, content = values.get("name"), values.get("content")
@@ -117,7 +144,7 @@ def parse_html_page(body: bytes, base_url: str) -> UpstreamPage:
             continue
         url, fragment = urldefrag(urljoin(collector.base_url, href))
         filename = _filename_from_url(url)
-        if not is_safe_filename(filename):
+        if filename is None or not is_safe_filename(filename):
             continue
         core = attrs.get("data-core-metadata") or attrs.get("data-dist-info-metadata")
         size = attrs.get("data-size")
@@ -126,7 +153,7 @@ def parse_html_page(body: bytes, base_url: str) -> UpstreamPage:
                 filename=filename,
                 url=url,
                 sha256=_sha256_from_fragment(fragment),
-                size=int(size) if size and size.isdigit() else None,
+                size=int(size) if size and _SIZE.fullmatch(size) else None,
                 requires_python=attrs.get("data-requires-python") or None,
                 yanked=(attrs.get("data-yanked") or "") if "data-yanked" in attrs else None,
                 upload_time=_clean_upload_time(attrs.get("data-upload-time")),
@@ -144,7 +171,7 @@ def parse_html_page(body: bytes, base_url: str) -> UpstreamPage:
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
         document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, nesting
         raise PageFormatError(f"upstream JSON does not parse: {exc}") from exc
     if not isinstance(document, dict):
         raise PageFormatError("upstream JSON is not an object")
@@ -165,35 +192,31 @@ def parse_json_page(body: bytes, base_url: str) -> UpstreamPage:
         filename = entry.get("filename")
         if not isinstance(filename, str) or not is_safe_filename(filename):
             continue
-        hashes = entry.get("hashes") if isinstance(entry.get("hashes"), dict) else {}
+        if _filename_from_url(url) is None:
+            continue
+        hashes = entry.get("hashes")
         sha256 = hashes.get("sha256") if isinstance(hashes, dict) else None
         core = entry.get("core-metadata", entry.get("dist-info-metadata"))
         core_sha = core.get("sha256") if isinstance(core, dict) else None
         yanked = entry.get("yanked")
-        size = entry.get("size")
-        requires_python = entry.get("requires-python")
         links.append(
             UpstreamLink(
                 filename=filename,
                 url=url,
-                sha256=sha256.lower() if isinstance(sha256, str) and _HEX64.match(sha256) else None,
-                size=size if isinstance(size, int) and size >= 0 else None,
-                requires_python=requires_python if isinstance(requires_python, str) else None,
+                sha256=_hex_sha256(sha256),
+                size=_size(entry.get("size")),
+                requires_python=_text(entry.get("requires-python")),
                 yanked=(yanked if isinstance(yanked, str) else "") if yanked else None,
                 upload_time=_clean_upload_time(entry.get("upload-time")),
-                core_metadata_sha256=(
-                    core_sha.lower()
-                    if isinstance(core_sha, str) and _HEX64.match(core_sha)
-                    else None
-                ),
+                core_metadata_sha256=_hex_sha256(core_sha),
             )
         )
     status = document.get("project-status")
     return UpstreamPage(
         links=tuple(links),
         is_json=True,
-        status=status.get("status") if isinstance(status, dict) else None,
-        status_reason=status.get("reason") if isinstance(status, dict) else None,
+        status=_text(status.get("status")) if isinstance(status, dict) else None,
+        status_reason=_text(status.get("reason")) if isinstance(status, dict) else None,
     )
 
 
@@ -217,20 +240,15 @@ def parse_pypi_json(body: bytes) -> dict[str, FileFacts]:
         for entry in files:
             if not isinstance(entry, dict) or not isinstance(entry.get("filename"), str):
                 continue
-            digests = entry.get("digests") if isinstance(entry.get("digests"), dict) else {}
+            digests = entry.get("digests")
             sha256 = digests.get("sha256") if isinstance(digests, dict) else None
             core = entry.get("core-metadata", entry.get("data-dist-info-metadata"))
             core_sha = core.get("sha256") if isinstance(core, dict) else None
-            size = entry.get("size")
             facts[entry["filename"]] = FileFacts(
-                size=size if isinstance(size, int) and size >= 0 else None,
+                size=_size(entry.get("size")),
                 upload_time=_clean_upload_time(entry.get("upload_time_iso_8601")),
-                sha256=sha256.lower() if isinstance(sha256, str) and _HEX64.match(sha256) else None,
-                core_metadata_sha256=(
-                    core_sha.lower()
-                    if isinstance(core_sha, str) and _HEX64.match(core_sha)
-                    else None
-                ),
+                sha256=_hex_sha256(sha256),
+                core_metadata_sha256=_hex_sha256(core_sha),
             )
     return facts
 

@@ -8,6 +8,7 @@ startup log (secrets are never logged).
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
@@ -36,8 +37,9 @@ def _to_bool(value: object) -> bool:
 
 def _to_positive_float(value: object) -> float:
     number = float(str(value))
-    if number <= 0:
-        raise ValueError(f"must be positive, got {value!r}")
+    # NaN compares false with everything: a NaN expiry would never expire, a NaN timeout never end.
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(f"must be a positive number of seconds, got {value!r}")
     return number
 
 
@@ -55,12 +57,31 @@ def _to_workers(value: object) -> int:
     return number
 
 
-def _to_int(value: object) -> int:
-    return int(str(value))
+def _to_max_age(value: object) -> int:
+    number = int(str(value))
+    if number < 0:
+        raise ValueError(f"a max-age cannot be negative, got {value!r}")
+    return number
 
 
 def _to_optional_str(value: object) -> str | None:
     return None if value is None or str(value) == "" else str(value)
+
+
+def _to_host(value: object) -> str:
+    if value is None or not str(value).strip():
+        raise ValueError(f"expected an address to listen on, got {value!r}")
+    return str(value).strip()
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _to_log_level(value: object) -> str:
+    level = str(value).strip().lower()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return level
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +95,7 @@ class Option:
 
 
 OPTIONS: tuple[Option, ...] = (
-    Option("host", str, "127.0.0.1", "address to listen on"),
+    Option("host", _to_host, "127.0.0.1", "address to listen on"),
     Option("port", _to_port, 3141, "TCP port to listen on"),
     Option("workers", _to_workers, 1, "worker processes"),
     Option(
@@ -89,10 +110,10 @@ OPTIONS: tuple[Option, ...] = (
         "database-url", _to_optional_str, None, "metadata database (default: SQLite in datadir)"
     ),
     Option("outside-url", _to_optional_str, None, "URL clients use to reach the server"),
-    Option("page-max-age", _to_int, 60, "Cache-Control max-age of pages of private indexes"),
-    Option("mirror-page-max-age", _to_int, 600, "Cache-Control max-age of mirrored pages"),
+    Option("page-max-age", _to_max_age, 60, "Cache-Control max-age of pages of private indexes"),
+    Option("mirror-page-max-age", _to_max_age, 600, "Cache-Control max-age of mirrored pages"),
     Option("access-log", _to_bool, True, "log one line per request"),
-    Option("log-level", str, "info", "logging level: debug, info, warning, error"),
+    Option("log-level", _to_log_level, "info", "logging level: debug, info, warning, error"),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}
 
@@ -145,6 +166,8 @@ def _read_config_file(path: Path) -> dict[str, object]:
     if not isinstance(loaded, dict):
         raise SettingsError(f"config file {path} must hold a mapping of option: value")
     section = loaded.get("cheeseboard-server", loaded)
+    if section is None:  # "cheeseboard-server:" with nothing under it
+        return {}
     if not isinstance(section, dict):
         raise SettingsError(f"config file {path}: 'cheeseboard-server' must be a mapping")
     values: dict[str, object] = {}
@@ -155,6 +178,13 @@ def _read_config_file(path: Path) -> dict[str, object]:
             raise SettingsError(f"config file {path}: unknown option {key!r} (known: {known})")
         values[name] = value
     return values
+
+
+def _to_datadir(value: object) -> Path:
+    # Path("") is ".": an empty CHEESEBOARD_DATADIR must not quietly serve the working directory.
+    if value is None or not str(value).strip():
+        raise ValueError("the data directory must not be empty")
+    return Path(str(value))
 
 
 def resolve(
@@ -180,7 +210,7 @@ def resolve(
         else:
             continue
         try:
-            value = Path(str(raw)) if name == "datadir" else _BY_NAME[name].convert(raw)
+            value = _to_datadir(raw) if name == "datadir" else _BY_NAME[name].convert(raw)
         except (TypeError, ValueError) as exc:
             raise SettingsError(f"--{name} from {source}: {exc}") from exc
         resolved[name.replace("-", "_")] = value

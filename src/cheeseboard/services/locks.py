@@ -36,6 +36,9 @@ class SharedLocks:
 
     @asynccontextmanager
     async def hold(self, key: str, timeout: float) -> AsyncIterator[None]:
+        """Hold ``key``; raise LockTimeout if it cannot be had within ``timeout`` seconds in all."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         lock = self._local.setdefault(key, asyncio.Lock())
         self._waiters[key] = self._waiters.get(key, 0) + 1
         try:
@@ -46,7 +49,8 @@ class SharedLocks:
             try:
                 fd = os.open(self._bucket_path(key), os.O_RDWR | os.O_CREAT, 0o600)
                 try:
-                    await self._flock(fd, key, timeout)
+                    # One deadline for both waits, not ``timeout`` for each.
+                    await self._flock(fd, key, deadline)
                     try:
                         yield
                     finally:
@@ -62,9 +66,8 @@ class SharedLocks:
                 self._local.pop(key, None)
 
     @staticmethod
-    async def _flock(fd: int, key: str, timeout: float) -> None:
+    async def _flock(fd: int, key: str, deadline: float) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         delay = 0.005
         while True:
             try:

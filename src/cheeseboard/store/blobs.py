@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(r"[0-9a-f]{64}")  # fullmatch: "$" accepts a trailing newline
 _CHUNK = 256 * 1024
 
 
@@ -55,7 +55,7 @@ class BlobStore(Protocol):
 
 
 def check_sha256(sha256: str) -> str:
-    if not _SHA256.match(sha256):
+    if not _SHA256.fullmatch(sha256):
         raise ValueError(f"not a sha256 hex digest: {sha256!r}")
     return sha256
 

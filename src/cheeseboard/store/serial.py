@@ -25,7 +25,9 @@ class SerialFile:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             if os.fstat(fd).st_size < _SIZE:
-                os.pwrite(fd, b"\0" * _SIZE, 0)
+                # Extending with ftruncate cannot clobber a value another process has just
+                # written after our size check (writing zeros could reset its counter).
+                os.ftruncate(fd, _SIZE)
             self._map = mmap.mmap(fd, _SIZE)
         finally:
             os.close(fd)
