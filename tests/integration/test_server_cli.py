@@ -73,6 +73,24 @@ def test_serve_initialises_with_password_from_environment(tmp_path: Path) -> Non
     assert (datadir / "secret").stat().st_mode & 0o777 == 0o600
 
 
+def test_access_log_has_one_line_per_request(tmp_path: Path) -> None:
+    """Every request gets one logfmt line, flushed by the time the server has stopped."""
+    port = free_port()
+    output = _serve_until_ready(
+        ["--datadir", str(tmp_path / "data"), "--port", str(port)],
+        {"CHEESEBOARD_ROOT_PASSWORD": "pw"},
+        port,
+    )
+    lines = [line for line in output.splitlines() if 'path="/-/health"' in line]
+    assert lines, output
+    assert all("method=GET" in line and " ms=" in line for line in lines)
+    assert any("status=200" in line for line in lines)
+    quiet = _serve_until_ready(
+        ["--datadir", str(tmp_path / "data"), "--port", str(port), "--no-access-log"], {}, port
+    )
+    assert 'path="/-/health"' not in quiet
+
+
 def test_settings_precedence_cli_env_file(tmp_path: Path) -> None:
     """The port comes from the CLI over the environment over the YAML file."""
     datadir = tmp_path / "data"

@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
 from cheeseboard.http import files, health, pypi_json, simple
+from cheeseboard.http.access_log import AccessLog
 from cheeseboard.http.errors import domain_error, http_error
 from cheeseboard.http.state import AppServices
 from cheeseboard.mirror.client import UpstreamClient
@@ -68,11 +69,14 @@ def create_app(settings: Settings) -> Starlette:
             await db.close()
             serial_file.close()
 
-    return Starlette(
+    app = Starlette(
         routes=[*health.routes, *simple.routes, *files.routes, *pypi_json.routes],
         lifespan=lifespan,
         exception_handlers={CheeseboardError: domain_error, HTTPException: http_error},
     )
+    if settings.access_log:
+        app.add_middleware(AccessLog)
+    return app
 
 
 def app_from_environment() -> Starlette:

@@ -36,7 +36,7 @@ def run(settings: Settings) -> None:
         port=settings.port,
         interface=Interfaces.ASGI,
         workers=settings.workers,
-        log_access=settings.access_log,
+        log_access=False,  # our own AccessLog middleware writes one line per request
         log_level=settings.log_level,  # type: ignore[arg-type]
         backlog=2048,
     ).serve()

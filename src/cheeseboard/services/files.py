@@ -175,20 +175,21 @@ class FileService:
         self, index: IndexRecord, record: FileRecord, digest: str, size: int, path: Path
     ) -> None:
         metadata_sha = None
+        metadata_size = 0
         if record.packagetype == "bdist_wheel":
             metadata = await asyncio.to_thread(extract_wheel_metadata, path)
-            if metadata is not None:
-                metadata_sha = sha256_of(metadata)
-                advertised = record.core_metadata_sha256
-                if advertised is None or advertised == metadata_sha:
-                    await self._store_bytes(metadata)
-                else:
-                    metadata_sha = None  # upstream advertised other bytes; proxy theirs instead
+            advertised = record.core_metadata_sha256
+            if metadata is not None and advertised in (None, sha256_of(metadata)):
+                metadata_sha = await self._put_blob(metadata)
+                metadata_size = len(metadata)
+            # Otherwise upstream advertised other bytes: .metadata proxies theirs instead.
+        project = await self._project_of(index, record)
         async with self._changes.write() as tx:
             visible = await queries.record_cached_file(
                 tx.conn, record.id, digest, size, metadata_sha
             )
-            project = await self._project_of(index, record)
+            if metadata_sha is not None:
+                await queries.add_blob(tx.conn, metadata_sha, metadata_size)
             await tx.log(index.id, project, "mirror-file" if visible else "mirror-file-cached")
 
     async def _project_of(self, index: IndexRecord, record: FileRecord) -> str:
@@ -199,10 +200,14 @@ class FileService:
             row = await queries.file_by_filename(conn, index.id, record.filename)
         return row[1] if row else ""
 
-    async def _store_bytes(self, data: bytes) -> str:
+    async def _put_blob(self, data: bytes) -> str:
+        """Store small bytes (metadata) in the blob store; the caller records the blob row."""
         writer = self._blobs.writer()
         writer.write(data)
-        digest = await writer.commit()
+        return await writer.commit()
+
+    async def _store_bytes(self, data: bytes) -> str:
+        digest = await self._put_blob(data)
         async with self._db.write() as conn:
             await queries.add_blob(conn, digest, len(data))
         return digest

@@ -18,7 +18,6 @@ from alembic.config import Config
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from cheeseboard.core import metrics
 
@@ -47,7 +46,9 @@ def _sqlite_pragmas(dbapi_connection: Any, begin: str) -> None:
 
 
 def _make_engine(url: str, begin: str) -> AsyncEngine:
-    engine = create_async_engine(_async_url(url), poolclass=NullPool if begin else None)
+    # Writes go through one kept-open connection (one writer at a time anyway); reads get a pool.
+    pool = {"pool_size": 1, "max_overflow": 0} if begin else {"pool_size": 8, "max_overflow": 8}
+    engine = create_async_engine(_async_url(url), **pool)
     if url.startswith("sqlite"):
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -86,8 +87,6 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self._reader = _make_engine(url, "")
-        # One fresh connection per write transaction keeps WAL checkpoints moving and lets
-        # BEGIN IMMEDIATE wait on the busy timeout without holding a pooled connection.
         self._writer = _make_engine(url, "BEGIN IMMEDIATE") if url.startswith("sqlite") else None
         self._write_lock = asyncio.Lock()
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -252,59 +252,69 @@ async def save_mirror_page(
     """Store a freshly fetched mirror page; return True if anything a page shows changed.
 
     Rows are diffed by filename so files already cached keep their blob, and an unchanged page
-    writes only its check time.
+    writes only its check time. Statements are batched: a page of thousands of files costs a
+    handful of round trips, not one per file.
     """
     project = await _ensure_project(conn, index_id, name, display_name)
     old = {record.filename: record for record in await project_files(conn, project.id)}
     changed = (
         not project.found or project.status != status or project.status_reason != status_reason
     )
-    seen: set[str] = set()
+    wanted: dict[str, tuple[int, NewFile]] = {}
     for position, new in enumerate(new_files):
-        if new.filename in seen:
-            continue  # first link wins, as in a merged page
-        seen.add(new.filename)
-        record = old.get(new.filename)
+        wanted.setdefault(new.filename, (position, new))  # first link wins, as in a merged page
+    # Files another project of this index already lists stay with that project.
+    taken = await _filenames_elsewhere(
+        conn, index_id, project.id, [f for f in wanted if f not in old]
+    )
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for filename, (position, new) in wanted.items():
+        record = old.get(filename)
         values = {f: getattr(new, f) for f in _FILE_FIELDS}
         if record is None:
-            clash = await conn.scalar(
-                select(files.c.id).where(
-                    files.c.index_id == index_id, files.c.filename == new.filename
+            if filename not in taken:
+                inserts.append(
+                    {
+                        "index_id": index_id,
+                        "project_id": project.id,
+                        "filename": filename,
+                        "position": position,
+                        "created": checked_at,
+                        "blob_sha256": None,
+                        **values,
+                    }
                 )
-            )
-            if clash is not None:
-                continue  # another project of this index lists the same file; keep the first
-            await conn.execute(
-                insert(files).values(
-                    index_id=index_id,
-                    project_id=project.id,
-                    filename=new.filename,
-                    position=position,
-                    created=checked_at,
-                    **values,
-                )
-            )
-            changed = True
             continue
-        if record.blob_sha256 is not None:
+        blob = record.blob_sha256
+        if blob is not None:
             # Facts learned from the cached bytes stay unless upstream now says otherwise.
             values["sha256"] = values["sha256"] or record.sha256
-            values["size"] = values["size"] if values["size"] is not None else record.size
+            if values["size"] is None:
+                values["size"] = record.size
             values["core_metadata_sha256"] = (
                 values["core_metadata_sha256"] or record.core_metadata_sha256
             )
-            if values["sha256"] != record.blob_sha256:
-                values["blob_sha256"] = None  # upstream replaced the file: fetch it again
+            if values["sha256"] != blob:
+                blob = None  # upstream replaced the file: fetch it again
         current = {f: getattr(record, f) for f in _FILE_FIELDS}
-        if current != {f: values[f] for f in _FILE_FIELDS} or record.position != position:
-            await conn.execute(
-                update(files).where(files.c.id == record.id).values(position=position, **values)
-            )
-            changed = True
-    gone = [record.id for filename, record in old.items() if filename not in seen]
-    if gone:
-        await conn.execute(delete(files).where(files.c.id.in_(gone)))
-        changed = True
+        if current != values or record.position != position or blob != record.blob_sha256:
+            row = {"position": position, "blob_sha256": blob, **values}
+            updates.append({"b_id": record.id, **{f"b_{k}": v for k, v in row.items()}})
+    if inserts:
+        await conn.execute(insert(files), inserts)
+    if updates:
+        columns = [key[2:] for key in updates[0] if key != "b_id"]
+        statement = (
+            update(files)
+            .where(files.c.id == bindparam("b_id"))
+            .values({column: bindparam(f"b_{column}") for column in columns})
+        )
+        await conn.execute(statement, updates)
+    gone = [record.id for filename, record in old.items() if filename not in wanted]
+    for chunk in _chunks(gone):
+        await conn.execute(delete(files).where(files.c.id.in_(chunk)))
+    changed = changed or bool(inserts or updates or gone)
     await conn.execute(
         update(projects)
         .where(projects.c.id == project.id)
@@ -319,6 +329,27 @@ async def save_mirror_page(
         )
     )
     return changed
+
+
+def _chunks(items: Sequence[Any], size: int = 500) -> list[Sequence[Any]]:
+    """Split for IN (...) lists, which SQLite limits in length."""
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+async def _filenames_elsewhere(
+    conn: AsyncConnection, index_id: int, project_id: int, filenames: Sequence[str]
+) -> set[str]:
+    taken: set[str] = set()
+    for chunk in _chunks(filenames):
+        rows = await conn.execute(
+            select(files.c.filename).where(
+                files.c.index_id == index_id,
+                files.c.project_id != project_id,
+                files.c.filename.in_(chunk),
+            )
+        )
+        taken.update(str(filename) for (filename,) in rows)
+    return taken
 
 
 async def save_mirror_not_found(
