@@ -788,7 +788,8 @@ def test_ranges_on_first_request(
     """The very first request for a file (nothing stored yet) is a range request."""
     dist = corpus.lazy[case]
     path, fragment = file_paths(server, LAZY_PROJECT)[dist.filename]
-    assert upstream_html.count(dist.filename) == 0, "file must not have been fetched before"
+    fetched = [r.path for r in upstream_html.requests if r.path.endswith("/" + dist.filename)]
+    assert fetched == [], "file must not have been fetched before"
     # Files' ETags are their quoted sha256 (README); the cached wheel shows the rule holds.
     assert cached_wheel[1] == f'"{corpus.wheel.sha256}"'
     check_range_case(server, path, dist, case, f'"{fragment}"')

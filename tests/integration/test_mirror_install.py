@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.clients import installed, pip_install, uv_install
+from tests.support.packages import Dist
 from tests.support.server import CheeseboardServer, ServerFactory
 from tests.support.upstream import UpstreamServer
 
@@ -114,3 +116,23 @@ def test_offline_mode_lists_only_cached_files(
         assert html_upstream.requests == []
     finally:
         offline.stop()
+
+
+def test_page_refresh_prefetches_newest_pure_wheel_metadata(
+    mirror_server: CheeseboardServer, html_upstream: UpstreamServer, dists: dict[str, list[Dist]]
+) -> None:
+    """A page refresh starts the .metadata fetch; the client's request then reuses it."""
+    with urllib.request.urlopen(mirror_server.index_url + "lib-b/", timeout=30) as response:
+        assert response.status == 200
+    metadata_path = "/files/lib_b-1.0-py3-none-any.whl.metadata"
+    deadline = time.monotonic() + 5
+    while html_upstream.count(metadata_path) == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert html_upstream.count(metadata_path) == 1
+    wheel = dists["lib_b"][0]
+    digest = wheel.sha256
+    url = f"{mirror_server.url}root/pypi/+f/{digest[:3]}/{digest[3:16]}/{wheel.filename}.metadata"
+    with urllib.request.urlopen(url, timeout=30) as response:
+        assert response.read() == wheel.metadata
+    assert html_upstream.count(metadata_path) == 1
+    assert html_upstream.count("/files/lib_b-1.0.tar.gz") == 0  # sdists are never prefetched

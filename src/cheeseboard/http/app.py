@@ -47,8 +47,15 @@ def create_app(settings: Settings) -> Starlette:
         await client.start()
         locks = SharedLocks(settings.datadir / "locks")
         blobs = FileBlobStore(settings.datadir / "blobs")
-        pages = PageService(settings, db, changes, MirrorRefresher(client, changes), locks)
         file_service = FileService(settings, db, changes, blobs, client, locks)
+        pages = PageService(
+            settings,
+            db,
+            changes,
+            MirrorRefresher(client, changes),
+            locks,
+            after_refresh=file_service.prefetch_metadata,
+        )
         changes.subscribe(indexes.on_change)
         changes.subscribe(pages.on_change)
         changes.subscribe(file_service.on_change)

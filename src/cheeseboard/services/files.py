@@ -12,7 +12,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from cheeseboard.core.distfiles import is_safe_filename
+from cheeseboard.core.distfiles import is_safe_filename, version_sort_key
+from cheeseboard.core.pages import ProjectPage
 from cheeseboard.mirror.client import UpstreamClient
 from cheeseboard.mirror.errors import UpstreamError
 from cheeseboard.server.settings import Settings
@@ -70,6 +71,7 @@ class FileService:
         self._records: dict[tuple[int, str], tuple[FileRecord, str]] = {}
         self._by_project: dict[str, set[tuple[int, str]]] = {}
         self._downloads: dict[tuple[int, str], Download] = {}
+        self._metadata_fetches: dict[str, asyncio.Task[Path | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def on_change(self, change: Change) -> None:
@@ -221,9 +223,9 @@ class FileService:
         advertised = record.core_metadata_sha256
         if advertised and self._blobs.exists(advertised):
             return self._blobs.path(advertised)
-        upstream = record.upstream_url
-        if advertised and upstream and index.type == "mirror" and not self._settings.offline:
-            proxied = await self._proxy_metadata(upstream + ".metadata", advertised)
+        if advertised and index.type == "mirror" and not self._settings.offline:
+            fetch = self._fetch_metadata_once(index, record.filename, advertised)
+            proxied = await asyncio.shield(fetch)  # a client hanging up must not cancel it
             if proxied is not None:
                 return proxied
         # Fall back to the wheel itself: store it if needed, then read METADATA out of it.
@@ -251,6 +253,51 @@ class FileService:
                 await tx.log(index.id, await self._project_of(index, record), "mirror-file")
         return self._blobs.path(digest)
 
+    def prefetch_metadata(self, index: IndexRecord, page: ProjectPage) -> None:
+        """Start fetching the newest pure wheel's ``.metadata`` right after a page refresh.
+
+        An installer asks for it a moment later; starting now takes one upstream round trip off
+        every cold install of a pure-Python project. Platform wheels are left alone: which one a
+        client wants is a guess, and a wrong guess costs upstream traffic.
+        """
+        if self._settings.offline or index.type != "mirror":
+            return
+        candidates = [
+            link
+            for link in page.files
+            if link.version
+            and link.yanked is None
+            and link.core_metadata_sha256
+            and link.filename.endswith("-none-any.whl")
+        ]
+        if not candidates:
+            return
+        newest = max(candidates, key=lambda link: version_sort_key(link.version or ""))
+        assert newest.core_metadata_sha256 is not None
+        if not self._blobs.exists(newest.core_metadata_sha256):
+            self._fetch_metadata_once(index, newest.filename, newest.core_metadata_sha256)
+
+    def _fetch_metadata_once(
+        self, index: IndexRecord, filename: str, sha256: str
+    ) -> asyncio.Task[Path | None]:
+        task = self._metadata_fetches.get(sha256)
+        if task is None:
+            task = asyncio.create_task(self._fetch_metadata(index, filename, sha256))
+            self._metadata_fetches[sha256] = task
+            task.add_done_callback(lambda _: self._metadata_fetches.pop(sha256, None))
+        return task
+
+    async def _fetch_metadata(self, index: IndexRecord, filename: str, sha256: str) -> Path | None:
+        if self._blobs.exists(sha256):
+            return self._blobs.path(sha256)
+        try:
+            record = await self.lookup(index, filename)
+        except NotFound:
+            return None
+        if not record.upstream_url:
+            return None
+        return await self._proxy_metadata(record.upstream_url + ".metadata", sha256)
+
     async def _proxy_metadata(self, url: str, expected: str) -> Path | None:
         try:
             raw = await self._client.fetch_page(url, accept="*/*")
@@ -264,7 +311,8 @@ class FileService:
         return self._blobs.path(digest)
 
     async def close(self) -> None:
-        for task in list(self._tasks):
+        for task in [*self._tasks, *self._metadata_fetches.values()]:
             task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        pending = [*self._tasks, *self._metadata_fetches.values()]
+        if pending:
+            await asyncio.gather(*pending, return_exceptions=True)

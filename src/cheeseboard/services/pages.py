@@ -13,6 +13,7 @@ import hashlib
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from urllib.parse import urlsplit
@@ -139,7 +140,9 @@ class PageService:
         changes: ChangeFeed,
         refresher: MirrorRefresher,
         locks: SharedLocks,
+        after_refresh: Callable[[IndexRecord, ProjectPage], None] | None = None,
     ) -> None:
+        self._after_refresh = after_refresh
         self._settings = settings
         self._db = db
         self._changes = changes
@@ -227,7 +230,10 @@ class PageService:
             self._pages.setdefault(name, {})[index.id] = previous
             return previous
         await self._refresher.store(index, name, fetched)
-        return await self._load(index, name)
+        page = await self._load(index, name)
+        if self._after_refresh is not None and page.found and isinstance(page.page, ProjectPage):
+            self._after_refresh(index, page.page)
+        return page
 
     async def _load(self, index: IndexRecord, name: str) -> CachedPage:
         """Build the page from the database and cache it."""
