@@ -9,6 +9,7 @@ inject faults per file or per page.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import html
 import json
@@ -62,6 +63,16 @@ class _Entry:
     yanked: str | None
     data: bytes  # snapshot at add(): rebuilding the same filename must not change it
 
+    @functools.cached_property
+    def digests(self) -> tuple[str, str]:
+        """md5 and blake2b-256 of the bytes, computed once: PyPI serves these from a cache,
+        and hashing every file on every JSON API request would make this upstream unrealistically
+        slow (it dominated cold-fetch benchmarks)."""
+        return (
+            hashlib.md5(self.data, usedforsecurity=False).hexdigest(),
+            hashlib.blake2b(self.data, digest_size=32).hexdigest(),
+        )
+
 
 @dataclass
 class _Response:
@@ -89,6 +100,11 @@ def _corrupt(body: bytes) -> bytes:
 
 class _Server(ThreadingHTTPServer):
     """ThreadingHTTPServer that tracks live connections so stop() can cut them."""
+
+    # socketserver's default listen backlog is 5: a burst of concurrent connections overflows it
+    # and the kernel drops SYNs, costing clients a 1 s retransmit. Real indexes have no such
+    # limit, so neither does this one.
+    request_queue_size = 1024
 
     daemon_threads = True
     allow_reuse_address = True
@@ -566,9 +582,8 @@ class UpstreamServer:
 
     def _json_file(self, entry: _Entry) -> dict[str, Any]:
         dist = entry.dist
-        data = entry.data
         is_wheel = dist.kind == "wheel"
-        md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+        md5, blake2b = entry.digests
         core: dict[str, str] | bool = (
             {"sha256": hashlib.sha256(dist.metadata).hexdigest()} if is_wheel else False
         )
@@ -583,7 +598,7 @@ class UpstreamServer:
             "digests": {
                 "sha256": dist.sha256,
                 "md5": md5,
-                "blake2b_256": hashlib.blake2b(data, digest_size=32).hexdigest(),
+                "blake2b_256": blake2b,
             },
             "md5_digest": md5,
             "requires_python": dist.requires_python,

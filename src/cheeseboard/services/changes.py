@@ -27,11 +27,11 @@ class Transaction:
 
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
-        self.serials: list[int] = []
+        self.changes: list[Change] = []
 
     async def log(self, index_id: int | None, project: str | None, kind: str) -> int:
         serial = await queries.log_change(self.conn, index_id, project, kind)
-        self.serials.append(serial)
+        self.changes.append(Change(serial, index_id, project, kind))
         return serial
 
 
@@ -68,11 +68,14 @@ class ChangeFeed:
             async with self._db.read() as conn:
                 changes = await queries.changes_since(conn, self.applied)
             for change in changes:
-                for listener in self._listeners:
-                    outcome = listener(change)
-                    if inspect.isawaitable(outcome):
-                        await outcome
-                self.applied = change.serial
+                await self._apply(change)
+
+    async def _apply(self, change: Change) -> None:
+        for listener in self._listeners:
+            outcome = listener(change)
+            if inspect.isawaitable(outcome):
+                await outcome
+        self.applied = change.serial
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Transaction]:
@@ -80,6 +83,13 @@ class ChangeFeed:
         async with self._db.write() as conn:
             transaction = Transaction(conn)
             yield transaction
-        if transaction.serials:
-            self._serial_file.advance(max(transaction.serials))
-            await self.catch_up()
+        if not transaction.changes:
+            return
+        self._serial_file.advance(transaction.changes[-1].serial)
+        async with self._lock:
+            if self.applied == transaction.changes[0].serial - 1:
+                # Nothing from other processes in between: apply ours without reading them back.
+                for change in transaction.changes:
+                    await self._apply(change)
+                return
+        await self.catch_up()

@@ -68,6 +68,7 @@ class CachedPage:
     page: ProjectPage | ProjectList
     last_modified: str  # HTTP date
     checked_at: float | None = None  # mirrors: when upstream was last asked (wall clock)
+    upstream_etag: str | None = None  # mirrors: validator for the next upstream request
     found: bool = True
     stale_reason: str | None = None
     retry_at: float = 0.0  # monotonic time before which upstream is not asked again
@@ -211,11 +212,7 @@ class PageService:
         self, index: IndexRecord, name: str, previous: CachedPage | None
     ) -> CachedPage:
         config = mirror_config(index, self._settings.mirror_cache_expiry)
-        etag = None
-        if previous is not None and previous.found:
-            async with self._db.read() as conn:
-                project = await queries.get_project(conn, index.id, name)
-            etag = project.upstream_etag if project else None
+        etag = previous.upstream_etag if previous is not None and previous.found else None
         try:
             fetched = await self._refresher.fetch(config, name, etag)
         except UpstreamUnavailable as exc:
@@ -260,6 +257,7 @@ class PageService:
             page=page,
             last_modified=formatdate(time.time(), usegmt=True),
             checked_at=project.checked_at if project else None,
+            upstream_etag=project.upstream_etag if project else None,
             found=found,
         )
         self._pages.setdefault(name, {})[index.id] = cached
