@@ -57,10 +57,12 @@ def log(msg: str) -> None:
 class Upstream:
     """Handle on the upstream subprocess (see ``benchmarks/upstream_proc.py``)."""
 
-    def __init__(self, procs: Processes, dest: Path) -> None:
+    def __init__(self, procs: Processes, dest: Path, mode: str) -> None:
+        self.mode = mode
         with (dest.parent / "upstream.log").open("ab") as errlog:
+            command = [sys.executable, "-m", "benchmarks.upstream_proc", "--dest", str(dest)]
             self.proc = procs.spawn(
-                [sys.executable, "-m", "benchmarks.upstream_proc", "--dest", str(dest)],
+                [*command, "--mode", mode],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=errlog,
@@ -368,7 +370,9 @@ def render(results: dict[str, Any]) -> str:
         f"{meta['duration']}s per page, pip's Accept header, "
         f"Accept-Encoding: {meta['accept_encoding']}. "
         f"Upstream: {meta['upstream']['files']} files "
-        f"({meta['upstream']['bytes'] / 1e6:.1f} MB), HTML only, separate process.",
+        f"({meta['upstream']['bytes'] / 1e6:.1f} MB), "
+        f"{'PEP 691 JSON' if meta['upstream'].get('mode') == 'json' else 'HTML only'}, "
+        "separate process.",
         "",
     ]
     header = ["metric", *(f"{n} {_fmt(servers[n].get('version'))}" for n in names)]
@@ -438,6 +442,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--workers", type=int, default=None, help="cheeseboard serve --workers")
     ap.add_argument("--repeat", type=int, default=3, help="warm installs per installer")
     ap.add_argument(
+        "--upstream-mode",
+        choices=["html", "json"],
+        default="html",
+        help="html-only upstream (like the PyPI mirror CI reaches) or PEP 691 JSON (like pypi.org)",
+    )
+    ap.add_argument(
         "--load-tool",
         choices=["auto", "wrk", "python"],
         default="auto",
@@ -489,7 +499,7 @@ def main(argv: list[str] | None = None) -> int:
         if "devpi" in wanted:
             ensure_devpi_venv(args.devpi_venv)
         log("building data set and starting upstream")
-        upstream = Upstream(procs, run_dir / "upstream-data")
+        upstream = Upstream(procs, run_dir / "upstream-data", args.upstream_mode)
         log(f"upstream {upstream.simple_url}: {upstream.info}")
         results["meta"] |= {
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -502,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
             "accept_encoding": args.accept_encoding,
             "repeat": args.repeat,
             "cheeseboard_workers": args.workers,
-            "upstream": upstream.info,
+            "upstream": {**upstream.info, "mode": upstream.mode},
         }
         for name in wanted:
             server: BenchServer

@@ -29,13 +29,19 @@ def main(argv: list[str] | None = None) -> int:
     """Build the data set into ``--dest``, serve it, answer ``count`` until EOF."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--dest", type=Path, required=True)
+    ap.add_argument(
+        "--mode",
+        choices=["html", "json"],
+        default="html",
+        help="html: like the HTML-only PyPI mirror CI reaches; json: PEP 691 like pypi.org",
+    )
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
     items = dataset.build(args.dest)
     build_s = time.perf_counter() - t0
 
-    upstream = UpstreamServer(mode="html")
+    upstream = UpstreamServer(mode=args.mode)
     for item in items:
         upstream.add(item.dist, upload_time=item.upload_time, yanked=item.yanked)
     upstream.start()
