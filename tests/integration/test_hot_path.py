@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 import urllib.request
 
 from tests.support.packages import Dist
@@ -18,6 +19,19 @@ def _metrics(server: CheeseboardServer) -> dict[str, int]:
         name: int(value)
         for name, value in re.findall(r"^cheeseboard_(\w+)\{[^}]*\} (\d+)$", text, re.MULTILINE)
     }
+
+
+def _settled_metrics(server: CheeseboardServer) -> dict[str, int]:
+    """Metrics once background work (a cached file's bookkeeping) has finished."""
+    previous = _metrics(server)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        current = _metrics(server)
+        if current == previous:
+            return current
+        previous = current
+    raise AssertionError("server kept working in the background")
 
 
 def _get(url: str, accept: str = "") -> bytes:
@@ -41,6 +55,14 @@ def test_cached_pages_and_files_need_no_database_or_upstream(
     _get(page_url, JSON)
     assert _get(file_url) == wheel.path.read_bytes()
     assert _get(file_url + ".metadata") == wheel.metadata
+    _settled_metrics(mirror_server)
+    for url, accept in (
+        (page_url, ""),
+        (page_url, JSON),
+        (file_url, ""),
+        (file_url + ".metadata", ""),
+    ):
+        _get(url, accept)  # caches refilled after the bookkeeping of the first download
     before = _metrics(mirror_server)
     for _ in range(25):
         _get(page_url)

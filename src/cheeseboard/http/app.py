@@ -54,7 +54,7 @@ def create_app(settings: Settings) -> Starlette:
             changes,
             MirrorRefresher(client, changes),
             locks,
-            after_refresh=file_service.prefetch_metadata,
+            after_fetch=file_service.prefetch_metadata,
         )
         changes.subscribe(indexes.on_change)
         changes.subscribe(pages.on_change)

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from cheeseboard.mirror.client import UpstreamClient
-from cheeseboard.mirror.errors import UpstreamError
+from cheeseboard.mirror.errors import UpstreamError, UpstreamNotFound
 from cheeseboard.store.blobs import BlobMismatch, FileBlobStore
 
 log = logging.getLogger(__name__)
@@ -72,11 +72,10 @@ class Download:
             digest = await writer.commit(self.expected_sha256, self.size)
             self.blob_sha256 = digest
             self.blob_path = blobs.path(digest)
-            await on_stored(digest, self.written, self.blob_path)
         except (UpstreamError, BlobMismatch, OSError) as exc:
             writer.abort()
             reason = exc.reason if isinstance(exc, UpstreamError) else str(exc)
-            not_found = type(exc).__name__ == "UpstreamNotFound"
+            not_found = isinstance(exc, UpstreamNotFound)
             log.warning("download of %s failed: %s", self.url, reason)
             self.error = DownloadFailed(reason, not_found=not_found)
         except BaseException:
@@ -84,9 +83,12 @@ class Download:
             self.error = DownloadFailed("download cancelled")
             raise
         finally:
+            # Verified and durable: readers may send the last byte before the bookkeeping below.
             self.started.set()
             self.finished.set()
             self._notify()
+        if self.blob_sha256 is not None and self.blob_path is not None:
+            await on_stored(self.blob_sha256, self.written, self.blob_path)
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """Follow the transfer from the first byte; raises DownloadFailed if it fails."""

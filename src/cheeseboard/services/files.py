@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cheeseboard.core.distfiles import is_safe_filename, version_sort_key
-from cheeseboard.core.pages import ProjectPage
+from cheeseboard.core.distfiles import is_safe_filename, parse_dist_filename, version_sort_key
 from cheeseboard.mirror.client import UpstreamClient
 from cheeseboard.mirror.errors import UpstreamError
+from cheeseboard.mirror.parse import UpstreamLink
 from cheeseboard.server.settings import Settings
 from cheeseboard.services.changes import ChangeFeed
 from cheeseboard.services.downloads import Download, DownloadFailed, sha256_of
@@ -223,8 +224,9 @@ class FileService:
         advertised = record.core_metadata_sha256
         if advertised and self._blobs.exists(advertised):
             return self._blobs.path(advertised)
-        if advertised and index.type == "mirror" and not self._settings.offline:
-            fetch = self._fetch_metadata_once(index, record.filename, advertised)
+        upstream = record.upstream_url
+        if advertised and upstream and index.type == "mirror" and not self._settings.offline:
+            fetch = self._fetch_metadata_once(advertised, upstream + ".metadata")
             proxied = await asyncio.shield(fetch)  # a client hanging up must not cancel it
             if proxied is not None:
                 return proxied
@@ -253,52 +255,46 @@ class FileService:
                 await tx.log(index.id, await self._project_of(index, record), "mirror-file")
         return self._blobs.path(digest)
 
-    def prefetch_metadata(self, index: IndexRecord, page: ProjectPage) -> None:
-        """Start fetching the newest pure wheel's ``.metadata`` right after a page refresh.
+    def prefetch_metadata(
+        self, index: IndexRecord, project: str, links: Sequence[UpstreamLink]
+    ) -> None:
+        """Start fetching the newest pure wheel's ``.metadata`` as soon as a page is fetched.
 
-        An installer asks for it a moment later; starting now takes one upstream round trip off
-        every cold install of a pure-Python project. Platform wheels are left alone: which one a
-        client wants is a guess, and a wrong guess costs upstream traffic.
+        An installer asks for it a moment after it gets the page; starting now, before the page
+        is even stored, takes one upstream round trip off every cold install of a pure-Python
+        project. Platform wheels are left alone: which one a client wants is a guess, and a
+        wrong guess costs upstream traffic.
         """
         if self._settings.offline or index.type != "mirror":
             return
-        candidates = [
-            link
-            for link in page.files
-            if link.version
-            and link.yanked is None
-            and link.core_metadata_sha256
-            and link.filename.endswith("-none-any.whl")
-        ]
+        candidates: list[tuple[str, UpstreamLink]] = []
+        for link in links:
+            if (
+                link.yanked is None
+                and link.core_metadata_sha256
+                and link.filename.endswith("-none-any.whl")
+            ):
+                version = parse_dist_filename(link.filename, project).version
+                if version:
+                    candidates.append((version, link))
         if not candidates:
             return
-        newest = max(candidates, key=lambda link: version_sort_key(link.version or ""))
+        _, newest = max(candidates, key=lambda pair: version_sort_key(pair[0]))
         assert newest.core_metadata_sha256 is not None
         if not self._blobs.exists(newest.core_metadata_sha256):
-            self._fetch_metadata_once(index, newest.filename, newest.core_metadata_sha256)
+            self._fetch_metadata_once(newest.core_metadata_sha256, newest.url + ".metadata")
 
-    def _fetch_metadata_once(
-        self, index: IndexRecord, filename: str, sha256: str
-    ) -> asyncio.Task[Path | None]:
+    def _fetch_metadata_once(self, sha256: str, url: str) -> asyncio.Task[Path | None]:
         task = self._metadata_fetches.get(sha256)
         if task is None:
-            task = asyncio.create_task(self._fetch_metadata(index, filename, sha256))
+            task = asyncio.create_task(self._proxy_metadata(url, sha256))
             self._metadata_fetches[sha256] = task
             task.add_done_callback(lambda _: self._metadata_fetches.pop(sha256, None))
         return task
 
-    async def _fetch_metadata(self, index: IndexRecord, filename: str, sha256: str) -> Path | None:
-        if self._blobs.exists(sha256):
-            return self._blobs.path(sha256)
-        try:
-            record = await self.lookup(index, filename)
-        except NotFound:
-            return None
-        if not record.upstream_url:
-            return None
-        return await self._proxy_metadata(record.upstream_url + ".metadata", sha256)
-
     async def _proxy_metadata(self, url: str, expected: str) -> Path | None:
+        if self._blobs.exists(expected):
+            return self._blobs.path(expected)
         try:
             raw = await self._client.fetch_page(url, accept="*/*")
         except UpstreamError as exc:

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from urllib.parse import urlsplit
@@ -32,6 +32,7 @@ from cheeseboard.core.pages import (
     render_project_json,
 )
 from cheeseboard.mirror.errors import UpstreamUnavailable
+from cheeseboard.mirror.parse import UpstreamLink
 from cheeseboard.server.settings import Settings
 from cheeseboard.services.changes import ChangeFeed
 from cheeseboard.services.errors import NotFound, UpstreamFailed
@@ -141,9 +142,9 @@ class PageService:
         changes: ChangeFeed,
         refresher: MirrorRefresher,
         locks: SharedLocks,
-        after_refresh: Callable[[IndexRecord, ProjectPage], None] | None = None,
+        after_fetch: Callable[[IndexRecord, str, Sequence[UpstreamLink]], None] | None = None,
     ) -> None:
-        self._after_refresh = after_refresh
+        self._after_fetch = after_fetch
         self._settings = settings
         self._db = db
         self._changes = changes
@@ -226,11 +227,10 @@ class PageService:
             previous.retry_at = time.monotonic() + min(_STALE_RETRY_SECONDS, config.cache_expiry)
             self._pages.setdefault(name, {})[index.id] = previous
             return previous
+        if self._after_fetch is not None and fetched.page is not None:
+            self._after_fetch(index, name, fetched.page.links)
         await self._refresher.store(index, name, fetched)
-        page = await self._load(index, name)
-        if self._after_refresh is not None and page.found and isinstance(page.page, ProjectPage):
-            self._after_refresh(index, page.page)
-        return page
+        return await self._load(index, name)
 
     async def _load(self, index: IndexRecord, name: str) -> CachedPage:
         """Build the page from the database and cache it."""
