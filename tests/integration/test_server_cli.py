@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import time
 import urllib.request
@@ -150,3 +151,33 @@ def test_init_twice_is_refused(tmp_path: Path) -> None:
     result = _run("init", "--datadir", str(datadir), "--root-password", "other")
     assert result.returncode == 2 and "already initialised" in result.stderr
     assert (datadir / "secret").read_text() == before
+
+
+def test_repeated_stop_signals_still_stop_the_server(tmp_path: Path) -> None:
+    """A burst of SIGTERM/SIGINT (make forwarding, double Ctrl-C) stops the server promptly."""
+    datadir = tmp_path / "data"
+    assert _run("init", "--datadir", str(datadir), "--root-password", "pw").returncode == 0
+    for burst in ([signal.SIGTERM] * 6, [signal.SIGINT, signal.SIGINT, signal.SIGTERM]):
+        port = free_port()
+        process = subprocess.Popen(
+            server_command("serve", "--datadir", str(datadir), "--port", str(port)),
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/health", timeout=1):
+                        break
+                except OSError:
+                    time.sleep(0.05)
+            for signum in burst:
+                process.send_signal(signum)
+                time.sleep(0.001)
+            assert process.wait(timeout=15) is not None
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()

@@ -16,8 +16,7 @@ async def health(request: Request) -> Response:
     app = services(request)
     checks: dict[str, str] = {}
     try:
-        async with app.db.read() as conn:
-            await conn.execute(text("SELECT 1"))
+        await app.db.read(lambda conn: conn.execute(text("SELECT 1")))
         checks["database"] = "ok"
     except Exception as exc:  # readiness must report any failure, not raise it
         checks["database"] = f"error: {type(exc).__name__}"

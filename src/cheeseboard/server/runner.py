@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import os
 
-from granian import Granian
 from granian.constants import Interfaces
+from granian.server.mp import MPServer
 
 from cheeseboard.http.app import SETTINGS_ENV
 from cheeseboard.server.settings import Settings
@@ -14,6 +14,21 @@ from cheeseboard.store.blobs import FileBlobStore
 from cheeseboard.store.db import migrate
 
 log = logging.getLogger("cheeseboard.server")
+
+
+class _Server(MPServer):
+    """Granian with a stop-signal handler that tolerates a second signal.
+
+    Granian's handler sets a ``threading.Event``, which is not re-entrant: a second SIGTERM or
+    SIGINT arriving while the first handler holds the event's lock deadlocks the main process.
+    That happens in practice: ``make`` forwards a fatal signal to its children, so a ``make run``
+    stopped by signal delivers two; people also press Ctrl-C twice.
+    """
+
+    def signal_handler_interrupt(self, *args: object, **kwargs: object) -> None:
+        if self.interrupt_signal:
+            return  # a stop is already under way
+        super().signal_handler_interrupt(*args, **kwargs)  # type: ignore[no-untyped-call]
 
 
 def run(settings: Settings) -> None:
@@ -29,7 +44,7 @@ def run(settings: Settings) -> None:
         settings.port,
         settings.workers,
     )
-    Granian(
+    _Server(
         "cheeseboard.http.app:app_from_environment",
         factory=True,
         address=settings.host,

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
+from typing import Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 
 from cheeseboard.store import queries
 from cheeseboard.store.db import Database
@@ -20,17 +20,19 @@ from cheeseboard.store.queries import Change
 from cheeseboard.store.serial import SerialFile
 
 Listener = Callable[[Change], Awaitable[None] | None]
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Transaction:
-    """A write transaction that records what it changed."""
+    """A write transaction that records what it changed; used on the database thread."""
 
-    def __init__(self, conn: AsyncConnection) -> None:
+    def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.changes: list[Change] = []
 
-    async def log(self, index_id: int | None, project: str | None, kind: str) -> int:
-        serial = await queries.log_change(self.conn, index_id, project, kind)
+    def log(self, index_id: int | None, project: str | None, kind: str) -> int:
+        serial = queries.log_change(self.conn, index_id, project, kind)
         self.changes.append(Change(serial, index_id, project, kind))
         return serial
 
@@ -49,8 +51,7 @@ class ChangeFeed:
         self._listeners.append(listener)
 
     async def start(self) -> None:
-        async with self._db.read() as conn:
-            self.applied = await queries.max_serial(conn)
+        self.applied = await self._db.read(queries.max_serial)
         self._serial_file.advance(self.applied)
 
     @property
@@ -65,8 +66,7 @@ class ChangeFeed:
         async with self._lock:
             if not self.behind():
                 return
-            async with self._db.read() as conn:
-                changes = await queries.changes_since(conn, self.applied)
+            changes = await self._db.read(queries.changes_since, self.applied)
             for change in changes:
                 await self._apply(change)
 
@@ -77,19 +77,25 @@ class ChangeFeed:
                 await outcome
         self.applied = change.serial
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[Transaction]:
-        """A write transaction; its changes are published and applied once it commits."""
-        async with self._db.write() as conn:
+    async def write(
+        self, fn: Callable[Concatenate[Transaction, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``fn(transaction, ...)`` as a write transaction; once it commits, its changes are
+        published to other processes and applied to this one's caches."""
+
+        def run(conn: Connection) -> tuple[Transaction, T]:
             transaction = Transaction(conn)
-            yield transaction
+            return transaction, fn(transaction, *args, **kwargs)
+
+        transaction, result = await self._db.write(run)
         if not transaction.changes:
-            return
+            return result
         self._serial_file.advance(transaction.changes[-1].serial)
         async with self._lock:
             if self.applied == transaction.changes[0].serial - 1:
                 # Nothing from other processes in between: apply ours without reading them back.
                 for change in transaction.changes:
                     await self._apply(change)
-                return
+                return result
         await self.catch_up()
+        return result

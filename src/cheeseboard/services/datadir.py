@@ -14,6 +14,8 @@ import shutil
 import time
 from pathlib import Path
 
+from sqlalchemy.engine import Connection
+
 from cheeseboard import __version__
 from cheeseboard.services.indexes import DEFAULT_MIRROR_URL
 from cheeseboard.services.users import hash_password
@@ -38,22 +40,25 @@ def _check_target(datadir: Path) -> None:
         raise DataDirError(f"{datadir} exists and is not an empty directory; refusing to use it")
 
 
-async def _fill(database_url: str, root_password: str, mirror_url: str | None) -> None:
-    db = Database(database_url)
+def _fill(conn: Connection, root_password: str, mirror_url: str | None) -> None:
+    root_id = queries.create_user(conn, "root", hash_password(root_password))
+    if mirror_url is not None:
+        config = {
+            "type": "mirror",
+            "volatile": False,
+            "title": "PyPI",
+            "mirror_url": mirror_url,
+            "mirror_web_url_fmt": "https://pypi.org/project/{name}/",
+        }
+        queries.create_index(conn, root_id, "pypi", "mirror", config)
+    queries.log_change(conn, None, None, "index-created")
+    queries.set_info(conn, "uuid", secrets.token_hex(16))
+
+
+async def _fill_database(url: str, root_password: str, mirror_url: str | None) -> None:
+    db = Database(url)
     try:
-        async with db.write() as conn:
-            root_id = await queries.create_user(conn, "root", hash_password(root_password))
-            if mirror_url is not None:
-                config = {
-                    "type": "mirror",
-                    "volatile": False,
-                    "title": "PyPI",
-                    "mirror_url": mirror_url,
-                    "mirror_web_url_fmt": "https://pypi.org/project/{name}/",
-                }
-                await queries.create_index(conn, root_id, "pypi", "mirror", config)
-            await queries.log_change(conn, None, None, "index-created")
-            await queries.set_info(conn, "uuid", secrets.token_hex(16))
+        await db.write(_fill, root_password, mirror_url)
     finally:
         await db.close()
 
@@ -85,7 +90,7 @@ def init_datadir(
         final_sqlite = f"sqlite:///{datadir / 'cheeseboard.sqlite'}"
         url = database_url or f"sqlite:///{staging / 'cheeseboard.sqlite'}"
         migrate(url)
-        asyncio.run(_fill(url, root_password, mirror_url))
+        asyncio.run(_fill_database(url, root_password, mirror_url))
         marker = {"version": __version__, "created": time.time()}
         if database_url and database_url != final_sqlite:
             marker["database_url"] = "external"

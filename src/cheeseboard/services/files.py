@@ -18,7 +18,7 @@ from cheeseboard.mirror.client import UpstreamClient
 from cheeseboard.mirror.errors import UpstreamError
 from cheeseboard.mirror.parse import UpstreamLink
 from cheeseboard.server.settings import Settings
-from cheeseboard.services.changes import ChangeFeed
+from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.downloads import Download, DownloadFailed, sha256_of
 from cheeseboard.services.errors import NotFound, UpstreamFailed
 from cheeseboard.services.locks import SharedLocks
@@ -92,8 +92,7 @@ class FileService:
         key = (index.id, filename)
         found = self._records.get(key)
         if found is None:
-            async with self._db.read() as conn:
-                found = await queries.file_by_filename(conn, index.id, filename)
+            found = await self._db.read(queries.file_by_filename, index.id, filename)
             if found is None:
                 raise NotFound(f"no file {filename!r} on {index.fullname}")
             self._records[key] = found
@@ -150,8 +149,7 @@ class FileService:
         key = (index.id, record.filename)
         try:
             async with self._locks.hold(f"file:{index.id}:{record.filename}", _DOWNLOAD_LOCK_WAIT):
-                async with self._db.read() as conn:
-                    current = await queries.file_by_filename(conn, index.id, record.filename)
+                current = await self._db.read(queries.file_by_filename, index.id, record.filename)
                 done = self._stored(current[0]) if current else None
                 if done is not None:
                     # Another worker stored it while we waited for the lock.
@@ -186,22 +184,7 @@ class FileService:
                 metadata_sha = await self._put_blob(metadata)
                 metadata_size = len(metadata)
             # Otherwise upstream advertised other bytes: .metadata proxies theirs instead.
-        project = await self._project_of(index, record)
-        async with self._changes.write() as tx:
-            visible = await queries.record_cached_file(
-                tx.conn, record.id, digest, size, metadata_sha
-            )
-            if metadata_sha is not None:
-                await queries.add_blob(tx.conn, metadata_sha, metadata_size)
-            await tx.log(index.id, project, "mirror-file" if visible else "mirror-file-cached")
-
-    async def _project_of(self, index: IndexRecord, record: FileRecord) -> str:
-        found = self._records.get((index.id, record.filename))
-        if found is not None:
-            return found[1]
-        async with self._db.read() as conn:
-            row = await queries.file_by_filename(conn, index.id, record.filename)
-        return row[1] if row else ""
+        await self._changes.write(_record_cached, record, digest, size, metadata_sha, metadata_size)
 
     async def _put_blob(self, data: bytes) -> str:
         """Store small bytes (metadata) in the blob store; the caller records the blob row."""
@@ -211,8 +194,7 @@ class FileService:
 
     async def _store_bytes(self, data: bytes) -> str:
         digest = await self._put_blob(data)
-        async with self._db.write() as conn:
-            await queries.add_blob(conn, digest, len(data))
+        await self._db.write(queries.add_blob, digest, len(data))
         return digest
 
     # --- PEP 658 metadata --------------------------------------------------------------------
@@ -250,9 +232,7 @@ class FileService:
             )
         await self._store_bytes(metadata)
         if not advertised:
-            async with self._changes.write() as tx:
-                await queries.set_core_metadata(tx.conn, record.id, digest)
-                await tx.log(index.id, await self._project_of(index, record), "mirror-file")
+            await self._changes.write(_record_core_metadata, record, digest)
         return self._blobs.path(digest)
 
     def prefetch_metadata(
@@ -312,3 +292,23 @@ class FileService:
         pending = [*self._tasks, *self._metadata_fetches.values()]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+
+
+def _record_cached(
+    tx: Transaction,
+    record: FileRecord,
+    digest: str,
+    size: int,
+    metadata_sha: str | None,
+    metadata_size: int,
+) -> None:
+    visible = queries.record_cached_file(tx.conn, record.id, digest, size, metadata_sha)
+    if metadata_sha is not None:
+        queries.add_blob(tx.conn, metadata_sha, metadata_size)
+    project = queries.project_name(tx.conn, record.project_id)
+    tx.log(record.index_id, project, "mirror-file" if visible else "mirror-file-cached")
+
+
+def _record_core_metadata(tx: Transaction, record: FileRecord, digest: str) -> None:
+    queries.set_core_metadata(tx.conn, record.id, digest)
+    tx.log(record.index_id, queries.project_name(tx.conn, record.project_id), "mirror-file")

@@ -49,8 +49,7 @@ class IndexRegistry:
         self._by_id: dict[int, IndexRecord] = {}
 
     async def load(self) -> None:
-        async with self._db.read() as conn:
-            records = await queries.load_indexes(conn)
+        records = await self._db.read(queries.load_indexes)
         self._by_name = {record.fullname: record for record in records}
         self._by_id = {record.id: record for record in records}
 

@@ -16,16 +16,17 @@ from cheeseboard.mirror.client import UpstreamClient
 from cheeseboard.mirror.errors import UpstreamError, UpstreamNotFound, UpstreamUnavailable
 from cheeseboard.mirror.parse import (
     PageFormatError,
+    UpstreamLink,
     UpstreamPage,
     enrich,
     needs_enrichment,
     parse_pypi_json,
     parse_simple_page,
 )
-from cheeseboard.services.changes import ChangeFeed
+from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.indexes import MirrorConfig
 from cheeseboard.store import queries
-from cheeseboard.store.queries import IndexRecord, NewFile
+from cheeseboard.store.queries import FileRecord, IndexRecord, NewFile, ProjectRecord
 
 log = logging.getLogger(__name__)
 
@@ -90,45 +91,54 @@ class MirrorRefresher:
             return None
         return None if raw is None else raw.body
 
-    async def store(self, index: IndexRecord, name: str, fetched: Fetched) -> bool:
-        """Write the outcome; returns True when the page changed."""
-        now = time.time()
-        async with self._changes.write() as tx:
-            if fetched.not_found:
-                changed = await queries.save_mirror_not_found(tx.conn, index.id, name, now)
-            elif fetched.page is None:
-                project = await queries.get_project(tx.conn, index.id, name)
-                if project is not None:
-                    await queries.mark_checked(tx.conn, project.id, now)
-                changed = False
-            else:
-                rows = [
-                    NewFile(
-                        filename=link.filename,
-                        version=parse_dist_filename(link.filename, name).version,
-                        packagetype=packagetype_of(link.filename),
-                        sha256=link.sha256,
-                        size=link.size,
-                        requires_python=link.requires_python,
-                        yanked=link.yanked,
-                        upload_time=link.upload_time,
-                        core_metadata_sha256=link.core_metadata_sha256,
-                        upstream_url=link.url,
-                    )
-                    for link in fetched.page.links
-                ]
-                changed = await queries.save_mirror_page(
-                    tx.conn,
-                    index.id,
-                    name,
-                    name,
-                    rows,
-                    now,
-                    fetched.etag,
-                    fetched.upstream_serial,
-                    fetched.page.status,
-                    fetched.page.status_reason,
-                )
-            # Even an unchanged page is logged so other workers pick up the new check time.
-            await tx.log(index.id, name, "mirror-page" if changed else "mirror-checked")
-        return changed
+    async def store(
+        self, index: IndexRecord, name: str, fetched: Fetched
+    ) -> tuple[ProjectRecord | None, list[FileRecord]]:
+        """Write the outcome in one transaction; returns the project as stored, with its files."""
+        rows = (
+            [] if fetched.page is None else [_new_file(link, name) for link in fetched.page.links]
+        )
+        return await self._changes.write(_store, index.id, name, fetched, rows, time.time())
+
+
+def _new_file(link: UpstreamLink, project: str) -> NewFile:
+    return NewFile(
+        filename=link.filename,
+        version=parse_dist_filename(link.filename, project).version,
+        packagetype=packagetype_of(link.filename),
+        sha256=link.sha256,
+        size=link.size,
+        requires_python=link.requires_python,
+        yanked=link.yanked,
+        upload_time=link.upload_time,
+        core_metadata_sha256=link.core_metadata_sha256,
+        upstream_url=link.url,
+    )
+
+
+def _store(
+    tx: Transaction, index_id: int, name: str, fetched: Fetched, rows: list[NewFile], now: float
+) -> tuple[ProjectRecord | None, list[FileRecord]]:
+    if fetched.not_found:
+        changed = queries.save_mirror_not_found(tx.conn, index_id, name, now)
+    elif fetched.page is None:
+        project = queries.get_project(tx.conn, index_id, name)
+        if project is not None:
+            queries.mark_checked(tx.conn, project.id, now)
+        changed = False
+    else:
+        changed = queries.save_mirror_page(
+            tx.conn,
+            index_id,
+            name,
+            name,
+            rows,
+            now,
+            fetched.etag,
+            fetched.upstream_serial,
+            fetched.page.status,
+            fetched.page.status_reason,
+        )
+    # Even an unchanged page is logged so other workers pick up the new check time.
+    tx.log(index_id, name, "mirror-page" if changed else "mirror-checked")
+    return queries.project_with_files(tx.conn, index_id, name)

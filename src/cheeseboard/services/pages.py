@@ -41,7 +41,7 @@ from cheeseboard.services.locks import SharedLocks
 from cheeseboard.services.mirror import MirrorRefresher
 from cheeseboard.store import queries
 from cheeseboard.store.db import Database
-from cheeseboard.store.queries import Change, FileRecord, IndexRecord
+from cheeseboard.store.queries import Change, FileRecord, IndexRecord, ProjectRecord
 
 log = logging.getLogger(__name__)
 
@@ -229,15 +229,23 @@ class PageService:
             return previous
         if self._after_fetch is not None and fetched.page is not None:
             self._after_fetch(index, name, fetched.page.links)
-        await self._refresher.store(index, name, fetched)
-        return await self._load(index, name)
+        project, records = await self._refresher.store(index, name, fetched)
+        return self._build(index, name, project, records)
 
     async def _load(self, index: IndexRecord, name: str) -> CachedPage:
         """Build the page from the database and cache it."""
+        project, records = await self._db.read(queries.project_with_files, index.id, name)
+        return self._build(index, name, project, records)
+
+    def _build(
+        self,
+        index: IndexRecord,
+        name: str,
+        project: ProjectRecord | None,
+        records: list[FileRecord],
+    ) -> CachedPage:
+        """Make the page from stored rows and cache it."""
         metrics.count("page_builds_total")
-        async with self._db.read() as conn:
-            project = await queries.get_project(conn, index.id, name)
-            records = await queries.project_files(conn, project.id) if project else []
         if self._settings.offline:
             records = [r for r in records if r.blob_sha256 is not None]
         links = tuple(_file_link(index, r) for r in records)
@@ -272,8 +280,7 @@ class PageService:
         cached = self._lists.get(index.id)
         if cached is not None:
             return cached
-        async with self._db.read() as conn:
-            names = await queries.project_names(conn, index.id)
+        names = await self._db.read(queries.project_names, index.id)
         listing = ProjectList(index.fullname, tuple(names), self._changes.serial)
         cached = CachedPage(page=listing, last_modified=formatdate(time.time(), usegmt=True))
         self._lists[index.id] = cached

@@ -1,40 +1,43 @@
-"""The metadata database: engines, migrations, and read/write transactions.
+"""The metadata database: engines, migrations, and transactions run as plain functions.
+
+Each transaction is one synchronous function of a SQLAlchemy Core ``Connection``, run on a database
+thread: one thread hop per transaction instead of one per statement (a cold mirror page went from
+~9 ms of SQL to ~1 ms), and no transaction can stay open across an ``await`` on the network.
+Writes run on a single writer thread, so a process never competes with itself for the write lock.
 
 SQLite (the embedded default) runs in WAL mode. Write transactions start with BEGIN IMMEDIATE so
 concurrent writers from several worker processes queue on the busy timeout instead of failing with
-"database is locked" on a lock upgrade; within a process an asyncio lock keeps one writer at a time.
+"database is locked" on a lock upgrade.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.engine import Connection, Engine
 
 from cheeseboard.core import metrics
 
 _BUSY_TIMEOUT_MS = 30_000
+_READ_THREADS = 4
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def _sync_url(url: str) -> str:
     return url.replace("sqlite+aiosqlite://", "sqlite://", 1)
 
 
-def _async_url(url: str) -> str:
-    if url.startswith("sqlite://"):
-        return url.replace("sqlite://", "sqlite+aiosqlite://", 1)
-    return url
-
-
-def _sqlite_pragmas(dbapi_connection: Any, begin: str) -> None:
+def _sqlite_pragmas(dbapi_connection: Any) -> None:
     # Let us issue BEGIN ourselves (pysqlite's implicit transactions defeat BEGIN IMMEDIATE).
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
@@ -45,32 +48,32 @@ def _sqlite_pragmas(dbapi_connection: Any, begin: str) -> None:
     cursor.close()
 
 
-def _make_engine(url: str, begin: str) -> AsyncEngine:
-    # Writes go through one kept-open connection (one writer at a time anyway); reads get a pool.
-    pool = {"pool_size": 1, "max_overflow": 0} if begin else {"pool_size": 8, "max_overflow": 8}
-    engine = create_async_engine(_async_url(url), **pool)
-    if url.startswith("sqlite"):
+def _make_engine(url: str, begin: str, pool_size: int) -> Engine:
+    url = _sync_url(url)
+    sqlite = url.startswith("sqlite")
+    engine = create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=0,
+        # Connections move between the threads of our executors, one at a time.
+        connect_args={"check_same_thread": False} if sqlite else {},
+    )
+    if sqlite:
 
-        @event.listens_for(engine.sync_engine, "connect")
+        @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            _sqlite_pragmas(dbapi_connection, begin)
+            _sqlite_pragmas(dbapi_connection)
 
-        @event.listens_for(engine.sync_engine, "begin")
+        @event.listens_for(engine, "begin")
         def _on_begin(connection: Connection) -> None:
-            connection.exec_driver_sql(begin or "BEGIN")
+            connection.exec_driver_sql(begin)
 
     return engine
 
 
 def migrate(url: str) -> None:
     """Bring the schema to the newest revision (runs before workers start)."""
-    engine = create_engine(_sync_url(url))
-    if url.startswith("sqlite"):
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            _sqlite_pragmas(dbapi_connection, "")
-
+    engine = _make_engine(url, "BEGIN IMMEDIATE", 1)
     config = Config()
     config.set_main_option(
         "script_location", str(resources.files("cheeseboard.store") / "migrations")
@@ -82,29 +85,48 @@ def migrate(url: str) -> None:
 
 
 class Database:
-    """Connections for reading (concurrent) and writing (one at a time per process)."""
+    """Run read transactions concurrently and write transactions one at a time."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._reader = _make_engine(url, "")
-        self._writer = _make_engine(url, "BEGIN IMMEDIATE") if url.startswith("sqlite") else None
-        self._write_lock = asyncio.Lock()
+        self._reader = _make_engine(url, "BEGIN", _READ_THREADS)
+        self._writer = _make_engine(url, "BEGIN IMMEDIATE", 1)
+        self._read_threads = ThreadPoolExecutor(_READ_THREADS, thread_name_prefix="db-read")
+        self._write_thread = ThreadPoolExecutor(1, thread_name_prefix="db-write")
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
+    async def read(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``fn(connection, ...)`` in a read transaction (a consistent snapshot)."""
         metrics.count("db_reads_total")
-        async with self._reader.connect() as connection:
-            yield connection
+        call = functools.partial(self._run, self._reader, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._read_threads, call)
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction: committed on normal exit, rolled back on an exception."""
-        engine = self._writer or self._reader
+    async def write(
+        self, fn: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """``fn(connection, ...)`` in a write transaction: committed if it returns, else rolled
+        back. Once started it completes even if the awaiting task is cancelled."""
         metrics.count("db_writes_total")
-        async with self._write_lock, engine.begin() as connection:
-            yield connection
+        call = functools.partial(self._run, self._writer, fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._write_thread, call)
+
+    @staticmethod
+    def _run(
+        engine: Engine,
+        fn: Callable[Concatenate[Connection, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        with engine.begin() as connection:
+            return fn(connection, *args, **kwargs)
 
     async def close(self) -> None:
-        await self._reader.dispose()
-        if self._writer is not None:
-            await self._writer.dispose()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._shutdown)
+
+    def _shutdown(self) -> None:
+        self._write_thread.shutdown(wait=True)
+        self._read_threads.shutdown(wait=True)
+        self._reader.dispose()
+        self._writer.dispose()

@@ -1,4 +1,7 @@
-"""SQL for the metadata store (SQLAlchemy Core). Each function takes the connection to use."""
+"""SQL for the metadata store (SQLAlchemy Core). Each function takes the connection to use.
+
+They are synchronous: ``Database.read``/``write`` run them on a database thread.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
-from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection, Row
 
 from cheeseboard.store.schema import blobs, changelog, files, indexes, projects, server_info, users
 
@@ -135,22 +137,22 @@ def _file(row: Row[Any]) -> FileRecord:
 # --- users and indexes -----------------------------------------------------------------------
 
 
-async def create_user(conn: AsyncConnection, name: str, pwhash: str, **extra: Any) -> int:
-    result = await conn.execute(
+def create_user(conn: Connection, name: str, pwhash: str, **extra: Any) -> int:
+    result = conn.execute(
         insert(users).values(name=name, pwhash=pwhash, created=time.time(), **extra)
     )
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
-async def user_id(conn: AsyncConnection, name: str) -> int | None:
-    value = await conn.scalar(select(users.c.id).where(users.c.name == name))
+def user_id(conn: Connection, name: str) -> int | None:
+    value = conn.scalar(select(users.c.id).where(users.c.name == name))
     return None if value is None else int(value)
 
 
-async def create_index(
-    conn: AsyncConnection, owner_id: int, name: str, type_: str, config: dict[str, Any]
+def create_index(
+    conn: Connection, owner_id: int, name: str, type_: str, config: dict[str, Any]
 ) -> int:
-    result = await conn.execute(
+    result = conn.execute(
         insert(indexes).values(
             user_id=owner_id, name=name, type=type_, config=config, created=time.time()
         )
@@ -158,52 +160,60 @@ async def create_index(
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
-async def load_indexes(conn: AsyncConnection) -> list[IndexRecord]:
+def load_indexes(conn: Connection) -> list[IndexRecord]:
     query = select(
         indexes.c.id, users.c.name.label("user"), indexes.c.name, indexes.c.type, indexes.c.config
     ).join(users, users.c.id == indexes.c.user_id)
-    rows = (await conn.execute(query)).all()
+    rows = (conn.execute(query)).all()
     return [IndexRecord(r.id, r.user, r.name, r.type, dict(r.config)) for r in rows]
 
 
 # --- server info -------------------------------------------------------------------------------
 
 
-async def get_info(conn: AsyncConnection, key: str) -> str | None:
-    value = await conn.scalar(select(server_info.c.value).where(server_info.c.key == key))
+def get_info(conn: Connection, key: str) -> str | None:
+    value = conn.scalar(select(server_info.c.value).where(server_info.c.key == key))
     return None if value is None else str(value)
 
 
-async def set_info(conn: AsyncConnection, key: str, value: str) -> None:
-    await conn.execute(delete(server_info).where(server_info.c.key == key))
-    await conn.execute(insert(server_info).values(key=key, value=value))
+def set_info(conn: Connection, key: str, value: str) -> None:
+    conn.execute(delete(server_info).where(server_info.c.key == key))
+    conn.execute(insert(server_info).values(key=key, value=value))
 
 
 # --- projects and files ------------------------------------------------------------------------
 
 
-async def get_project(conn: AsyncConnection, index_id: int, name: str) -> ProjectRecord | None:
+def get_project(conn: Connection, index_id: int, name: str) -> ProjectRecord | None:
     row = (
-        await conn.execute(
+        conn.execute(
             select(projects).where(projects.c.index_id == index_id, projects.c.name == name)
         )
     ).first()
     return None if row is None else _project(row)
 
 
-async def project_files(conn: AsyncConnection, project_id: int) -> list[FileRecord]:
-    rows = await conn.execute(
+def project_with_files(
+    conn: Connection, index_id: int, name: str
+) -> tuple[ProjectRecord | None, list[FileRecord]]:
+    """A project and its files, read in one transaction."""
+    project = get_project(conn, index_id, name)
+    return project, project_files(conn, project.id) if project else []
+
+
+def project_files(conn: Connection, project_id: int) -> list[FileRecord]:
+    rows = conn.execute(
         select(files).where(files.c.project_id == project_id).order_by(files.c.position)
     )
     return [_file(row) for row in rows]
 
 
-async def file_by_filename(
-    conn: AsyncConnection, index_id: int, filename: str
+def file_by_filename(
+    conn: Connection, index_id: int, filename: str
 ) -> tuple[FileRecord, str] | None:
     """The file row and its project's normalized name."""
     row = (
-        await conn.execute(
+        conn.execute(
             select(files, projects.c.name.label("project_name"))
             .join(projects, projects.c.id == files.c.project_id)
             .where(files.c.index_id == index_id, files.c.filename == filename)
@@ -212,8 +222,13 @@ async def file_by_filename(
     return None if row is None else (_file(row), str(row.project_name))
 
 
-async def project_names(conn: AsyncConnection, index_id: int) -> list[str]:
-    rows = await conn.execute(
+def project_name(conn: Connection, project_id: int) -> str | None:
+    value = conn.scalar(select(projects.c.name).where(projects.c.id == project_id))
+    return None if value is None else str(value)
+
+
+def project_names(conn: Connection, index_id: int) -> list[str]:
+    rows = conn.execute(
         select(projects.c.name)
         .where(projects.c.index_id == index_id, projects.c.found.is_(True))
         .order_by(projects.c.name)
@@ -221,24 +236,22 @@ async def project_names(conn: AsyncConnection, index_id: int) -> list[str]:
     return [str(name) for (name,) in rows]
 
 
-async def _ensure_project(
-    conn: AsyncConnection, index_id: int, name: str, display_name: str
-) -> ProjectRecord:
-    existing = await get_project(conn, index_id, name)
+def _ensure_project(conn: Connection, index_id: int, name: str, display_name: str) -> ProjectRecord:
+    existing = get_project(conn, index_id, name)
     if existing is not None:
         return existing
-    await conn.execute(
+    conn.execute(
         insert(projects).values(
             index_id=index_id, name=name, display_name=display_name, created=time.time(), found=True
         )
     )
-    created = await get_project(conn, index_id, name)
+    created = get_project(conn, index_id, name)
     assert created is not None
     return created
 
 
-async def save_mirror_page(
-    conn: AsyncConnection,
+def save_mirror_page(
+    conn: Connection,
     index_id: int,
     name: str,
     display_name: str,
@@ -255,8 +268,8 @@ async def save_mirror_page(
     writes only its check time. Statements are batched: a page of thousands of files costs a
     handful of round trips, not one per file.
     """
-    project = await _ensure_project(conn, index_id, name, display_name)
-    old = {record.filename: record for record in await project_files(conn, project.id)}
+    project = _ensure_project(conn, index_id, name, display_name)
+    old = {record.filename: record for record in project_files(conn, project.id)}
     changed = (
         not project.found or project.status != status or project.status_reason != status_reason
     )
@@ -264,9 +277,7 @@ async def save_mirror_page(
     for position, new in enumerate(new_files):
         wanted.setdefault(new.filename, (position, new))  # first link wins, as in a merged page
     # Files another project of this index already lists stay with that project.
-    taken = await _filenames_elsewhere(
-        conn, index_id, project.id, [f for f in wanted if f not in old]
-    )
+    taken = _filenames_elsewhere(conn, index_id, project.id, [f for f in wanted if f not in old])
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     for filename, (position, new) in wanted.items():
@@ -302,7 +313,7 @@ async def save_mirror_page(
             row = {"position": position, "blob_sha256": blob, **values}
             updates.append({"b_id": record.id, **{f"b_{k}": v for k, v in row.items()}})
     if inserts:
-        await conn.execute(insert(files), inserts)
+        conn.execute(insert(files), inserts)
     if updates:
         columns = [key[2:] for key in updates[0] if key != "b_id"]
         statement = (
@@ -310,12 +321,12 @@ async def save_mirror_page(
             .where(files.c.id == bindparam("b_id"))
             .values({column: bindparam(f"b_{column}") for column in columns})
         )
-        await conn.execute(statement, updates)
+        conn.execute(statement, updates)
     gone = [record.id for filename, record in old.items() if filename not in wanted]
     for chunk in _chunks(gone):
-        await conn.execute(delete(files).where(files.c.id.in_(chunk)))
+        conn.execute(delete(files).where(files.c.id.in_(chunk)))
     changed = changed or bool(inserts or updates or gone)
-    await conn.execute(
+    conn.execute(
         update(projects)
         .where(projects.c.id == project.id)
         .values(
@@ -336,12 +347,12 @@ def _chunks(items: Sequence[Any], size: int = 500) -> list[Sequence[Any]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
 
-async def _filenames_elsewhere(
-    conn: AsyncConnection, index_id: int, project_id: int, filenames: Sequence[str]
+def _filenames_elsewhere(
+    conn: Connection, index_id: int, project_id: int, filenames: Sequence[str]
 ) -> set[str]:
     taken: set[str] = set()
     for chunk in _chunks(filenames):
-        rows = await conn.execute(
+        rows = conn.execute(
             select(files.c.filename).where(
                 files.c.index_id == index_id,
                 files.c.project_id != project_id,
@@ -352,13 +363,11 @@ async def _filenames_elsewhere(
     return taken
 
 
-async def save_mirror_not_found(
-    conn: AsyncConnection, index_id: int, name: str, checked_at: float
-) -> bool:
+def save_mirror_not_found(conn: Connection, index_id: int, name: str, checked_at: float) -> bool:
     """Remember that upstream has no such project; return True if it had a page before."""
-    project = await get_project(conn, index_id, name)
+    project = get_project(conn, index_id, name)
     if project is None:
-        await conn.execute(
+        conn.execute(
             insert(projects).values(
                 index_id=index_id,
                 name=name,
@@ -369,8 +378,8 @@ async def save_mirror_not_found(
             )
         )
         return False
-    await conn.execute(delete(files).where(files.c.project_id == project.id))
-    await conn.execute(
+    conn.execute(delete(files).where(files.c.project_id == project.id))
+    conn.execute(
         update(projects)
         .where(projects.c.id == project.id)
         .values(checked_at=checked_at, found=False)
@@ -378,21 +387,19 @@ async def save_mirror_not_found(
     return project.found
 
 
-async def mark_checked(conn: AsyncConnection, project_id: int, checked_at: float) -> None:
-    await conn.execute(
-        update(projects).where(projects.c.id == project_id).values(checked_at=checked_at)
-    )
+def mark_checked(conn: Connection, project_id: int, checked_at: float) -> None:
+    conn.execute(update(projects).where(projects.c.id == project_id).values(checked_at=checked_at))
 
 
-async def record_cached_file(
-    conn: AsyncConnection,
+def record_cached_file(
+    conn: Connection,
     file_id: int,
     blob_sha256: str,
     size: int,
     core_metadata_sha256: str | None = None,
 ) -> bool:
     """Note that a file's bytes are stored; return True if a page-visible fact changed."""
-    row = (await conn.execute(select(files).where(files.c.id == file_id))).first()
+    row = (conn.execute(select(files).where(files.c.id == file_id))).first()
     if row is None:
         return False
     record = _file(row)
@@ -403,46 +410,42 @@ async def record_cached_file(
         values["size"] = size
     if record.core_metadata_sha256 is None and core_metadata_sha256 is not None:
         values["core_metadata_sha256"] = core_metadata_sha256
-    await conn.execute(update(files).where(files.c.id == file_id).values(**values))
-    await add_blob(conn, blob_sha256, size)
+    conn.execute(update(files).where(files.c.id == file_id).values(**values))
+    add_blob(conn, blob_sha256, size)
     return len(values) > 1
 
 
-async def set_core_metadata(conn: AsyncConnection, file_id: int, sha256: str) -> None:
-    await conn.execute(
-        update(files).where(files.c.id == file_id).values(core_metadata_sha256=sha256)
-    )
+def set_core_metadata(conn: Connection, file_id: int, sha256: str) -> None:
+    conn.execute(update(files).where(files.c.id == file_id).values(core_metadata_sha256=sha256))
 
 
-async def add_blob(conn: AsyncConnection, sha256: str, size: int) -> None:
-    exists = await conn.scalar(select(blobs.c.sha256).where(blobs.c.sha256 == sha256))
+def add_blob(conn: Connection, sha256: str, size: int) -> None:
+    exists = conn.scalar(select(blobs.c.sha256).where(blobs.c.sha256 == sha256))
     if exists is None:
-        await conn.execute(insert(blobs).values(sha256=sha256, size=size, created=time.time()))
+        conn.execute(insert(blobs).values(sha256=sha256, size=size, created=time.time()))
 
 
-async def blob_known(conn: AsyncConnection, sha256: str) -> bool:
-    return (await conn.scalar(select(blobs.c.sha256).where(blobs.c.sha256 == sha256))) is not None
+def blob_known(conn: Connection, sha256: str) -> bool:
+    return (conn.scalar(select(blobs.c.sha256).where(blobs.c.sha256 == sha256))) is not None
 
 
 # --- changelog ---------------------------------------------------------------------------------
 
 
-async def log_change(
-    conn: AsyncConnection, index_id: int | None, project: str | None, kind: str
-) -> int:
-    result = await conn.execute(
+def log_change(conn: Connection, index_id: int | None, project: str | None, kind: str) -> int:
+    result = conn.execute(
         insert(changelog).values(created=time.time(), index_id=index_id, project=project, kind=kind)
     )
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 
 
-async def max_serial(conn: AsyncConnection) -> int:
-    value = await conn.scalar(select(func.max(changelog.c.serial)))
+def max_serial(conn: Connection) -> int:
+    value = conn.scalar(select(func.max(changelog.c.serial)))
     return int(value or 0)
 
 
-async def changes_since(conn: AsyncConnection, serial: int, limit: int = 10_000) -> list[Change]:
-    rows = await conn.execute(
+def changes_since(conn: Connection, serial: int, limit: int = 10_000) -> list[Change]:
+    rows = conn.execute(
         select(changelog)
         .where(changelog.c.serial > serial)
         .order_by(changelog.c.serial)
