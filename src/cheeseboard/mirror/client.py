@@ -13,7 +13,7 @@ import aiohttp
 
 from cheeseboard import __version__
 from cheeseboard.core import metrics
-from cheeseboard.mirror.errors import UpstreamError, UpstreamNotFound, UpstreamUnavailable
+from cheeseboard.mirror.errors import UpstreamNotFound, UpstreamUnavailable
 
 # JSON first: real PyPI answers with PEP 691; HTML-only mirrors still send HTML (standards §3).
 PAGE_ACCEPT = (
@@ -115,12 +115,8 @@ class UpstreamClient:
                     etag=response.headers.get("ETag"),
                     last_serial=int(serial) if serial.isdigit() else None,
                 )
-        except UpstreamError:
-            raise
-        except TimeoutError as exc:
-            raise UpstreamUnavailable(url, f"no answer within {self._timeout:g}s") from exc
-        except (aiohttp.ClientError, ValueError) as exc:
-            raise UpstreamUnavailable(url, f"{type(exc).__name__}: {exc}") from exc
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            raise _unavailable(url, exc, f"no answer within {self._timeout:g}s") from exc
 
     @asynccontextmanager
     async def open_file(self, url: str) -> AsyncIterator[UpstreamFile]:
@@ -148,18 +144,19 @@ class UpstreamClient:
                     size=response.content_length,
                     chunks=self._chunks(response, url),
                 )
-        except UpstreamError:
-            raise
-        except TimeoutError as exc:
-            raise UpstreamUnavailable(url, f"stalled for {self._timeout:g}s") from exc
-        except (aiohttp.ClientError, ValueError) as exc:
-            raise UpstreamUnavailable(url, f"{type(exc).__name__}: {exc}") from exc
+        except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+            raise _unavailable(url, exc, f"stalled for {self._timeout:g}s") from exc
 
     async def _chunks(self, response: aiohttp.ClientResponse, url: str) -> AsyncIterator[bytes]:
         try:
             async for chunk in response.content.iter_chunked(_CHUNK):
                 yield chunk
-        except TimeoutError as exc:
-            raise UpstreamUnavailable(url, f"stalled for {self._timeout:g}s") from exc
-        except aiohttp.ClientError as exc:
-            raise UpstreamUnavailable(url, f"{type(exc).__name__}: {exc}") from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise _unavailable(url, exc, f"stalled for {self._timeout:g}s") from exc
+
+
+def _unavailable(url: str, exc: BaseException, timeout_reason: str) -> UpstreamUnavailable:
+    """Our error for an aiohttp failure or timeout (the one place aiohttp's errors are mapped)."""
+    if isinstance(exc, TimeoutError):
+        return UpstreamUnavailable(url, timeout_reason)
+    return UpstreamUnavailable(url, f"{type(exc).__name__}: {exc}")

@@ -5,10 +5,11 @@ They are synchronous: ``Database.read``/``write`` run them on a database thread.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Row
@@ -99,39 +100,27 @@ _FILE_FIELDS = (
 )
 
 
+R = TypeVar("R")
+
+
+def _record(cls: type[R], row: Row[Any]) -> R:
+    """A record dataclass from a row whose columns include all of its fields."""
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    mapping = row._mapping
+    return cls(**{name: mapping[name] for name in names})
+
+
+_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
+
+
 def _project(row: Row[Any]) -> ProjectRecord:
-    return ProjectRecord(
-        id=row.id,
-        index_id=row.index_id,
-        name=row.name,
-        display_name=row.display_name,
-        checked_at=row.checked_at,
-        found=bool(row.found),
-        upstream_etag=row.upstream_etag,
-        upstream_serial=row.upstream_serial,
-        status=row.status,
-        status_reason=row.status_reason,
-    )
+    return _record(ProjectRecord, row)
 
 
 def _file(row: Row[Any]) -> FileRecord:
-    return FileRecord(
-        id=row.id,
-        index_id=row.index_id,
-        project_id=row.project_id,
-        filename=row.filename,
-        version=row.version,
-        packagetype=row.packagetype,
-        sha256=row.sha256,
-        size=row.size,
-        requires_python=row.requires_python,
-        yanked=row.yanked,
-        upload_time=row.upload_time,
-        core_metadata_sha256=row.core_metadata_sha256,
-        upstream_url=row.upstream_url,
-        blob_sha256=row.blob_sha256,
-        position=row.position,
-    )
+    return _record(FileRecord, row)
 
 
 # --- users and indexes -----------------------------------------------------------------------
