@@ -45,25 +45,6 @@ class ProjectRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class FileRecord:
-    id: int
-    index_id: int
-    project_id: int
-    filename: str
-    version: str | None
-    packagetype: str
-    sha256: str | None
-    size: int | None
-    requires_python: str | None
-    yanked: str | None
-    upload_time: str | None
-    core_metadata_sha256: str | None
-    upstream_url: str | None
-    blob_sha256: str | None
-    position: int
-
-
-@dataclass(frozen=True, slots=True)
 class NewFile:
     """A file row to write, as a mirror refresh or an upload produces it."""
 
@@ -77,6 +58,17 @@ class NewFile:
     upload_time: str | None
     core_metadata_sha256: str | None
     upstream_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord(NewFile):
+    """A stored file: what was written, plus where it lives and whether its bytes are here."""
+
+    id: int
+    index_id: int
+    project_id: int
+    blob_sha256: str | None
+    position: int
 
 
 @dataclass(frozen=True, slots=True)
