@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from email.parser import BytesParser
+from email.parser import Parser
 from email.policy import compat32
 from typing import Any
 
@@ -40,7 +40,10 @@ _MULTI = {
 
 def parse_core_metadata(data: bytes) -> dict[str, Any]:
     """Fields of a METADATA file; absent single fields are None, absent lists are []."""
-    message = BytesParser(policy=compat32).parsebytes(data)
+    # Core metadata is UTF-8. BytesParser would decode it as ASCII with surrogate escapes, so
+    # "José" came out as "Jos\udcc3\udca9", which no UTF-8 encoder (JSON, SQLite) accepts;
+    # bytes that are not UTF-8 (old PKG-INFO files) become U+FFFD instead.
+    message = Parser(policy=compat32).parsestr(data.decode("utf-8", errors="replace"))
     fields: dict[str, Any] = {}
     for header, key in _SINGLE.items():
         value = message.get(header)

@@ -10,12 +10,14 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
-from cheeseboard.http import files, health, pypi_json, simple
+from cheeseboard.http import accounts, files, health, pypi_json, simple, upload
 from cheeseboard.http.access_log import AccessLog
 from cheeseboard.http.errors import domain_error, http_error
 from cheeseboard.http.state import AppServices
 from cheeseboard.mirror.client import UpstreamClient
 from cheeseboard.server.settings import Settings
+from cheeseboard.services.accounts import AccountService
+from cheeseboard.services.auth import AuthService
 from cheeseboard.services.changes import ChangeFeed
 from cheeseboard.services.errors import CheeseboardError
 from cheeseboard.services.files import FileService
@@ -24,6 +26,7 @@ from cheeseboard.services.locks import SharedLocks
 from cheeseboard.services.mirror import MirrorRefresher
 from cheeseboard.services.pages import PageService
 from cheeseboard.services.pypi_json import PypiJsonService
+from cheeseboard.services.uploads import UploadService
 from cheeseboard.store.blobs import FileBlobStore
 from cheeseboard.store.db import Database
 from cheeseboard.store.serial import SerialFile
@@ -54,8 +57,13 @@ def create_app(settings: Settings) -> Starlette:
             changes,
             MirrorRefresher(client, changes),
             locks,
+            indexes,
             after_fetch=file_service.prefetch_metadata,
         )
+        auth = AuthService(db)
+        await auth.load()
+        account_service = AccountService(settings, db, changes, auth, indexes)
+        changes.subscribe(auth.on_change)
         changes.subscribe(indexes.on_change)
         changes.subscribe(pages.on_change)
         changes.subscribe(file_service.on_change)
@@ -67,6 +75,9 @@ def create_app(settings: Settings) -> Starlette:
             pages,
             file_service,
             PypiJsonService(pages, file_service),
+            auth,
+            account_service,
+            UploadService(settings, db, changes, blobs, pages),
         )
         try:
             yield
@@ -77,7 +88,14 @@ def create_app(settings: Settings) -> Starlette:
             serial_file.close()
 
     app = Starlette(
-        routes=[*health.routes, *simple.routes, *files.routes, *pypi_json.routes],
+        routes=[
+            *health.routes,
+            *simple.routes,
+            *files.routes,
+            *pypi_json.routes,
+            *upload.routes,
+            *accounts.routes,  # last: its patterns are the most general
+        ],
         lifespan=lifespan,
         exception_handlers={CheeseboardError: domain_error, HTTPException: http_error},
     )

@@ -24,6 +24,9 @@ async def domain_error(request: Request, exc: Exception) -> Response:
     headers = {"Cache-Control": "no-store"}
     if isinstance(exc, UpstreamFailed):
         headers["Retry-After"] = "30"
+    if exc.status == 401:
+        # Lets pip, uv and twine fall back to their keyring or prompt (standards §1.12).
+        headers["WWW-Authenticate"] = 'Basic realm="cheeseboard"'
     return _answer(request, exc.status, exc.message, headers)
 
 

@@ -7,14 +7,17 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from cheeseboard.server.settings import Settings
+from cheeseboard.services.accounts import AccountService
+from cheeseboard.services.auth import AuthService
 from cheeseboard.services.changes import ChangeFeed
 from cheeseboard.services.errors import NotFound
 from cheeseboard.services.files import FileService
 from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.services.pages import PageService
 from cheeseboard.services.pypi_json import PypiJsonService
+from cheeseboard.services.uploads import UploadService
+from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.db import Database
-from cheeseboard.store.queries import IndexRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +29,9 @@ class AppServices:
     pages: PageService
     files: FileService
     pypi_json: PypiJsonService
+    auth: AuthService
+    accounts: AccountService
+    uploads: UploadService
 
 
 def services(request: Request) -> AppServices:

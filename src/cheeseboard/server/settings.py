@@ -64,6 +64,28 @@ def _to_max_age(value: object) -> int:
     return number
 
 
+def _to_principals(value: object) -> tuple[str, ...]:
+    """A list or comma-separated string of user names, ``:group`` and the special principals."""
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    principals = tuple(str(item).strip() for item in items if str(item).strip())
+    for principal in principals:
+        if principal.lower() in (":anonymous:", ":authenticated:"):
+            continue
+        name = principal.removeprefix(":")
+        if not name.replace("-", "").replace("_", "").replace(".", "").replace("@", "").isalnum():
+            raise ValueError(f"not a user or group name: {principal!r}")
+    return tuple(
+        p.upper() if p.lower() in (":anonymous:", ":authenticated:") else p for p in principals
+    )
+
+
+def _to_body_size(value: object) -> int:
+    number = int(str(value))
+    if number <= 0:
+        raise ValueError(f"must be a positive number of bytes, got {value!r}")
+    return number
+
+
 def _to_optional_str(value: object) -> str | None:
     return None if value is None or str(value) == "" else str(value)
 
@@ -112,6 +134,18 @@ OPTIONS: tuple[Option, ...] = (
     Option("outside-url", _to_optional_str, None, "URL clients use to reach the server"),
     Option("page-max-age", _to_max_age, 60, "Cache-Control max-age of pages of private indexes"),
     Option("mirror-page-max-age", _to_max_age, 600, "Cache-Control max-age of mirrored pages"),
+    Option(
+        "restrict-modify",
+        _to_principals,
+        ("root",),
+        "who may create users and indexes (comma-separated users, :group, :AUTHENTICATED:)",
+    ),
+    Option(
+        "max-upload-size",
+        _to_body_size,
+        1024**3,
+        "largest accepted upload body in bytes (413 beyond)",
+    ),
     Option("access-log", _to_bool, True, "log one line per request"),
     Option("log-level", _to_log_level, "info", "logging level: debug, info, warning, error"),
 )
@@ -133,6 +167,8 @@ class Settings:
     outside_url: str | None = None
     page_max_age: int = 60
     mirror_page_max_age: int = 600
+    restrict_modify: tuple[str, ...] = ("root",)
+    max_upload_size: int = 1024**3
     access_log: bool = True
     log_level: str = "info"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -151,6 +187,7 @@ class Settings:
     def from_json(cls, text: str) -> Settings:
         data = json.loads(text)
         data["datadir"] = Path(data["datadir"])
+        data["restrict_modify"] = tuple(data["restrict_modify"])
         return cls(**data)
 
 

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from cheeseboard import __version__
 from cheeseboard.services.indexes import DEFAULT_MIRROR_URL
 from cheeseboard.services.users import hash_password
-from cheeseboard.store import queries
+from cheeseboard.store import accounts, queries
 from cheeseboard.store.db import Database, migrate
 
 MARKER = ".cheeseboard"
@@ -41,7 +41,7 @@ def _check_target(datadir: Path) -> None:
 
 
 def _fill(conn: Connection, root_password: str, mirror_url: str | None) -> None:
-    root_id = queries.create_user(conn, "root", hash_password(root_password))
+    root_id = accounts.create_user(conn, "root", hash_password(root_password))
     if mirror_url is not None:
         config = {
             "type": "mirror",
@@ -50,7 +50,7 @@ def _fill(conn: Connection, root_password: str, mirror_url: str | None) -> None:
             "mirror_url": mirror_url,
             "mirror_web_url_fmt": "https://pypi.org/project/{name}/",
         }
-        queries.create_index(conn, root_id, "pypi", "mirror", config)
+        accounts.create_index(conn, root_id, "pypi", "mirror", config)
     queries.log_change(conn, None, None, "index-created")
     queries.set_info(conn, "uuid", secrets.token_hex(16))
 

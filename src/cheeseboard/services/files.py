@@ -24,9 +24,10 @@ from cheeseboard.services.errors import NotFound, UpstreamFailed
 from cheeseboard.services.locks import SharedLocks
 from cheeseboard.services.wheels import extract_wheel_metadata
 from cheeseboard.store import queries
+from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.blobs import FileBlobStore
 from cheeseboard.store.db import Database
-from cheeseboard.store.queries import Change, FileRecord, IndexRecord
+from cheeseboard.store.queries import Change, FileRecord
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cheeseboard.store import queries
+from cheeseboard.store import accounts
+from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.db import Database
-from cheeseboard.store.queries import Change, IndexRecord
+from cheeseboard.store.queries import Change
 
 DEFAULT_MIRROR_URL = "https://pypi.org/simple/"
 
@@ -49,12 +50,15 @@ class IndexRegistry:
         self._by_id: dict[int, IndexRecord] = {}
 
     async def load(self) -> None:
-        records = await self._db.read(queries.load_indexes)
+        records = await self._db.read(accounts.load_indexes)
         self._by_name = {record.fullname: record for record in records}
         self._by_id = {record.id: record for record in records}
 
     def get(self, user: str, name: str) -> IndexRecord | None:
         return self._by_name.get(f"{user}/{name}")
+
+    def by_name(self, fullname: str) -> IndexRecord | None:
+        return self._by_name.get(fullname)
 
     def by_id(self, index_id: int) -> IndexRecord | None:
         return self._by_id.get(index_id)

@@ -26,7 +26,8 @@ from cheeseboard.mirror.parse import (
 from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.indexes import MirrorConfig
 from cheeseboard.store import queries
-from cheeseboard.store.queries import FileRecord, IndexRecord, NewFile, ProjectRecord
+from cheeseboard.store.accounts import IndexRecord
+from cheeseboard.store.queries import FileRecord, NewFile, ProjectRecord
 
 log = logging.getLogger(__name__)
 

@@ -31,17 +31,19 @@ from cheeseboard.core.pages import (
     render_project_html,
     render_project_json,
 )
+from cheeseboard.core.sro import IndexNode, merge_by_filename, mirror_decision, resolution_order
 from cheeseboard.mirror.errors import UpstreamUnavailable
 from cheeseboard.mirror.parse import UpstreamLink
 from cheeseboard.server.settings import Settings
 from cheeseboard.services.changes import ChangeFeed
 from cheeseboard.services.errors import NotFound, UpstreamFailed
-from cheeseboard.services.indexes import mirror_config
+from cheeseboard.services.indexes import IndexRegistry, mirror_config
 from cheeseboard.services.locks import SharedLocks
 from cheeseboard.services.mirror import MirrorRefresher
 from cheeseboard.store import queries
+from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.db import Database
-from cheeseboard.store.queries import Change, FileRecord, IndexRecord, ProjectRecord
+from cheeseboard.store.queries import Change, FileRecord, ProjectRecord
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +75,7 @@ class CachedPage:
     found: bool = True
     stale_reason: str | None = None
     retry_at: float = 0.0  # monotonic time before which upstream is not asked again
+    valid_until: float | None = None  # stage pages: when an included mirror part expires
     _renders: dict[tuple[str, bool], Rendered] = field(default_factory=dict)
     # Other documents derived from this page (JSON API), dropped with it.
     extras: dict[str, Rendered] = field(default_factory=dict)
@@ -142,9 +145,11 @@ class PageService:
         changes: ChangeFeed,
         refresher: MirrorRefresher,
         locks: SharedLocks,
+        registry: IndexRegistry,
         after_fetch: Callable[[IndexRecord, str, Sequence[UpstreamLink]], None] | None = None,
     ) -> None:
         self._after_fetch = after_fetch
+        self._registry = registry
         self._settings = settings
         self._db = db
         self._changes = changes
@@ -175,8 +180,12 @@ class PageService:
         cached = self._pages.get(name, {}).get(index.id)
         if index.type == "mirror":
             page = await self._mirror_page(index, name, cached)
+        elif cached is not None and (
+            cached.valid_until is None or time.time() < cached.valid_until
+        ):
+            page = cached
         else:
-            page = cached or await self._load(index, name)
+            page = await self._stage_page(index, name)
         if page is cached:
             metrics.count("page_cache_hits_total")
         if not page.found:
@@ -271,6 +280,91 @@ class PageService:
         self._pages.setdefault(name, {})[index.id] = cached
         return cached
 
+    # --- stage pages ---------------------------------------------------------------------------
+
+    def _nodes(self) -> dict[str, IndexNode]:
+        return {
+            index.fullname: IndexNode.from_config(
+                index.fullname, {**index.config, "type": index.type}
+            )
+            for index in self._registry.all()
+        }
+
+    async def _stage_page(self, index: IndexRecord, name: str) -> CachedPage:
+        """Merge the project's files along the stage resolution order (first filename wins).
+
+        Mirrors take part only if no stage in the order has the project, or it is whitelisted
+        (dependency-confusion guard, devpi-protocol.md §7).
+        """
+        nodes = self._nodes()
+        names = resolution_order(index.fullname, nodes)
+        order = [ix for fullname in names if (ix := self._registry.by_name(fullname)) is not None]
+        stages = [ix for ix in order if ix.type != "mirror"]
+        stage_files = await self._db.read(queries.stage_files, [ix.id for ix in stages], name)
+        holders = {ix.fullname for ix in stages if stage_files.get(ix.id)}
+        decision = mirror_decision(name, index.fullname, names, nodes, holders.__contains__)
+        groups: list[tuple[str, tuple[FileLink, ...]]] = []
+        valid_until: float | None = None
+        status: tuple[str | None, str | None] = (None, None)
+        for member in order:
+            if member.type != "mirror":
+                records = stage_files.get(member.id, [])
+                groups.append((member.fullname, tuple(_file_link(member, r) for r in records)))
+                continue
+            if not decision.use_mirrors:
+                log.debug("%s/%s: %s", index.fullname, name, decision.reason)
+                continue
+            try:
+                part = await self._mirror_page(
+                    member, name, self._pages.get(name, {}).get(member.id)
+                )
+            except UpstreamFailed:
+                if holders:
+                    continue  # local files are still worth serving
+                raise
+            if not part.found or not isinstance(part.page, ProjectPage):
+                continue
+            groups.append((member.fullname, part.page.files))
+            expiry = mirror_config(member, self._settings.mirror_cache_expiry).cache_expiry
+            if part.checked_at is not None:
+                until = part.checked_at + expiry
+                valid_until = until if valid_until is None else min(valid_until, until)
+            status = (part.page.status, part.page.status_reason)
+        links = tuple(merge_by_filename(groups, lambda link: link.filename))
+        page = ProjectPage(
+            index=index.fullname,
+            name=name,
+            files=links,
+            versions=collect_versions(links),
+            last_serial=self._changes.serial,
+            status=status[0],
+            status_reason=status[1],
+        )
+        metrics.count("page_builds_total")
+        cached = CachedPage(
+            page=page,
+            last_modified=formatdate(time.time(), usegmt=True),
+            found=bool(links) or bool(holders),
+            valid_until=valid_until,
+        )
+        self._pages.setdefault(name, {})[index.id] = cached
+        return cached
+
+    async def upstream_holders(self, index: IndexRecord, name: str) -> list[str]:
+        """The mirrors in ``index``'s resolution order that know ``name`` upstream.
+
+        Raises UpstreamFailed when a mirror cannot tell (its upstream is down, nothing cached).
+        """
+        holders = []
+        for fullname in resolution_order(index.fullname, self._nodes()):
+            member = self._registry.by_name(fullname)
+            if member is None or member.type != "mirror":
+                continue
+            part = await self._mirror_page(member, name, self._pages.get(name, {}).get(member.id))
+            if part.found:
+                holders.append(member.fullname)
+        return holders
+
     # --- project lists -----------------------------------------------------------------------
 
     async def project_list(self, index: IndexRecord) -> CachedPage:
@@ -280,7 +374,12 @@ class PageService:
         cached = self._lists.get(index.id)
         if cached is not None:
             return cached
-        names = await self._db.read(queries.project_names, index.id)
+        members = [
+            member
+            for fullname in resolution_order(index.fullname, self._nodes())
+            if (member := self._registry.by_name(fullname)) is not None
+        ]
+        names = await self._db.read(queries.project_names_of, [m.id for m in members])
         listing = ProjectList(index.fullname, tuple(names), self._changes.serial)
         cached = CachedPage(page=listing, last_modified=formatdate(time.time(), usegmt=True))
         self._lists[index.id] = cached

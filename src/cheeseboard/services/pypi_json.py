@@ -18,7 +18,7 @@ from cheeseboard.core.pages import FileLink, ProjectPage
 from cheeseboard.services.errors import CheeseboardError, NotFound
 from cheeseboard.services.files import FileService
 from cheeseboard.services.pages import CachedPage, PageService, Rendered
-from cheeseboard.store.queries import IndexRecord
+from cheeseboard.store.accounts import IndexRecord
 
 
 def _is_prerelease(version: str) -> bool:

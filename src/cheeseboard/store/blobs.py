@@ -70,6 +70,10 @@ class FileBlobWriter:
         self._hash = hashlib.sha256()
         self.size = 0
 
+    def hexdigest(self) -> str:
+        """sha256 of the bytes written so far."""
+        return self._hash.hexdigest()
+
     def write(self, data: bytes) -> None:
         self._file.write(data)
         self._hash.update(data)

@@ -14,20 +14,7 @@ from typing import Any, TypeVar
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Row
 
-from cheeseboard.store.schema import blobs, changelog, files, indexes, projects, server_info, users
-
-
-@dataclass(frozen=True, slots=True)
-class IndexRecord:
-    id: int
-    user: str
-    name: str
-    type: str
-    config: dict[str, Any]
-
-    @property
-    def fullname(self) -> str:
-        return f"{self.user}/{self.name}"
+from cheeseboard.store.schema import blobs, changelog, files, projects, releases, server_info
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,40 +102,6 @@ def _file(row: Row[Any]) -> FileRecord:
     return _record(FileRecord, row)
 
 
-# --- users and indexes -----------------------------------------------------------------------
-
-
-def create_user(conn: Connection, name: str, pwhash: str, **extra: Any) -> int:
-    result = conn.execute(
-        insert(users).values(name=name, pwhash=pwhash, created=time.time(), **extra)
-    )
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
-
-
-def user_id(conn: Connection, name: str) -> int | None:
-    value = conn.scalar(select(users.c.id).where(users.c.name == name))
-    return None if value is None else int(value)
-
-
-def create_index(
-    conn: Connection, owner_id: int, name: str, type_: str, config: dict[str, Any]
-) -> int:
-    result = conn.execute(
-        insert(indexes).values(
-            user_id=owner_id, name=name, type=type_, config=config, created=time.time()
-        )
-    )
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
-
-
-def load_indexes(conn: Connection) -> list[IndexRecord]:
-    query = select(
-        indexes.c.id, users.c.name.label("user"), indexes.c.name, indexes.c.type, indexes.c.config
-    ).join(users, users.c.id == indexes.c.user_id)
-    rows = (conn.execute(query)).all()
-    return [IndexRecord(r.id, r.user, r.name, r.type, dict(r.config)) for r in rows]
-
-
 # --- server info -------------------------------------------------------------------------------
 
 
@@ -206,6 +159,38 @@ def file_by_filename(
 def project_name(conn: Connection, project_id: int) -> str | None:
     value = conn.scalar(select(projects.c.name).where(projects.c.id == project_id))
     return None if value is None else str(value)
+
+
+def stage_files(
+    conn: Connection, index_ids: Sequence[int], name: str
+) -> dict[int, list[FileRecord]]:
+    """The files of project ``name`` on each of the given indexes, in upload order."""
+    if not index_ids:
+        return {}
+    rows = conn.execute(
+        select(files)
+        .join(projects, projects.c.id == files.c.project_id)
+        .where(projects.c.index_id.in_(index_ids), projects.c.name == name)
+        .order_by(files.c.position, files.c.id)
+    )
+    found: dict[int, list[FileRecord]] = {}
+    for row in rows:
+        record = _file(row)
+        found.setdefault(record.index_id, []).append(record)
+    return found
+
+
+def project_names_of(conn: Connection, index_ids: Sequence[int]) -> list[str]:
+    """Names of projects with a page on any of the indexes (found mirror names included)."""
+    if not index_ids:
+        return []
+    rows = conn.execute(
+        select(projects.c.name)
+        .where(projects.c.index_id.in_(index_ids), projects.c.found.is_(True))
+        .distinct()
+        .order_by(projects.c.name)
+    )
+    return [str(name) for (name,) in rows]
 
 
 def project_names(conn: Connection, index_id: int) -> list[str]:
@@ -342,6 +327,89 @@ def _filenames_elsewhere(
         )
         taken.update(str(filename) for (filename,) in rows)
     return taken
+
+
+def project_exists_on(conn: Connection, index_id: int, name: str) -> bool:
+    """Whether ``name`` has any file on the index (a stage project exists through its files)."""
+    query = (
+        select(files.c.id)
+        .join(projects, projects.c.id == files.c.project_id)
+        .where(projects.c.index_id == index_id, projects.c.name == name)
+        .limit(1)
+    )
+    return conn.scalar(query) is not None
+
+
+def indexes_with_project(conn: Connection, index_ids: Sequence[int], name: str) -> set[int]:
+    """Which of the given (stage) indexes have files for ``name``."""
+    if not index_ids:
+        return set()
+    query = (
+        select(projects.c.index_id)
+        .join(files, files.c.project_id == projects.c.id)
+        .where(projects.c.index_id.in_(index_ids), projects.c.name == name)
+        .distinct()
+    )
+    return {int(index_id) for (index_id,) in conn.execute(query)}
+
+
+def ensure_stage_project(conn: Connection, index_id: int, name: str, display_name: str) -> int:
+    return _ensure_project(conn, index_id, name, display_name).id
+
+
+def upsert_release(
+    conn: Connection, project_id: int, version: str, canonical: str, metadata: dict[str, Any]
+) -> None:
+    """Create the release or refresh its metadata (a later file of the same release)."""
+    existing = conn.scalar(
+        select(releases.c.id).where(
+            releases.c.project_id == project_id, releases.c.canonical_version == canonical
+        )
+    )
+    if existing is None:
+        conn.execute(
+            insert(releases).values(
+                project_id=project_id,
+                version=version,
+                canonical_version=canonical,
+                metadata=metadata,
+                created=time.time(),
+            )
+        )
+    else:
+        conn.execute(update(releases).where(releases.c.id == existing).values(metadata=metadata))
+
+
+def put_stage_file(
+    conn: Connection, index_id: int, project_id: int, new: NewFile, uploader: str | None
+) -> None:
+    """Insert an uploaded file, or replace the row of the same filename (volatile indexes)."""
+    values = {f: getattr(new, f) for f in _FILE_FIELDS}
+    existing = conn.scalar(
+        select(files.c.id).where(files.c.index_id == index_id, files.c.filename == new.filename)
+    )
+    if existing is not None:
+        conn.execute(
+            update(files)
+            .where(files.c.id == existing)
+            .values(blob_sha256=new.sha256, uploaded_by=uploader, **values)
+        )
+        return
+    position = conn.scalar(
+        select(func.count()).select_from(files).where(files.c.project_id == project_id)
+    )
+    conn.execute(
+        insert(files).values(
+            index_id=index_id,
+            project_id=project_id,
+            filename=new.filename,
+            blob_sha256=new.sha256,
+            uploaded_by=uploader,
+            position=int(position or 0),
+            created=time.time(),
+            **values,
+        )
+    )
 
 
 def save_mirror_not_found(conn: Connection, index_id: int, name: str, checked_at: float) -> bool:

@@ -82,8 +82,22 @@ files = Table(
     Column("blob_sha256", String(64)),  # set once the bytes are in the blob store
     Column("position", Integer, nullable=False, default=0),
     Column("created", Float, nullable=False),
+    Column("uploaded_by", String(64)),  # stage uploads: the user who sent the file
     UniqueConstraint("index_id", "filename"),
     Index("ix_files_project", "project_id"),
+)
+
+releases = Table(
+    "releases",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), nullable=False),
+    Column("version", String(128), nullable=False),  # as uploaded
+    Column("canonical_version", String(128), nullable=False),  # for lookups: 1.0 == 1.0.0
+    Column("metadata", JSON, nullable=False),  # core metadata fields read from the artifact
+    Column("yanked", Text),  # NULL = not yanked; "" = yanked without a reason (PEP 592)
+    Column("created", Float, nullable=False),
+    UniqueConstraint("project_id", "canonical_version"),
 )
 
 blobs = Table(

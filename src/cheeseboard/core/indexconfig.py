@@ -1,0 +1,325 @@
+"""Index configuration: validation, defaults and devpi's PATCH semantics.
+
+The stored form is a plain JSON-able dict, the ``result`` of ``GET /<user>/<index>`` (devpi's
+``ixconfig``). Clients send loose values (devpi-client PUTs ``{"volatile": "True"}`` and
+comma-separated lists), so every entry point cleans its input into that one form. Because the
+form is canonical, comparing two stored dicts tells whether a change did anything.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from urllib.parse import urlsplit
+
+from cheeseboard.core.names import InvalidName, checked_project_name, checked_segment_name
+
+Config = dict[str, object]
+BaseExists = Callable[[str], bool]
+
+
+class ConfigError(ValueError):
+    """Raised for an invalid index configuration; the message is shown to the client with 400."""
+
+
+INDEX_TYPES = ("stage", "mirror")
+WHITELIST_INHERITANCE = ("intersection", "union")
+_COMMON_KEYS = frozenset({"type", "volatile", "title", "description", "custom_data"})
+LIST_KEYS = frozenset({"bases", "acl_upload", "acl_toxresult_upload", "mirror_whitelist"})
+# allow_upstream_names (ours, not devpi's): may the stage take uploads of names upstream has?
+_STAGE_ONLY = LIST_KEYS | {"mirror_whitelist_inheritance", "allow_upstream_names"}
+MIRROR_FLAGS = (
+    "mirror_use_external_urls",
+    "mirror_no_project_list",
+    "mirror_ignore_serial_header",
+    "mirror_provides_core_metadata",
+)
+STAGE_KEYS = _COMMON_KEYS | _STAGE_ONLY
+MIRROR_KEYS = _COMMON_KEYS | {
+    "mirror_url",
+    "mirror_cache_expiry",
+    "mirror_web_url_fmt",
+    *MIRROR_FLAGS,
+}
+# devpi drops stage settings from a mirror without complaint: clients copy configs around.
+MIRROR_DROPPED_KEYS = _STAGE_ONLY
+# Keys that always hold a value, so ``key-=`` can't remove them.
+REQUIRED_KEYS = frozenset({"type", "volatile", "mirror_url"}) | _STAGE_ONLY
+# Sent back by clients that PATCH what they got from GET; not configuration.
+_IGNORED_KEYS = frozenset({"projects"})
+_OPTIONAL_TEXT = ("title", "description", "mirror_web_url_fmt")
+_TRUE = frozenset({"true", "yes", "1"})
+_FALSE = frozenset({"false", "no", "0"})
+_DIGITS = re.compile(r"[0-9]+")  # str.isdigit() also accepts "²" and other non-ASCII digits
+ANONYMOUS = ":ANONYMOUS:"
+AUTHENTICATED = ":AUTHENTICATED:"
+
+
+def new_index_config(
+    owner: str, raw: Mapping[str, object], base_exists: BaseExists, *, fullname: str
+) -> Config:
+    """Validate the body of ``PUT /<owner>/<index>`` and fill in devpi's defaults.
+
+    ``fullname`` is the new index's own ``user/index``, which may not be one of its bases.
+    """
+    return _validated(owner, fullname, raw, base_exists)
+
+
+def patch_index_config(
+    current: Mapping[str, object],
+    patch: Mapping[str, object] | Sequence[str],
+    owner: str,
+    fullname: str,
+    base_exists: BaseExists,
+) -> Config:
+    """Apply a devpi PATCH body to a stored config and validate the result.
+
+    The body is a dict (a partial update, or the whole GET envelope sent back) or a list of
+    ``k=v`` (set), ``k+=v`` (append to a list), ``k-=v`` (remove from a list) and ``k-=`` (reset an
+    optional key) strings. Bases already in ``current`` are not checked again, so an edit of
+    the title doesn't fail because a base was deleted since; new bases must exist.
+    """
+    index_type = current.get("type", "stage")
+    if isinstance(patch, Mapping):
+        merged = dict(current)
+        merged.update(_unwrap_envelope(patch))
+    elif isinstance(patch, str) or not isinstance(patch, Sequence):
+        raise ConfigError("PATCH body must be a JSON object or a list of 'key=value' strings")
+    else:
+        merged = dict(current)
+        for item in patch:
+            _apply_item(merged, item, owner)
+    if merged.get("type", index_type) != index_type:
+        raise ConfigError(f"the type of index {fullname} ({index_type}) can't be changed")
+    known = set(_items("bases", current.get("bases", [])))
+    return _validated(owner, fullname, merged, lambda name: name in known or base_exists(name))
+
+
+def config_is_noop(before: Mapping[str, object], after: Mapping[str, object]) -> bool:
+    """Tell whether a change left the stored config as it was (for ``?error_on_noop``)."""
+    return dict(before) == dict(after)
+
+
+def _validated(
+    owner: str, fullname: str, raw: Mapping[str, object], base_exists: BaseExists
+) -> Config:
+    values = {key: value for key, value in raw.items() if key not in _IGNORED_KEYS}
+    index_type = values.pop("type", "stage")
+    if index_type not in INDEX_TYPES:
+        raise ConfigError(f"unknown index type {index_type!r}: use 'stage' or 'mirror'")
+    allowed = STAGE_KEYS if index_type == "stage" else MIRROR_KEYS
+    if index_type == "mirror":
+        values = {k: v for k, v in values.items() if k not in MIRROR_DROPPED_KEYS}
+    unexpected = [f"{key}={value}" for key, value in values.items() if key not in allowed]
+    if unexpected:
+        raise ConfigError("indexconfig got unexpected keyword arguments: " + ", ".join(unexpected))
+    config: Config = {
+        "type": index_type,
+        "volatile": _boolean("volatile", values.get("volatile", True)),
+    }
+    if index_type == "stage":
+        stage = _stage_defaults(owner) | {k: v for k, v in values.items() if k in _STAGE_ONLY}
+        config["bases"] = _existing_bases(fullname, stage["bases"], base_exists)
+        for key in ("acl_upload", "acl_toxresult_upload", "mirror_whitelist"):
+            config[key] = _list(key, stage[key])
+        config["mirror_whitelist_inheritance"] = _inheritance(stage["mirror_whitelist_inheritance"])
+        config["allow_upstream_names"] = _boolean(
+            "allow_upstream_names", stage["allow_upstream_names"]
+        )
+    else:
+        if values.get("mirror_url") is None:
+            raise ConfigError("a mirror index needs a mirror_url")
+        config["mirror_url"] = _mirror_url(values["mirror_url"])
+        if values.get("mirror_cache_expiry") is not None:
+            config["mirror_cache_expiry"] = _expiry(values["mirror_cache_expiry"])
+        for key in MIRROR_FLAGS:
+            if values.get(key) is not None:
+                config[key] = _boolean(key, values[key])
+    # Optional keys set to null count as absent, which is how a PATCH dict can drop them.
+    for key in _OPTIONAL_TEXT:
+        if values.get(key) is not None:
+            config[key] = _text(key, values[key])
+    if values.get("custom_data") is not None:
+        config["custom_data"] = values["custom_data"]
+    return config
+
+
+def _stage_defaults(owner: str) -> dict[str, object]:
+    """Observed defaults of a new devpi stage, plus ours."""
+    return {
+        "bases": [],
+        "acl_upload": [owner],
+        "acl_toxresult_upload": [ANONYMOUS],
+        "mirror_whitelist": [],
+        "mirror_whitelist_inheritance": "intersection",
+        "allow_upstream_names": False,
+    }
+
+
+def _apply_item(config: Config, item: object, owner: str) -> None:
+    """Apply one ``k=v``/``k+=v``/``k-=v``/``k-=`` item of a list PATCH to ``config`` in place."""
+    if not isinstance(item, str):
+        raise ConfigError(f"PATCH items must be strings like 'key=value', not {item!r}")
+    head, sep, value = item.partition("=")
+    if not sep:
+        raise ConfigError(f"PATCH item {item!r} is not 'key=value', 'key+=value' or 'key-=value'")
+    op = head[-1:] if head[-1:] in ("+", "-") else ""
+    key = head[: len(head) - len(op)]
+    if key in _IGNORED_KEYS:
+        return
+    if key not in STAGE_KEYS | MIRROR_KEYS:
+        raise ConfigError(f"indexconfig got unexpected keyword arguments: {key}={value}")
+    if not op:
+        config[key] = value
+    elif op == "-" and not value:
+        if key in REQUIRED_KEYS:
+            raise ConfigError("Default values can't be removed.")
+        config.pop(key, None)
+    elif key not in LIST_KEYS:
+        raise ConfigError(f"The '{key}' setting is not a list: use '{key}=value' to set it")
+    else:
+        have = _list(key, config.get(key, _stage_defaults(owner)[key]))
+        items = _list(key, value)
+        if op == "+":
+            config[key] = have + [entry for entry in items if entry not in have]
+            return
+        for entry in items:
+            if entry not in have:
+                raise ConfigError(f"The '{key}' setting doesn't have value '{entry}'")
+        config[key] = [entry for entry in have if entry not in items]
+
+
+def _unwrap_envelope(patch: Mapping[str, object]) -> Mapping[str, object]:
+    """Accept the whole ``{"result": {...}, "type": "indexconfig"}`` that GET returned."""
+    result = patch.get("result")
+    if isinstance(result, Mapping) and patch.get("type", "indexconfig") == "indexconfig":
+        return result
+    return patch
+
+
+def _boolean(key: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+    raise ConfigError(
+        f"The '{key}' setting can't have value {value!r}: use true/false, yes/no or 1/0"
+    )
+
+
+def _items(key: str, value: object) -> list[str]:
+    """Split a list or comma-separated string into stripped, non-empty entries."""
+    if isinstance(value, str):
+        parts = value.split(",")
+    elif isinstance(value, list | tuple) and all(isinstance(part, str) for part in value):
+        parts = list(value)
+    else:
+        raise ConfigError(
+            f"The '{key}' setting must be a list or a comma-separated string, not {value!r}"
+        )
+    return [part.strip() for part in parts if part.strip()]
+
+
+def _list(key: str, value: object) -> list[str]:
+    """Return the entries of a list setting, each normalized, first occurrence kept."""
+    normalize = _ENTRY_RULES[key]
+    try:
+        return list(dict.fromkeys(normalize(entry) for entry in _items(key, value)))
+    except InvalidName as exc:
+        raise ConfigError(f"The '{key}' setting has an invalid entry: {exc}") from exc
+
+
+def _base_entry(entry: str) -> str:
+    user, sep, index = entry.partition("/")
+    if not sep or "/" in index:
+        raise ConfigError(f"base index {entry!r} is not of the form 'user/index'")
+    checked_segment_name("user", user)
+    checked_segment_name("index", index)
+    return entry
+
+
+def _acl_entry(entry: str) -> str:
+    """Special principals in devpi's upper-case spelling; ``:name`` is a group, else a user."""
+    if entry.upper() in (ANONYMOUS, AUTHENTICATED):
+        return entry.upper()
+    if entry.startswith(":"):
+        checked_segment_name("group", entry[1:])
+        return entry
+    return checked_segment_name("user", entry)
+
+
+def _whitelist_entry(entry: str) -> str:
+    return entry if entry == "*" else checked_project_name(entry)
+
+
+_ENTRY_RULES: dict[str, Callable[[str], str]] = {
+    "bases": _base_entry,
+    "acl_upload": _acl_entry,
+    "acl_toxresult_upload": _acl_entry,
+    "mirror_whitelist": _whitelist_entry,
+}
+
+
+def _existing_bases(fullname: str, bases: object, base_exists: BaseExists) -> list[str]:
+    names = _list("bases", bases)
+    for name in names:
+        if name == fullname:
+            raise ConfigError(f"index {fullname} can't be a base of itself")
+        if not base_exists(name):
+            raise ConfigError(f"base index '{name}' does not exist")
+    return names
+
+
+def _inheritance(value: object) -> str:
+    if isinstance(value, str) and value.strip().lower() in WHITELIST_INHERITANCE:
+        return value.strip().lower()
+    raise ConfigError(
+        f"The 'mirror_whitelist_inheritance' setting can't have value {value!r}: "
+        "use 'intersection' or 'union'"
+    )
+
+
+def _mirror_url(value: object) -> str:
+    """An http(s) URL ending in "/", so project pages are ``mirror_url + name + "/"``."""
+    url = value.strip() if isinstance(value, str) else ""
+    try:
+        parts = urlsplit(url)
+        # .port raises ValueError for a port that isn't a number
+        valid = (
+            parts.scheme.lower() in ("http", "https")
+            and bool(parts.hostname)
+            and (parts.port is None or parts.port >= 0)
+        )
+    except ValueError:
+        valid = False
+    if not valid or any(ch.isspace() or not ch.isprintable() for ch in url):
+        raise ConfigError(f"mirror_url {value!r} is not an http:// or https:// URL")
+    if "?" in url or "#" in url:
+        raise ConfigError(f"mirror_url {value!r} can't have a query or fragment")
+    return url if url.endswith("/") else url + "/"
+
+
+def _expiry(value: object) -> int:
+    seconds = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        seconds = int(value.strip())
+    elif isinstance(value, float) and value.is_integer():
+        seconds = int(value)
+    if seconds is None or seconds <= 0:
+        raise ConfigError(
+            f"The 'mirror_cache_expiry' setting can't have value {value!r}: "
+            "use a whole number of seconds above 0"
+        )
+    return seconds
+
+
+def _text(key: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"The '{key}' setting must be a string, not {value!r}")
+    return value

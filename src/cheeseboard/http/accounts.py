@@ -1,0 +1,113 @@
+"""The devpi-shaped management API: ``/`` (users), ``/<user>``, ``/<user>/<index>``.
+
+Answers use devpi's envelope ``{"result", "type", "message"}`` and status codes (reference
+devpi-protocol.md §2), so devpi-client can drive it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from cheeseboard.http.state import services
+from cheeseboard.services.errors import BadRequest
+
+
+def envelope(
+    status: int = 200, result: Any = None, type_: str | None = None, message: str | None = None
+) -> JSONResponse:
+    body: dict[str, Any] = {}
+    if result is not None:
+        body["result"] = result
+        if type_:
+            body["type"] = type_
+    if message:
+        body["message"] = message
+    return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+async def json_body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+
+
+async def _object_body(request: Request) -> dict[str, Any]:
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body
+
+
+async def list_users(request: Request) -> Response:
+    return envelope(result=services(request).accounts.all_users(), type_="list:userconfig")
+
+
+async def user(request: Request) -> Response:
+    app = services(request)
+    name = request.path_params["user"]
+    if request.method in ("GET", "HEAD"):
+        found = app.accounts.get_user(name)
+        return envelope(result=app.accounts.user_view(found), type_="userconfig")
+    identity = await app.auth.identify(request.headers)
+    if request.method == "PUT":
+        created = await app.accounts.create_user(identity, name, await _object_body(request))
+        return envelope(201, app.accounts.user_view(created), "userconfig", "user created")
+    if request.method == "PATCH":
+        body = await _object_body(request)
+        await app.accounts.modify_user(identity, name, body)
+        return envelope(message="user updated")
+    await app.accounts.delete_user(identity, name)
+    return envelope(message=f"user {name!r} deleted")
+
+
+async def index(request: Request) -> Response:
+    app = services(request)
+    user_name, name = request.path_params["user"], request.path_params["index"]
+    if request.method in ("GET", "HEAD"):
+        found = app.accounts.get_index(user_name, name)
+        with_projects = "no_projects" not in request.query_params
+        view = await app.accounts.index_view(found, with_projects)
+        return envelope(result=view, type_="indexconfig")
+    identity = await app.auth.identify(request.headers)
+    if request.method == "PUT":
+        created = await app.accounts.create_index(
+            identity, user_name, name, await _object_body(request)
+        )
+        return envelope(result=await app.accounts.index_view(created, False), type_="indexconfig")
+    if request.method == "PATCH":
+        patch = await json_body(request)
+        if isinstance(patch, dict) and isinstance(patch.get("result"), dict):
+            patch = patch["result"]  # devpi clients may send back the whole GET envelope
+        if not isinstance(patch, dict | list) or (
+            isinstance(patch, list) and not all(isinstance(item, str) for item in patch)
+        ):
+            raise BadRequest("PATCH body must be an object or a list of 'key=value' strings")
+        changed = await app.accounts.patch_index(
+            identity,
+            user_name,
+            name,
+            patch,
+            error_on_noop="error_on_noop" in request.query_params,
+        )
+        return envelope(result=await app.accounts.index_view(changed, False), type_="indexconfig")
+    await app.accounts.delete_index(identity, user_name, name)
+    return envelope(201, message=f"index {user_name}/{name} deleted")
+
+
+_INDEX_METHODS = ["GET", "HEAD", "PUT", "PATCH", "DELETE"]
+routes = [
+    Route("/", list_users, methods=["GET", "HEAD"]),
+    Route("/{user}", user, methods=["GET", "HEAD", "PUT", "PATCH", "DELETE"]),
+    Route("/{user}/", user, methods=["GET", "HEAD", "PUT", "PATCH", "DELETE"]),
+    Route("/{user}/{index}", index, methods=_INDEX_METHODS),
+    Route("/{user}/{index}/", index, methods=_INDEX_METHODS),
+]

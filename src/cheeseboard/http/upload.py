@@ -1,0 +1,86 @@
+"""The legacy upload API: ``POST /<user>/<index>/`` multipart (reference standards.md §1.12).
+
+Success is a plain 200 (twine accepts nothing else); uploads are never redirected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import Message, Receive
+
+from cheeseboard.core.uploads import UploadError, parse_upload_form
+from cheeseboard.http.state import index_of, services
+from cheeseboard.services.errors import BadRequest
+from cheeseboard.services.uploads import TooLarge, UploadRefused
+
+_CHUNK = 1024 * 1024
+_FORM_OVERHEAD = 1024 * 1024  # room for the metadata fields around the file
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    """Count body bytes as they arrive; a body past ``limit`` is refused mid-stream."""
+    total = 0
+
+    async def counted() -> Message:
+        nonlocal total
+        message = await receive()
+        if message["type"] == "http.request":
+            total += len(message.get("body", b""))
+            if total > limit:
+                raise TooLarge(f"upload larger than the limit of {limit} bytes")
+        return message
+
+    return counted
+
+
+async def _chunks(content: UploadFile) -> AsyncIterator[bytes]:
+    while chunk := await content.read(_CHUNK):
+        yield chunk
+
+
+async def upload(request: Request) -> Response:
+    app = services(request)
+    index = index_of(request)
+    identity = await app.auth.identify(request.headers)
+    app.uploads.check_permission(identity, index)  # 401/403 before reading the body
+    limit = app.settings.max_upload_size + _FORM_OVERHEAD
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"upload of {declared} bytes is larger than the limit of {limit} bytes")
+    request = Request(request.scope, _limited(request.receive, limit))
+    form = await request.form(max_files=2, max_fields=1000)
+    try:
+        fields: dict[str, list[str]] = {}
+        for key, value in form.multi_items():
+            if isinstance(value, str):
+                fields.setdefault(key, []).append(value)
+        try:
+            parsed = parse_upload_form(fields, request.query_params.get(":action"))
+        except UploadError as exc:
+            raise UploadRefused(exc.message, exc.status) from exc
+        if parsed.action in ("submit", "register"):
+            return PlainTextResponse("OK")  # registration is implicit; poetry may send it
+        if parsed.action != "file_upload":
+            raise BadRequest(f"unsupported :action {parsed.action!r}")
+        content = form.get("content")
+        if not isinstance(content, UploadFile) or not content.filename:
+            raise BadRequest("no file in the 'content' field")
+        result = await app.uploads.upload(
+            identity, index, parsed, content.filename, _chunks(content)
+        )
+    finally:
+        await form.close()
+    if result.stored:
+        return PlainTextResponse(f"OK: stored {result.filename} on {index.fullname}")
+    return PlainTextResponse(f"OK: identical {result.filename} already on {index.fullname}")
+
+
+routes = [
+    Route("/{user}/{index}/", upload, methods=["POST"]),
+    Route("/{user}/{index}", upload, methods=["POST"]),
+]

@@ -1,0 +1,215 @@
+"""Uploads through the legacy API (twine, uv publish, poetry, pdm, hatch, devpi-client).
+
+The file is copied from the request into a staged blob while its digests are computed, so memory
+stays flat whatever its size. Nothing is trusted from the form that the artifact can tell: name
+and version are read from the file's own METADATA / PKG-INFO. The release, the file row and the
+change log entry are written in one transaction after the blob is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from cheeseboard.core import acl
+from cheeseboard.core.distfiles import canonical_version
+from cheeseboard.core.uploads import (
+    UploadError,
+    UploadForm,
+    check_artifact_metadata,
+    check_file_upload,
+)
+from cheeseboard.server.settings import Settings
+from cheeseboard.services.artifacts import read_artifact_metadata
+from cheeseboard.services.auth import Forbidden, Identity, Unauthorized
+from cheeseboard.services.changes import ChangeFeed, Transaction
+from cheeseboard.services.errors import CheeseboardError, NotFound, UpstreamFailed
+from cheeseboard.services.pages import PageService
+from cheeseboard.store import queries
+from cheeseboard.store.accounts import IndexRecord
+from cheeseboard.store.blobs import FileBlobStore
+from cheeseboard.store.db import Database
+from cheeseboard.store.queries import NewFile
+
+
+class UploadRefused(CheeseboardError):
+    """Raised with the status an upload check chose (400, 403, 409, 413)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class TooLarge(CheeseboardError):
+    """Raised when an upload body exceeds --max-upload-size."""
+
+    status = 413
+
+
+@dataclass(frozen=True, slots=True)
+class Uploaded:
+    """What an upload did: ``stored`` False means the identical file was already there."""
+
+    project: str
+    version: str
+    filename: str
+    sha256: str
+    stored: bool
+
+
+class UploadService:
+    """Store uploaded files on stage indexes."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        changes: ChangeFeed,
+        blobs: FileBlobStore,
+        pages: PageService,
+    ) -> None:
+        self._settings = settings
+        self._db = db
+        self._changes = changes
+        self._blobs = blobs
+        self._pages = pages
+
+    def check_permission(self, identity: Identity, index: IndexRecord) -> None:
+        if index.type != "stage":
+            raise NotFound(f"cannot upload to mirror index {index.fullname}")
+        decision = acl.may_upload(identity.user, index.config.get("acl_upload", ()))
+        if decision.allowed:
+            return
+        if identity.anonymous:
+            raise Unauthorized(f"uploading to {index.fullname} needs authentication")
+        raise Forbidden(f"no permission to upload to {index.fullname}: {decision.reason}")
+
+    async def upload(
+        self,
+        identity: Identity,
+        index: IndexRecord,
+        form: UploadForm,
+        filename: str,
+        chunks: AsyncIterator[bytes],
+    ) -> Uploaded:
+        """Store one release file. Raises UploadRefused/TooLarge/Unauthorized/Forbidden."""
+        self.check_permission(identity, index)
+        try:
+            project, version, packagetype = check_file_upload(form, filename)
+        except UploadError as exc:
+            raise UploadRefused(exc.message, exc.status) from exc
+        writer = self._blobs.writer()
+        try:
+            md5, blake2 = hashlib.md5(usedforsecurity=False), hashlib.blake2b(digest_size=32)
+            async for chunk in chunks:
+                if writer.size + len(chunk) > self._settings.max_upload_size:
+                    raise TooLarge(
+                        f"{filename} is larger than the limit of "
+                        f"{self._settings.max_upload_size} bytes"
+                    )
+                writer.write(chunk)
+                md5.update(chunk)
+                blake2.update(chunk)
+            sha256 = writer.hexdigest()
+            try:
+                form.digests.verify(md5.hexdigest(), sha256, blake2.hexdigest())
+                metadata_bytes = await asyncio.to_thread(
+                    read_artifact_metadata, writer.tmp_path, filename
+                )
+                metadata = check_artifact_metadata(form, filename, metadata_bytes)
+            except UploadError as exc:
+                raise UploadRefused(exc.message, exc.status) from exc
+            # For a wheel, METADATA is exactly what PEP 658's ``.metadata`` serves.
+            core_metadata = metadata_bytes if packagetype == "bdist_wheel" else None
+            existing = await self._db.read(queries.file_by_filename, index.id, filename)
+            if existing is not None:
+                record = existing[0]
+                if record.sha256 == sha256:
+                    writer.abort()
+                    return Uploaded(project, record.version or version, filename, sha256, False)
+                if not index.config.get("volatile", True):
+                    raise UploadRefused(
+                        f"File already exists: {filename} with different content is already "
+                        f"on non-volatile index {index.fullname}",
+                        409,
+                    )
+            elif not index.config.get("allow_upstream_names", False):
+                await self._refuse_upstream_name(index, project)
+            size = writer.size
+            await writer.commit(sha256, size)
+        except BaseException:
+            writer.abort()
+            raise
+        core_sha = None
+        if core_metadata is not None:
+            core_sha = await self._put_bytes(core_metadata)
+        new = NewFile(
+            filename=filename,
+            version=version,
+            packagetype=packagetype,
+            sha256=sha256,
+            size=size,
+            requires_python=metadata.get("requires_python") or None,
+            yanked=None,
+            upload_time=time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime()),
+            core_metadata_sha256=core_sha,
+            upstream_url=None,
+        )
+        display = str(metadata.get("name") or project)
+        await self._changes.write(
+            _store_upload, index.id, project, display, new, metadata, identity.user, core_metadata
+        )
+        return Uploaded(project, version, filename, sha256, True)
+
+    async def _refuse_upstream_name(self, index: IndexRecord, project: str) -> None:
+        """The first upload of a name a base mirror knows needs ``allow_upstream_names``."""
+        if await self._db.read(queries.project_exists_on, index.id, project):
+            return  # not the first upload of this name here
+        try:
+            mirrors = await self._pages.upstream_holders(index, project)
+        except UpstreamFailed as exc:
+            raise UploadRefused(
+                f"cannot check whether {project!r} exists upstream ({exc.message}); "
+                "retry later or set allow_upstream_names=True on the index",
+                503,
+            ) from exc
+        if mirrors:
+            raise UploadRefused(
+                f"{project!r} exists on {', '.join(mirrors)}; uploading it to {index.fullname} "
+                "would shadow the public package. Set allow_upstream_names=True on the index "
+                "(and mirror_whitelist if both should be visible) to allow it.",
+                403,
+            )
+
+    async def _put_bytes(self, data: bytes) -> str:
+        writer = self._blobs.writer()
+        writer.write(data)
+        digest = await writer.commit()
+        await self._db.write(queries.add_blob, digest, len(data))
+        return digest
+
+
+def _store_upload(
+    tx: Transaction,
+    index_id: int,
+    project: str,
+    display_name: str,
+    new: NewFile,
+    metadata: dict[str, Any],
+    uploader: str | None,
+    core_metadata: bytes | None,
+) -> None:
+    assert new.sha256 is not None and new.size is not None and new.version is not None
+    project_id = queries.ensure_stage_project(tx.conn, index_id, project, display_name)
+    queries.upsert_release(
+        tx.conn, project_id, new.version, canonical_version(new.version), metadata
+    )
+    queries.put_stage_file(tx.conn, index_id, project_id, new, uploader)
+    queries.add_blob(tx.conn, new.sha256, new.size)
+    if core_metadata is not None and new.core_metadata_sha256:
+        queries.add_blob(tx.conn, new.core_metadata_sha256, len(core_metadata))
+    tx.log(index_id, project, "upload")

@@ -1,0 +1,137 @@
+"""The management API: users and indexes, permissions (401 vs 403) and validation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.support.api import call
+from tests.support.server import ROOT_PASSWORD, CheeseboardServer
+
+ROOT = ("root", ROOT_PASSWORD)
+LOCAL = ("local", "local-secret")
+OTHER = ("other", "other-secret")
+WHO = {
+    "anonymous": None,
+    "wrong password": ("local", "nope"),
+    "other user": OTHER,
+    "owner": LOCAL,
+    "root": ROOT,
+}
+
+
+@pytest.fixture
+def server(mirror_server: CheeseboardServer) -> CheeseboardServer:
+    """root/pypi plus users local and other, and local/stable (volatile) owned by local."""
+    for user, password in (LOCAL, OTHER):
+        assert (
+            call(mirror_server.url, "PUT", f"/{user}", {"password": password}, auth=ROOT)[0] == 201
+        )
+    status, body = call(
+        mirror_server.url, "PUT", "/local/stable", {"bases": "root/pypi"}, auth=ROOT
+    )
+    assert status == 200, body
+    return mirror_server
+
+
+Action = Callable[[CheeseboardServer, tuple[str, str] | None], int]
+# action -> (how to do it, how to see that nothing changed, expected status per principal)
+ACTIONS: dict[str, tuple[Action, Callable[[CheeseboardServer], bool], dict[str, int]]] = {
+    "create user": (
+        lambda s, a: call(s.url, "PUT", "/newbie", {"password": "pw"}, auth=a)[0],
+        lambda s: call(s.url, "GET", "/newbie")[0] == 404,
+        {"anonymous": 401, "wrong password": 401, "other user": 403, "owner": 403, "root": 201},
+    ),
+    "create index": (
+        lambda s, a: call(s.url, "PUT", "/local/dev", {}, auth=a)[0],
+        lambda s: call(s.url, "GET", "/local/dev")[0] == 404,
+        {"anonymous": 401, "wrong password": 401, "other user": 403, "owner": 403, "root": 200},
+    ),
+    "modify index": (
+        lambda s, a: call(s.url, "PATCH", "/local/stable", ["title=Changed"], auth=a)[0],
+        lambda s: "title" not in call(s.url, "GET", "/local/stable")[1]["result"],
+        {"anonymous": 401, "wrong password": 401, "other user": 403, "owner": 200, "root": 200},
+    ),
+    "delete index": (
+        lambda s, a: call(s.url, "DELETE", "/local/stable", auth=a)[0],
+        lambda s: call(s.url, "GET", "/local/stable")[0] == 200,
+        {"anonymous": 401, "wrong password": 401, "other user": 403, "owner": 201, "root": 201},
+    ),
+    "modify user": (
+        lambda s, a: call(s.url, "PATCH", "/local", {"email": "x@example.org"}, auth=a)[0],
+        lambda s: "email" not in call(s.url, "GET", "/local")[1]["result"],
+        {"anonymous": 401, "wrong password": 401, "other user": 403, "owner": 200, "root": 200},
+    ),
+    "delete user": (
+        lambda s, a: call(s.url, "DELETE", "/other", auth=a)[0],
+        lambda s: call(s.url, "GET", "/other")[0] == 200,
+        {"anonymous": 401, "wrong password": 401, "other user": 403, "owner": 403, "root": 200},
+    ),
+}
+
+
+@pytest.mark.parametrize("action", list(ACTIONS))
+def test_permission_matrix(server: CheeseboardServer, action: str) -> None:
+    """Each principal gets the documented status, and a refusal changes nothing."""
+    do, unchanged, expected = ACTIONS[action]
+    for who in ("anonymous", "wrong password", "other user", "owner", "root"):
+        status = do(server, WHO[who])
+        assert status == expected[who], f"{action} as {who}: {status}"
+        if status >= 400:
+            assert unchanged(server), f"{action} as {who} changed something"
+        else:
+            return  # the first success changed the state the next principals would act on
+
+
+def test_users_and_indexes_in_devpi_shape(server: CheeseboardServer) -> None:
+    """GET / lists users with their indexes; index config has devpi's keys and defaults."""
+    status, body = call(server.url, "GET", "/")
+    assert status == 200 and body["type"] == "list:userconfig"
+    assert set(body["result"]) == {"root", "local", "other"}
+    assert body["result"]["root"]["indexes"]["pypi"]["type"] == "mirror"
+    status, body = call(server.url, "GET", "/local/stable")
+    assert status == 200 and body["type"] == "indexconfig"
+    config = body["result"]
+    assert config["type"] == "stage" and config["volatile"] is True
+    assert config["acl_upload"] == ["local"] and config["mirror_whitelist"] == []
+    assert config["mirror_whitelist_inheritance"] == "intersection"
+    assert config["projects"] == []
+    assert "projects" not in call(server.url, "GET", "/local/stable?no_projects=")[1]["result"]
+
+
+def _message(body: Any) -> str:
+    return str(body.get("message", "")) if isinstance(body, dict) else str(body)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "text"),
+    [
+        ("PUT", "/local/stable", {}, 409, "exists"),
+        ("PUT", "/local", {"password": "x"}, 409, "already exists"),
+        ("PUT", "/nopw", {"email": "a@b"}, 400, "password needs to be set"),
+        ("PUT", "/bad%20user", {"password": "x"}, 400, "characters"),
+        ("PUT", "/local/x", {"bases": "nobody/nothing"}, 400, "does not exist"),
+        ("PUT", "/local/x", {"bogus": 1}, 400, "unexpected keyword"),
+        ("PUT", "/local/x", {"type": "weird"}, 400, "weird"),
+        ("PUT", "/nobody/x", {}, 404, "no user"),
+        ("PATCH", "/local/stable", ["volatile=maybe"], 400, "volatile"),
+        ("PATCH", "/local/stable", "not a patch", 400, "PATCH body"),
+        ("DELETE", "/root", None, 403, "root"),
+    ],
+)
+def test_bad_requests_are_refused_clearly(
+    server: CheeseboardServer, method: str, path: str, body: Any, status: int, text: str
+) -> None:
+    """Each bad request gets its status and a message that says what is wrong."""
+    got, answer = call(server.url, method, path, body, auth=ROOT)
+    assert got == status, answer
+    assert text in _message(answer), answer
+
+
+def test_index_in_use_as_base_cannot_be_deleted(server: CheeseboardServer) -> None:
+    """Deleting an index another index inherits from is refused."""
+    assert call(server.url, "PUT", "/local/child", {"bases": "local/stable"}, auth=ROOT)[0] == 200
+    status, body = call(server.url, "DELETE", "/local/stable", auth=ROOT)
+    assert status == 409 and "base of local/child" in _message(body)

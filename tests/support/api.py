@@ -1,0 +1,76 @@
+"""A small client for the management API and uploads in tests (stdlib only)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.support.packages import installer_env
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def call(
+    base_url: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    auth: tuple[str, str] | None = None,
+) -> tuple[int, Any]:
+    """One JSON request; returns (status, parsed body or text)."""
+    headers = {"Accept": "application/json"}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    if auth is not None:
+        headers["Authorization"] = basic(*auth)
+    request = urllib.request.Request(
+        base_url.rstrip("/") + path, data=data, method=method, headers=headers
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            status, raw = error.code, error.read()
+    try:
+        return status, json.loads(raw) if raw else None
+    except json.JSONDecodeError:
+        return status, raw.decode(errors="replace")
+
+
+def twine_upload(
+    repository_url: str,
+    user: str,
+    password: str,
+    *files: Path,
+    skip_existing: bool = False,
+) -> subprocess.CompletedProcess[str]:
+    """Real ``twine upload`` to ``repository_url``."""
+    command = [
+        sys.executable,
+        "-m",
+        "twine",
+        "upload",
+        "--non-interactive",
+        "--disable-progress-bar",
+        "--repository-url",
+        repository_url,
+        "-u",
+        user,
+        "-p",
+        password,
+        *(["--skip-existing"] if skip_existing else []),
+        *map(str, files),
+    ]
+    env = installer_env({"TWINE_NON_INTERACTIVE": "1", "HOME": str(files[0].parent)})
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
