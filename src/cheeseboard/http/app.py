@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
-from cheeseboard.http import accounts, files, health, pypi_json, simple, upload
+from cheeseboard.http import accounts, files, health, pypi_json, releases, simple, upload
 from cheeseboard.http.access_log import AccessLog
 from cheeseboard.http.errors import domain_error, http_error
 from cheeseboard.http.state import AppServices
@@ -26,6 +26,7 @@ from cheeseboard.services.locks import SharedLocks
 from cheeseboard.services.mirror import MirrorRefresher
 from cheeseboard.services.pages import PageService
 from cheeseboard.services.pypi_json import PypiJsonService
+from cheeseboard.services.releases import ReleaseService
 from cheeseboard.services.uploads import UploadService
 from cheeseboard.store.blobs import FileBlobStore
 from cheeseboard.store.db import Database
@@ -78,6 +79,7 @@ def create_app(settings: Settings) -> Starlette:
             auth,
             account_service,
             UploadService(settings, db, changes, blobs, pages),
+            ReleaseService(db, changes),
         )
         try:
             yield
@@ -94,6 +96,7 @@ def create_app(settings: Settings) -> Starlette:
             *files.routes,
             *pypi_json.routes,
             *upload.routes,
+            *releases.routes,
             *accounts.routes,  # last: its patterns are the most general
         ],
         lifespan=lifespan,

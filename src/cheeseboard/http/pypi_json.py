@@ -9,14 +9,7 @@ from starlette.routing import Route
 
 from cheeseboard.core.names import normalize_project_name
 from cheeseboard.http import responses
-from cheeseboard.http.state import index_of, services
-
-
-def _base_url(request: Request) -> str:
-    outside = services(request).settings.outside_url
-    if outside:
-        return outside.rstrip("/") + "/"
-    return str(request.base_url)
+from cheeseboard.http.state import base_url, index_of, services
 
 
 async def project_json(request: Request) -> Response:
@@ -28,7 +21,7 @@ async def project_json(request: Request) -> Response:
         tail = f"{version}/json" if version else "json"
         return RedirectResponse(f"/{index.fullname}/+pypi/{normalized}/{tail}", status_code=301)
     app = services(request)
-    cached, rendered = await app.pypi_json.document(index, normalized, version, _base_url(request))
+    cached, rendered = await app.pypi_json.document(index, normalized, version, base_url(request))
     max_age = (
         app.settings.mirror_page_max_age if index.type == "mirror" else app.settings.page_max_age
     )

@@ -15,6 +15,7 @@ from cheeseboard.services.files import FileService
 from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.services.pages import PageService
 from cheeseboard.services.pypi_json import PypiJsonService
+from cheeseboard.services.releases import ReleaseService
 from cheeseboard.services.uploads import UploadService
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.db import Database
@@ -32,6 +33,7 @@ class AppServices:
     auth: AuthService
     accounts: AccountService
     uploads: UploadService
+    releases: ReleaseService
 
 
 def services(request: Request) -> AppServices:
@@ -46,3 +48,11 @@ def index_of(request: Request) -> IndexRecord:
     if index is None:
         raise NotFound(f"no index {user}/{name}")
     return index
+
+
+def base_url(request: Request) -> str:
+    """Where clients reach the server: ``--outside-url`` if set, else the request's own base."""
+    outside = services(request).settings.outside_url
+    if outside:
+        return outside.rstrip("/") + "/"
+    return str(request.base_url)

@@ -56,6 +56,8 @@ class FileRecord(NewFile):
     project_id: int
     blob_sha256: str | None
     position: int
+    created: float
+    uploaded_by: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,3 +503,62 @@ def changes_since(conn: Connection, serial: int, limit: int = 10_000) -> list[Ch
         .limit(limit)
     )
     return [Change(r.serial, r.index_id, r.project, r.kind) for r in rows]
+
+
+# --- releases (stage projects) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseRecord:
+    id: int
+    project_id: int
+    version: str
+    canonical_version: str
+    metadata: dict[str, Any]
+    yanked: str | None
+    created: float
+
+
+def project_releases(
+    conn: Connection, index_id: int, name: str
+) -> tuple[ProjectRecord | None, list[ReleaseRecord], list[FileRecord]]:
+    """A stage project with its releases and files, in one snapshot."""
+    project = get_project(conn, index_id, name)
+    if project is None:
+        return None, [], []
+    rows = conn.execute(
+        select(releases).where(releases.c.project_id == project.id).order_by(releases.c.id)
+    )
+    found = [_record(ReleaseRecord, row) for row in rows]
+    return project, found, project_files(conn, project.id)
+
+
+def delete_file_rows(conn: Connection, file_ids: Sequence[int]) -> None:
+    for chunk in _chunks(list(file_ids)):
+        conn.execute(delete(files).where(files.c.id.in_(chunk)))
+
+
+def delete_release_rows(conn: Connection, release_ids: Sequence[int]) -> None:
+    for chunk in _chunks(list(release_ids)):
+        conn.execute(delete(releases).where(releases.c.id.in_(chunk)))
+
+
+def delete_project_if_empty(conn: Connection, project_id: int) -> bool:
+    """Remove a project row once it has neither files nor releases."""
+    has_files = conn.scalar(select(files.c.id).where(files.c.project_id == project_id).limit(1))
+    has_releases = conn.scalar(
+        select(releases.c.id).where(releases.c.project_id == project_id).limit(1)
+    )
+    if has_files is None and has_releases is None:
+        conn.execute(delete(projects).where(projects.c.id == project_id))
+        return True
+    return False
+
+
+def set_yanked(
+    conn: Connection, release_id: int, file_ids: Sequence[int], reason: str | None
+) -> None:
+    """Yank (reason, possibly empty) or un-yank (None) a release and all its files (PEP 592)."""
+    conn.execute(update(releases).where(releases.c.id == release_id).values(yanked=reason))
+    for chunk in _chunks(list(file_ids)):
+        conn.execute(update(files).where(files.c.id.in_(chunk)).values(yanked=reason))

@@ -1,0 +1,220 @@
+"""Releases of stage projects: devpi's project/version JSON, removal, and yanking (PEP 592).
+
+Removals on a non-volatile index need ``force`` and the owner or root; on a volatile index the
+uploaders (acl_upload), the owner and root may remove. Every change is one transaction and bumps
+the project's pages at once, in every worker.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from cheeseboard.core import acl
+from cheeseboard.core.distfiles import canonical_version, version_sort_key
+from cheeseboard.core.names import normalize_project_name
+from cheeseboard.services.auth import Forbidden, Identity, Unauthorized
+from cheeseboard.services.changes import ChangeFeed, Transaction
+from cheeseboard.services.errors import BadRequest, NotFound
+from cheeseboard.services.pages import file_path
+from cheeseboard.store import queries
+from cheeseboard.store.accounts import IndexRecord
+from cheeseboard.store.db import Database
+from cheeseboard.store.queries import FileRecord, ReleaseRecord
+
+# Metadata keys devpi lists in versiondata; lists default to [], the rest to "".
+_LIST_KEYS = (
+    "classifiers",
+    "platform",
+    "requires_dist",
+    "provides_dist",
+    "obsoletes_dist",
+    "requires_external",
+    "provides_extra",
+    "dynamic",
+    "license_files",
+)
+
+
+class ReleaseService:
+    """Read and change the releases of stage projects."""
+
+    def __init__(self, db: Database, changes: ChangeFeed) -> None:
+        self._db = db
+        self._changes = changes
+
+    async def _load(
+        self, index: IndexRecord, project: str
+    ) -> tuple[int, list[ReleaseRecord], list[FileRecord]]:
+        if index.type != "stage":
+            raise BadRequest(f"{index.fullname} is a mirror: its projects follow upstream")
+        name = normalize_project_name(project)
+        record, releases, files = await self._db.read(queries.project_releases, index.id, name)
+        if record is None or not (releases or files):
+            raise NotFound(f"no project {project!r} on {index.fullname}")
+        return record.id, releases, files
+
+    # --- reading ------------------------------------------------------------------------------
+
+    async def project_config(
+        self, index: IndexRecord, project: str, base_url: str
+    ) -> dict[str, Any]:
+        """devpi's ``projectconfig``: ``{version: versiondata}`` of this index."""
+        _, releases, files = await self._load(index, project)
+        return {
+            release.version: self._versiondata(index, project, release, files, base_url)
+            for release in sorted(releases, key=lambda r: version_sort_key(r.version))
+        }
+
+    async def version_data(
+        self, index: IndexRecord, project: str, version: str, base_url: str
+    ) -> dict[str, Any]:
+        _, releases, files = await self._load(index, project)
+        release = _find(releases, version, project)
+        return self._versiondata(index, project, release, files, base_url)
+
+    @staticmethod
+    def _versiondata(
+        index: IndexRecord,
+        project: str,
+        release: ReleaseRecord,
+        files: list[FileRecord],
+        base_url: str,
+    ) -> dict[str, Any]:
+        data: dict[str, Any] = {key: [] for key in _LIST_KEYS}
+        for key, value in release.metadata.items():
+            if value not in (None, [], {}):
+                data[key] = value
+        data["name"] = release.metadata.get("name") or project
+        data["version"] = release.version
+        if release.yanked is not None:
+            data["yanked"] = release.yanked or True
+        links = []
+        for record in _files_of(files, release):
+            links.append(
+                {
+                    "rel": "releasefile",
+                    "href": base_url + file_path(index, record),
+                    "hash_spec": f"sha256={record.sha256}",
+                    "hashes": {"sha256": record.sha256},
+                    "log": [
+                        {
+                            "what": "upload",
+                            "who": record.uploaded_by,
+                            "when": list(time.gmtime(record.created)[:6]),
+                            "dst": index.fullname,
+                        }
+                    ],
+                }
+            )
+        data["+links"] = links
+        return data
+
+    # --- changing -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _permit(identity: Identity, index: IndexRecord, what: str) -> None:
+        decision = acl.may_delete_files(
+            identity.user, index.user, index.config.get("acl_upload", ())
+        )
+        if not decision.allowed:
+            if identity.anonymous:
+                raise Unauthorized(f"{what}: authentication required")
+            raise Forbidden(f"{what}: {decision.reason}")
+
+    def _check(self, identity: Identity, index: IndexRecord, force: bool, what: str) -> None:
+        self._permit(identity, index, what)
+        if not index.config.get("volatile", True):
+            if not force:
+                raise Forbidden(f"{what}: {index.fullname} is non-volatile; use force")
+            if identity.user not in ("root", index.user):
+                raise Forbidden(f"{what}: only the owner or root may force on non-volatile")
+
+    async def delete_project(
+        self, identity: Identity, index: IndexRecord, project: str, force: bool
+    ) -> None:
+        project_id, releases, files = await self._load(index, project)
+        self._check(identity, index, force, f"remove project {project}")
+        await self._changes.write(
+            _remove,
+            index.id,
+            project_id,
+            normalize_project_name(project),
+            [r.id for r in releases],
+            [f.id for f in files],
+        )
+
+    async def delete_version(
+        self, identity: Identity, index: IndexRecord, project: str, version: str, force: bool
+    ) -> None:
+        project_id, releases, files = await self._load(index, project)
+        release = _find(releases, version, project)
+        self._check(identity, index, force, f"remove {project} {version}")
+        doomed = [f.id for f in _files_of(files, release)]
+        await self._changes.write(
+            _remove, index.id, project_id, normalize_project_name(project), [release.id], doomed
+        )
+
+    async def delete_file(
+        self, identity: Identity, index: IndexRecord, record: FileRecord, force: bool
+    ) -> None:
+        self._check(identity, index, force, f"remove {record.filename}")
+        name = await self._db.read(queries.project_name, record.project_id) or ""
+        await self._changes.write(_remove, index.id, record.project_id, name, [], [record.id])
+
+    async def yank(
+        self,
+        identity: Identity,
+        index: IndexRecord,
+        project: str,
+        version: str,
+        reason: str | None,
+    ) -> None:
+        """Yank with ``reason`` ("" for none) or un-yank with None; files stay downloadable."""
+        _, releases, files = await self._load(index, project)
+        release = _find(releases, version, project)
+        self._permit(identity, index, ("un-yank" if reason is None else "yank") + f" {project}")
+        file_ids = [f.id for f in _files_of(files, release)]
+        await self._changes.write(
+            _yank, index.id, normalize_project_name(project), release.id, file_ids, reason
+        )
+
+
+def _find(releases: list[ReleaseRecord], version: str, project: str) -> ReleaseRecord:
+    wanted = canonical_version(version)
+    for release in releases:
+        if release.canonical_version == wanted:
+            return release
+    raise NotFound(f"The version {version} of project {project} does not exist.")
+
+
+def _files_of(files: list[FileRecord], release: ReleaseRecord) -> list[FileRecord]:
+    return [
+        f for f in files if f.version and canonical_version(f.version) == release.canonical_version
+    ]
+
+
+def _remove(
+    tx: Transaction,
+    index_id: int,
+    project_id: int,
+    name: str,
+    release_ids: list[int],
+    file_ids: list[int],
+) -> None:
+    queries.delete_file_rows(tx.conn, file_ids)
+    queries.delete_release_rows(tx.conn, release_ids)
+    queries.delete_project_if_empty(tx.conn, project_id)
+    tx.log(index_id, name, "remove")
+
+
+def _yank(
+    tx: Transaction,
+    index_id: int,
+    name: str,
+    release_id: int,
+    file_ids: list[int],
+    reason: str | None,
+) -> None:
+    queries.set_yanked(tx.conn, release_id, file_ids, reason)
+    tx.log(index_id, name, "yank" if reason is not None else "unyank")
