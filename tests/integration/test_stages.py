@@ -164,3 +164,36 @@ def test_upload_permissions(
             _page(mirror_server, "local/stable", "private-package")
         error.value.close()
         assert error.value.code == 404
+
+
+def test_second_mirror_index_with_its_own_upstream(
+    mirror_server: CheeseboardServer, tmp_path: Path
+) -> None:
+    """A mirror index created through the API serves its own upstream; stages can inherit it."""
+    extra = build_wheel(tmp_path, "only-elsewhere", "3.0")
+    with UpstreamServer(mode="json") as other:
+        other.add(extra)
+        status, body = call(
+            mirror_server.url,
+            "PUT",
+            "/root/other",
+            {"type": "mirror", "mirror_url": other.simple_url},
+            auth=ROOT,
+        )
+        assert status == 200, body
+        assert body["result"]["mirror_url"] == other.simple_url
+        page = _page(mirror_server, "root/other", "only-elsewhere", as_json=True)
+        assert [f["filename"] for f in page["files"]] == [extra.filename]
+        status, body = call(
+            mirror_server.url,
+            "PUT",
+            "/root/both",
+            {"bases": ["root/pypi", "root/other"]},
+            auth=ROOT,
+        )
+        assert status == 200, body
+        result = pip_install(
+            f"{mirror_server.url}root/both/+simple/", tmp_path / "t", "only-elsewhere", "lib-c"
+        )
+        assert result.returncode == 0, result.stderr
+        assert installed(tmp_path / "t") == {"only_elsewhere", "lib_c"}
