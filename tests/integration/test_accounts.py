@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from tests.support.api import call
-from tests.support.server import ROOT_PASSWORD, CheeseboardServer
+from tests.support.api import call, twine_upload
+from tests.support.packages import build_wheel
+from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory
+from tests.support.upstream import UpstreamServer
 
 ROOT = ("root", ROOT_PASSWORD)
 LOCAL = ("local", "local-secret")
@@ -22,18 +24,29 @@ WHO = {
 }
 
 
+def _populate(server: CheeseboardServer) -> CheeseboardServer:
+    for user, password in (LOCAL, OTHER):
+        assert call(server.url, "PUT", f"/{user}", {"password": password}, auth=ROOT)[0] == 201
+    status, body = call(server.url, "PUT", "/local/stable", {"bases": "root/pypi"}, auth=ROOT)
+    assert status == 200, body
+    return server
+
+
 @pytest.fixture
 def server(mirror_server: CheeseboardServer) -> CheeseboardServer:
     """root/pypi plus users local and other, and local/stable (volatile) owned by local."""
-    for user, password in (LOCAL, OTHER):
-        assert (
-            call(mirror_server.url, "PUT", f"/{user}", {"password": password}, auth=ROOT)[0] == 201
-        )
-    status, body = call(
-        mirror_server.url, "PUT", "/local/stable", {"bases": "root/pypi"}, auth=ROOT
-    )
-    assert status == 200, body
-    return mirror_server
+    return _populate(mirror_server)
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CheeseboardServer]:
+    """The same, shared by tests that change nothing (requests that must be refused)."""
+    with UpstreamServer() as upstream:
+        factory = ServerFactory(tmp_path_factory.mktemp("accounts"))
+        try:
+            yield _populate(factory.start(upstream.simple_url))
+        finally:
+            factory.stop_all()
 
 
 Action = Callable[[CheeseboardServer, tuple[str, str] | None], int]
@@ -122,10 +135,10 @@ def _message(body: Any) -> str:
     ],
 )
 def test_bad_requests_are_refused_clearly(
-    server: CheeseboardServer, method: str, path: str, body: Any, status: int, text: str
+    shared_server: CheeseboardServer, method: str, path: str, body: Any, status: int, text: str
 ) -> None:
     """Each bad request gets its status and a message that says what is wrong."""
-    got, answer = call(server.url, method, path, body, auth=ROOT)
+    got, answer = call(shared_server.url, method, path, body, auth=ROOT)
     assert got == status, answer
     assert text in _message(answer), answer
 
@@ -135,3 +148,28 @@ def test_index_in_use_as_base_cannot_be_deleted(server: CheeseboardServer) -> No
     assert call(server.url, "PUT", "/local/child", {"bases": "local/stable"}, auth=ROOT)[0] == 200
     status, body = call(server.url, "DELETE", "/local/stable", auth=ROOT)
     assert status == 409 and "base of local/child" in _message(body)
+
+
+def test_login_token_works_until_password_changes(server: CheeseboardServer, tmp_path: Any) -> None:
+    """POST /+login gives a token usable as password (API and twine); a new password kills it."""
+    status, body = call(server.url, "POST", "/+login", {"user": "local", "password": LOCAL[1]})
+    assert status == 200 and body["type"] == "proxyauth", body
+    token = body["result"]["password"]
+    assert body["result"]["expiration"] == 36000
+    assert call(server.url, "PATCH", "/local/stable", ["title=T"], auth=("local", token))[0] == 200
+    wheel = build_wheel(tmp_path, "tokened", "1.0")
+    assert (
+        call(server.url, "PATCH", "/local/stable", ["allow_upstream_names=True"], auth=ROOT)[0]
+        == 200
+    )
+    upload = twine_upload(f"{server.url}local/stable/", "local", token, wheel.path)
+    assert upload.returncode == 0, upload.stdout
+    bad = call(server.url, "POST", "/+login", {"user": "local", "password": "wrong"})
+    assert bad[0] == 401 and "could not be authenticated" in bad[1]["message"]
+    assert call(server.url, "PATCH", "/local", {"password": "new-secret"}, auth=LOCAL)[0] == 200
+    status, body = call(server.url, "PATCH", "/local/stable", ["title=U"], auth=("local", token))
+    assert status == 401 and "password changed" in body["message"]
+    assert (
+        call(server.url, "PATCH", "/local/stable", ["title=U"], auth=("local", "new-secret"))[0]
+        == 200
+    )

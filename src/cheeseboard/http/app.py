@@ -10,7 +10,17 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 
-from cheeseboard.http import accounts, files, health, pypi_json, releases, simple, upload
+from cheeseboard.core.tokens import TokenSigner
+from cheeseboard.http import (
+    accounts,
+    files,
+    health,
+    login,
+    pypi_json,
+    releases,
+    simple,
+    upload,
+)
 from cheeseboard.http.access_log import AccessLog
 from cheeseboard.http.errors import domain_error, http_error
 from cheeseboard.http.state import AppServices
@@ -61,7 +71,8 @@ def create_app(settings: Settings) -> Starlette:
             indexes,
             after_fetch=file_service.prefetch_metadata,
         )
-        auth = AuthService(db)
+        secret = (settings.datadir / "secret").read_bytes().strip()
+        auth = AuthService(db, TokenSigner(secret))
         await auth.load()
         account_service = AccountService(settings, db, changes, auth, indexes)
         changes.subscribe(auth.on_change)
@@ -92,6 +103,7 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[
             *health.routes,
+            *login.routes,
             *simple.routes,
             *files.routes,
             *pypi_json.routes,

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from starlette.datastructures import Headers
 
+from cheeseboard.core.tokens import TokenSigner
 from cheeseboard.services.errors import CheeseboardError
 from cheeseboard.services.users import verify_password
 from cheeseboard.store import accounts
@@ -74,8 +75,9 @@ def _credentials(headers: Headers) -> tuple[str, str] | None:
 class AuthService:
     """Authenticate requests against the users table (kept in memory, refreshed on change)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, tokens: TokenSigner) -> None:
         self._db = db
+        self.tokens = tokens
         self._users: dict[str, UserRecord] = {}
         self._verified: dict[bytes, str] = {}  # keyed digest of credentials -> user
         self._key = secrets.token_bytes(32)
@@ -104,9 +106,23 @@ class AuthService:
         if self._verified.get(digest) == user:
             return Identity(user)
         record = self._users.get(user)
-        if record is None or not await asyncio.to_thread(verify_password, record.pwhash, secret):
+        if record is not None and self.tokens.looks_like_token(secret):
+            check = self.tokens.check(secret, user, record.pwhash)
+            if check.user is None:
+                raise Unauthorized(f"user {user!r} could not be authenticated: {check.reason}")
+        elif record is None or not await self.check_password(record, secret):
             raise Unauthorized(f"user {user!r} could not be authenticated")
         if len(self._verified) > 10_000:
             self._verified.clear()
         self._verified[digest] = user
         return Identity(user)
+
+    async def check_password(self, record: UserRecord, password: str) -> bool:
+        return await asyncio.to_thread(verify_password, record.pwhash, password)
+
+    async def login(self, user: str, password: str) -> str:
+        """A fresh token for ``user``; raises Unauthorized for a wrong password."""
+        record = self._users.get(user)
+        if record is None or not await self.check_password(record, password):
+            raise Unauthorized(f"user {user!r} could not be authenticated")
+        return self.tokens.issue(user, record.pwhash)
