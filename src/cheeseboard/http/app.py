@@ -22,6 +22,7 @@ from cheeseboard.http import (
     upload,
 )
 from cheeseboard.http.access_log import AccessLog
+from cheeseboard.http.consistency import CatchUp
 from cheeseboard.http.errors import domain_error, http_error
 from cheeseboard.http.state import AppServices
 from cheeseboard.mirror.client import UpstreamClient
@@ -114,8 +115,9 @@ def create_app(settings: Settings) -> Starlette:
         lifespan=lifespan,
         exception_handlers={CheeseboardError: domain_error, HTTPException: http_error},
     )
+    app.add_middleware(CatchUp)
     if settings.access_log:
-        app.add_middleware(AccessLog)
+        app.add_middleware(AccessLog)  # added last, so outermost: it also times the catch-up
     return app
 
 
