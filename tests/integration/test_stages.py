@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -62,8 +64,17 @@ def test_seed_workflow_twine_pip_uv(mirror_server: CheeseboardServer, tmp_path: 
     page = _page(mirror_server, "local/stable", "private-package", as_json=True)
     files = {f["filename"]: f for f in page["files"]}
     assert files[wheel.filename]["hashes"]["sha256"] == wheel.sha256
-    assert files[wheel.filename]["core-metadata"]["sha256"]
+    assert (
+        files[wheel.filename]["core-metadata"]["sha256"]
+        == hashlib.sha256(wheel.metadata).hexdigest()
+    )
     assert files[wheel.filename]["size"] == wheel.size
+    metadata_url = urllib.parse.urljoin(
+        f"{mirror_server.url}local/stable/+simple/private-package/",
+        files[wheel.filename]["url"].split("#")[0] + ".metadata",
+    )
+    with urllib.request.urlopen(metadata_url, timeout=30) as response:
+        assert response.read() == wheel.metadata  # PEP 658, straight after the upload
 
 
 def test_non_volatile_rules(mirror_server: CheeseboardServer, tmp_path: Path) -> None:
