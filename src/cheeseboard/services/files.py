@@ -88,8 +88,6 @@ class FileService:
         """The file row for ``filename`` on ``index``; raises NotFound."""
         if not is_safe_filename(filename):
             raise NotFound(f"no such file: {filename!r}")
-        if self._changes.behind():
-            await self._changes.catch_up()
         key = (index.id, filename)
         found = self._records.get(key)
         if found is None:
@@ -182,21 +180,10 @@ class FileService:
             metadata = await asyncio.to_thread(extract_wheel_metadata, path)
             advertised = record.core_metadata_sha256
             if metadata is not None and advertised in (None, sha256_of(metadata)):
-                metadata_sha = await self._put_blob(metadata)
+                metadata_sha = await put_small_blob(self._blobs, metadata)
                 metadata_size = len(metadata)
             # Otherwise upstream advertised other bytes: .metadata proxies theirs instead.
         await self._changes.write(_record_cached, record, digest, size, metadata_sha, metadata_size)
-
-    async def _put_blob(self, data: bytes) -> str:
-        """Store small bytes (metadata) in the blob store; the caller records the blob row."""
-        writer = self._blobs.writer()
-        writer.write(data)
-        return await writer.commit()
-
-    async def _store_bytes(self, data: bytes) -> str:
-        digest = await self._put_blob(data)
-        await self._db.write(queries.add_blob, digest, len(data))
-        return digest
 
     # --- PEP 658 metadata --------------------------------------------------------------------
 
@@ -231,7 +218,7 @@ class FileService:
             raise UpstreamFailed(
                 f"METADATA of {record.filename} does not match the advertised sha256"
             )
-        await self._store_bytes(metadata)
+        await store_small_blob(self._blobs, self._db, metadata)
         if not advertised:
             await self._changes.write(_record_core_metadata, record, digest)
         return self._blobs.path(digest)
@@ -284,7 +271,7 @@ class FileService:
         if raw is None or sha256_of(raw.body) != expected:
             log.warning("upstream .metadata at %s does not match its advertised sha256", url)
             return None
-        digest = await self._store_bytes(raw.body)
+        digest = await store_small_blob(self._blobs, self._db, raw.body)
         return self._blobs.path(digest)
 
     async def close(self) -> None:
@@ -313,3 +300,17 @@ def _record_cached(
 def _record_core_metadata(tx: Transaction, record: FileRecord, digest: str) -> None:
     queries.set_core_metadata(tx.conn, record.id, digest)
     tx.log(record.index_id, queries.project_name(tx.conn, record.project_id), "mirror-file")
+
+
+async def put_small_blob(blobs: FileBlobStore, data: bytes) -> str:
+    """Put small bytes (core metadata) in the blob store; the caller records the blob row."""
+    writer = blobs.writer()
+    writer.write(data)
+    return await writer.commit()
+
+
+async def store_small_blob(blobs: FileBlobStore, db: Database, data: bytes) -> str:
+    """Put small bytes in the blob store and record the blob row; returns the sha256."""
+    digest = await put_small_blob(blobs, data)
+    await db.write(queries.add_blob, digest, len(data))
+    return digest

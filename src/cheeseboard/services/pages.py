@@ -175,8 +175,6 @@ class PageService:
 
     async def project_page(self, index: IndexRecord, name: str) -> CachedPage:
         """The page of ``name`` (normalized) on ``index``. Raises NotFound or UpstreamFailed."""
-        if self._changes.behind():
-            await self._changes.catch_up()
         cached = self._pages.get(name, {}).get(index.id)
         if index.type == "mirror":
             page = await self._mirror_page(index, name, cached)
@@ -369,8 +367,6 @@ class PageService:
 
     async def project_list(self, index: IndexRecord) -> CachedPage:
         """An index's project names. Mirrors list the names seen so far, never upstream's list."""
-        if self._changes.behind():
-            await self._changes.catch_up()
         cached = self._lists.get(index.id)
         if cached is not None:
             return cached

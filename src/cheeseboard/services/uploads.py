@@ -28,6 +28,7 @@ from cheeseboard.services.artifacts import read_artifact_metadata
 from cheeseboard.services.auth import Forbidden, Identity, Unauthorized
 from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.errors import CheeseboardError, NotFound, UpstreamFailed
+from cheeseboard.services.files import put_small_blob
 from cheeseboard.services.pages import PageService
 from cheeseboard.store import queries
 from cheeseboard.store.accounts import IndexRecord
@@ -146,7 +147,7 @@ class UploadService:
             raise
         core_sha = None
         if core_metadata is not None:
-            core_sha = await self._put_bytes(core_metadata)
+            core_sha = await put_small_blob(self._blobs, core_metadata)
         new = NewFile(
             filename=filename,
             version=version,
@@ -184,13 +185,6 @@ class UploadService:
                 "(and mirror_whitelist if both should be visible) to allow it.",
                 403,
             )
-
-    async def _put_bytes(self, data: bytes) -> str:
-        writer = self._blobs.writer()
-        writer.write(data)
-        digest = await writer.commit()
-        await self._db.write(queries.add_blob, digest, len(data))
-        return digest
 
 
 def _store_upload(
