@@ -10,9 +10,10 @@ import json
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
+from cheeseboard.http import simple
 from cheeseboard.http.state import services
 from cheeseboard.services.errors import BadRequest
 
@@ -28,6 +29,11 @@ def envelope(
     if message:
         body["message"] = message
     return JSONResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
+
+
+def wants_json(request: Request) -> bool:
+    """devpi's JSON views answer only ``Accept: application/json``; others get simple pages."""
+    return "application/json" in request.headers.get("accept", "")
 
 
 async def json_body(request: Request) -> Any:
@@ -63,7 +69,13 @@ async def user(request: Request) -> Response:
         return envelope(201, app.accounts.user_view(created), "userconfig", "user created")
     if request.method == "PATCH":
         body = await _object_body(request)
-        await app.accounts.modify_user(identity, name, body)
+        password_changed = await app.accounts.modify_user(identity, name, body)
+        record = app.auth.user(name)
+        if password_changed and identity.user == name and record is not None:
+            # devpi answers a password change with a fresh token (earlier ones are now dead).
+            token = app.auth.tokens.issue(name, record.pwhash)
+            result = {"password": token, "expiration": app.auth.tokens.lifetime}
+            return envelope(result=result, type_="userpassword", message="user updated")
         return envelope(message="user updated")
     await app.accounts.delete_user(identity, name)
     return envelope(message=f"user {name!r} deleted")
@@ -73,6 +85,11 @@ async def index(request: Request) -> Response:
     app = services(request)
     user_name, name = request.path_params["user"], request.path_params["index"]
     if request.method in ("GET", "HEAD"):
+        if not wants_json(request):
+            # pip -i http://host/user/index works as with devpi: the index URL is a simple index.
+            if not request.url.path.endswith("/"):
+                return RedirectResponse(request.url.path + "/", status_code=301)
+            return await simple.project_list(request)
         found = app.accounts.get_index(user_name, name)
         with_projects = "no_projects" not in request.query_params
         view = await app.accounts.index_view(found, with_projects)

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from cheeseboard.core.tokens import TokenSigner
 from cheeseboard.http import (
     accounts,
+    devpi,
     files,
     health,
     login,
@@ -23,6 +24,7 @@ from cheeseboard.http import (
 )
 from cheeseboard.http.access_log import AccessLog
 from cheeseboard.http.consistency import CatchUp
+from cheeseboard.http.devpi import DevpiHeaders
 from cheeseboard.http.errors import domain_error, http_error
 from cheeseboard.http.state import AppServices
 from cheeseboard.mirror.client import UpstreamClient
@@ -36,9 +38,11 @@ from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.services.locks import SharedLocks
 from cheeseboard.services.mirror import MirrorRefresher
 from cheeseboard.services.pages import PageService
+from cheeseboard.services.push import PushService
 from cheeseboard.services.pypi_json import PypiJsonService
 from cheeseboard.services.releases import ReleaseService
 from cheeseboard.services.uploads import UploadService
+from cheeseboard.store import queries
 from cheeseboard.store.blobs import FileBlobStore
 from cheeseboard.store.db import Database
 from cheeseboard.store.serial import SerialFile
@@ -80,6 +84,7 @@ def create_app(settings: Settings) -> Starlette:
         changes.subscribe(indexes.on_change)
         changes.subscribe(pages.on_change)
         changes.subscribe(file_service.on_change)
+        server_uuid = await db.read(queries.get_info, "uuid")
         app.state.services = AppServices(
             settings,
             db,
@@ -91,7 +96,9 @@ def create_app(settings: Settings) -> Starlette:
             auth,
             account_service,
             UploadService(settings, db, changes, blobs, pages),
-            ReleaseService(db, changes),
+            ReleaseService(db, changes, pages),
+            server_uuid or "",
+            PushService(db, changes, indexes),
         )
         try:
             yield
@@ -105,6 +112,7 @@ def create_app(settings: Settings) -> Starlette:
         routes=[
             *health.routes,
             *login.routes,
+            *devpi.routes,
             *simple.routes,
             *files.routes,
             *pypi_json.routes,
@@ -116,6 +124,7 @@ def create_app(settings: Settings) -> Starlette:
         exception_handlers={CheeseboardError: domain_error, HTTPException: http_error},
     )
     app.add_middleware(CatchUp)
+    app.add_middleware(DevpiHeaders)
     if settings.access_log:
         app.add_middleware(AccessLog)  # added last, so outermost: it also times the catch-up
     return app

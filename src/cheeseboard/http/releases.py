@@ -7,7 +7,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cheeseboard.http.accounts import envelope, json_body
+from cheeseboard.http import simple
+from cheeseboard.http.accounts import envelope, json_body, wants_json
 from cheeseboard.http.state import base_url, index_of, services
 from cheeseboard.services.errors import BadRequest, NotFound
 
@@ -24,6 +25,8 @@ async def project(request: Request) -> Response:
     index = index_of(request)
     name = _project(request)
     if request.method in ("GET", "HEAD"):
+        if not wants_json(request):
+            return await simple.project_page(request)  # installers given the index URL itself
         config = await app.releases.project_config(index, name, base_url(request))
         return envelope(result=config, type_="projectconfig")
     identity = await app.auth.identify(request.headers)

@@ -74,7 +74,16 @@ async def add_slash(request: Request) -> Response:
     return RedirectResponse(_with_query(request, path), status_code=301)
 
 
+async def refresh(request: Request) -> Response:
+    """devpi's ``POST …/+simple/<project>/refresh``: refetch from upstream, then show the page."""
+    index = index_of(request)
+    name = normalize_project_name(_project_name(request))
+    await services(request).pages.refresh(index, name)
+    return RedirectResponse(f"/{index.fullname}/+simple/{name}/", status_code=302)
+
+
 routes = [
+    Route("/{user}/{index}/+simple/{project}/refresh", refresh, methods=["POST"]),
     Route("/{user}/{index}/+simple/", project_list, methods=["GET", "HEAD"]),
     Route("/{user}/{index}/+simple", add_slash, methods=["GET", "HEAD"]),
     Route("/{user}/{index}/+simple/{project}/", project_page, methods=["GET", "HEAD"]),

@@ -14,6 +14,7 @@ from cheeseboard.services.errors import NotFound
 from cheeseboard.services.files import FileService
 from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.services.pages import PageService
+from cheeseboard.services.push import PushService
 from cheeseboard.services.pypi_json import PypiJsonService
 from cheeseboard.services.releases import ReleaseService
 from cheeseboard.services.uploads import UploadService
@@ -34,6 +35,8 @@ class AppServices:
     accounts: AccountService
     uploads: UploadService
     releases: ReleaseService
+    server_uuid: str
+    push: PushService
 
 
 def services(request: Request) -> AppServices:

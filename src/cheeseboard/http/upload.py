@@ -14,6 +14,7 @@ from starlette.routing import Route
 from starlette.types import Message, Receive
 
 from cheeseboard.core.uploads import UploadError, parse_upload_form
+from cheeseboard.http.accounts import envelope, json_body
 from cheeseboard.http.state import index_of, services
 from cheeseboard.services.errors import BadRequest
 from cheeseboard.services.uploads import TooLarge, UploadRefused
@@ -43,7 +44,21 @@ async def _chunks(content: UploadFile) -> AsyncIterator[bytes]:
         yield chunk
 
 
+async def push(request: Request) -> Response:
+    """devpi's push: ``PUSH`` (or ``POST`` with JSON) of ``{name, version, targetindex}``."""
+    app = services(request)
+    index = index_of(request)
+    identity = await app.auth.identify(request.headers)
+    body = await json_body(request)
+    if not isinstance(body, dict):
+        raise BadRequest("push needs a JSON object")
+    log = await app.push.push(identity, index, body)
+    return envelope(result=log, type_="actionlog")
+
+
 async def upload(request: Request) -> Response:
+    if "application/json" in request.headers.get("content-type", ""):
+        return await push(request)
     app = services(request)
     index = index_of(request)
     identity = await app.auth.identify(request.headers)
@@ -65,14 +80,17 @@ async def upload(request: Request) -> Response:
             raise UploadRefused(exc.message, exc.status) from exc
         if parsed.action in ("submit", "register"):
             return PlainTextResponse("OK")  # registration is implicit; poetry may send it
-        if parsed.action != "file_upload":
-            raise BadRequest(f"unsupported :action {parsed.action!r}")
         content = form.get("content")
         if not isinstance(content, UploadFile) or not content.filename:
             raise BadRequest("no file in the 'content' field")
-        result = await app.uploads.upload(
-            identity, index, parsed, content.filename, _chunks(content)
-        )
+        if parsed.action == "doc_upload":
+            result = await app.uploads.upload_docs(identity, index, parsed, _chunks(content))
+        elif parsed.action == "file_upload":
+            result = await app.uploads.upload(
+                identity, index, parsed, content.filename, _chunks(content)
+            )
+        else:
+            raise BadRequest(f"unsupported :action {parsed.action!r}")
     finally:
         await form.close()
     if result.stored:
@@ -83,4 +101,6 @@ async def upload(request: Request) -> Response:
 routes = [
     Route("/{user}/{index}/", upload, methods=["POST"]),
     Route("/{user}/{index}", upload, methods=["POST"]),
+    Route("/{user}/{index}/", push, methods=["PUSH"]),
+    Route("/{user}/{index}", push, methods=["PUSH"]),
 ]

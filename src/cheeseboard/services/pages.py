@@ -306,7 +306,8 @@ class PageService:
         status: tuple[str | None, str | None] = (None, None)
         for member in order:
             if member.type != "mirror":
-                records = stage_files.get(member.id, [])
+                # Documentation zips are files of a release, but not installable: not listed.
+                records = [r for r in stage_files.get(member.id, []) if r.packagetype != "doczip"]
                 groups.append((member.fullname, tuple(_file_link(member, r) for r in records)))
                 continue
             if not decision.use_mirrors:
@@ -347,6 +348,21 @@ class PageService:
         )
         self._pages.setdefault(name, {})[index.id] = cached
         return cached
+
+    async def refresh(self, index: IndexRecord, name: str) -> list[str]:
+        """Fetch ``name`` from upstream now in every mirror of ``index``'s resolution order
+        (devpi's refresh button); returns the mirrors refreshed."""
+        refreshed = []
+        for fullname in resolution_order(index.fullname, self._nodes()):
+            member = self._registry.by_name(fullname)
+            if member is None or member.type != "mirror" or self._settings.offline:
+                continue
+            timeout = self._settings.request_timeout * 4
+            async with self._locks.hold(f"page:{member.id}:{name}", timeout):
+                previous = await self._load(member, name)
+                await self._refresh(member, name, previous if previous.checked_at else None)
+            refreshed.append(member.fullname)
+        return refreshed
 
     async def upstream_holders(self, index: IndexRecord, name: str) -> list[str]:
         """The mirrors in ``index``'s resolution order that know ``name`` upstream.

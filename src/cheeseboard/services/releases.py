@@ -13,10 +13,11 @@ from typing import Any
 from cheeseboard.core import acl
 from cheeseboard.core.distfiles import canonical_version, version_sort_key
 from cheeseboard.core.names import normalize_project_name
+from cheeseboard.core.pages import ProjectPage
 from cheeseboard.services.auth import Forbidden, Identity, Unauthorized
 from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.errors import BadRequest, NotFound
-from cheeseboard.services.pages import file_path
+from cheeseboard.services.pages import PageService, file_path
 from cheeseboard.store import queries
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.db import Database
@@ -39,9 +40,10 @@ _LIST_KEYS = (
 class ReleaseService:
     """Read and change the releases of stage projects."""
 
-    def __init__(self, db: Database, changes: ChangeFeed) -> None:
+    def __init__(self, db: Database, changes: ChangeFeed, pages: PageService) -> None:
         self._db = db
         self._changes = changes
+        self._pages = pages
 
     async def _load(
         self, index: IndexRecord, project: str
@@ -56,10 +58,40 @@ class ReleaseService:
 
     # --- reading ------------------------------------------------------------------------------
 
+    async def _mirror_config(
+        self, index: IndexRecord, project: str, base_url: str
+    ) -> dict[str, dict[str, Any]]:
+        """Mirror versiondata (devpi §2): name, version, requires_python, yanked, +links."""
+        cached = await self._pages.project_page(index, normalize_project_name(project))
+        page = cached.page
+        assert isinstance(page, ProjectPage)
+        config: dict[str, dict[str, Any]] = {}
+        for link in page.files:
+            if not link.version:
+                continue
+            data = config.setdefault(
+                link.version, {"name": page.name, "version": link.version, "+links": []}
+            )
+            if link.requires_python:
+                data["requires_python"] = link.requires_python
+            if link.yanked is not None:
+                data["yanked"] = link.yanked or True
+            data["+links"].append(
+                {
+                    "rel": "releasefile",
+                    "href": base_url + link.path,
+                    "hash_spec": f"sha256={link.sha256}" if link.sha256 else "",
+                    "hashes": {"sha256": link.sha256} if link.sha256 else {},
+                }
+            )
+        return dict(sorted(config.items(), key=lambda item: version_sort_key(item[0])))
+
     async def project_config(
         self, index: IndexRecord, project: str, base_url: str
     ) -> dict[str, Any]:
         """devpi's ``projectconfig``: ``{version: versiondata}`` of this index."""
+        if index.type == "mirror":
+            return await self._mirror_config(index, project, base_url)
         _, releases, files = await self._load(index, project)
         return {
             release.version: self._versiondata(index, project, release, files, base_url)
@@ -69,6 +101,12 @@ class ReleaseService:
     async def version_data(
         self, index: IndexRecord, project: str, version: str, base_url: str
     ) -> dict[str, Any]:
+        if index.type == "mirror":
+            wanted = canonical_version(version)
+            for number, data in (await self._mirror_config(index, project, base_url)).items():
+                if canonical_version(number) == wanted:
+                    return data
+            raise NotFound(f"The version {version} of project {project} does not exist.")
         _, releases, files = await self._load(index, project)
         release = _find(releases, version, project)
         return self._versiondata(index, project, release, files, base_url)
@@ -93,7 +131,7 @@ class ReleaseService:
         for record in _files_of(files, release):
             links.append(
                 {
-                    "rel": "releasefile",
+                    "rel": "doczip" if record.packagetype == "doczip" else "releasefile",
                     "href": base_url + file_path(index, record),
                     "hash_spec": f"sha256={record.sha256}",
                     "hashes": {"sha256": record.sha256},

@@ -11,12 +11,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from cheeseboard.core import acl
 from cheeseboard.core.distfiles import canonical_version
+from cheeseboard.core.names import is_valid_project_name, normalize_project_name
 from cheeseboard.core.uploads import (
     UploadError,
     UploadForm,
@@ -166,6 +168,62 @@ class UploadService:
         )
         return Uploaded(project, version, filename, sha256, True)
 
+    async def upload_docs(
+        self,
+        identity: Identity,
+        index: IndexRecord,
+        form: UploadForm,
+        chunks: AsyncIterator[bytes],
+    ) -> Uploaded:
+        """Store a documentation zip for a release (devpi's ``:action=doc_upload``).
+
+        It is served for download at its ``+f`` URL and listed in the version's ``+links``,
+        never on simple pages. Without a version it belongs to the newest release.
+        """
+        self.check_permission(identity, index)
+        if not is_valid_project_name(form.name):
+            raise UploadRefused(f"{form.name!r} is not a valid project name", 400)
+        project = normalize_project_name(form.name)
+        latest = await self._db.read(queries.latest_version, index.id, project)
+        version = form.version or latest
+        if not version:
+            raise UploadRefused(f"no release of {project} to attach documentation to", 400)
+        filename = f"{project}-{version}.doc.zip"
+        writer = self._blobs.writer()
+        try:
+            async for chunk in chunks:
+                if writer.size + len(chunk) > self._settings.max_upload_size:
+                    raise TooLarge(f"{filename} is larger than the upload limit")
+                writer.write(chunk)
+            if not await asyncio.to_thread(zipfile.is_zipfile, writer.tmp_path):
+                raise UploadRefused("documentation must be a zip file", 400)
+            sha256 = writer.hexdigest()
+            existing = await self._db.read(queries.file_by_filename, index.id, filename)
+            if existing is not None and existing[0].sha256 == sha256:
+                writer.abort()
+                return Uploaded(project, version, filename, sha256, False)
+            if existing is not None and not index.config.get("volatile", True):
+                raise UploadRefused(f"File already exists: {filename} on {index.fullname}", 409)
+            size = writer.size
+            await writer.commit(sha256, size)
+        except BaseException:
+            writer.abort()
+            raise
+        new = NewFile(
+            filename=filename,
+            version=version,
+            packagetype="doczip",
+            sha256=sha256,
+            size=size,
+            requires_python=None,
+            yanked=None,
+            upload_time=time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime()),
+            core_metadata_sha256=None,
+            upstream_url=None,
+        )
+        await self._changes.write(_store_docs, index.id, project, form.name, new, identity.user)
+        return Uploaded(project, version, filename, sha256, True)
+
     async def _refuse_upstream_name(self, index: IndexRecord, project: str) -> None:
         """The first upload of a name a base mirror knows needs ``allow_upstream_names``."""
         if await self._db.read(queries.project_exists_on, index.id, project):
@@ -207,3 +265,25 @@ def _store_upload(
     if core_metadata is not None and new.core_metadata_sha256:
         queries.add_blob(tx.conn, new.core_metadata_sha256, len(core_metadata))
     tx.log(index_id, project, "upload")
+
+
+def _store_docs(
+    tx: Transaction,
+    index_id: int,
+    project: str,
+    display_name: str,
+    new: NewFile,
+    uploader: str | None,
+) -> None:
+    assert new.sha256 is not None and new.size is not None and new.version is not None
+    project_id = queries.ensure_stage_project(tx.conn, index_id, project, display_name)
+    queries.ensure_release(
+        tx.conn,
+        project_id,
+        new.version,
+        canonical_version(new.version),
+        {"name": display_name, "version": new.version},
+    )
+    queries.put_stage_file(tx.conn, index_id, project_id, new, uploader)
+    queries.add_blob(tx.conn, new.sha256, new.size)
+    tx.log(index_id, project, "doc-upload")

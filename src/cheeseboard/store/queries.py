@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Row
 
+from cheeseboard.core.distfiles import version_sort_key
 from cheeseboard.store.schema import blobs, changelog, files, projects, releases, server_info
 
 
@@ -380,6 +381,33 @@ def upsert_release(
         )
     else:
         conn.execute(update(releases).where(releases.c.id == existing).values(metadata=metadata))
+
+
+def ensure_release(
+    conn: Connection, project_id: int, version: str, canonical: str, metadata: dict[str, Any]
+) -> None:
+    """Create the release if missing, keeping existing metadata (a doc zip must not replace it)."""
+    existing = conn.scalar(
+        select(releases.c.id).where(
+            releases.c.project_id == project_id, releases.c.canonical_version == canonical
+        )
+    )
+    if existing is None:
+        upsert_release(conn, project_id, version, canonical, metadata)
+
+
+def latest_version(conn: Connection, index_id: int, name: str) -> str | None:
+    """The newest release version of a stage project (PEP 440 order), for doc uploads."""
+    project = get_project(conn, index_id, name)
+    if project is None:
+        return None
+    versions = [
+        str(v)
+        for (v,) in conn.execute(
+            select(releases.c.version).where(releases.c.project_id == project.id)
+        )
+    ]
+    return max(versions, key=version_sort_key) if versions else None
 
 
 def put_stage_file(

@@ -1,0 +1,110 @@
+"""devpi protocol conventions: ``X-Devpi-*`` headers on every response, ``/+api``, ``/+status``.
+
+devpi-client reads ``/+api`` to find the login, index, simple and upload URLs and the features it
+may use (reference devpi-protocol.md §1 and §2); it warns when ``X-Devpi-Api-Version`` is missing.
+"""
+
+from __future__ import annotations
+
+import os
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from cheeseboard import __version__
+from cheeseboard.http.accounts import envelope
+from cheeseboard.http.state import base_url, services
+from cheeseboard.services.auth import Unauthorized
+from cheeseboard.services.errors import NotFound
+
+FEATURES = ["server-keyvalue-parsing", "push-no-docs", "push-only-docs", "push-register-project"]
+
+
+class DevpiHeaders:
+    """ASGI middleware adding devpi's identification headers to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = getattr(scope["app"].state, "services", None)
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start" and state is not None:
+                uuid = state.server_uuid.encode()
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"x-devpi-api-version", b"2"),
+                    (b"x-devpi-server-version", __version__.encode()),
+                    (b"x-devpi-uuid", uuid),
+                    (b"x-devpi-master-uuid", uuid),
+                    (b"x-devpi-primary-uuid", uuid),
+                    (b"x-devpi-serial", str(state.changes.serial).encode()),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+async def api(request: Request) -> Response:
+    """``apiconfig`` for the server, a user or an index (devpi-protocol.md §2)."""
+    app = services(request)
+    root = base_url(request)
+    try:
+        identity = await app.auth.identify(request.headers)
+        authstatus = ["ok", identity.user, []] if identity.user else ["noauth", "", []]
+    except Unauthorized:
+        authstatus = ["nouser", "", []]
+    result: dict[str, object] = {
+        "login": root + "+login",
+        "authstatus": authstatus,
+        "features": FEATURES,
+    }
+    user = request.path_params.get("user")
+    if user is not None and app.auth.user(user) is None:
+        raise NotFound(f"no user {user!r}")
+    if "index" in request.path_params:
+        index = app.indexes.get(user or "", request.path_params["index"])
+        if index is None:
+            raise NotFound(f"no index {user}/{request.path_params['index']}")
+        result["index"] = f"{root}{index.fullname}"
+        result["simpleindex"] = f"{root}{index.fullname}/+simple/"
+        if index.type == "stage":
+            result["pypisubmit"] = f"{root}{index.fullname}/"
+    return envelope(result=result, type_="apiconfig")
+
+
+async def status(request: Request) -> Response:
+    app = services(request)
+    serial = app.changes.serial
+    result = {
+        "serverdir": str(app.settings.datadir),
+        "uuid": app.server_uuid,
+        "versioninfo": [["cheeseboard", __version__]],
+        "host": app.settings.host,
+        "port": app.settings.port,
+        "outside-url": app.settings.outside_url,
+        "serial": serial,
+        "last-commit-timestamp": None,
+        "event-serial": serial,
+        "event-serial-timestamp": None,
+        "event-serial-in-sync-at": None,
+        "role": "MASTER",
+        "polling_replicas": {},
+        "metrics": [],
+        "pid": os.getpid(),
+    }
+    return envelope(result=result, type_="status")
+
+
+routes = [
+    Route("/+api", api, methods=["GET", "HEAD"]),
+    Route("/+status", status, methods=["GET", "HEAD"]),
+    Route("/{user}/+api", api, methods=["GET", "HEAD"]),
+    Route("/{user}/{index}/+api", api, methods=["GET", "HEAD"]),
+]

@@ -1,0 +1,129 @@
+"""``devpi push``: copy a release (files, metadata, doc zip) to another index.
+
+Unlike devpi, which commits the files it managed before hitting a conflict, a push here checks
+every file against the target first and then writes all of them in one transaction: it either
+happens completely or not at all. Files are content-addressed, so nothing is copied but rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cheeseboard.core import acl
+from cheeseboard.core.distfiles import canonical_version
+from cheeseboard.core.names import normalize_project_name
+from cheeseboard.services.auth import Forbidden, Identity, Unauthorized
+from cheeseboard.services.changes import ChangeFeed, Transaction
+from cheeseboard.services.errors import BadRequest, CheeseboardError, NotFound
+from cheeseboard.services.indexes import IndexRegistry
+from cheeseboard.services.pages import file_path
+from cheeseboard.store import queries
+from cheeseboard.store.accounts import IndexRecord
+from cheeseboard.store.db import Database
+from cheeseboard.store.queries import FileRecord, NewFile
+
+_FILE_FIELDS = ("version", "packagetype", "sha256", "size", "requires_python", "yanked")
+
+
+class PushConflict(CheeseboardError):
+    """Raised when the target already has one of the files with different bytes."""
+
+    status = 409
+
+
+class PushService:
+    """Copy releases between indexes of this server."""
+
+    def __init__(self, db: Database, changes: ChangeFeed, indexes: IndexRegistry) -> None:
+        self._db = db
+        self._changes = changes
+        self._indexes = indexes
+
+    async def push(
+        self, identity: Identity, source: IndexRecord, request: dict[str, Any]
+    ) -> list[list[Any]]:
+        """Push ``name==version`` to ``targetindex``; returns devpi's action log."""
+        name, version = request.get("name"), request.get("version")
+        target_name = request.get("targetindex")
+        if not isinstance(name, str) or not isinstance(version, str):
+            raise BadRequest("push needs 'name' and 'version'")
+        if not isinstance(target_name, str):
+            if request.get("posturl"):
+                raise BadRequest("push to an external index (posturl) is not supported yet")
+            raise BadRequest("push needs 'targetindex' (user/index)")
+        user, _, index_name = target_name.partition("/")
+        target = self._indexes.get(user, index_name)
+        if target is None:
+            raise NotFound(f"target index {target_name!r} does not exist")
+        if target.type != "stage" or source.type != "stage":
+            raise BadRequest("push works between stage indexes")
+        decision = acl.may_upload(identity.user, target.config.get("acl_upload", ()))
+        if not decision.allowed:
+            if identity.anonymous:
+                raise Unauthorized(f"pushing to {target.fullname} needs authentication")
+            raise Forbidden(f"no permission to push to {target.fullname}: {decision.reason}")
+        project = normalize_project_name(name)
+        record, releases, files = await self._db.read(queries.project_releases, source.id, project)
+        wanted = canonical_version(version)
+        release = next((r for r in releases if r.canonical_version == wanted), None)
+        chosen = [f for f in files if f.version and canonical_version(f.version) == wanted]
+        if request.get("only_docs"):
+            chosen = [f for f in chosen if f.packagetype == "doczip"]
+        elif request.get("no_docs"):
+            chosen = [f for f in chosen if f.packagetype != "doczip"]
+        if record is None or release is None or not chosen:
+            raise NotFound(f"no release/files found for {name} {version} on {source.fullname}")
+        await self._check_conflicts(target, chosen)
+        display = str(release.metadata.get("name") or name)
+        await self._changes.write(
+            _store_push,
+            target.id,
+            project,
+            display,
+            release.version,
+            release.metadata,
+            chosen,
+            identity.user,
+        )
+        log: list[list[Any]] = [[200, "register", display, release.version, "->", target.fullname]]
+        for f in chosen:
+            if f.packagetype == "doczip":
+                log.append([200, "store_doczip", display, release.version, "->", target.fullname])
+            else:
+                log.append([200, "store_releasefile", file_path(target, f)])
+        return log
+
+    async def _check_conflicts(self, target: IndexRecord, chosen: list[FileRecord]) -> None:
+        for f in chosen:
+            existing = await self._db.read(queries.file_by_filename, target.id, f.filename)
+            if existing is None or existing[0].sha256 == f.sha256:
+                continue
+            if not target.config.get("volatile", True):
+                raise PushConflict(
+                    f"{f.filename} already exists with other content on non-volatile "
+                    f"{target.fullname}; nothing was pushed"
+                )
+
+
+def _store_push(
+    tx: Transaction,
+    target_id: int,
+    project: str,
+    display: str,
+    version: str,
+    metadata: dict[str, Any],
+    files: list[FileRecord],
+    pusher: str | None,
+) -> None:
+    project_id = queries.ensure_stage_project(tx.conn, target_id, project, display)
+    queries.upsert_release(tx.conn, project_id, version, canonical_version(version), metadata)
+    for f in files:
+        new = NewFile(
+            filename=f.filename,
+            upload_time=f.upload_time,
+            core_metadata_sha256=f.core_metadata_sha256,
+            upstream_url=None,
+            **{field: getattr(f, field) for field in _FILE_FIELDS},
+        )
+        queries.put_stage_file(tx.conn, target_id, project_id, new, pusher)
+    tx.log(target_id, project, "push")

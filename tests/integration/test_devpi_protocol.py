@@ -1,0 +1,121 @@
+"""devpi protocol pieces over plain HTTP: /+api, X-Devpi headers, /+status, doc zips, push."""
+
+from __future__ import annotations
+
+import io
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.support.api import basic, call, twine_upload
+from tests.support.packages import Dist, build_wheel
+from tests.support.server import ROOT_PASSWORD, CheeseboardServer
+
+ROOT = ("root", ROOT_PASSWORD)
+LOCAL = ("local", "local-secret")
+
+
+@pytest.fixture
+def released(mirror_server: CheeseboardServer, tmp_path: Path) -> Dist:
+    """local/dev and local/prod (non-volatile) with p 1.0 uploaded to local/dev."""
+    assert call(mirror_server.url, "PUT", "/local", {"password": LOCAL[1]}, auth=ROOT)[0] == 201
+    assert call(mirror_server.url, "PUT", "/local/dev", {}, auth=ROOT)[0] == 200
+    assert call(mirror_server.url, "PUT", "/local/prod", {"volatile": False}, auth=ROOT)[0] == 200
+    wheel = build_wheel(tmp_path, "p", "1.0")
+    assert twine_upload(f"{mirror_server.url}local/dev/", *LOCAL, wheel.path).returncode == 0
+    return wheel
+
+
+def _doc_upload(server: CheeseboardServer, index: str, name: str, version: str) -> int:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("index.html", "<h1>docs</h1>")
+    boundary = "cbboundary"
+    parts = [
+        (":action", "doc_upload"),
+        ("name", name),
+        ("version", version),
+    ]
+    body = b""
+    for key, value in parts:
+        disposition = f'Content-Disposition: form-data; name="{key}"'
+        body += f"--{boundary}\r\n{disposition}\r\n\r\n{value}\r\n".encode()
+    body += (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
+            f'filename="{name}-{version}.doc.zip"\r\nContent-Type: application/zip\r\n\r\n'
+        ).encode()
+        + buffer.getvalue()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    request = urllib.request.Request(
+        f"{server.url}{index}/",
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Authorization": basic(*LOCAL),
+        },
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return int(response.status)
+
+
+def test_api_headers_and_status(mirror_server: CheeseboardServer, released: Dist) -> None:
+    """/+api gives devpi-client its URLs and features; every reply carries X-Devpi headers."""
+    status, body = call(mirror_server.url, "GET", "/local/dev/+api")
+    assert status == 200 and body["type"] == "apiconfig"
+    result = body["result"]
+    assert result["login"] == f"{mirror_server.url}+login"
+    assert result["simpleindex"] == f"{mirror_server.url}local/dev/+simple/"
+    assert result["pypisubmit"] == f"{mirror_server.url}local/dev/"
+    assert "server-keyvalue-parsing" in result["features"]
+    assert result["authstatus"] == ["noauth", "", []]
+    assert "pypisubmit" not in call(mirror_server.url, "GET", "/root/pypi/+api")[1]["result"]
+    assert call(mirror_server.url, "GET", "/local/nothing/+api")[0] == 404
+    with urllib.request.urlopen(f"{mirror_server.url}+api", timeout=10) as response:
+        assert response.headers["X-Devpi-Api-Version"] == "2"
+        assert response.headers["X-Devpi-Uuid"]
+        assert int(response.headers["X-Devpi-Serial"]) > 0
+    status, body = call(mirror_server.url, "GET", "/+status")
+    assert status == 200 and body["result"]["role"] == "MASTER"
+    assert body["result"]["serial"] > 0
+
+
+def test_doc_zip_is_stored_listed_and_served(
+    mirror_server: CheeseboardServer, released: Dist
+) -> None:
+    """A doc zip shows in versiondata +links as doczip, downloads, and stays off simple pages."""
+    assert _doc_upload(mirror_server, "local/dev", "p", "1.0") == 200
+    status, body = call(mirror_server.url, "GET", "/local/dev/p/1.0")
+    assert status == 200, body
+    links = {link["rel"]: link for link in body["result"]["+links"]}
+    assert set(links) == {"releasefile", "doczip"}
+    with urllib.request.urlopen(links["doczip"]["href"], timeout=10) as response:
+        assert zipfile.is_zipfile(io.BytesIO(response.read()))
+    with urllib.request.urlopen(f"{mirror_server.url}local/dev/+simple/p/", timeout=10) as r:
+        assert b".doc.zip" not in r.read()
+
+
+@pytest.mark.parametrize("method", ["PUSH", "POST"])
+def test_push_copies_release_atomically(
+    mirror_server: CheeseboardServer, released: Dist, method: str
+) -> None:
+    """push copies files and doc zip to another index; a conflict on the target pushes nothing."""
+    assert _doc_upload(mirror_server, "local/dev", "p", "1.0") == 200
+    request = {"name": "p", "version": "1.0", "targetindex": "local/prod"}
+    status, body = call(mirror_server.url, method, "/local/dev", request, auth=LOCAL)
+    assert status == 200 and body["type"] == "actionlog", body
+    actions = [entry[1] for entry in body["result"]]
+    assert actions == ["register", "store_releasefile", "store_doczip"]
+    status, body = call(mirror_server.url, "GET", "/local/prod/p/1.0")
+    assert status == 200 and {link["rel"] for link in body["result"]["+links"]} == {
+        "releasefile",
+        "doczip",
+    }
+    assert call(mirror_server.url, method, "/local/dev", request, auth=LOCAL)[0] == 200
+    assert call(mirror_server.url, method, "/local/dev", request)[0] == 401
+    missing = {"name": "p", "version": "9.9", "targetindex": "local/prod"}
+    assert call(mirror_server.url, method, "/local/dev", missing, auth=LOCAL)[0] == 404
