@@ -73,14 +73,15 @@ class Digests:
     sha256: str | None
     blake2_256: str | None
 
-    def verify(self, md5: str, sha256: str, blake2_256: str) -> None:
-        """Check each sent digest against the file's; refuse if none was sent or one differs."""
+    def verify(self, md5: str, sha256: str, blake2_256: str, *, required: bool = True) -> None:
+        """Check each sent digest against the file's; refuse if one differs, or if none was
+        sent while ``required`` (devpi-client's form has no digest field at all)."""
         pairs = (
             ("md5_digest", self.md5, md5),
             ("sha256_digest", self.sha256, sha256),
             ("blake2_256_digest", self.blake2_256, blake2_256),
         )
-        if all(sent is None for _, sent, _ in pairs):
+        if required and all(sent is None for _, sent, _ in pairs):
             raise UploadError(
                 "no digest: send sha256_digest (or md5_digest or blake2_256_digest) with the file"
             )

@@ -86,8 +86,15 @@ async def upload(request: Request) -> Response:
         if parsed.action == "doc_upload":
             result = await app.uploads.upload_docs(identity, index, parsed, _chunks(content))
         elif parsed.action == "file_upload":
+            # devpi's upload form carries no digest; every other client must send one.
+            from_devpi = request.headers.get("user-agent", "").startswith("devpi-client/")
             result = await app.uploads.upload(
-                identity, index, parsed, content.filename, _chunks(content)
+                identity,
+                index,
+                parsed,
+                content.filename,
+                _chunks(content),
+                digest_required=not from_devpi,
             )
         else:
             raise BadRequest(f"unsupported :action {parsed.action!r}")

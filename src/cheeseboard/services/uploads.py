@@ -98,6 +98,7 @@ class UploadService:
         form: UploadForm,
         filename: str,
         chunks: AsyncIterator[bytes],
+        digest_required: bool = True,
     ) -> Uploaded:
         """Store one release file. Raises UploadRefused/TooLarge/Unauthorized/Forbidden."""
         self.check_permission(identity, index)
@@ -119,7 +120,9 @@ class UploadService:
                 blake2.update(chunk)
             sha256 = writer.hexdigest()
             try:
-                form.digests.verify(md5.hexdigest(), sha256, blake2.hexdigest())
+                form.digests.verify(
+                    md5.hexdigest(), sha256, blake2.hexdigest(), required=digest_required
+                )
                 metadata_bytes = await asyncio.to_thread(
                     read_artifact_metadata, writer.tmp_path, filename
                 )

@@ -466,3 +466,16 @@ def test_artifact_for_another_version() -> None:
     message = refused(lambda: check_artifact_metadata(form(), "f.whl", data))
     assert "'1.0.1'" in message
     assert "'1.0'" in message
+
+
+def test_digest_may_be_omitted_only_when_not_required() -> None:
+    """devpi-client sends no digest: accepted with required=False; a wrong digest never is."""
+    data = b"file bytes"
+    md5 = hashlib.md5(data, usedforsecurity=False).hexdigest()
+    sha256 = hashlib.sha256(data).hexdigest()
+    blake = hashlib.blake2b(data, digest_size=32).hexdigest()
+    Digests(None, None, None).verify(md5, sha256, blake, required=False)
+    with pytest.raises(UploadError, match="no digest"):
+        Digests(None, None, None).verify(md5, sha256, blake)
+    with pytest.raises(UploadError, match="does not match"):
+        Digests(None, "0" * 64, None).verify(md5, sha256, blake, required=False)
