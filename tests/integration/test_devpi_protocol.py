@@ -11,7 +11,8 @@ import pytest
 
 from tests.support.api import basic, call, twine_upload
 from tests.support.packages import Dist, build_wheel
-from tests.support.server import ROOT_PASSWORD, CheeseboardServer
+from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory
+from tests.support.upstream import UpstreamServer
 
 ROOT = ("root", ROOT_PASSWORD)
 LOCAL = ("local", "local-secret")
@@ -119,3 +120,34 @@ def test_push_copies_release_atomically(
     assert call(mirror_server.url, method, "/local/dev", request)[0] == 401
     missing = {"name": "p", "version": "9.9", "targetindex": "local/prod"}
     assert call(mirror_server.url, method, "/local/dev", missing, auth=LOCAL)[0] == 404
+
+
+def test_push_to_external_index(
+    mirror_server: CheeseboardServer,
+    server_factory: ServerFactory,
+    released: Dist,
+    html_upstream: UpstreamServer,
+) -> None:
+    """push with posturl uploads files and doc zip through another index's legacy upload API."""
+    assert _doc_upload(mirror_server, "local/dev", "p", "1.0") == 200
+    other = server_factory.start(html_upstream.simple_url, name="external")
+    assert call(other.url, "PUT", "/ext", {"password": "ext-secret"}, auth=ROOT)[0] == 201
+    assert call(other.url, "PUT", "/ext/rel", {}, auth=ROOT)[0] == 200
+    request = {
+        "name": "p",
+        "version": "1.0",
+        "posturl": f"{other.url}ext/rel/",
+        "username": "ext",
+        "password": "ext-secret",
+    }
+    status, body = call(mirror_server.url, "PUSH", "/local/dev", request, auth=LOCAL)
+    assert status == 200, body
+    assert [entry[:2] for entry in body["result"]] == [[200, "upload"], [200, "store_doczip"]]
+    status, body = call(other.url, "GET", "/ext/rel/p/1.0")
+    assert status == 200, body
+    links = {link["rel"]: link for link in body["result"]["+links"]}
+    assert links["releasefile"]["hashes"]["sha256"] == released.sha256
+    assert "doczip" in links
+    refused = {**request, "password": "wrong"}
+    status, body = call(mirror_server.url, "PUSH", "/local/dev", refused, auth=LOCAL)
+    assert status == 502 and "answered 401" in body["message"], body

@@ -98,7 +98,7 @@ def create_app(settings: Settings) -> Starlette:
             UploadService(settings, db, changes, blobs, pages),
             ReleaseService(db, changes, pages),
             server_uuid or "",
-            PushService(db, changes, indexes),
+            PushService(db, changes, indexes, blobs, client),
         )
         try:
             yield

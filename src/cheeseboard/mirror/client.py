@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 
@@ -146,6 +147,36 @@ class UpstreamClient:
                 )
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             raise _unavailable(url, exc, f"stalled for {self._timeout:g}s") from exc
+
+    async def post_upload(
+        self,
+        url: str,
+        fields: list[tuple[str, str]],
+        filename: str,
+        path: Path,
+        auth: tuple[str, str] | None,
+    ) -> tuple[int, str]:
+        """POST a legacy-API upload form (the file streamed from ``path``); returns status and
+        the start of the answer. Raises UpstreamUnavailable when the index cannot be reached."""
+        metrics.count("upstream_requests_total")
+        form = aiohttp.FormData(quote_fields=False)
+        for key, value in fields:
+            form.add_field(key, value)
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self._timeout, sock_read=self._timeout * 6
+        )
+        basic = aiohttp.BasicAuth(*auth) if auth else None
+        try:
+            with path.open("rb") as handle:
+                form.add_field(
+                    "content", handle, filename=filename, content_type="application/octet-stream"
+                )
+                async with self.session.post(
+                    url, data=form, auth=basic, timeout=timeout, allow_redirects=False
+                ) as response:
+                    return response.status, (await response.text(errors="replace"))[:500]
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise _unavailable(url, exc, f"no answer within {self._timeout * 6:g}s") from exc
 
     async def _chunks(self, response: aiohttp.ClientResponse, url: str) -> AsyncIterator[bytes]:
         try:

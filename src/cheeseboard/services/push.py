@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from cheeseboard.core import acl
-from cheeseboard.core.distfiles import canonical_version
+from cheeseboard.core.distfiles import canonical_version, parse_dist_filename
 from cheeseboard.core.names import normalize_project_name
+from cheeseboard.mirror.client import UpstreamClient
 from cheeseboard.services.auth import Forbidden, Identity, Unauthorized
 from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.errors import BadRequest, CheeseboardError, NotFound
@@ -19,8 +20,9 @@ from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.services.pages import file_path
 from cheeseboard.store import queries
 from cheeseboard.store.accounts import IndexRecord
+from cheeseboard.store.blobs import FileBlobStore
 from cheeseboard.store.db import Database
-from cheeseboard.store.queries import FileRecord, NewFile
+from cheeseboard.store.queries import FileRecord, NewFile, ReleaseRecord
 
 _FILE_FIELDS = ("version", "packagetype", "sha256", "size", "requires_python", "yanked")
 
@@ -31,13 +33,56 @@ class PushConflict(CheeseboardError):
     status = 409
 
 
+class PushFailed(CheeseboardError):
+    """Raised when an external index refused a pushed file."""
+
+    status = 502
+
+
+def _form_fields(
+    name: str, version: str, metadata: dict[str, Any], record: FileRecord
+) -> list[tuple[str, str]]:
+    """The legacy upload form for one file, metadata taken from the stored release."""
+    if record.packagetype == "doczip":
+        return [(":action", "doc_upload"), ("name", name), ("version", version)]
+    python_tag = parse_dist_filename(record.filename, name).python_tag or "source"
+    fields = [
+        (":action", "file_upload"),
+        ("protocol_version", "1"),
+        ("name", name),
+        ("version", version),
+        ("filetype", record.packagetype),
+        ("pyversion", python_tag),
+        ("sha256_digest", record.sha256 or ""),
+    ]
+    for key, value in metadata.items():
+        if key in ("name", "version") or value in (None, "", [], {}):
+            continue
+        if isinstance(value, list):
+            fields += [(key, str(item)) for item in value]
+        elif isinstance(value, dict):
+            fields += [("project_urls", f"{label}, {url}") for label, url in value.items()]
+        else:
+            fields.append((key, str(value)))
+    return fields
+
+
 class PushService:
     """Copy releases between indexes of this server."""
 
-    def __init__(self, db: Database, changes: ChangeFeed, indexes: IndexRegistry) -> None:
+    def __init__(
+        self,
+        db: Database,
+        changes: ChangeFeed,
+        indexes: IndexRegistry,
+        blobs: FileBlobStore,
+        client: UpstreamClient,
+    ) -> None:
         self._db = db
         self._changes = changes
         self._indexes = indexes
+        self._blobs = blobs
+        self._client = client
 
     async def push(
         self, identity: Identity, source: IndexRecord, request: dict[str, Any]
@@ -48,9 +93,9 @@ class PushService:
         if not isinstance(name, str) or not isinstance(version, str):
             raise BadRequest("push needs 'name' and 'version'")
         if not isinstance(target_name, str):
-            if request.get("posturl"):
-                raise BadRequest("push to an external index (posturl) is not supported yet")
-            raise BadRequest("push needs 'targetindex' (user/index)")
+            if isinstance(request.get("posturl"), str):
+                return await self._push_external(source, name, version, request)
+            raise BadRequest("push needs 'targetindex' (user/index) or 'posturl'")
         user, _, index_name = target_name.partition("/")
         target = self._indexes.get(user, index_name)
         if target is None:
@@ -63,16 +108,7 @@ class PushService:
                 raise Unauthorized(f"pushing to {target.fullname} needs authentication")
             raise Forbidden(f"no permission to push to {target.fullname}: {decision.reason}")
         project = normalize_project_name(name)
-        record, releases, files = await self._db.read(queries.project_releases, source.id, project)
-        wanted = canonical_version(version)
-        release = next((r for r in releases if r.canonical_version == wanted), None)
-        chosen = [f for f in files if f.version and canonical_version(f.version) == wanted]
-        if request.get("only_docs"):
-            chosen = [f for f in chosen if f.packagetype == "doczip"]
-        elif request.get("no_docs"):
-            chosen = [f for f in chosen if f.packagetype != "doczip"]
-        if record is None or release is None or not chosen:
-            raise NotFound(f"no release/files found for {name} {version} on {source.fullname}")
+        release, chosen = await self._release(source, name, version, request)
         await self._check_conflicts(target, chosen)
         display = str(release.metadata.get("name") or name)
         await self._changes.write(
@@ -91,6 +127,56 @@ class PushService:
                 log.append([200, "store_doczip", display, release.version, "->", target.fullname])
             else:
                 log.append([200, "store_releasefile", file_path(target, f)])
+        return log
+
+    async def _release(
+        self, source: IndexRecord, name: str, version: str, request: dict[str, Any]
+    ) -> tuple[ReleaseRecord, list[FileRecord]]:
+        project = normalize_project_name(name)
+        record, releases, files = await self._db.read(queries.project_releases, source.id, project)
+        wanted = canonical_version(version)
+        release = next((r for r in releases if r.canonical_version == wanted), None)
+        chosen = [f for f in files if f.version and canonical_version(f.version) == wanted]
+        if request.get("only_docs"):
+            chosen = [f for f in chosen if f.packagetype == "doczip"]
+        elif request.get("no_docs"):
+            chosen = [f for f in chosen if f.packagetype != "doczip"]
+        if record is None or release is None or not chosen:
+            raise NotFound(f"no release/files found for {name} {version} on {source.fullname}")
+        return release, chosen
+
+    async def _push_external(
+        self, source: IndexRecord, name: str, version: str, request: dict[str, Any]
+    ) -> list[list[Any]]:
+        """Upload the release to another index through the legacy upload API (twine's way).
+
+        An external index cannot take part in our transaction: files are sent one by one and the
+        action log says which arrived; the first refusal stops the push with a 502 naming it.
+        """
+        if source.type != "stage":
+            raise BadRequest("push works from stage indexes")
+        posturl = str(request["posturl"])
+        if not posturl.startswith(("http://", "https://")):
+            raise BadRequest(f"posturl must be an http(s) URL, got {posturl!r}")
+        user, password = request.get("username"), request.get("password")
+        auth = (str(user), str(password or "")) if user else None
+        release, chosen = await self._release(source, name, version, request)
+        display = str(release.metadata.get("name") or name)
+        log: list[list[Any]] = []
+        # Release files first, then the doc zip, as devpi-client does.
+        for f in sorted(chosen, key=lambda f: (f.packagetype == "doczip", f.filename)):
+            assert f.sha256 is not None
+            fields = _form_fields(display, release.version, release.metadata, f)
+            status, text = await self._client.post_upload(
+                posturl, fields, f.filename, self._blobs.path(f.sha256), auth
+            )
+            what = "store_doczip" if f.packagetype == "doczip" else "upload"
+            log.append([status, what, f.filename, "->", posturl])
+            if status != 200:
+                raise PushFailed(
+                    f"{posturl} answered {status} for {f.filename}: {text.strip()[:200]}; "
+                    f"pushed before it: {[entry[2] for entry in log[:-1]]}"
+                )
         return log
 
     async def _check_conflicts(self, target: IndexRecord, chosen: list[FileRecord]) -> None:
