@@ -581,3 +581,21 @@ def test_seed_workflow(devpi: DevpiClient, world: World, tmp_path: Path) -> None
     result = pip_install(f"{world.url}local/stable", tmp_path / "t", "private_package")
     assert result.returncode == 0, result.stdout + result.stderr
     assert installed(tmp_path / "t") == {"private_package", "lib_c"}
+
+
+def test_listing_indexes_and_inherited_versions(
+    devpi: DevpiClient, world: World, tmp_path: Path
+) -> None:
+    """`use -l` and `index -l` list indexes; `list P` on a child shows its base's versions."""
+    _ensure_index(world, "alice/listed", bases=["root/pypi"])
+    _ensure_index(world, "alice/listed-child", bases=["alice/listed"])
+    wheel = build_wheel(tmp_path, "listedpkg", "4.2")
+    _twine(world, "alice/listed", wheel.path)
+    devpi.use(world.url)
+    out = devpi.ok("use", "-l")
+    assert "alice/listed-child" in out and "root/pypi" in out
+    out = devpi.ok("index", "-l", "alice")
+    assert "alice/listed" in out and "alice/listed-child" in out
+    devpi.use(f"{world.url}alice/listed-child")
+    out = devpi.ok("list", "listedpkg")
+    assert "listedpkg-4.2-py3-none-any.whl" in out

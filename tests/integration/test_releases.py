@@ -129,3 +129,15 @@ def test_remove_on_non_volatile_needs_force_and_owner(
     assert len(_page(mirror_server, "local/prod", True)["files"]) == 2
     assert call(mirror_server.url, "DELETE", "/local/prod/priv?force=", auth=LOCAL)[0] == 200
     assert _status(f"{mirror_server.url}local/prod/+simple/priv/") == 404
+
+
+def test_project_json_follows_bases_unless_ignore_bases(
+    mirror_server: CheeseboardServer, uploaded: dict[str, Dist]
+) -> None:
+    """A child index shows its bases' versions; ?ignore_bases shows only its own (none here)."""
+    assert (
+        call(mirror_server.url, "PUT", "/local/child", {"bases": "local/dev"}, auth=ROOT)[0] == 200
+    )
+    status, body = call(mirror_server.url, "GET", "/local/child/priv")
+    assert status == 200 and set(body["result"]) == {"1.0", "2.0"}, body
+    assert call(mirror_server.url, "GET", "/local/child/priv?ignore_bases=")[0] == 404

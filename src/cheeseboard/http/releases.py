@@ -27,7 +27,9 @@ async def project(request: Request) -> Response:
     if request.method in ("GET", "HEAD"):
         if not wants_json(request):
             return await simple.project_page(request)  # installers given the index URL itself
-        config = await app.releases.project_config(index, name, base_url(request))
+        config = await app.releases.project_config(
+            index, name, base_url(request), "ignore_bases" in request.query_params
+        )
         return envelope(result=config, type_="projectconfig")
     identity = await app.auth.identify(request.headers)
     await app.releases.delete_project(identity, index, name, "force" in request.query_params)

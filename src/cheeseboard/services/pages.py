@@ -31,7 +31,13 @@ from cheeseboard.core.pages import (
     render_project_html,
     render_project_json,
 )
-from cheeseboard.core.sro import IndexNode, merge_by_filename, mirror_decision, resolution_order
+from cheeseboard.core.sro import (
+    IndexNode,
+    MirrorDecision,
+    merge_by_filename,
+    mirror_decision,
+    resolution_order,
+)
 from cheeseboard.mirror.errors import UpstreamUnavailable
 from cheeseboard.mirror.parse import UpstreamLink
 from cheeseboard.server.settings import Settings
@@ -288,12 +294,11 @@ class PageService:
             for index in self._registry.all()
         }
 
-    async def _stage_page(self, index: IndexRecord, name: str) -> CachedPage:
-        """Merge the project's files along the stage resolution order (first filename wins).
-
-        Mirrors take part only if no stage in the order has the project, or it is whitelisted
-        (dependency-confusion guard, devpi-protocol.md §7).
-        """
+    async def _resolve(
+        self, index: IndexRecord, name: str
+    ) -> tuple[list[IndexRecord], dict[int, list[FileRecord]], set[str], MirrorDecision]:
+        """Resolution order of ``index``, the stages' files of ``name``, the stages that have
+        it, and whether mirrors take part (dependency-confusion guard)."""
         nodes = self._nodes()
         names = resolution_order(index.fullname, nodes)
         order = [ix for fullname in names if (ix := self._registry.by_name(fullname)) is not None]
@@ -301,6 +306,15 @@ class PageService:
         stage_files = await self._db.read(queries.stage_files, [ix.id for ix in stages], name)
         holders = {ix.fullname for ix in stages if stage_files.get(ix.id)}
         decision = mirror_decision(name, index.fullname, names, nodes, holders.__contains__)
+        return order, stage_files, holders, decision
+
+    async def _stage_page(self, index: IndexRecord, name: str) -> CachedPage:
+        """Merge the project's files along the stage resolution order (first filename wins).
+
+        Mirrors take part only if no stage in the order has the project, or it is whitelisted
+        (dependency-confusion guard, devpi-protocol.md §7).
+        """
+        order, stage_files, holders, decision = await self._resolve(index, name)
         groups: list[tuple[str, tuple[FileLink, ...]]] = []
         valid_until: float | None = None
         status: tuple[str | None, str | None] = (None, None)
@@ -348,6 +362,14 @@ class PageService:
         )
         self._pages.setdefault(name, {})[index.id] = cached
         return cached
+
+    async def members_for(self, index: IndexRecord, name: str) -> list[tuple[IndexRecord, bool]]:
+        """The indexes whose releases of ``name`` show through ``index``: its resolution
+        order, without the mirrors when the dependency-confusion guard hides them."""
+        order, _, _, decision = await self._resolve(index, name)
+        return [
+            (ix, ix.type == "mirror") for ix in order if ix.type != "mirror" or decision.use_mirrors
+        ]
 
     async def refresh(self, index: IndexRecord, name: str) -> list[str]:
         """Fetch ``name`` from upstream now in every mirror of ``index``'s resolution order

@@ -87,11 +87,35 @@ class ReleaseService:
         return dict(sorted(config.items(), key=lambda item: version_sort_key(item[0])))
 
     async def project_config(
-        self, index: IndexRecord, project: str, base_url: str
+        self, index: IndexRecord, project: str, base_url: str, ignore_bases: bool = True
     ) -> dict[str, Any]:
-        """devpi's ``projectconfig``: ``{version: versiondata}`` of this index."""
+        """devpi's ``projectconfig``: ``{version: versiondata}``.
+
+        With ``ignore_bases`` only this index's releases; otherwise the whole resolution order,
+        the first index having a version winning (mirrors only where the whitelist lets them in).
+        """
         if index.type == "mirror":
             return await self._mirror_config(index, project, base_url)
+        if ignore_bases:
+            return await self._stage_config(index, project, base_url)
+        config: dict[str, Any] = {}
+        for member, is_mirror in await self._pages.members_for(index, project):
+            try:
+                if is_mirror:
+                    part = await self._mirror_config(member, project, base_url)
+                else:
+                    part = await self._stage_config(member, project, base_url)
+            except NotFound:
+                continue
+            for version, data in part.items():
+                config.setdefault(version, data)
+        if not config:
+            raise NotFound(f"no project {project!r} on {index.fullname}")
+        return dict(sorted(config.items(), key=lambda item: version_sort_key(item[0])))
+
+    async def _stage_config(
+        self, index: IndexRecord, project: str, base_url: str
+    ) -> dict[str, Any]:
         _, releases, files = await self._load(index, project)
         return {
             release.version: self._versiondata(index, project, release, files, base_url)
