@@ -280,12 +280,13 @@ def _store_docs(
 ) -> None:
     assert new.sha256 is not None and new.size is not None and new.version is not None
     project_id = queries.ensure_stage_project(tx.conn, index_id, project, display_name)
-    queries.ensure_release(
+    queries.upsert_release(
         tx.conn,
         project_id,
         new.version,
         canonical_version(new.version),
         {"name": display_name, "version": new.version},
+        replace_metadata=False,
     )
     queries.put_stage_file(tx.conn, index_id, project_id, new, uploader)
     queries.add_blob(tx.conn, new.sha256, new.size)

@@ -361,9 +361,15 @@ def ensure_stage_project(conn: Connection, index_id: int, name: str, display_nam
 
 
 def upsert_release(
-    conn: Connection, project_id: int, version: str, canonical: str, metadata: dict[str, Any]
+    conn: Connection,
+    project_id: int,
+    version: str,
+    canonical: str,
+    metadata: dict[str, Any],
+    replace_metadata: bool = True,
 ) -> None:
-    """Create the release or refresh its metadata (a later file of the same release)."""
+    """Create the release, or refresh its metadata (a later file of the same release) unless
+    ``replace_metadata`` is False (a doc zip must not replace what the artifacts said)."""
     existing = conn.scalar(
         select(releases.c.id).where(
             releases.c.project_id == project_id, releases.c.canonical_version == canonical
@@ -379,21 +385,8 @@ def upsert_release(
                 created=time.time(),
             )
         )
-    else:
+    elif replace_metadata:
         conn.execute(update(releases).where(releases.c.id == existing).values(metadata=metadata))
-
-
-def ensure_release(
-    conn: Connection, project_id: int, version: str, canonical: str, metadata: dict[str, Any]
-) -> None:
-    """Create the release if missing, keeping existing metadata (a doc zip must not replace it)."""
-    existing = conn.scalar(
-        select(releases.c.id).where(
-            releases.c.project_id == project_id, releases.c.canonical_version == canonical
-        )
-    )
-    if existing is None:
-        upsert_release(conn, project_id, version, canonical, metadata)
 
 
 def latest_version(conn: Connection, index_id: int, name: str) -> str | None:
