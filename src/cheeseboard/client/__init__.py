@@ -1,0 +1,1 @@
+"""The ``cheeseboard`` command-line client: click, rich and the standard library only."""

@@ -1,0 +1,117 @@
+"""A tiny urllib JSON client that turns every failure into one ``ClientError``."""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+from cheeseboard import __version__
+
+USER_AGENT = f"cheeseboard-client/{__version__}"
+TIMEOUT = 60.0
+
+
+class ClientError(Exception):
+    """A failure to show the user: one line of what went wrong plus a hint."""
+
+    def __init__(self, message: str, hint: str = "", status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.status = status
+
+
+def _server_message(raw: bytes, fallback: str) -> str:
+    """The ``message`` of a devpi JSON error body, else the text or the HTTP reason."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        text = raw.decode(errors="replace").strip()
+        return text.splitlines()[0] if text and not text.startswith("<") else fallback
+    if isinstance(data, dict) and isinstance(data.get("message"), str):
+        return str(data["message"])
+    return fallback
+
+
+def error_for(status: int, message: str) -> ClientError:
+    """Map an HTTP error status and the server's message to a ClientError."""
+    if status == 401:
+        return ClientError(
+            f"wrong password or not logged in: {message}",
+            "run: cheeseboard login USER",
+            status,
+        )
+    if status == 403:
+        return ClientError(f"no permission: {message}", "", status)
+    if status == 404:
+        return ClientError(f"not found: {message}", "", status)
+    return ClientError(f"server error {status}: {message}", "", status)
+
+
+class HttpClient:
+    """JSON requests against one server root with optional devpi credentials."""
+
+    def __init__(self, base_url: str, auth: tuple[str, str] | None = None) -> None:
+        if urlsplit(base_url).scheme not in ("http", "https"):
+            raise ClientError(f"not an http(s) URL: {base_url}", "cheeseboard use http://host:port")
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+        self.auth = auth
+
+    def url(self, path: str) -> str:
+        """Absolute URL of a server path such as ``user/index``."""
+        return self.base_url + path.lstrip("/")
+
+    def headers(self) -> dict[str, str]:
+        """Common headers: user agent and ``X-Devpi-Auth`` when credentials are known."""
+        headers = {"User-Agent": USER_AGENT}
+        if self.auth is not None:
+            token = base64.b64encode(f"{self.auth[0]}:{self.auth[1]}".encode()).decode()
+            headers["X-Devpi-Auth"] = token
+        return headers
+
+    def json(self, method: str, path: str, body: Any = None) -> Any:
+        """Send a JSON request; returns the parsed reply (``None`` for an empty body)."""
+        headers = self.headers()
+        headers["Accept"] = "application/json"
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        raw = self.send(method, path, data, headers)
+        if not raw:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError as error:
+            raise ClientError(f"server sent invalid JSON for {method} {path}") from error
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        data: bytes | Iterable[bytes] | None,
+        headers: dict[str, str],
+    ) -> bytes:
+        """One request; HTTP and connection failures become ClientError."""
+        url = self.url(path)
+        # The scheme is checked in __init__: only http and https.
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=TIMEOUT) as response:  # noqa: S310
+                body: bytes = response.read()
+                return body
+        except urllib.error.HTTPError as error:
+            with error:
+                raw = error.read()
+            raise error_for(error.code, _server_message(raw, str(error.reason))) from None
+        except (urllib.error.URLError, OSError) as error:
+            reason = getattr(error, "reason", error)
+            raise ClientError(
+                f"server unreachable at {self.base_url} ({reason})",
+                "check the URL and that the server runs: cheeseboard use URL",
+            ) from None
