@@ -47,7 +47,7 @@ def _accepts_gzip(request: Request) -> bool:
     return gzip_q > 0
 
 
-def _etag_matches(header: str, etag: str) -> bool:
+def etag_matches(header: str, etag: str) -> bool:
     candidates = [c.strip() for c in header.split(",")]
     return "*" in candidates or etag in candidates or f"W/{etag}" in candidates
 
@@ -84,7 +84,7 @@ def page_response(
     if extra_headers:
         headers.update(extra_headers)
     if_none_match = request.headers.get("if-none-match")
-    if (if_none_match and _etag_matches(if_none_match, rendered.etag)) or (
+    if (if_none_match and etag_matches(if_none_match, rendered.etag)) or (
         if_none_match is None and _not_modified_since(request, cached.last_modified)
     ):
         return Response(status_code=304, headers=headers)
@@ -119,7 +119,7 @@ class BlobResponse(Response):
         headers = _file_headers(sha256, size, stat.st_mtime)
         etag = headers["ETag"]
         if_none_match = request.headers.get("if-none-match")
-        if if_none_match and _etag_matches(if_none_match, etag):
+        if if_none_match and etag_matches(if_none_match, etag):
             self.status_code = 304
             self._set_headers(headers)
             return
@@ -209,7 +209,3 @@ class FollowResponse(Response):
             log.warning("cut a download short: %s", exc.reason)
             return
         await send({"type": "http.response.body", "body": b""})
-
-
-# Public name for other route modules that build their own conditional responses.
-etag_matches = _etag_matches

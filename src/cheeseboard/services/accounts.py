@@ -11,7 +11,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cheeseboard.core import acl
-from cheeseboard.core.indexconfig import ConfigError, new_index_config, patch_index_config
+from cheeseboard.core.indexconfig import (
+    ConfigError,
+    config_is_noop,
+    new_index_config,
+    patch_index_config,
+)
 from cheeseboard.core.names import InvalidName, checked_segment_name
 from cheeseboard.server.settings import Settings
 from cheeseboard.services.auth import AuthService, Forbidden, Identity, Unauthorized
@@ -220,7 +225,7 @@ class AccountService:
             )
         except ConfigError as exc:
             raise BadRequest(str(exc)) from exc
-        if config == index.config:
+        if config_is_noop(index.config, config):
             if error_on_noop:
                 raise BadRequest("the modification would not change anything")
             return index

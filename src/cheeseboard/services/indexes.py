@@ -47,21 +47,16 @@ class IndexRegistry:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._by_name: dict[str, IndexRecord] = {}
-        self._by_id: dict[int, IndexRecord] = {}
 
     async def load(self) -> None:
         records = await self._db.read(accounts.load_indexes)
         self._by_name = {record.fullname: record for record in records}
-        self._by_id = {record.id: record for record in records}
 
     def get(self, user: str, name: str) -> IndexRecord | None:
         return self._by_name.get(f"{user}/{name}")
 
     def by_name(self, fullname: str) -> IndexRecord | None:
         return self._by_name.get(fullname)
-
-    def by_id(self, index_id: int) -> IndexRecord | None:
-        return self._by_id.get(index_id)
 
     def all(self) -> list[IndexRecord]:
         return list(self._by_name.values())

@@ -33,10 +33,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
-def _sync_url(url: str) -> str:
-    return url.replace("sqlite+aiosqlite://", "sqlite://", 1)
-
-
 def _sqlite_pragmas(dbapi_connection: Any) -> None:
     # Let us issue BEGIN ourselves (pysqlite's implicit transactions defeat BEGIN IMMEDIATE).
     dbapi_connection.isolation_level = None
@@ -49,7 +45,6 @@ def _sqlite_pragmas(dbapi_connection: Any) -> None:
 
 
 def _make_engine(url: str, begin: str, pool_size: int) -> Engine:
-    url = _sync_url(url)
     sqlite = url.startswith("sqlite")
     engine = create_engine(
         url,

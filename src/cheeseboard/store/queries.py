@@ -343,19 +343,6 @@ def project_exists_on(conn: Connection, index_id: int, name: str) -> bool:
     return conn.scalar(query) is not None
 
 
-def indexes_with_project(conn: Connection, index_ids: Sequence[int], name: str) -> set[int]:
-    """Which of the given (stage) indexes have files for ``name``."""
-    if not index_ids:
-        return set()
-    query = (
-        select(projects.c.index_id)
-        .join(files, files.c.project_id == projects.c.id)
-        .where(projects.c.index_id.in_(index_ids), projects.c.name == name)
-        .distinct()
-    )
-    return {int(index_id) for (index_id,) in conn.execute(query)}
-
-
 def ensure_stage_project(conn: Connection, index_id: int, name: str, display_name: str) -> int:
     return _ensure_project(conn, index_id, name, display_name).id
 
@@ -495,10 +482,6 @@ def add_blob(conn: Connection, sha256: str, size: int) -> None:
     exists = conn.scalar(select(blobs.c.sha256).where(blobs.c.sha256 == sha256))
     if exists is None:
         conn.execute(insert(blobs).values(sha256=sha256, size=size, created=time.time()))
-
-
-def blob_known(conn: Connection, sha256: str) -> bool:
-    return (conn.scalar(select(blobs.c.sha256).where(blobs.c.sha256 == sha256))) is not None
 
 
 # --- changelog ---------------------------------------------------------------------------------
