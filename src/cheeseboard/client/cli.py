@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from cheeseboard.client import commands
+from cheeseboard.client import commands, publish, releases
+from cheeseboard.client import install as installer
 from cheeseboard.client.config import ClientConfig
 from cheeseboard.client.console import Output
 from cheeseboard.client.http import ClientError
@@ -21,6 +22,21 @@ class Session:
         self.out = Output(json_mode=json_mode)
         self.config = ClientConfig.load()
         self.config.prompt = lambda text: str(click.prompt(text, hide_input=True, err=True))
+
+    def ask_secret(self, text: str, hint: str) -> str:
+        """A hidden prompt on a terminal; without one, an error saying what to pass instead."""
+        if not self.config.interactive:
+            raise ClientError(f"no terminal to ask for the {text}", hint)
+        return str(click.prompt(text, hide_input=True, err=True))
+
+    def confirm(self, question: str, yes: bool) -> None:
+        """Ask before destroying something; without a terminal, ``-y`` is required."""
+        if yes:
+            return
+        if not self.config.interactive:
+            raise ClientError(f"not confirmed: {question}", "pass -y to confirm without a prompt")
+        if not click.confirm(question, err=True):
+            raise click.exceptions.Abort
 
 
 pass_session = click.make_pass_decorator(Session)
@@ -35,11 +51,18 @@ def cli(ctx: click.Context, json_mode: bool) -> None:
 
 
 @cli.command()
-@click.argument("target")
+@click.argument("target", required=False)
+@click.option("-l", "--list", "list_", is_flag=True, help="List the server's indexes.")
 @pass_session
-def use(session: Session, target: str) -> None:
-    """Use a server URL, optionally with /user/index (or just user/index)."""
-    commands.use(session.config, session.out, target)
+def use(session: Session, target: str | None, list_: bool) -> None:
+    """Use a server URL, optionally with /user/index (or just user/index); no TARGET shows
+    the current one."""
+    if target:
+        commands.use(session.config, session.out, target)
+    if list_:
+        commands.index_list(session.config, session.out, None)
+    elif not target:
+        commands.show_current(session.config, session.out)
 
 
 @cli.command()
@@ -51,9 +74,9 @@ def login(session: Session, user: str, password: str | None) -> None:
     if password is None:
         password = session.config.password if session.config.user == user else None
     if password is None:
-        if not session.config.interactive:
-            raise ClientError("no password given", "pass --password or set CHEESEBOARD_PASSWORD")
-        password = str(click.prompt("password", hide_input=True, err=True))
+        password = session.ask_secret(
+            f"password for {user}", "pass --password or set CHEESEBOARD_PASSWORD"
+        )
     commands.login(session.config, session.out, user, password)
 
 
@@ -66,26 +89,70 @@ def logoff(session: Session) -> None:
 
 @cli.command()
 @click.option("-c", "--create", "create", metavar="NAME", help="Create user NAME.")
+@click.option("-m", "--modify", "modify", metavar="NAME", help="Modify user NAME.")
+@click.option("--delete", "delete", metavar="NAME", help="Delete user NAME and their indexes.")
 @click.option("-l", "--list", "list_", is_flag=True, help="List users.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask before deleting.")
 @click.argument("pairs", nargs=-1)
 @pass_session
-def user(session: Session, create: str | None, list_: bool, pairs: tuple[str, ...]) -> None:
-    """Create (password=… email=…) or list users."""
+def user(
+    session: Session,
+    create: str | None,
+    modify: str | None,
+    delete: str | None,
+    list_: bool,
+    yes: bool,
+    pairs: tuple[str, ...],
+) -> None:
+    """Create (-c NAME password=… email=…), modify (-m NAME key=value…), delete or list users."""
+    config, out = session.config, session.out
     if create:
-        commands.user_create(session.config, session.out, create, commands.parse_pairs(pairs))
+        commands.user_create(config, out, create, commands.parse_pairs(pairs))
+    elif modify:
+        commands.user_modify(config, out, modify, commands.parse_pairs(pairs))
+    elif delete:
+        session.confirm(f"delete user {delete} and all their indexes?", yes)
+        commands.user_delete(config, out, delete)
     elif list_:
-        commands.user_list(session.config, session.out)
+        commands.user_list(config, out)
     else:
-        raise click.UsageError("pass -c NAME or -l")
+        raise click.UsageError("pass -c NAME, -m NAME, --delete NAME or -l")
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--password-stdin", is_flag=True, help="Read the new password from stdin.")
+@pass_session
+def passwd(session: Session, name: str | None, password_stdin: bool) -> None:
+    """Change the password of NAME (default: the logged-in user)."""
+    who = name or session.config.user
+    if not who:
+        raise ClientError("whose password?", "log in first or pass a user NAME")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    elif session.config.interactive:
+        password = str(
+            click.prompt(
+                f"new password for {who}", hide_input=True, confirmation_prompt=True, err=True
+            )
+        )
+    else:
+        raise ClientError("no terminal to ask for the new password", "pass --password-stdin")
+    commands.passwd(session.config, session.out, who, password)
 
 
 @cli.command()
 @click.option("-c", "--create", "create", is_flag=True, help="Create the index NAME.")
+@click.option("--delete", "delete", is_flag=True, help="Delete the index NAME.")
 @click.option("-l", "--list", "list_", is_flag=True, help="List indexes [of USER].")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask before deleting.")
 @click.argument("args", nargs=-1)
 @pass_session
-def index(session: Session, create: bool, list_: bool, args: tuple[str, ...]) -> None:
-    """Create (-c NAME k=v…), modify (NAME k=v k+=v k-=v…), show (NAME) or list (-l) indexes."""
+def index(
+    session: Session, create: bool, delete: bool, list_: bool, yes: bool, args: tuple[str, ...]
+) -> None:
+    """Create (-c NAME k=v…), modify (NAME k=v k+=v k-=v…), show (NAME), delete (--delete NAME)
+    or list (-l [USER]) indexes."""
     config, out = session.config, session.out
     if list_:
         commands.index_list(config, out, args[0] if args else None)
@@ -95,6 +162,11 @@ def index(session: Session, create: bool, list_: bool, args: tuple[str, ...]) ->
     name, rest = args[0], list(args[1:])
     if create:
         commands.index_create(config, out, name, commands.parse_pairs(rest))
+    elif delete:
+        if rest:
+            raise click.UsageError("--delete takes only the index NAME")
+        session.confirm(f"delete index {commands.qualify(config, name)} and all its files?", yes)
+        commands.index_delete(config, out, name)
     elif rest:
         commands.index_modify(config, out, name, rest)
     else:
@@ -102,11 +174,20 @@ def index(session: Session, create: bool, list_: bool, args: tuple[str, ...]) ->
 
 
 @cli.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--project",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Build this project directory (default: the current one) when no PATHS are given.",
+)
+@click.option("--no-isolation", is_flag=True, help="Build without an isolated environment.")
 @pass_session
-def upload(session: Session, paths: tuple[Path, ...]) -> None:
-    """Upload wheels and sdists (files or directories) to the current index."""
-    commands.upload(session.config, session.out, list(paths))
+def upload(
+    session: Session, paths: tuple[Path, ...], project: Path | None, no_isolation: bool
+) -> None:
+    """Upload wheels, sdists and NAME-VERSION.doc.zip files (or directories of them) to the
+    current index; without PATHS, build the project with `python -m build` and upload that."""
+    publish.upload(session.config, session.out, list(paths), project, not no_isolation)
 
 
 @cli.command(name="list")
@@ -114,7 +195,7 @@ def upload(session: Session, paths: tuple[Path, ...]) -> None:
 @pass_session
 def list_(session: Session, project: str | None) -> None:
     """List the projects of the current index, or the files of PROJECT."""
-    commands.list_projects(session.config, session.out, project)
+    releases.list_projects(session.config, session.out, project)
 
 
 @cli.command()
@@ -123,7 +204,55 @@ def list_(session: Session, project: str | None) -> None:
 @pass_session
 def remove(session: Session, spec: str, force: bool) -> None:
     """Remove a project (NAME) or a version (NAME==VERSION) from the current index."""
-    commands.remove(session.config, session.out, spec, force)
+    releases.remove(session.config, session.out, spec, force)
+
+
+@cli.command()
+@click.argument("spec")
+@click.argument("target")
+@click.option("--index", "source", metavar="USER/INDEX", help="Push from here, not the current.")
+@click.option(
+    "--pypirc",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path.home() / ".pypirc",
+    show_default=True,
+    help="Where pypi:REPOSITORY targets are looked up.",
+)
+@pass_session
+def push(session: Session, spec: str, target: str, source: str | None, pypirc: Path) -> None:
+    """Push NAME==VERSION to another index (USER/INDEX) or to pypi:REPOSITORY from .pypirc."""
+    releases.push(session.config, session.out, spec, target, source, pypirc)
+
+
+@cli.command()
+@click.argument("names", nargs=-1, required=True)
+@pass_session
+def refresh(session: Session, names: tuple[str, ...]) -> None:
+    """Fetch the named projects from upstream now instead of waiting for the cache to expire."""
+    releases.refresh(session.config, session.out, list(names))
+
+
+@cli.command()
+@click.argument("path", required=False)
+@pass_session
+def getjson(session: Session, path: str | None) -> None:
+    """Print the server's JSON for PATH (/user/index/..., or relative to the current index)."""
+    releases.getjson(session.config, session.out, path)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.option("--uv", "use_uv", is_flag=True, help="Install with uv instead of pip.")
+@click.option("--python", metavar="PATH", help="Install into this interpreter's environment.")
+@click.option("-l", "--list", "list_", is_flag=True, help="List installed packages.")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@pass_session
+def install(
+    session: Session, use_uv: bool, python: str | None, list_: bool, args: tuple[str, ...]
+) -> None:
+    """Install packages from the current index with pip (or uv); other options go to it."""
+    code = installer.install(session.config, session.out, list(args), use_uv, python, list_)
+    if code:
+        raise ClientError(f"the installer exited with status {code}", "", status=code)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from cheeseboard.client.config import ClientConfig, split_url
 from cheeseboard.client.console import Output
 from cheeseboard.client.http import ClientError, HttpClient
-from cheeseboard.client.upload import MultipartBody, collect, sha256_of, upload_form
 
 
 def client(config: ClientConfig, auth: bool = True) -> HttpClient:
@@ -18,7 +15,7 @@ def client(config: ClientConfig, auth: bool = True) -> HttpClient:
     return HttpClient(config.require_url(), config.credentials() if auth else None)
 
 
-def _result(reply: Any) -> Any:
+def result_of(reply: Any) -> Any:
     """The ``result`` of a devpi envelope."""
     return reply.get("result") if isinstance(reply, dict) else reply
 
@@ -34,6 +31,18 @@ def parse_pairs(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     return result
 
 
+LIST_KEYS = ("bases", "acl_upload", "acl_toxresult_upload", "mirror_whitelist")
+
+
+def index_config(pairs: dict[str, str]) -> dict[str, Any]:
+    """``key=value`` pairs of a new index; list-valued keys split on commas as devpi does."""
+    config: dict[str, Any] = dict(pairs)
+    for key in LIST_KEYS:
+        if key in config:
+            config[key] = [item for item in config[key].split(",") if item]
+    return config
+
+
 def qualify(config: ClientConfig, name: str) -> str:
     """``index`` -> ``me/index``; ``user/index`` stays."""
     if "/" in name:
@@ -43,6 +52,19 @@ def qualify(config: ClientConfig, name: str) -> str:
     return f"{config.user}/{name}"
 
 
+def show_current(config: ClientConfig, out: Output) -> None:
+    """What ``use`` without arguments prints: server, index, user."""
+    data = {"url": config.url, "index": config.index, "user": config.user}
+    if out.json_mode:
+        out.emit(data)
+        return
+    if not config.url:
+        raise ClientError("no server set", "run: cheeseboard use URL")
+    out.info(f"server: {config.url}")
+    out.info(f"index:  {config.url + config.index if config.index else '(none)'}")
+    out.info(f"user:   {config.user or '(not logged in)'}")
+
+
 def use(config: ClientConfig, out: Output, target: str) -> None:
     """Point the client at a server (and optionally an index) after checking ``/+api``."""
     if urlsplit(target).scheme:
@@ -50,9 +72,9 @@ def use(config: ClientConfig, out: Output, target: str) -> None:
     else:
         url, index = config.require_url(), target.strip("/")
     api = HttpClient(url)
-    _result(api.json("GET", "+api"))
+    result_of(api.json("GET", "+api"))
     if index:
-        _result(api.json("GET", f"{index}/+api"))
+        result_of(api.json("GET", f"{index}/+api"))
     if url != config.url:
         config.user = config.token = None
     config.url, config.index = url, index
@@ -66,7 +88,7 @@ def login(config: ClientConfig, out: Output, user: str, password: str) -> None:
     reply = HttpClient(config.require_url()).json(
         "POST", "+login", {"user": user, "password": password}
     )
-    token = _result(reply).get("password")
+    token = result_of(reply).get("password")
     if not isinstance(token, str):
         raise ClientError("server sent no token on login")
     config.user, config.token, config.password = user, token, None
@@ -89,9 +111,44 @@ def user_create(config: ClientConfig, out: Output, name: str, pairs: dict[str, s
     out.success(f"user {name} created", {"user": name})
 
 
+def user_modify(config: ClientConfig, out: Output, name: str, pairs: dict[str, str]) -> None:
+    """``PATCH /name`` with email, title, description or password."""
+    if not pairs:
+        raise ClientError("nothing to change", f"cheeseboard user -m {name} email=…")
+    reply = client(config).json("PATCH", name, pairs)
+    _adopt_new_token(config, name, reply)
+    out.success(f"user {name} modified", {"user": name, "changed": sorted(pairs)})
+
+
+def _adopt_new_token(config: ClientConfig, name: str, reply: Any) -> None:
+    """After our own password change the old token is dead; keep the fresh one sent back."""
+    token = (result_of(reply) or {}).get("password") if isinstance(reply, dict) else None
+    if name == config.user and isinstance(token, str):
+        config.token, config.password = token, None
+        config.save()
+
+
+def user_delete(config: ClientConfig, out: Output, name: str) -> None:
+    """``DELETE /name``: the user and all their indexes."""
+    client(config).json("DELETE", name)
+    if name == config.user:
+        config.user = config.token = None
+        config.save()
+    out.success(f"user {name} deleted", {"user": name})
+
+
+def passwd(config: ClientConfig, out: Output, name: str, password: str) -> None:
+    """Change a password (``PATCH /name``); our own login survives with the new token."""
+    if not password:
+        raise ClientError("the new password is empty")
+    reply = client(config).json("PATCH", name, {"password": password})
+    _adopt_new_token(config, name, reply)
+    out.success(f"password of {name} changed", {"user": name})
+
+
 def user_list(config: ClientConfig, out: Output) -> None:
     """All users with their indexes."""
-    users = _result(client(config).json("GET", "")) or {}
+    users = result_of(client(config).json("GET", "")) or {}
     rows = [
         [name, ", ".join(sorted(cfg.get("indexes", {})))] for name, cfg in sorted(users.items())
     ]
@@ -101,8 +158,23 @@ def user_list(config: ClientConfig, out: Output) -> None:
 def index_create(config: ClientConfig, out: Output, name: str, pairs: dict[str, str]) -> None:
     """``PUT /user/index`` with the given configuration."""
     full = qualify(config, name)
-    result = _result(client(config).json("PUT", full, pairs))
+    result = result_of(client(config).json("PUT", full, index_config(pairs)))
     out.success(f"index {full} created", result)
+
+
+def index_delete(config: ClientConfig, out: Output, name: str) -> None:
+    """``DELETE /user/index`` with everything on it."""
+    full = qualify(config, name)
+    try:
+        client(config).json("DELETE", full)
+    except ClientError as error:
+        if error.status == 403 and "volatile" in error.message:
+            error.hint = f"make it volatile first: cheeseboard index {full} volatile=True"
+        raise
+    if config.index == full:
+        config.index = None
+        config.save()
+    out.success(f"index {full} deleted", {"index": full})
 
 
 def index_modify(config: ClientConfig, out: Output, name: str, changes: list[str]) -> None:
@@ -111,7 +183,7 @@ def index_modify(config: ClientConfig, out: Output, name: str, changes: list[str
     for change in changes:
         if "=" not in change:
             raise ClientError(f"expected key=value, key+=value or key-=value, got {change!r}")
-    result = _result(client(config).json("PATCH", full, changes))
+    result = result_of(client(config).json("PATCH", full, changes))
     out.success(f"index {full} modified", result)
 
 
@@ -128,7 +200,7 @@ def _index_row(name: str, cfg: dict[str, Any]) -> list[str]:
 def index_show(config: ClientConfig, out: Output, name: str) -> None:
     """One index's configuration."""
     full = qualify(config, name)
-    cfg = _result(client(config).json("GET", f"{full}?no_projects="))
+    cfg = result_of(client(config).json("GET", f"{full}?no_projects="))
     if out.json_mode:
         out.emit(cfg)
         return
@@ -141,74 +213,12 @@ def index_list(config: ClientConfig, out: Output, user: str | None) -> None:
     api = client(config)
     owner = user or config.user
     if owner:
-        users = {owner: _result(api.json("GET", owner))}
+        users = {owner: result_of(api.json("GET", owner))}
     else:
-        users = _result(api.json("GET", "")) or {}
+        users = result_of(api.json("GET", "")) or {}
     rows = [
         _index_row(f"{name}/{index}", cfg)
         for name, ucfg in sorted(users.items())
         for index, cfg in sorted(ucfg.get("indexes", {}).items())
     ]
     out.table("indexes", ["index", "type", "bases", "volatile"], rows)
-
-
-def list_projects(config: ClientConfig, out: Output, project: str | None) -> None:
-    """Projects of the current index, or the versions and files of one project."""
-    index = config.require_index()
-    api = client(config)
-    if project is None:
-        cfg = _result(api.json("GET", index))
-        out.table(index, ["project"], [[name] for name in cfg.get("projects", [])])
-        return
-    versions = _result(api.json("GET", f"{index}/{project}"))
-    rows = [
-        [version, link["href"].rsplit("/", 1)[-1]]
-        for version, data in sorted(versions.items())
-        for link in data.get("+links", [])
-        if link.get("rel") == "releasefile"
-    ]
-    out.table(f"{index}/{project}", ["version", "file"], rows)
-
-
-def remove(config: ClientConfig, out: Output, spec: str, force: bool) -> None:
-    """Delete a project (``name``) or one version (``name==version``)."""
-    index = config.require_index()
-    name, _, version = spec.partition("==")
-    path = f"{index}/{name}" + (f"/{version}" if version else "")
-    try:
-        client(config).json("DELETE", path + ("?force=" if force else ""))
-    except ClientError as error:
-        if error.status == 403 and not force and "volatile" in error.message:
-            raise ClientError(
-                f"{index} is non-volatile, {spec} was not removed", "pass -f to force the removal"
-            ) from None
-        raise
-    out.success(f"removed {spec} from {index}", {"index": index, "removed": spec})
-
-
-def upload(config: ClientConfig, out: Output, paths: list[Path]) -> None:
-    """Upload wheels and sdists to the current index, one multipart POST per file."""
-    index = config.require_index()
-    api = client(config)
-    artifacts = collect(paths)
-    for artifact in artifacts:
-        form = upload_form(artifact, sha256_of(artifact.path))
-        if out.interactive:
-            from rich.progress import Progress
-
-            with Progress(console=out.console, transient=True) as progress:
-                task = progress.add_task(artifact.path.name, total=artifact.path.stat().st_size)
-                advance = functools.partial(progress.advance, task)
-                _post(api, index, MultipartBody(form, "content", artifact.path, advance))
-        else:
-            _post(api, index, MultipartBody(form, "content", artifact.path))
-        out.info(f"uploaded {artifact.path.name}")
-    names = [a.path.name for a in artifacts]
-    out.success(f"uploaded {len(names)} file(s) to {index}", {"index": index, "files": names})
-
-
-def _post(api: HttpClient, index: str, body: MultipartBody) -> None:
-    headers = api.headers()
-    headers["Content-Type"] = body.content_type
-    headers["Content-Length"] = str(len(body))
-    api.send("POST", f"{index}/", iter(body), headers)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import http.client
 import json
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
@@ -115,3 +117,49 @@ class HttpClient:
                 f"server unreachable at {self.base_url} ({reason})",
                 "check the URL and that the server runs: cheeseboard use URL",
             ) from None
+
+    def stream(
+        self, method: str, path: str, body: Iterable[bytes], headers: dict[str, str]
+    ) -> bytes:
+        """Send a large body chunk by chunk (``headers`` must carry its Content-Length).
+
+        A server may answer (401, 403, 413) and close before the body is through; the write
+        then fails, but its answer is already on the socket, so read it instead of reporting
+        a broken pipe.
+        """
+        url = urlsplit(self.url(path))
+        target = url.path + (f"?{url.query}" if url.query else "")
+        connection: http.client.HTTPConnection
+        if url.scheme == "https":
+            context = ssl.create_default_context()
+            connection = http.client.HTTPSConnection(url.netloc, timeout=TIMEOUT, context=context)
+        else:
+            connection = http.client.HTTPConnection(url.netloc, timeout=TIMEOUT)
+        try:
+            try:
+                connection.putrequest(method, target, skip_accept_encoding=True)
+                for name, value in headers.items():
+                    connection.putheader(name, value)
+                connection.endheaders()
+                for chunk in body:
+                    connection.send(chunk)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the answer, if any, tells why; no answer is reported below
+            try:
+                response = connection.getresponse()
+                raw = response.read()
+            except (http.client.HTTPException, OSError) as error:
+                raise ClientError(
+                    f"server unreachable at {self.base_url} ({error})",
+                    "check the URL and that the server runs: cheeseboard use URL",
+                ) from None
+        except OSError as error:
+            raise ClientError(
+                f"server unreachable at {self.base_url} ({error})",
+                "check the URL and that the server runs: cheeseboard use URL",
+            ) from None
+        finally:
+            connection.close()
+        if response.status >= 400:
+            raise error_for(response.status, _server_message(raw, response.reason))
+        return raw

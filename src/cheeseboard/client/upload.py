@@ -12,6 +12,7 @@ from cheeseboard.client.http import ClientError
 
 CHUNK = 256 * 1024
 SDIST_SUFFIXES = (".tar.gz", ".zip", ".tar.bz2", ".tgz")
+DOC_SUFFIXES = (".doc.zip", ".docs.zip")
 
 
 @dataclass(frozen=True)
@@ -26,8 +27,14 @@ class Artifact:
 
 
 def parse_filename(path: Path) -> Artifact:
-    """Name, version and kind from a wheel or sdist filename."""
+    """Name, version and kind from a wheel, sdist or ``name-version.doc.zip`` filename."""
     filename = path.name
+    for suffix in DOC_SUFFIXES:
+        if filename.endswith(suffix):
+            name, sep, version = filename[: -len(suffix)].rpartition("-")
+            if sep and name and version:
+                return Artifact(path, name, version, "doc", "")
+            raise ClientError(f"a doc zip is named NAME-VERSION.doc.zip, not {filename}")
     if filename.endswith(".whl"):
         parts = filename[:-4].split("-")
         if len(parts) not in (5, 6):
@@ -124,7 +131,14 @@ class MultipartBody:
 
 
 def upload_form(artifact: Artifact, digest: str) -> list[tuple[str, str]]:
-    """The form fields of one ``file_upload``."""
+    """The form fields of one ``file_upload`` (or ``doc_upload`` for a doc zip)."""
+    if artifact.filetype == "doc":
+        return [
+            (":action", "doc_upload"),
+            ("protocol_version", "1"),
+            ("name", artifact.name),
+            ("version", artifact.version),
+        ]
     return [
         (":action", "file_upload"),
         ("protocol_version", "1"),
