@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from cheeseboard import __version__
 from cheeseboard.client import commands, publish, releases
 from cheeseboard.client import install as installer
 from cheeseboard.client.config import ClientConfig
@@ -42,7 +43,8 @@ class Session:
 pass_session = click.make_pass_decorator(Session)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", prog_name="cheeseboard")
 @click.option("--json", "json_mode", is_flag=True, help="Print machine-readable JSON.")
 @click.pass_context
 def cli(ctx: click.Context, json_mode: bool) -> None:
@@ -50,7 +52,7 @@ def cli(ctx: click.Context, json_mode: bool) -> None:
     ctx.obj = Session(json_mode)
 
 
-@cli.command()
+@cli.command(short_help="Show or set the server and current index; -l lists indexes.")
 @click.argument("target", required=False)
 @click.option("-l", "--list", "list_", is_flag=True, help="List the server's indexes.")
 @pass_session
@@ -65,7 +67,7 @@ def use(session: Session, target: str | None, list_: bool) -> None:
         commands.show_current(session.config, session.out)
 
 
-@cli.command()
+@cli.command(short_help="Log in and store a token (never the password).")
 @click.argument("user")
 @click.option("--password", help="Password (prompted for on a terminal if omitted).")
 @pass_session
@@ -80,14 +82,14 @@ def login(session: Session, user: str, password: str | None) -> None:
     commands.login(session.config, session.out, user, password)
 
 
-@cli.command()
+@cli.command(short_help="Forget the stored login.")
 @pass_session
 def logoff(session: Session) -> None:
     """Forget the stored login."""
     commands.logoff(session.config, session.out)
 
 
-@cli.command()
+@cli.command(short_help="Create, modify, delete or list users.")
 @click.option("-c", "--create", "create", metavar="NAME", help="Create user NAME.")
 @click.option("-m", "--modify", "modify", metavar="NAME", help="Modify user NAME.")
 @click.option("--delete", "delete", metavar="NAME", help="Delete user NAME and their indexes.")
@@ -119,7 +121,7 @@ def user(
         raise click.UsageError("pass -c NAME, -m NAME, --delete NAME or -l")
 
 
-@cli.command()
+@cli.command(short_help="Change a password (yours by default).")
 @click.argument("name", required=False)
 @click.option("--password-stdin", is_flag=True, help="Read the new password from stdin.")
 @pass_session
@@ -141,7 +143,7 @@ def passwd(session: Session, name: str | None, password_stdin: bool) -> None:
     commands.passwd(session.config, session.out, who, password)
 
 
-@cli.command()
+@cli.command(short_help="Create, modify, show, delete or list indexes.")
 @click.option("-c", "--create", "create", is_flag=True, help="Create the index NAME.")
 @click.option("--delete", "delete", is_flag=True, help="Delete the index NAME.")
 @click.option("-l", "--list", "list_", is_flag=True, help="List indexes [of USER].")
@@ -173,7 +175,7 @@ def index(
         commands.index_show(config, out, name)
 
 
-@cli.command()
+@cli.command(short_help="Upload files, or build the current project and upload it.")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option(
     "--project",
@@ -190,7 +192,7 @@ def upload(
     publish.upload(session.config, session.out, list(paths), project, not no_isolation)
 
 
-@cli.command(name="list")
+@cli.command(name="list", short_help="List projects, or the files of one project.")
 @click.argument("project", required=False)
 @pass_session
 def list_(session: Session, project: str | None) -> None:
@@ -198,7 +200,7 @@ def list_(session: Session, project: str | None) -> None:
     releases.list_projects(session.config, session.out, project)
 
 
-@cli.command()
+@cli.command(short_help="Remove a project or one version.")
 @click.argument("spec")
 @click.option("-f", "--force", is_flag=True, help="Remove from a non-volatile index too.")
 @pass_session
@@ -207,7 +209,7 @@ def remove(session: Session, spec: str, force: bool) -> None:
     releases.remove(session.config, session.out, spec, force)
 
 
-@cli.command()
+@cli.command(short_help="Copy a release to another index or to a .pypirc repository.")
 @click.argument("spec")
 @click.argument("target")
 @click.option("--index", "source", metavar="USER/INDEX", help="Push from here, not the current.")
@@ -224,7 +226,7 @@ def push(session: Session, spec: str, target: str, source: str | None, pypirc: P
     releases.push(session.config, session.out, spec, target, source, pypirc)
 
 
-@cli.command()
+@cli.command(short_help="Fetch projects from upstream now.")
 @click.argument("names", nargs=-1, required=True)
 @pass_session
 def refresh(session: Session, names: tuple[str, ...]) -> None:
@@ -232,7 +234,7 @@ def refresh(session: Session, names: tuple[str, ...]) -> None:
     releases.refresh(session.config, session.out, list(names))
 
 
-@cli.command()
+@cli.command(short_help="Print the server's JSON for a path.")
 @click.argument("path", required=False)
 @pass_session
 def getjson(session: Session, path: str | None) -> None:
@@ -240,7 +242,10 @@ def getjson(session: Session, path: str | None) -> None:
     releases.getjson(session.config, session.out, path)
 
 
-@cli.command(context_settings={"ignore_unknown_options": True})
+@cli.command(
+    context_settings={"ignore_unknown_options": True},
+    short_help="Install packages from the current index with pip or uv.",
+)
 @click.option("--uv", "use_uv", is_flag=True, help="Install with uv instead of pip.")
 @click.option("--python", metavar="PATH", help="Install into this interpreter's environment.")
 @click.option("-l", "--list", "list_", is_flag=True, help="List installed packages.")
