@@ -79,3 +79,10 @@ def test_environment_login_on_devpi_server(devpi: DevpiServer, tmp_path: Path) -
     result = cli("index", "-c", "root/envmade2", env=wrong)
     assert result.returncode == 1
     assert "password" in result.stderr or "permission" in result.stderr, result.stderr
+
+
+def test_token_says_devpi_has_none(devpi: DevpiServer, tmp_path: Path) -> None:
+    cli = Cli(tmp_path / "client")
+    cli.ok("use", f"{devpi.url}root/pypi")
+    cli.ok("login", "root", "--password", DEVPI_ROOT_PASSWORD)
+    fails(cli("token", "-c"), "does not offer scoped tokens")

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from cheeseboard import __version__
-from cheeseboard.client import commands, publish, releases
+from cheeseboard.client import commands, publish, releases, tokens
 from cheeseboard.client import install as installer
 from cheeseboard.client.config import ClientConfig
 from cheeseboard.client.console import Output
@@ -258,6 +258,44 @@ def install(
     code = installer.install(session.config, session.out, list(args), use_uv, python, list_)
     if code:
         raise ClientError(f"the installer exited with status {code}", "", status=code)
+
+
+@cli.command(short_help="Create, list or revoke scoped upload tokens.")
+@click.option("-c", "--create", "create", is_flag=True, help="Create a token.")
+@click.option("-l", "--list", "list_", is_flag=True, help="List tokens (never their secrets).")
+@click.option("--delete", "delete", metavar="ID", help="Revoke the token ID.")
+@click.option(
+    "--index",
+    "indexes",
+    multiple=True,
+    metavar="USER/INDEX",
+    help="An index the token may upload to (repeat; default: the current index).",
+)
+@click.option("--expires", default="90d", show_default=True, help="Lifetime: 30d, 12h, 3600.")
+@click.option("-d", "--description", default="", help="What the token is for.")
+@click.option("--user", metavar="NAME", help="Whose tokens (root only; default: you).")
+@pass_session
+def token(
+    session: Session,
+    create: bool,
+    list_: bool,
+    delete: str | None,
+    indexes: tuple[str, ...],
+    expires: str,
+    description: str,
+    user: str | None,
+) -> None:
+    """Create (-c), list (-l) or revoke (--delete ID) tokens that may only upload to the given
+    indexes; the server keeps no copy of a token, so it is printed once."""
+    config, out = session.config, session.out
+    if create:
+        tokens.create(config, out, list(indexes), expires, description, user)
+    elif list_:
+        tokens.list_tokens(config, out, user)
+    elif delete:
+        tokens.revoke(config, out, delete, user)
+    else:
+        raise click.UsageError("pass -c, -l or --delete ID")
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -4,6 +4,9 @@ A token is ``<payload>.<signature>`` in URL-safe base64: the payload names the u
 and a fingerprint of the user's current password hash; the signature is an HMAC-SHA256 with the
 server secret (shared by all workers and nodes). Changing the password changes the fingerprint,
 so every earlier token stops working, which devpi's tokens do not do.
+
+A scoped token (``cheeseboard token -c``) carries a fourth field, its id: the server keeps a row
+per id with the token's scope (the indexes it may upload to), so deleting the row revokes it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class TokenCheck:
 
     user: str | None
     reason: str
+    token_id: str | None = None  # set for scoped tokens
 
 
 class TokenSigner:
@@ -53,6 +57,23 @@ class TokenSigner:
         payload = _b64(json.dumps([user, expires, password_fingerprint(pwhash)]).encode())
         return f"{payload}.{self._sign(payload)}"
 
+    def issue_scoped(self, user: str, pwhash: str, token_id: str, expires: float) -> str:
+        """A token whose scope lives server-side under ``token_id``."""
+        fields = [user, int(expires), password_fingerprint(pwhash), token_id]
+        payload = _b64(json.dumps(fields).encode())
+        return f"{payload}.{self._sign(payload)}"
+
+    def owner(self, token: str) -> str | None:
+        """The user a correctly signed token names (for ``__token__`` as the user name)."""
+        payload, dot, signature = token.partition(".")
+        if not dot or not hmac.compare_digest(signature, self._sign(payload)):
+            return None
+        try:
+            owner = json.loads(_unb64(payload))[0]
+        except (ValueError, TypeError, IndexError, KeyError):
+            return None
+        return owner if isinstance(owner, str) else None
+
     def check(
         self, token: str, user: str, pwhash: str | None, now: float | None = None
     ) -> TokenCheck:
@@ -60,16 +81,17 @@ class TokenSigner:
         if not dot or not hmac.compare_digest(signature, self._sign(payload)):
             return TokenCheck(None, "not a token of this server")
         try:
-            owner, expires, fingerprint = json.loads(_unb64(payload))
+            owner, expires, fingerprint, *rest = json.loads(_unb64(payload))
         except (ValueError, TypeError):
             return TokenCheck(None, "malformed token")
+        token_id = str(rest[0]) if rest else None
         if owner != user:
             return TokenCheck(None, "token of another user")
         if (time.time() if now is None else now) >= expires:
             return TokenCheck(None, "token expired")
         if pwhash is None or fingerprint != password_fingerprint(pwhash):
             return TokenCheck(None, "password changed since the token was issued")
-        return TokenCheck(user, "valid token")
+        return TokenCheck(user, "valid token", token_id)
 
     @staticmethod
     def looks_like_token(secret: str) -> bool:

@@ -20,6 +20,7 @@ from cheeseboard.http import (
     pypi_json,
     releases,
     simple,
+    tokens,
     upload,
 )
 from cheeseboard.http.access_log import AccessLog
@@ -41,6 +42,7 @@ from cheeseboard.services.pages import PageService
 from cheeseboard.services.push import PushService
 from cheeseboard.services.pypi_json import PypiJsonService
 from cheeseboard.services.releases import ReleaseService
+from cheeseboard.services.tokens import TokenService
 from cheeseboard.services.uploads import UploadService
 from cheeseboard.store import queries
 from cheeseboard.store.blobs import FileBlobStore
@@ -99,6 +101,7 @@ def create_app(settings: Settings) -> Starlette:
             ReleaseService(db, changes, pages),
             server_uuid or "",
             PushService(db, changes, indexes, blobs, client),
+            TokenService(changes, auth, indexes),
         )
         try:
             yield
@@ -112,6 +115,7 @@ def create_app(settings: Settings) -> Starlette:
         routes=[
             *health.routes,
             *login.routes,
+            *tokens.routes,  # before the /{user}/{index} patterns it would match
             *devpi.routes,
             *simple.routes,
             *files.routes,

@@ -56,7 +56,7 @@ async def api(request: Request) -> Response:
     app = services(request)
     root = base_url(request)
     try:
-        identity = await app.auth.identify(request.headers)
+        identity = await app.auth.identify(request.headers, "read")
         authstatus = ["ok", identity.user, []] if identity.user else ["noauth", "", []]
     except Unauthorized:
         authstatus = ["nouser", "", []]

@@ -17,6 +17,7 @@ from cheeseboard.services.pages import PageService
 from cheeseboard.services.push import PushService
 from cheeseboard.services.pypi_json import PypiJsonService
 from cheeseboard.services.releases import ReleaseService
+from cheeseboard.services.tokens import TokenService
 from cheeseboard.services.uploads import UploadService
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.db import Database
@@ -37,6 +38,7 @@ class AppServices:
     releases: ReleaseService
     server_uuid: str
     push: PushService
+    tokens: TokenService
 
 
 def services(request: Request) -> AppServices:

@@ -61,7 +61,7 @@ async def upload(request: Request) -> Response:
         return await push(request)
     app = services(request)
     index = index_of(request)
-    identity = await app.auth.identify(request.headers)
+    identity = await app.auth.identify(request.headers, "upload", index.fullname)
     app.uploads.check_permission(identity, index)  # 401/403 before reading the body
     limit = app.settings.max_upload_size + _FORM_OVERHEAD
     declared = request.headers.get("content-length", "")

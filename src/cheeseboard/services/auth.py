@@ -3,6 +3,9 @@
 argon2 is slow on purpose (tens of milliseconds), so a successful check is remembered per process
 under a keyed digest of the credentials until that user changes; installers sending credentials
 on every request then cost a dictionary lookup. Failed checks are not cached.
+
+Scoped tokens (see services/tokens.py) may read and upload to their indexes, nothing else: every
+caller says what it is about to do (``action``), and a scoped token asking for more is refused.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import binascii
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
+from typing import Literal
 
 from starlette.datastructures import Headers
 
@@ -24,6 +29,10 @@ from cheeseboard.store import accounts
 from cheeseboard.store.accounts import UserRecord
 from cheeseboard.store.db import Database
 from cheeseboard.store.queries import Change
+from cheeseboard.store.tokens import TokenRecord, load_tokens
+
+Action = Literal["read", "upload", "manage"]
+TOKEN_USER = "__token__"  # noqa: S105 - PyPI's convention: the token names its owner
 
 
 class Unauthorized(CheeseboardError):
@@ -79,15 +88,18 @@ class AuthService:
         self._db = db
         self.tokens = tokens
         self._users: dict[str, UserRecord] = {}
-        self._verified: dict[bytes, str] = {}  # keyed digest of credentials -> user
+        self.scoped: dict[str, TokenRecord] = {}
+        # keyed digest of credentials -> (user, scoped token id or None)
+        self._verified: dict[bytes, tuple[str, str | None]] = {}
         self._key = secrets.token_bytes(32)
 
     async def load(self) -> None:
         self._users = {u.name: u for u in await self._db.read(accounts.load_users)}
+        self.scoped = {t.id: t for t in await self._db.read(load_tokens)}
         self._verified.clear()
 
     async def on_change(self, change: Change) -> None:
-        if change.kind.startswith("user"):
+        if change.kind.startswith(("user", "token")):
             await self.load()
 
     def user(self, name: str) -> UserRecord | None:
@@ -96,26 +108,50 @@ class AuthService:
     def users(self) -> list[UserRecord]:
         return sorted(self._users.values(), key=lambda u: u.name)
 
-    async def identify(self, headers: Headers) -> Identity:
-        """The requester; raises Unauthorized for wrong or malformed credentials."""
+    async def identify(
+        self, headers: Headers, action: Action = "manage", index: str | None = None
+    ) -> Identity:
+        """The requester, for ``action`` (on ``index``); raises Unauthorized for wrong or
+        malformed credentials and Forbidden for a scoped token used beyond its scope."""
         credentials = _credentials(headers)
         if credentials is None:
             return ANONYMOUS
         user, secret = credentials
+        if user == TOKEN_USER:
+            user = self.tokens.owner(secret) or user
         digest = hmac.new(self._key, f"{user}\0{secret}".encode(), hashlib.sha256).digest()
-        if self._verified.get(digest) == user:
-            return Identity(user)
+        known = self._verified.get(digest)
+        if known is None or known[0] != user:
+            known = (user, await self._verify(user, secret))
+            if len(self._verified) > 10_000:
+                self._verified.clear()
+            self._verified[digest] = known
+        if known[1] is not None:
+            self._check_scope(known[1], action, index)
+        return Identity(user)
+
+    async def _verify(self, user: str, secret: str) -> str | None:
+        """Check a password or token; the scoped token's id, else None."""
         record = self._users.get(user)
         if record is not None and self.tokens.looks_like_token(secret):
             check = self.tokens.check(secret, user, record.pwhash)
             if check.user is None:
                 raise Unauthorized(f"user {user!r} could not be authenticated: {check.reason}")
-        elif record is None or not await self.check_password(record, secret):
+            return check.token_id
+        if record is None or not await self.check_password(record, secret):
             raise Unauthorized(f"user {user!r} could not be authenticated")
-        if len(self._verified) > 10_000:
-            self._verified.clear()
-        self._verified[digest] = user
-        return Identity(user)
+        return None
+
+    def _check_scope(self, token_id: str, action: Action, index: str | None) -> None:
+        scoped = self.scoped.get(token_id)
+        if scoped is None:
+            raise Unauthorized(f"token {token_id} was revoked")
+        if time.time() >= scoped.expires:
+            raise Unauthorized(f"token {token_id} expired")
+        if action == "read" or (action == "upload" and index in scoped.indexes):
+            return
+        allowed = ", ".join(scoped.indexes)
+        raise Forbidden(f"token {token_id} may only upload to {allowed}")
 
     async def check_password(self, record: UserRecord, password: str) -> bool:
         return await asyncio.to_thread(verify_password, record.pwhash, password)

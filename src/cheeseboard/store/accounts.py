@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from cheeseboard.store.schema import files, indexes, projects, users
+from cheeseboard.store.schema import files, indexes, projects, tokens, users
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +84,7 @@ def delete_user(conn: Connection, name: str) -> None:
         return
     for (index_id,) in conn.execute(select(indexes.c.id).where(indexes.c.user_id == owner)):
         delete_index(conn, int(index_id))
+    conn.execute(delete(tokens).where(tokens.c.user_id == owner))
     conn.execute(delete(users).where(users.c.id == owner))
 
 

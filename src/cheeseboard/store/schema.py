@@ -45,6 +45,19 @@ indexes = Table(
     UniqueConstraint("user_id", "name"),
 )
 
+# Scoped API tokens (upload-only, to named indexes, with an expiry). The token itself is signed
+# and never stored; a row is what makes it valid, so deleting the row revokes it.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("description", Text),
+    Column("indexes", JSON, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("expires", Float, nullable=False),
+)
+
 projects = Table(
     "projects",
     metadata,

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from rich.console import Console
 
+from cheeseboard.client import cli, install, releases, tokens
 from cheeseboard.client.config import ClientConfig, split_url
 from cheeseboard.client.console import Output
 from cheeseboard.client.http import ClientError, error_for
-from cheeseboard.client.upload import MultipartBody, collect, parse_filename
+from cheeseboard.client.upload import MultipartBody, collect, parse_filename, upload_form
 
 SERVER_MODULES = (
     "starlette",
@@ -153,3 +156,59 @@ def test_output_json_table() -> None:
     out = Output(json_mode=True, console=Console(file=buffer))
     out.table("t", ["a", "b"], [["1", "2"]])
     assert json.loads(buffer.getvalue()) == [{"a": "1", "b": "2"}]
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90d", 90 * 86_400), ("12h", 43_200), ("3600", 3600), ("2w", 1_209_600)]
+)
+def test_parse_duration(text: str, seconds: int) -> None:
+    assert tokens.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "soon", "5y", "-1d", "1.5h"])
+def test_parse_duration_refuses(text: str) -> None:
+    with pytest.raises(ClientError, match="not a duration"):
+        tokens.parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("spec", "pair"),
+    [
+        ("pkg==1.0", ("pkg", "1.0")),
+        ("my-pkg-2.0rc1", ("my-pkg", "2.0rc1")),
+        ("a.b==3", ("a.b", "3")),
+    ],
+)
+def test_split_spec(spec: str, pair: tuple[str, str]) -> None:
+    assert releases.split_spec(spec) == pair
+
+
+def test_doc_zip_filename() -> None:
+    artifact = parse_filename(Path("my_pkg-1.0.doc.zip"))
+    assert (artifact.name, artifact.version, artifact.filetype) == ("my_pkg", "1.0", "doc")
+    form = dict(upload_form(artifact, "0" * 64))
+    assert form[":action"] == "doc_upload"
+    with pytest.raises(ClientError, match=r"NAME-VERSION\.doc\.zip"):
+        parse_filename(Path("nodash.doc.zip"))
+
+
+def test_install_command_uses_the_current_index() -> None:
+    config = ClientConfig(Path("unused"), url="http://h:3141/", index="u/i")
+    command = install.install_command(config, ["pkg"], False, "/venv/bin/python", False)
+    url = "http://h:3141/u/i/+simple/"
+    assert command == ["/venv/bin/python", "-m", "pip", "install", "--index-url", url, "pkg"]
+
+
+def test_help_matches_the_readme() -> None:
+    """Every command in ``cheeseboard --help`` has a README row with the same one-line help."""
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `cheeseboard ([a-z]+)` \| (.+?) \|$", readme, re.MULTILINE))
+    result = CliRunner().invoke(cli.cli, ["--help"], terminal_width=200)
+    assert result.exit_code == 0
+    listed = result.output.split("Commands:\n", 1)[1]
+    commands = dict(line.strip().split(None, 1) for line in listed.splitlines() if line.strip())
+    assert rows == commands
+    for name in commands:
+        sub = CliRunner().invoke(cli.cli, [name, "--help"])
+        assert sub.exit_code == 0, sub.output
+        assert f"Usage: cli {name}" in sub.output or f"Usage: cheeseboard {name}" in sub.output

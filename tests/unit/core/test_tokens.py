@@ -38,3 +38,25 @@ def test_token_is_bound_to_user_and_secret() -> None:
     assert SIGNER.check(forged, "mallory", "h", now=1001).user is None
     assert SIGNER.check(payload + ".", "alice", "h", now=1001).user is None
     assert not TokenSigner.looks_like_token("plain password")
+
+
+def test_scoped_token_carries_its_id_and_expiry() -> None:
+    signer = TokenSigner(b"k" * 32)
+    token = signer.issue_scoped("ci", "$argon2id$hash", "abc123", expires=2_000.0)
+    assert signer.looks_like_token(token)
+    check = signer.check(token, "ci", "$argon2id$hash", now=1_999.0)
+    assert (check.user, check.token_id) == ("ci", "abc123")
+    assert signer.check(token, "ci", "$argon2id$hash", now=2_000.0).reason == "token expired"
+    assert signer.check(token, "ci", "$argon2id$other", now=1.0).user is None
+    login = signer.issue("ci", "$argon2id$hash")
+    assert signer.check(login, "ci", "$argon2id$hash").token_id is None
+
+
+def test_owner_needs_a_valid_signature() -> None:
+    signer = TokenSigner(b"k" * 32)
+    token = signer.issue_scoped("ci", "$argon2id$hash", "abc123", expires=2_000.0)
+    assert signer.owner(token) == "ci"
+    assert TokenSigner(b"x" * 32).owner(token) is None
+    assert signer.owner("garbage") is None
+    payload, _, signature = token.partition(".")
+    assert signer.owner(payload[:-2] + "." + signature) is None

@@ -1,0 +1,111 @@
+"""Scoped API tokens: upload-only credentials for CI, limited to named indexes, expiring.
+
+A token is signed like a login token and names its id; the row under that id holds the scope.
+Only the owner (with a password or login token, never another scoped token) or root creates,
+lists and revokes a user's tokens. Changing the password invalidates them all, as it does login
+tokens.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from cheeseboard.services.auth import AuthService, Forbidden, Identity, Unauthorized
+from cheeseboard.services.changes import ChangeFeed, Transaction
+from cheeseboard.services.errors import BadRequest, NotFound
+from cheeseboard.services.indexes import IndexRegistry
+from cheeseboard.store import accounts
+from cheeseboard.store.tokens import TokenRecord, create_token, delete_token
+
+DEFAULT_LIFETIME = 90 * 86_400
+MAX_LIFETIME = 366 * 86_400
+_KEYS = {"indexes", "expires_in", "description"}
+
+
+def token_view(record: TokenRecord) -> dict[str, Any]:
+    """What listing shows of a token (never the token itself)."""
+    return {
+        "id": record.id,
+        "description": record.description,
+        "indexes": list(record.indexes),
+        "created": record.created,
+        "expires": record.expires,
+    }
+
+
+class TokenService:
+    """Create, list and revoke scoped tokens."""
+
+    def __init__(self, changes: ChangeFeed, auth: AuthService, indexes: IndexRegistry) -> None:
+        self._changes = changes
+        self._auth = auth
+        self._indexes = indexes
+
+    def _owner_or_root(self, identity: Identity, user: str) -> None:
+        if identity.anonymous:
+            raise Unauthorized("log in to manage tokens")
+        if identity.user not in (user, "root"):
+            raise Forbidden(f"only {user} and root manage the tokens of {user}")
+        if self._auth.user(user) is None:
+            raise NotFound(f"no user {user!r}")
+
+    def list(self, identity: Identity, user: str) -> list[dict[str, Any]]:
+        self._owner_or_root(identity, user)
+        mine = (t for t in self._auth.scoped.values() if t.user == user)
+        return [token_view(t) for t in sorted(mine, key=lambda t: t.created)]
+
+    async def create(
+        self, identity: Identity, user: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        self._owner_or_root(identity, user)
+        unknown = sorted(set(body) - _KEYS)
+        if unknown:
+            raise BadRequest("unknown token keys: " + ", ".join(unknown))
+        indexes = body.get("indexes")
+        if isinstance(indexes, str):
+            indexes = [item for item in indexes.split(",") if item]
+        if not isinstance(indexes, list) or not indexes:
+            raise BadRequest("a token needs 'indexes': the user/index names it may upload to")
+        for name in indexes:
+            if not isinstance(name, str) or self._indexes.by_name(name) is None:
+                raise BadRequest(f"no index {name!r}")
+        lifetime = body.get("expires_in", DEFAULT_LIFETIME)
+        if isinstance(lifetime, bool) or not isinstance(lifetime, int):
+            raise BadRequest("'expires_in' is a number of seconds")
+        if not 60 <= lifetime <= MAX_LIFETIME:
+            raise BadRequest(f"'expires_in' must be between 60 and {MAX_LIFETIME} seconds")
+        description = body.get("description", "")
+        if not isinstance(description, str) or len(description) > 200:
+            raise BadRequest("'description' is a text of at most 200 characters")
+        now = time.time()
+        record = TokenRecord(
+            secrets.token_hex(8), user, description, tuple(indexes), now, now + lifetime
+        )
+        await self._changes.write(_create, record)
+        owner = self._auth.user(user)
+        assert owner is not None  # checked above; users are only deleted with their tokens
+        token = self._auth.tokens.issue_scoped(user, owner.pwhash, record.id, record.expires)
+        return {**token_view(record), "token": token}
+
+    async def revoke(self, identity: Identity, user: str, token_id: str) -> None:
+        self._owner_or_root(identity, user)
+        found = self._auth.scoped.get(token_id)
+        if found is None or found.user != user:
+            raise NotFound(f"no token {token_id!r} of {user}")
+        await self._changes.write(_delete, token_id)
+
+
+def _create(tx: Transaction, record: TokenRecord) -> None:
+    owner_id = accounts.user_id(tx.conn, record.user)
+    if owner_id is None:
+        raise NotFound(f"no user {record.user!r}")
+    create_token(tx.conn, record, owner_id)
+    tx.log(None, None, "token-created")
+
+
+def _delete(tx: Transaction, token_id: str) -> None:
+    delete_token(tx.conn, token_id)
+    tx.log(None, None, "token-deleted")
