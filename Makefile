@@ -8,6 +8,7 @@ HOST ?= localhost
 PORT ?= 3141
 
 .PHONY: run test lint typecheck unit bench clean
+.PHONY: docker-lint docker-build docker-build-alpine docker-tag docker-push
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +26,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck docker-lint
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
@@ -33,3 +34,58 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .bench .pytest_cache .mypy_cache .ruff_cache
+
+# Container images (docs/containers.md). DOCKER needs BuildKit (`docker buildx` installed; on the CI
+# machines /usr/bin/docker). BASE / ALPINE_BASE name the Python base images (default: the official
+# python:3.12-slim / -alpine), CA an extra CA bundle that pip trusts during the build, REGISTRY
+# where docker-push pushes (e.g. registry.example.com/team).
+DOCKER ?= docker
+IMAGE_PREFIX ?= cheeseboard
+IMAGE_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+DOCKERFILES := docker/server/Dockerfile docker/server/Dockerfile.alpine \
+	docker/client/Dockerfile docker/client/Dockerfile.alpine
+comma := ,
+DOCKER_BUILD = DOCKER_BUILDKIT=1 $(DOCKER) build --network host \
+	$(if $(CA),--secret id=ca$(comma)src=$(CA))
+
+docker-lint: $(STAMP)
+	$(BIN)/hadolint $(DOCKERFILES)
+
+docker-build:
+	$(DOCKER_BUILD) $(if $(BASE),--build-arg BASE=$(BASE)) -f docker/server/Dockerfile \
+		-t $(IMAGE_PREFIX)-server:$(IMAGE_VERSION) .
+	$(DOCKER_BUILD) $(if $(BASE),--build-arg BASE=$(BASE)) -f docker/client/Dockerfile \
+		-t $(IMAGE_PREFIX)-client:$(IMAGE_VERSION) .
+	$(DOCKER) image ls $(IMAGE_PREFIX)-server:$(IMAGE_VERSION)
+
+docker-build-alpine:
+	$(DOCKER_BUILD) $(if $(ALPINE_BASE),--build-arg BASE=$(ALPINE_BASE)) \
+		-f docker/server/Dockerfile.alpine -t $(IMAGE_PREFIX)-server:$(IMAGE_VERSION)-alpine .
+	$(DOCKER_BUILD) $(if $(ALPINE_BASE),--build-arg BASE=$(ALPINE_BASE)) \
+		-f docker/client/Dockerfile.alpine -t $(IMAGE_PREFIX)-client:$(IMAGE_VERSION)-alpine .
+
+# VERSION -> latest and VERSION-alpine -> alpine (Alpine only when built), plus the same tags
+# under $(REGISTRY)/ when REGISTRY is set.
+docker-tag:
+	@set -e; for image in server client; do \
+		name=$(IMAGE_PREFIX)-$$image; \
+		for pair in "$(IMAGE_VERSION):latest" "$(IMAGE_VERSION)-alpine:alpine"; do \
+			tag=$${pair%%:*}; alias=$${pair#*:}; \
+			$(DOCKER) image inspect $$name:$$tag >/dev/null 2>&1 || continue; \
+			for target in $$name:$$alias $(if $(REGISTRY),$(REGISTRY)/$$name:$$tag $(REGISTRY)/$$name:$$alias); do \
+				echo "$$name:$$tag -> $$target"; $(DOCKER) tag $$name:$$tag $$target; \
+			done; \
+		done; \
+	done
+
+docker-push:
+	@test -n "$(REGISTRY)" || { echo "usage: make docker-push REGISTRY=registry.example.com/team"; exit 2; }
+	@$(MAKE) --no-print-directory docker-tag REGISTRY=$(REGISTRY)
+	@set -e; for image in server client; do \
+		name=$(IMAGE_PREFIX)-$$image; \
+		for pair in "$(IMAGE_VERSION):latest" "$(IMAGE_VERSION)-alpine:alpine"; do \
+			tag=$${pair%%:*}; alias=$${pair#*:}; \
+			$(DOCKER) image inspect $$name:$$tag >/dev/null 2>&1 || continue; \
+			$(DOCKER) push $(REGISTRY)/$$name:$$tag; $(DOCKER) push $(REGISTRY)/$$name:$$alias; \
+		done; \
+	done
