@@ -4,6 +4,10 @@
 #   IMAGE [serve options]    initialise $CHEESEBOARD_DATADIR on first start, then serve it;
 #                            the options go to `cheeseboard-server serve` (--workers 4 ...)
 #   IMAGE COMMAND [ARGS]     run COMMAND instead (sh, cheeseboard-server --help, ...)
+#   -v DIR:/export IMAGE     export the store to DIR/cheeseboard-dump-<UTC time>, then exit
+#                            (CHEESEBOARD_EXPORT_MIRRORED_FILES=1 adds the mirror cache)
+#   -v DIR:/import IMAGE     import the dump in DIR (or its newest dump subdirectory; devpi
+#                            exports too) into an empty data volume, then exit
 #
 # First start: the root password comes from $CHEESEBOARD_ROOT_PASSWORD, docker-devpi's
 # $DEVPI_PASSWORD or the file named by $CHEESEBOARD_ROOT_PASSWORD_FILE (Docker secrets), and
@@ -22,18 +26,53 @@ for arg; do
     case $arg in -h | --help) exec cheeseboard-server serve "$@" ;; esac
 done
 
-# A mounted /export or /import asks for a migration between major versions, not a server.
-for dir in /export /import; do
-    if [ -e "$dir" ]; then
-        say "$dir is mounted, but ${dir#/} is not available in this version of cheeseboard;" \
-            "remove the $dir mount to start the server"
-        exit 2
-    fi
-done
-
 : "${CHEESEBOARD_DATADIR:=/data/server}"
 export CHEESEBOARD_DATADIR
 datadir=$CHEESEBOARD_DATADIR
+
+# A mounted /export or /import is a one-off job (backup, move, major upgrade), not a server.
+if [ -d /export ] && [ -d /import ]; then
+    say "both /export and /import are mounted; mount one of them"
+    exit 2
+fi
+if [ -d /export ]; then
+    if [ ! -e "$datadir/.cheeseboard" ]; then
+        say "/export is mounted but $datadir holds no store to export"
+        exit 2
+    fi
+    # A new dated directory inside the mount: the dump is built beside it and renamed in,
+    # which must happen on the mounted file system.
+    target=/export/cheeseboard-dump-$(date -u +%Y%m%dT%H%M%SZ)
+    set -- export --datadir "$datadir" "$target"
+    if [ "${CHEESEBOARD_EXPORT_MIRRORED_FILES:-}" = 1 ]; then
+        set -- "$@" --include-mirrored-files
+    fi
+    say "exporting $datadir to $target"
+    exec cheeseboard-server "$@"
+fi
+if [ -d /import ]; then
+    if [ -e "$datadir/.cheeseboard" ]; then
+        say "/import is mounted but $datadir holds a store already; import into an empty volume"
+        exit 2
+    fi
+    # /import itself, or the newest dump (cheeseboard or devpi export) directly inside it.
+    source=/import
+    if [ ! -e /import/cheeseboard-dump.json ] && [ ! -e /import/dataindex.json ]; then
+        source=$(ls -d /import/*/cheeseboard-dump.json /import/*/dataindex.json 2>/dev/null \
+            | sort | tail -n 1 | xargs -r dirname)
+        if [ -z "$source" ]; then
+            say "/import holds no dump (cheeseboard-dump.json or devpi's dataindex.json)"
+            exit 2
+        fi
+    fi
+    parent=$(dirname "$datadir")
+    if [ ! -w "$parent" ]; then
+        say "$parent is not writable by uid $(id -u): chown the volume to $(id -u):$(id -g)"
+        exit 2
+    fi
+    say "importing $source into $datadir"
+    exec cheeseboard-server import --datadir "$datadir" "$source"
+fi
 
 # `cheeseboard-server init` writes the .cheeseboard marker last, then renames the directory in.
 # It cannot rename onto a mount point, hence the data directory one level below the volume.

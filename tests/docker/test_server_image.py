@@ -194,21 +194,90 @@ def test_unwritable_volume_is_explained(docker: Docker, server_image: str, tmp_p
     assert "not writable by uid 10001" in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize("mount", ["/export", "/import"])
-def test_export_and_import_mounts_say_not_available(
-    docker: Docker, server_image: str, tmp_path: Path, mount: str
+def test_export_then_import_into_a_new_volume(
+    docker: Docker, server_image: str, html_upstream: UpstreamServer, tmp_path: Path
 ) -> None:
-    """A mounted /export or /import asks for a migration: not available yet, so exit non-zero."""
-    data = volume_dir(tmp_path / "data")
-    result = run_once(
+    """A mounted /export dumps the store and exits; a mounted /import loads it into an empty
+    volume and exits; a server on that volume has the users and packages of the first."""
+    first_data = volume_dir(tmp_path / "first")
+    dumps = volume_dir(tmp_path / "dumps")
+    dist = build_wheel(tmp_path / "dist", "exported-pkg", "1.0")
+    with ServerContainer(
         docker,
         server_image,
-        mounts={data: "/data", readable_dir(tmp_path / "dump"): mount},
-        env={"CHEESEBOARD_ROOT_PASSWORD": "pw"},
+        first_data,
+        free_port(),
+        env={
+            "CHEESEBOARD_ROOT_PASSWORD": ROOT_PASSWORD,
+            "CHEESEBOARD_HOST": "127.0.0.1",
+            "CHEESEBOARD_MIRROR_URL": html_upstream.simple_url,
+        },
+    ) as first:
+        first.start()
+        assert call(first.url, "PUT", "/alice", {"password": ALICE[1]}, auth=ROOT)[0] == 201
+        status, body = call(first.url, "PUT", "/alice/dev", {"bases": "root/pypi"}, auth=ROOT)
+        assert status == 200, body
+        _upload(first.url, "alice/dev", dist, ALICE)
+        first.stop()
+
+    exported = run_once(docker, server_image, mounts={first_data: "/data", dumps: "/export"})
+    assert exported.returncode == 0, exported.stdout + exported.stderr
+    made = [p for p in dumps.iterdir() if p.name.startswith("cheeseboard-dump-")]
+    assert len(made) == 1 and (made[0] / "cheeseboard-dump.json").exists()
+
+    second_data = volume_dir(tmp_path / "second")
+    imported = run_once(docker, server_image, mounts={second_data: "/data", dumps: "/import"})
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    assert "imported" in imported.stdout
+    again = run_once(docker, server_image, mounts={second_data: "/data", dumps: "/import"})
+    assert again.returncode == 2 and "holds a store already" in again.stderr
+
+    with ServerContainer(
+        docker, server_image, second_data, free_port(), env={"CHEESEBOARD_HOST": "127.0.0.1"}
+    ) as second:
+        second.start()
+        assert can_log_in(second.url, *ALICE)
+        target = tmp_path / "target"
+        assert _installs(f"{second.url}alice/dev/+simple/", target, "exported-pkg") == {
+            "exported_pkg"
+        }
+
+
+def test_export_needs_a_store_and_one_mount(
+    docker: Docker, server_image: str, tmp_path: Path
+) -> None:
+    empty = volume_dir(tmp_path / "data")
+    dumps = volume_dir(tmp_path / "dumps")
+    result = run_once(docker, server_image, mounts={empty: "/data", dumps: "/export"})
+    assert result.returncode == 2 and "no store to export" in result.stderr
+    both = run_once(
+        docker, server_image, mounts={empty: "/data", dumps: "/export", tmp_path: "/import"}
     )
-    assert result.returncode != 0
-    assert f"{mount} is mounted" in result.stderr and "not available" in result.stderr
-    assert list(data.iterdir()) == [], "nothing may be initialised on the way"
+    assert both.returncode == 2 and "mount one of them" in both.stderr
+    nothing = run_once(
+        docker, server_image, mounts={empty: "/data", readable_dir(tmp_path / "x"): "/import"}
+    )
+    assert nothing.returncode == 2 and "holds no dump" in nothing.stderr
+    assert list(empty.iterdir()) == [], "nothing may be initialised on the way"
+
+
+def _upload(url: str, index: str, dist: Dist, auth: tuple[str, str]) -> None:
+    boundary = "cheeseboard-export-boundary"
+    host, port = url.split("//", 1)[1].rstrip("/").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=60)
+    token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+    connection.request(
+        "POST",
+        f"/{index}/",
+        body=_multipart(dist, boundary),
+        headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Authorization": f"Basic {token}",
+        },
+    )
+    response = connection.getresponse()
+    assert response.status == 200, response.read()
+    connection.close()
 
 
 def _multipart(dist: Dist, boundary: str) -> bytes:

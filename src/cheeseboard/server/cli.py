@@ -14,7 +14,9 @@ from typing import Any
 import click
 
 from cheeseboard import __version__
+from cheeseboard.server.dump_commands import export_command, import_command
 from cheeseboard.server.settings import OPTIONS, Settings, SettingsError, resolve
+from cheeseboard.services.backup import BackupError, backup_datadir, progress_on, sigterm_raises
 from cheeseboard.services.datadir import DataDirError, init_datadir, is_initialised
 from cheeseboard.services.indexes import DEFAULT_MIRROR_URL
 
@@ -137,6 +139,32 @@ def run_server(settings: Settings) -> None:
         log.info("setting %s from %s", name, source)
     run(settings)
 
+
+@main.command()
+@click.option(
+    "--datadir",
+    type=click.Path(path_type=Path),
+    envvar="CHEESEBOARD_DATADIR",
+    required=True,
+    help="data directory to back up (the server may be running)",
+)
+@click.option(
+    "--copy", "always_copy", is_flag=True, help="copy blobs even where hard links would do"
+)
+@click.argument("out", type=click.Path(path_type=Path))
+def backup(datadir: Path, out: Path, always_copy: bool) -> None:
+    """Write a consistent copy of a data directory to OUT, while the server runs."""
+    try:
+        with sigterm_raises(), progress_on(sys.stderr) as progress:
+            summary = backup_datadir(datadir, out, link=not always_copy, progress=progress)
+    except BackupError as exc:
+        _fail(str(exc))
+        return
+    click.echo(f"backed up {datadir} to {out}: {summary.describe()}")
+
+
+main.add_command(export_command)
+main.add_command(import_command)
 
 if __name__ == "__main__":
     main()

@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.engine import Connection
@@ -72,6 +73,18 @@ def init_datadir(
     """Create ``datadir`` with database, blobs, secret, user root and (unless None) root/pypi."""
     if not root_password:
         raise DataDirError("the root password must not be empty")
+
+    def populate(_staging: Path, url: str) -> None:
+        asyncio.run(_fill_database(url, root_password, mirror_url))
+
+    build_datadir(datadir, populate, database_url)
+
+
+def build_datadir(
+    datadir: Path, populate: Callable[[Path, str], None], database_url: str | None = None
+) -> None:
+    """Create a data directory beside ``datadir``, let ``populate(staging, database_url)`` fill
+    it (the schema is there already), then rename it in; on any error nothing is left behind."""
     datadir = datadir.absolute()
     _check_target(datadir)
     datadir.parent.mkdir(parents=True, exist_ok=True)
@@ -90,7 +103,7 @@ def init_datadir(
         final_sqlite = f"sqlite:///{datadir / 'cheeseboard.sqlite'}"
         url = database_url or f"sqlite:///{staging / 'cheeseboard.sqlite'}"
         migrate(url)
-        asyncio.run(_fill_database(url, root_password, mirror_url))
+        populate(staging, url)
         marker = {"version": __version__, "created": time.time()}
         if database_url and database_url != final_sqlite:
             marker["database_url"] = "external"

@@ -66,6 +66,11 @@ def _make_engine(url: str, begin: str, pool_size: int) -> Engine:
     return engine
 
 
+def engine_for(url: str, write: bool = False) -> Engine:
+    """One-connection engine for offline tools (export, import, backup)."""
+    return _make_engine(url, "BEGIN IMMEDIATE" if write else "BEGIN", 1)
+
+
 def migrate(url: str) -> None:
     """Bring the schema to the newest revision (runs before workers start)."""
     engine = _make_engine(url, "BEGIN IMMEDIATE", 1)

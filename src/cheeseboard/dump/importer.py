@@ -1,0 +1,393 @@
+"""``cheeseboard-server import``: load a dump (ours, or devpi's through dump/devpi.py).
+
+Into a new data directory the import builds the directory beside its final place and renames it
+in; into a populated one (``merge``) it writes in one database transaction and removes the blobs
+it added if anything fails. Either way an error names the dump file and record, and the target
+is left as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from sqlalchemy import Table, insert, select
+from sqlalchemy.engine import Connection
+
+from cheeseboard.dump.format import (
+    RECORDS,
+    DumpError,
+    blob_path,
+    describe,
+    file_sha256,
+    iter_records,
+    read_header,
+)
+from cheeseboard.services.datadir import DataDirError, build_datadir, is_initialised
+from cheeseboard.store import queries
+from cheeseboard.store.blobs import FileBlobStore
+from cheeseboard.store.db import engine_for
+from cheeseboard.store.schema import changelog, files, indexes, projects, releases, users
+
+Progress = Callable[[str, int], None]  # (what, bytes just copied)
+_CHUNK = 1024 * 1024
+
+
+class DumpSource(Protocol):
+    """Where records and blob contents come from."""
+
+    name: str
+    serial: int  # the source's change serial; a new store continues from it (0: unknown)
+
+    def verify(self) -> None:
+        """Whole-dump checks before anything is written (raises DumpError)."""
+
+    def records(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``(where, record)`` in dependency order: users, indexes, projects, releases, blobs,
+        files; ``where`` names the dump file and line for messages."""
+
+    def blob_file(self, sha256: str) -> Path:
+        """The file holding a blob's bytes."""
+
+
+class CheeseboardDump:
+    """A dump written by ``cheeseboard-server export``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.name = str(root)
+        self.header = read_header(root)
+        self.serial = self.header.serial
+
+    def verify(self) -> None:
+        """The records file is complete and unchanged, and every line is a record."""
+        path = self.root / RECORDS
+        try:
+            digest, _ = file_sha256(path)
+        except OSError as error:
+            raise DumpError(f"{path} is unreadable: {error}") from None
+        if digest != self.header.records_sha256:
+            raise DumpError(
+                f"{path} does not match its header (sha256 {digest}, header says "
+                f"{self.header.records_sha256}): truncated or changed"
+            )
+        count = sum(1 for _ in iter_records(self.root))
+        if count != self.header.records:
+            raise DumpError(f"{path} has {count} records, its header says {self.header.records}")
+
+    def records(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        for number, record in iter_records(self.root):
+            yield f"{RECORDS} line {number}", record
+
+    def blob_file(self, sha256: str) -> Path:
+        return blob_path(self.root, sha256)
+
+
+@dataclass
+class ImportReport:
+    """What an import did."""
+
+    created: dict[str, int] = field(default_factory=dict)
+    kept: list[str] = field(default_factory=list)  # merge: things that existed already
+    blob_bytes: int = 0
+    seconds: float = 0.0
+
+    def count(self, kind: str) -> None:
+        self.created[kind] = self.created.get(kind, 0) + 1
+
+
+def _row(table: Table, record: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """The record's values for the table's columns (unknown keys are ignored)."""
+    names = {c.name for c in table.c} - {"id"}
+    values = {k: v for k, v in record.items() if k in names}
+    values.update(extra)
+    return values
+
+
+class _Loader:
+    """Writes records into one open transaction and blobs into one blob store."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        store: FileBlobStore,
+        source: DumpSource,
+        merge: bool,
+        progress: Progress | None,
+    ) -> None:
+        self.conn = conn
+        self.store = store
+        self.source = source
+        self.merge = merge
+        self.progress = progress
+        self.report = ImportReport()
+        self.added_blobs: list[Path] = []
+        self.user_ids = {r.name: r.id for r in conn.execute(select(users.c.id, users.c.name))}
+        self.index_ids: dict[str, int] = {
+            f"{r.owner}/{r.name}": r.id
+            for r in conn.execute(
+                select(indexes.c.id, indexes.c.name, users.c.name.label("owner")).join(
+                    users, users.c.id == indexes.c.user_id
+                )
+            )
+        }
+        self.project_ids: dict[tuple[int, str], int] = {}
+        self.blobs: set[str] = set()
+        self.touched: set[tuple[int, str]] = set()
+
+    def _insert(self, table: Table, values: dict[str, Any]) -> int:
+        """Insert a row; its new id."""
+        key = self.conn.execute(insert(table).values(**values)).inserted_primary_key
+        assert key is not None
+        return int(key[0])
+
+    def load(self, where: str, record: dict[str, Any]) -> None:
+        try:
+            getattr(self, "_" + record["kind"])(record)
+        except DumpError as error:
+            raise DumpError(f"{self.source.name}: {where}: {describe(record)}: {error}") from None
+        except (KeyError, TypeError, ValueError) as error:
+            raise DumpError(
+                f"{self.source.name}: {where}: {describe(record)}: invalid field ({error})"
+            ) from None
+
+    def _user(self, record: dict[str, Any]) -> None:
+        name = str(record["name"])
+        if name in self.user_ids:
+            if not self.merge and name != "root":
+                raise DumpError("the user exists twice in the dump")
+            self.report.kept.append(f"user {name}")
+            return
+        values = _row(users, record)
+        values.setdefault("created", time.time())
+        self.user_ids[name] = self._insert(users, values)
+        self.report.count("user")
+
+    def _index(self, record: dict[str, Any]) -> None:
+        fullname = str(record["name"])
+        owner, sep, name = fullname.partition("/")
+        if not sep or owner not in self.user_ids:
+            raise DumpError(f"no user {owner!r} for the index")
+        if fullname in self.index_ids:
+            if not self.merge:
+                raise DumpError("the index exists twice in the dump")
+            self.report.kept.append(f"index {fullname}")
+            return
+        values = _row(indexes, record, user_id=self.user_ids[owner], name=name)
+        values.setdefault("created", time.time())
+        index_id = self._insert(indexes, values)
+        self.index_ids[fullname] = index_id
+        self.report.count("index")
+
+    def _index_id(self, record: dict[str, Any]) -> int:
+        index_id = self.index_ids.get(str(record["index"]))
+        if index_id is None:
+            raise DumpError(f"no index {record['index']!r} in the dump")
+        return index_id
+
+    def _existing_project(self, index_id: int, name: str) -> int | None:
+        found = self.conn.scalar(
+            select(projects.c.id).where(projects.c.index_id == index_id, projects.c.name == name)
+        )
+        return None if found is None else int(found)
+
+    def _project_id(self, index_id: int, name: str) -> int:
+        key = (index_id, name)
+        if key not in self.project_ids:
+            found = self._existing_project(index_id, name)
+            if found is None:
+                raise DumpError(f"no project {name!r} on its index in the dump")
+            self.project_ids[key] = int(found)
+        return self.project_ids[key]
+
+    def _project(self, record: dict[str, Any]) -> None:
+        index_id = self._index_id(record)
+        name = str(record["name"])
+        existing = self._existing_project(index_id, name)
+        if existing is not None:
+            self.project_ids[(index_id, name)] = existing
+            return
+        values = _row(projects, record, index_id=index_id)
+        values.setdefault("created", time.time())
+        self.project_ids[(index_id, name)] = self._insert(projects, values)
+        self.touched.add((index_id, name))
+        self.report.count("project")
+
+    def _release(self, record: dict[str, Any]) -> None:
+        index_id = self._index_id(record)
+        project_id = self._project_id(index_id, str(record["project"]))
+        exists = self.conn.scalar(
+            select(releases.c.id).where(
+                releases.c.project_id == project_id,
+                releases.c.canonical_version == record["canonical_version"],
+            )
+        )
+        if exists is not None:
+            self.report.kept.append(describe(record))
+            return
+        values = _row(releases, record, project_id=project_id)
+        values.setdefault("created", time.time())
+        self.conn.execute(insert(releases).values(**values))
+        self.touched.add((index_id, str(record["project"])))
+        self.report.count("release")
+
+    def _blob(self, record: dict[str, Any]) -> None:
+        sha256, size = str(record["sha256"]).lower(), int(record["size"])
+        self.blobs.add(sha256)
+        if not self.store.exists(sha256):
+            self._copy_blob(sha256, size)
+            self.report.count("blob")
+        queries.add_blob(self.conn, sha256, size)
+
+    def _copy_blob(self, sha256: str, size: int) -> None:
+        source = self.source.blob_file(sha256)
+        tmp = self.store.tmp_dir / f"import-{os.getpid()}-{sha256}.part"
+        digest = hashlib.sha256()
+        copied = 0
+        try:
+            with source.open("rb") as src, tmp.open("wb") as dst:
+                while data := src.read(_CHUNK):
+                    dst.write(data)
+                    digest.update(data)
+                    copied += len(data)
+                    if self.progress is not None:
+                        self.progress(source.name, len(data))
+                dst.flush()
+                os.fsync(dst.fileno())
+            if copied != size or digest.hexdigest() != sha256:
+                raise DumpError(
+                    f"{source} is damaged: {copied} bytes with sha256 {digest.hexdigest()}, "
+                    f"expected {size} bytes with sha256 {sha256}"
+                )
+            self.store.install(tmp, sha256)
+        except FileNotFoundError:
+            raise DumpError(f"{source} is missing from the dump") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.added_blobs.append(self.store.path(sha256))
+        self.report.blob_bytes += copied
+
+    def _file(self, record: dict[str, Any]) -> None:
+        index_id = self._index_id(record)
+        project_id = self._project_id(index_id, str(record["project"]))
+        sha256 = record.get("blob_sha256")
+        if sha256 and sha256 not in self.blobs and not self.store.exists(sha256):
+            raise DumpError(f"its content (blob {sha256}) is not in the dump")
+        existing = self.conn.execute(
+            select(files.c.blob_sha256, files.c.sha256).where(
+                files.c.index_id == index_id, files.c.filename == record["filename"]
+            )
+        ).first()
+        if existing is not None:
+            if not self.merge:
+                raise DumpError("the file exists twice in the dump")
+            if existing.sha256 != record.get("sha256"):
+                raise DumpError("a different file of that name is on the index already")
+            self.report.kept.append(describe(record))
+            return
+        values = _row(files, record, index_id=index_id, project_id=project_id)
+        values.setdefault("created", time.time())
+        self.conn.execute(insert(files).values(**values))
+        self.touched.add((index_id, str(record["project"])))
+        self.report.count("file")
+
+    def log_changes(self) -> None:
+        """Tell running servers what a merge changed; a new store instead continues the
+        source's serial, so its pages (which carry it) come out byte for byte the same."""
+        if not self.merge:
+            serial = max(self.source.serial, 1)
+            self.conn.execute(
+                insert(changelog).values(serial=serial, created=time.time(), kind="import")
+            )
+            return
+        queries.log_change(self.conn, None, None, "user-modified")
+        for index_id in sorted(self.index_ids.values()):
+            queries.log_change(self.conn, index_id, None, "index-modified")
+        for index_id, project in sorted(self.touched):
+            queries.log_change(self.conn, index_id, project, "upload")
+
+    def undo_blobs(self) -> None:
+        for path in self.added_blobs:
+            path.unlink(missing_ok=True)
+
+
+def _load(
+    conn: Connection,
+    store: FileBlobStore,
+    source: DumpSource,
+    merge: bool,
+    progress: Progress | None,
+) -> ImportReport:
+    loader = _Loader(conn, store, source, merge, progress)
+    try:
+        for where, record in source.records():
+            loader.load(where, record)
+        loader.log_changes()
+    except BaseException:
+        loader.undo_blobs()
+        raise
+    return loader.report
+
+
+def import_dump(
+    source: DumpSource,
+    datadir: Path,
+    *,
+    merge: bool = False,
+    database_url: str | None = None,
+    progress: Progress | None = None,
+) -> ImportReport:
+    """Load ``source`` into a new data directory, or into an existing one with ``merge``."""
+    started = time.monotonic()
+    source.verify()
+    if is_initialised(datadir):
+        if not merge:
+            raise DumpError(
+                f"{datadir} holds a store already; import into a new directory, or pass --merge"
+            )
+        report = _merge(source, datadir, database_url, progress)
+    else:
+        report = _fresh(source, datadir, database_url, progress)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _fresh(
+    source: DumpSource, datadir: Path, database_url: str | None, progress: Progress | None
+) -> ImportReport:
+    reports: list[ImportReport] = []
+
+    def populate(staging: Path, url: str) -> None:
+        engine = engine_for(url, write=True)
+        try:
+            with engine.begin() as conn:
+                store = FileBlobStore(staging / "blobs")
+                reports.append(_load(conn, store, source, False, progress))
+                if "root" not in {r.name for r in conn.execute(select(users.c.name))}:
+                    raise DumpError(f"{source.name}: the dump has no user root")
+                queries.set_info(conn, "uuid", os.urandom(16).hex())
+        finally:
+            engine.dispose()
+
+    try:
+        build_datadir(datadir, populate, database_url)
+    except DataDirError as error:
+        raise DumpError(str(error)) from None
+    return reports[0]
+
+
+def _merge(
+    source: DumpSource, datadir: Path, database_url: str | None, progress: Progress | None
+) -> ImportReport:
+    url = database_url or f"sqlite:///{datadir / 'cheeseboard.sqlite'}"
+    engine = engine_for(url, write=True)
+    try:
+        with engine.begin() as conn:
+            return _load(conn, FileBlobStore(datadir / "blobs"), source, True, progress)
+    finally:
+        engine.dispose()
