@@ -14,6 +14,7 @@ from cheeseboard.client.config import ClientConfig
 from cheeseboard.client.console import Output
 from cheeseboard.client.http import ClientError, HttpClient
 from cheeseboard.client.upload import Artifact, MultipartBody, collect, sha256_of, upload_form
+from cheeseboard.progress import transfer_progress
 
 
 def build_project(project: Path, outdir: Path, isolation: bool, out: Output) -> list[Path]:
@@ -64,23 +65,7 @@ def _send_all(api: HttpClient, out: Output, index: str, artifacts: list[Artifact
     for artifact in sorted(artifacts, key=lambda a: a.filetype == "doc"):
         form = upload_form(artifact, sha256_of(artifact.path))
         if out.interactive:
-            from rich.progress import (
-                BarColumn,
-                DownloadColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-                TransferSpeedColumn,
-            )
-
-            columns = (
-                TextColumn("{task.description}"),
-                BarColumn(),
-                DownloadColumn(),
-                TransferSpeedColumn(),
-                TimeRemainingColumn(),
-            )
-            with Progress(*columns, console=out.console, transient=True) as progress:
+            with transfer_progress(out.console) as progress:
                 task = progress.add_task(artifact.path.name, total=artifact.path.stat().st_size)
                 advance = functools.partial(progress.advance, task)
                 _post(api, index, MultipartBody(form, "content", artifact.path, advance))

@@ -8,6 +8,7 @@ complete: an interrupted export leaves no directory that looks like a dump.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -28,15 +29,13 @@ from cheeseboard.dump.format import (
     Header,
     RecordWriter,
     blob_path,
-    file_sha256,
 )
 from cheeseboard.store import queries
-from cheeseboard.store.blobs import FileBlobStore
+from cheeseboard.store.blobs import FileBlobStore, copy_hashed
 from cheeseboard.store.db import engine_for
 from cheeseboard.store.schema import files, indexes, projects, releases, users
 
 Progress = Callable[[str, int], None]  # (what, bytes just copied)
-_CHUNK = 1024 * 1024
 _SKIP = {"id", "user_id", "index_id", "project_id"}
 
 
@@ -132,15 +131,10 @@ class _Exporter:
                 writer.write({"kind": "blob", "sha256": sha256, "size": size})
 
     def _copy(self, sha256: str, where: str, progress: Progress | None) -> int:
-        source = self.store.path(sha256)
         target = blob_path(self.staging, sha256)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with source.open("rb") as src, target.open("wb") as dst:
-            while data := src.read(_CHUNK):
-                dst.write(data)
-                if progress is not None:
-                    progress(where, len(data))
-        digest, size = file_sha256(target)
+        on_chunk = None if progress is None else functools.partial(progress, where)
+        digest, size = copy_hashed(self.store.path(sha256), target, on_chunk, exclusive=True)
         if digest != sha256:
             raise DumpError(f"blob {sha256} of file {where} is corrupt in the store ({digest})")
         self.blobs += 1

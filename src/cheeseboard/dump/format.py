@@ -149,14 +149,3 @@ class RecordWriter:
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
-
-
-def file_sha256(path: Path, chunk: int = 1024 * 1024) -> tuple[str, int]:
-    """sha256 and size of a file, read in chunks."""
-    digest = hashlib.sha256()
-    size = 0
-    with path.open("rb") as handle:
-        while data := handle.read(chunk):
-            digest.update(data)
-            size += len(data)
-    return digest.hexdigest(), size

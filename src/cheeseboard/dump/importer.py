@@ -8,7 +8,7 @@ is left as it was.
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -24,18 +24,16 @@ from cheeseboard.dump.format import (
     DumpError,
     blob_path,
     describe,
-    file_sha256,
     iter_records,
     read_header,
 )
 from cheeseboard.services.datadir import DataDirError, build_datadir, is_initialised
 from cheeseboard.store import queries
-from cheeseboard.store.blobs import FileBlobStore
+from cheeseboard.store.blobs import FileBlobStore, copy_hashed, hash_file
 from cheeseboard.store.db import engine_for
 from cheeseboard.store.schema import changelog, files, indexes, projects, releases, users
 
 Progress = Callable[[str, int], None]  # (what, bytes just copied)
-_CHUNK = 1024 * 1024
 
 
 class DumpSource(Protocol):
@@ -68,7 +66,7 @@ class CheeseboardDump:
         """The records file is complete and unchanged, and every line is a record."""
         path = self.root / RECORDS
         try:
-            digest, _ = file_sha256(path)
+            digest, _ = hash_file(path)
         except OSError as error:
             raise DumpError(f"{path} is unreadable: {error}") from None
         if digest != self.header.records_sha256:
@@ -245,23 +243,17 @@ class _Loader:
         queries.add_blob(self.conn, sha256, size)
 
     def _copy_blob(self, sha256: str, size: int) -> None:
-        source = self.source.blob_file(sha256)
-        tmp = self.store.tmp_dir / f"import-{os.getpid()}-{sha256}.part"
-        digest = hashlib.sha256()
-        copied = 0
         try:
-            with source.open("rb") as src, tmp.open("wb") as dst:
-                while data := src.read(_CHUNK):
-                    dst.write(data)
-                    digest.update(data)
-                    copied += len(data)
-                    if self.progress is not None:
-                        self.progress(source.name, len(data))
-                dst.flush()
-                os.fsync(dst.fileno())
-            if copied != size or digest.hexdigest() != sha256:
+            source = self.source.blob_file(sha256)
+        except KeyError:
+            raise DumpError(f"the dump has no file for blob {sha256}") from None
+        tmp = self.store.tmp_dir / f"import-{os.getpid()}-{sha256}.part"
+        on_chunk = None if self.progress is None else functools.partial(self.progress, source.name)
+        try:
+            digest, copied = copy_hashed(source, tmp, on_chunk)
+            if copied != size or digest != sha256:
                 raise DumpError(
-                    f"{source} is damaged: {copied} bytes with sha256 {digest.hexdigest()}, "
+                    f"{source} is damaged: {copied} bytes with sha256 {digest}, "
                     f"expected {size} bytes with sha256 {sha256}"
                 )
             self.store.install(tmp, sha256)

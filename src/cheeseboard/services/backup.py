@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import json
 import os
 import shutil
@@ -31,8 +30,9 @@ from sqlalchemy import Select, create_engine, func, literal, null, select, union
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from cheeseboard.progress import transfer_progress
 from cheeseboard.services.datadir import MARKER
-from cheeseboard.store.blobs import check_sha256
+from cheeseboard.store.blobs import check_sha256, copy_hashed, hash_file
 from cheeseboard.store.schema import blobs, files, indexes, users
 
 if TYPE_CHECKING:
@@ -218,10 +218,10 @@ class BlobCopier:
             dst.parent.mkdir(parents=True, exist_ok=True)
             self._dirs.add(dst.parent)
         if self.link and self._hard_link(src, dst):
-            digest, size = self._hash(dst)
+            digest, size = hash_file(dst, self._advance)
             self.linked += 1
         else:
-            digest, size = self._copy_bytes(src, dst)
+            digest, size = copy_hashed(src, dst, self._advance, exclusive=True)
             self.copied += 1
         if digest != blob.sha256 or (blob.size is not None and size != blob.size):
             raise _Mismatch(blob.sha256, digest, size)
@@ -238,29 +238,6 @@ class BlobCopier:
                 self.link = False  # the target cannot hold links to the source: stop trying
             return False
         return True
-
-    def _hash(self, path: Path) -> tuple[str, int]:
-        digest = hashlib.sha256()
-        size = 0
-        with path.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-                self._advance(len(chunk))
-        return digest.hexdigest(), size
-
-    def _copy_bytes(self, src: Path, dst: Path) -> tuple[str, int]:
-        digest = hashlib.sha256()
-        size = 0
-        with src.open("rb") as reader, dst.open("xb") as writer:
-            while chunk := reader.read(_CHUNK):
-                writer.write(chunk)
-                digest.update(chunk)
-                size += len(chunk)
-                self._advance(len(chunk))
-            writer.flush()
-            os.fsync(writer.fileno())
-        return digest.hexdigest(), size
 
     def _advance(self, nbytes: int, blobs: int = 0) -> None:
         if self.progress is not None:
@@ -477,23 +454,8 @@ def progress_on(stream: TextIO) -> Iterator[BackupProgress]:
         yield LineProgress(stream)
         return
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
 
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-    )
-    with Progress(*columns, console=Console(file=stream), transient=True) as bar:
+    with transfer_progress(Console(file=stream)) as bar:
         yield _RichProgress(bar)
 
 

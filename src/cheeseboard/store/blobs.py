@@ -11,7 +11,7 @@ import hashlib
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -52,6 +52,45 @@ class BlobStore(Protocol):
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]: ...
 
     async def delete(self, sha256: str) -> None: ...
+
+
+def hash_file(path: Path, on_chunk: Callable[[int], None] | None = None) -> tuple[str, int]:
+    """sha256 and size of a file, read in chunks (``on_chunk(size)`` after each)."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+            if on_chunk is not None:
+                on_chunk(len(chunk))
+    return digest.hexdigest(), size
+
+
+def copy_hashed(
+    src: Path,
+    dst: Path,
+    on_chunk: Callable[[int], None] | None = None,
+    *,
+    exclusive: bool = False,
+) -> tuple[str, int]:
+    """Copy ``src`` to ``dst`` (fsynced), hashing on the way: sha256 and size of the copy.
+
+    Export, import and backup check what they copy against the sha256 it should have; hashing
+    while copying reads every byte once.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    with src.open("rb") as reader, dst.open("xb" if exclusive else "wb") as writer:
+        while chunk := reader.read(_CHUNK):
+            writer.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
+            if on_chunk is not None:
+                on_chunk(len(chunk))
+        writer.flush()
+        os.fsync(writer.fileno())
+    return digest.hexdigest(), size
 
 
 def check_sha256(sha256: str) -> str:
