@@ -157,14 +157,17 @@ def test_repeated_stop_signals_still_stop_the_server(tmp_path: Path) -> None:
     """A burst of SIGTERM/SIGINT (make forwarding, double Ctrl-C) stops the server promptly."""
     datadir = tmp_path / "data"
     assert _run("init", "--datadir", str(datadir), "--root-password", "pw").returncode == 0
+    log_path = tmp_path / "server.log"
     for burst in ([signal.SIGTERM] * 6, [signal.SIGINT, signal.SIGINT, signal.SIGTERM]):
         port = free_port()
-        process = subprocess.Popen(
-            server_command("serve", "--datadir", str(datadir), "--port", str(port)),
-            env=_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                server_command("serve", "--datadir", str(datadir), "--port", str(port)),
+                # On a hang, SIGABRT makes faulthandler print every thread's stack to the log.
+                env={**_env(), "PYTHONFAULTHANDLER": "1"},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         try:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
@@ -176,7 +179,13 @@ def test_repeated_stop_signals_still_stop_the_server(tmp_path: Path) -> None:
             for signum in burst:
                 process.send_signal(signum)
                 time.sleep(0.001)
-            assert process.wait(timeout=15) is not None
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.send_signal(signal.SIGABRT)
+                process.wait(timeout=10)
+                stacks = log_path.read_text(errors="replace")[-20_000:]
+                pytest.fail(f"server still running 15 s after {burst}; its stacks:\n{stacks}")
         finally:
             if process.poll() is None:
                 process.kill()
