@@ -85,6 +85,8 @@ def _metadata(
     summary: str,
     requires_python: str | None,
     requires_dist: Sequence[str],
+    headers: Sequence[str] = (),
+    description: str | None = None,
 ) -> bytes:
     lines = [
         "Metadata-Version: 2.1",
@@ -95,7 +97,11 @@ def _metadata(
     if requires_python is not None:
         lines.append(f"Requires-Python: {requires_python}")
     lines.extend(f"Requires-Dist: {req}" for req in requires_dist)
-    return ("\n".join(lines) + "\n").encode()
+    lines.extend(headers)
+    text = "\n".join(lines) + "\n"
+    if description is not None:
+        text += "\n" + description  # the body of the message is the long description
+    return text.encode()
 
 
 def _payload(name: str, version: str, size: int) -> bytes:
@@ -154,12 +160,19 @@ def build_wheel(
     abi_tag: str = "none",
     platform_tag: str = "any",
     payload_size: int = 0,
+    headers: Sequence[str] = (),
+    description: str | None = None,
 ) -> Dist:
-    """Write a pure-Python wheel into ``dest`` that pip and uv install."""
+    """Write a pure-Python wheel into ``dest`` that pip and uv install.
+
+    ``headers`` are extra metadata lines (``Keywords: …``, ``Classifier: …``,
+    ``Description-Content-Type: text/markdown``); ``description`` is the README."""
     base = f"{dist_name(name)}-{version}"
     tag = f"{python_tag}-{abi_tag}-{platform_tag}"
     dist_info = f"{base}.dist-info"
-    metadata = _metadata(name, version, summary, requires_python, requires_dist)
+    metadata = _metadata(
+        name, version, summary, requires_python, requires_dist, headers, description
+    )
     wheel_file = (
         f"Wheel-Version: 1.0\nGenerator: cheeseboard-tests\nRoot-Is-Purelib: true\nTag: {tag}\n"
     ).encode()

@@ -42,12 +42,16 @@ from cheeseboard.services.pages import PageService
 from cheeseboard.services.push import PushService
 from cheeseboard.services.pypi_json import PypiJsonService
 from cheeseboard.services.releases import ReleaseService
+from cheeseboard.services.search import SearchService
 from cheeseboard.services.tokens import TokenService
 from cheeseboard.services.uploads import UploadService
 from cheeseboard.store import queries
 from cheeseboard.store.blobs import FileBlobStore
 from cheeseboard.store.db import Database
 from cheeseboard.store.serial import SerialFile
+from cheeseboard.web import actions as web_actions
+from cheeseboard.web import pages as web_pages
+from cheeseboard.web import static as web_static
 
 SETTINGS_ENV = "CHEESEBOARD__SETTINGS_JSON"
 log = logging.getLogger(__name__)
@@ -102,6 +106,7 @@ def create_app(settings: Settings) -> Starlette:
             server_uuid or "",
             PushService(db, changes, indexes, blobs, client),
             TokenService(changes, auth, indexes),
+            SearchService(db, indexes),
         )
         try:
             yield
@@ -114,6 +119,9 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[
             *health.routes,
+            *web_static.routes,
+            *web_actions.routes,  # POST-only form targets with "+…" segments of their own
+            *web_pages.search_routes,
             *login.routes,
             *tokens.routes,  # before the /{user}/{index} patterns it would match
             *devpi.routes,
@@ -121,6 +129,7 @@ def create_app(settings: Settings) -> Starlette:
             *files.routes,
             *pypi_json.routes,
             *upload.routes,
+            *web_pages.routes,  # browsers only (web/browser.py); everyone else falls through
             *releases.routes,
             *accounts.routes,  # last: its patterns are the most general
         ],

@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from cheeseboard.services.errors import CheeseboardError, UpstreamFailed
+from cheeseboard.web.browser import is_browser
 
 
 def _wants_json(request: Request) -> bool:
@@ -14,6 +15,10 @@ def _wants_json(request: Request) -> bool:
 
 
 def _answer(request: Request, status: int, message: str, headers: dict[str, str]) -> Response:
+    if is_browser(request.headers):
+        from cheeseboard.web.pages import error_page  # the web UI imports this module's peers
+
+        return error_page(request, status, message)
     if _wants_json(request):
         return JSONResponse({"message": message}, status_code=status, headers=headers)
     return PlainTextResponse(message + "\n", status_code=status, headers=headers)
@@ -24,7 +29,7 @@ async def domain_error(request: Request, exc: Exception) -> Response:
     headers = {"Cache-Control": "no-store"}
     if isinstance(exc, UpstreamFailed):
         headers["Retry-After"] = "30"
-    if exc.status == 401:
+    if exc.status == 401 and not is_browser(request.headers):
         # Lets pip, uv and twine fall back to their keyring or prompt (standards §1.12).
         headers["WWW-Authenticate"] = 'Basic realm="cheeseboard"'
     return _answer(request, exc.status, exc.message, headers)

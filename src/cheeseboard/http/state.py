@@ -17,6 +17,7 @@ from cheeseboard.services.pages import PageService
 from cheeseboard.services.push import PushService
 from cheeseboard.services.pypi_json import PypiJsonService
 from cheeseboard.services.releases import ReleaseService
+from cheeseboard.services.search import SearchService
 from cheeseboard.services.tokens import TokenService
 from cheeseboard.services.uploads import UploadService
 from cheeseboard.store.accounts import IndexRecord
@@ -39,6 +40,7 @@ class AppServices:
     server_uuid: str
     push: PushService
     tokens: TokenService
+    search: SearchService
 
 
 def services(request: Request) -> AppServices:

@@ -294,6 +294,11 @@ class PageService:
             for index in self._registry.all()
         }
 
+    def order_of(self, index: IndexRecord) -> list[IndexRecord]:
+        """``index`` and its bases in resolution order (mirrors last), as they exist now."""
+        names = resolution_order(index.fullname, self._nodes())
+        return [ix for fullname in names if (ix := self._registry.by_name(fullname)) is not None]
+
     async def _resolve(
         self, index: IndexRecord, name: str
     ) -> tuple[list[IndexRecord], dict[int, list[FileRecord]], set[str], MirrorDecision]:

@@ -1,4 +1,9 @@
-"""The metadata schema, in one place. Changes go through an Alembic migration as well."""
+"""The metadata schema, in one place. Changes go through an Alembic migration as well.
+
+Project search is not described here: its table (an SQLite FTS5 virtual table) and the triggers
+that fill it live in migration 0004 only, because virtual tables and triggers are
+dialect-specific SQL that SQLAlchemy's Table cannot express. store/search.py queries it.
+"""
 
 from __future__ import annotations
 

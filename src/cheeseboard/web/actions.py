@@ -1,0 +1,165 @@
+"""The web UI's forms: sign in and out, yank and un-yank, remove a version, refresh a mirror
+project. Each needs a signed-in session and the form's CSRF token (web/session.py); the
+permission checks are the services' own, the same as for the API."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from starlette.datastructures import FormData
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from cheeseboard.core.names import normalize_project_name
+from cheeseboard.http.state import index_of, services
+from cheeseboard.services.auth import Unauthorized
+from cheeseboard.services.errors import BadRequest, CheeseboardError
+from cheeseboard.web import session as sessions
+from cheeseboard.web.pages import error_page
+from cheeseboard.web.templating import FLASH_COOKIE, render
+
+MAX_FORM_BYTES = 64 * 1024
+
+
+async def _form(request: Request) -> FormData:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_FORM_BYTES:
+        raise BadRequest("form too large")
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise BadRequest("expected a form (application/x-www-form-urlencoded)")
+    return await request.form(max_files=0, max_fields=20, max_part_size=MAX_FORM_BYTES)
+
+
+def _local(target: str | None, fallback: str) -> str:
+    """Only a path on this server may be a redirect target (no open redirects)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return fallback
+    parts = urlsplit(target)
+    return fallback if parts.scheme or parts.netloc else target
+
+
+def _done(target: str, message: str) -> Response:
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        FLASH_COOKIE, message[:200], max_age=60, path="/", httponly=True, samesite="lax"
+    )
+    return response
+
+
+async def login_form(request: Request) -> Response:
+    auth = services(request).auth
+    current = sessions.current(request, auth)
+    target = _local(request.query_params.get("next"), "/")
+    if current.user:
+        return RedirectResponse(target, status_code=303)
+    session, fresh = sessions.login_form_session(request, auth)
+    response = render(request, "login.html", session, next=target, user_name="", error=None)
+    if fresh:
+        sessions.set_login_cookie(response, request, fresh, services(request).settings.outside_url)
+    return response
+
+
+async def login(request: Request) -> Response:
+    app = services(request)
+    form = await _form(request)
+    session = sessions.current(request, app.auth)
+    target = _local(str(form.get("next") or ""), "/")
+    try:
+        sessions.check_csrf(request, session, str(form.get(sessions.CSRF_FIELD) or ""))
+    except CheeseboardError as exc:
+        return error_page(request, exc.status, exc.message)
+    user = str(form.get("username") or "").strip()
+    password = str(form.get("password") or "")
+    try:
+        token = await app.auth.login(user, password)
+    except Unauthorized:
+        return render(
+            request,
+            "login.html",
+            session,
+            http_status=401,
+            next=target,
+            user_name=user,
+            error="Wrong user name or password.",
+        )
+    response = _done(target, f"Signed in as {user}.")
+    sessions.set_session(
+        response, request, token, app.auth.tokens.lifetime, app.settings.outside_url
+    )
+    return response
+
+
+async def logout(request: Request) -> Response:
+    app = services(request)
+    form = await _form(request)
+    session = sessions.current(request, app.auth)
+    try:
+        sessions.check_csrf(request, session, str(form.get(sessions.CSRF_FIELD) or ""))
+    except CheeseboardError as exc:
+        return error_page(request, exc.status, exc.message)
+    response = _done("/", "Signed out.")
+    sessions.clear_session(response)
+    return response
+
+
+async def _signed_in(request: Request) -> tuple[sessions.Session, FormData]:
+    app = services(request)
+    form = await _form(request)
+    session = sessions.current(request, app.auth)
+    if session.user is None:
+        raise Unauthorized("sign in first: your session has expired or you are not signed in")
+    sessions.check_csrf(request, session, str(form.get(sessions.CSRF_FIELD) or ""))
+    return session, form
+
+
+async def version_action(request: Request) -> Response:
+    """``POST …/<project>/<version>/+yank`` (and ``+unyank``, ``+delete``)."""
+    app = services(request)
+    action = request.path_params["action"]
+    try:
+        index = index_of(request)
+        session, form = await _signed_in(request)
+        project = request.path_params["project"]
+        version = request.path_params["version"]
+        name = normalize_project_name(project)
+        if action == "yank":
+            reason = str(form.get("reason") or "").strip()[:500]
+            await app.releases.yank(session.identity, index, project, version, reason)
+            return _done(f"/{index.fullname}/{name}/{version}", f"{project} {version} yanked.")
+        if action == "unyank":
+            await app.releases.yank(session.identity, index, project, version, None)
+            return _done(f"/{index.fullname}/{name}/{version}", f"{project} {version} un-yanked.")
+        if action == "delete":
+            force = form.get("force") == "on"
+            await app.releases.delete_version(session.identity, index, project, version, force)
+            return _done(
+                f"/{index.fullname}", f"{project} {version} removed from {index.fullname}."
+            )
+        raise BadRequest(f"unknown action {action!r}")
+    except CheeseboardError as exc:
+        return error_page(request, exc.status, exc.message)
+
+
+async def refresh(request: Request) -> Response:
+    """``POST …/<project>/+refresh``: fetch a mirrored project from upstream now."""
+    app = services(request)
+    try:
+        index = index_of(request)
+        await _signed_in(request)
+        name = normalize_project_name(request.path_params["project"])
+        refreshed = await app.pages.refresh(index, name)
+        what = ", ".join(refreshed) or "no mirror"
+        return _done(f"/{index.fullname}/{name}", f"Refreshed {name} from {what}.")
+    except CheeseboardError as exc:
+        return error_page(request, exc.status, exc.message)
+
+
+routes = [
+    Route("/+web/login", login_form, methods=["GET", "HEAD"]),
+    Route("/+web/login", login, methods=["POST"]),
+    Route("/+web/logout", logout, methods=["POST"]),
+    Route("/{user}/{index}/{project}/+refresh", refresh, methods=["POST"]),
+    Route("/{user}/{index}/{project}/{version}/+{action}", version_action, methods=["POST"]),
+]

@@ -1,0 +1,193 @@
+"""The web UI's pages: home, user, index, project and version, search, and the error page.
+
+Pages answer browsers only (web/browser.py); the same URLs give installers and devpi-client
+their simple pages and JSON. Nothing here changes state: forms post to web/actions.py.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+
+from cheeseboard import __version__
+from cheeseboard.core.names import normalize_project_name
+from cheeseboard.http.state import AppServices, base_url, index_of, services
+from cheeseboard.services.errors import BadRequest, CheeseboardError, NotFound
+from cheeseboard.store import browse
+from cheeseboard.store.accounts import IndexRecord
+from cheeseboard.web import session as sessions
+from cheeseboard.web.browser import BrowserRoute
+from cheeseboard.web.templating import render
+from cheeseboard.web.views import project_view
+
+PROJECTS_PER_PAGE = 100
+STARTED = time.time()
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def page_number(request: Request) -> int:
+    raw = request.query_params.get("page", "1")
+    try:
+        return max(1, min(int(raw), 100_000))
+    except ValueError:
+        raise BadRequest(f"page must be a number, not {raw!r}") from None
+
+
+def error_page(request: Request, status: int, message: str) -> Response:
+    """An error as a page, for browsers (APIs keep their JSON and text answers)."""
+    app: AppServices | None = getattr(request.app.state, "services", None)
+    session = sessions.current(request, app.auth) if app else sessions.Session(None, "")
+    return render(
+        request, "error.html", session, http_status=status, status_code=status, message=message
+    )
+
+
+def page(handler: Handler) -> Handler:
+    """Render domain errors (not found, upstream down) as the error page."""
+
+    async def wrapped(request: Request) -> Response:
+        try:
+            return await handler(request)
+        except CheeseboardError as exc:
+            return error_page(request, exc.status, exc.message)
+
+    wrapped.__name__ = handler.__name__
+    wrapped.__doc__ = handler.__doc__
+    return wrapped
+
+
+def _session(request: Request) -> sessions.Session:
+    return sessions.current(request, services(request).auth)
+
+
+@page
+async def home(request: Request) -> Response:
+    app = services(request)
+    counts = await app.db.read(browse.project_counts)
+    indexes = sorted(app.indexes.all(), key=lambda ix: ix.fullname)
+    users = [(user, [ix for ix in indexes if ix.user == user.name]) for user in app.auth.users()]
+    status = {
+        "version": __version__,
+        "serial": app.changes.serial,
+        "uptime": time.time() - STARTED,
+        "users": len(users),
+        "indexes": len(indexes),
+        "projects": sum(counts.get(ix.id, 0) for ix in indexes if ix.type == "stage"),
+        "mirrored": sum(counts.get(ix.id, 0) for ix in indexes if ix.type == "mirror"),
+        "pid": os.getpid(),
+        "offline": app.settings.offline,
+    }
+    return render(
+        request, "home.html", _session(request), users=users, counts=counts, status=status
+    )
+
+
+@page
+async def user_page(request: Request) -> Response:
+    app = services(request)
+    name = request.path_params["user"]
+    record = app.auth.user(name)
+    if record is None:
+        raise NotFound(f"no user {name!r}")
+    counts = await app.db.read(browse.project_counts)
+    indexes = sorted((ix for ix in app.indexes.all() if ix.user == name), key=lambda ix: ix.name)
+    return render(
+        request, "user.html", _session(request), user=record, indexes=indexes, counts=counts
+    )
+
+
+def _usage(root: str, index: IndexRecord) -> dict[str, str]:
+    simple = f"{root}{index.fullname}/+simple/"
+    return {"simple": simple, "upload": f"{root}{index.fullname}/", "root": root}
+
+
+@page
+async def index_page(request: Request) -> Response:
+    app = services(request)
+    index = index_of(request)
+    number = page_number(request)
+    order = app.pages.order_of(index)
+    stages = [ix.id for ix in order if ix.type == "stage"]
+    own = [index.id] if index.type == "mirror" else stages or [index.id]
+    rows, total = await app.db.read(
+        browse.index_projects, own, PROJECTS_PER_PAGE, (number - 1) * PROJECTS_PER_PAGE
+    )
+    config = {k: v for k, v in sorted(index.config.items()) if k not in ("bases",)}
+    return render(
+        request,
+        "index.html",
+        _session(request),
+        index=index,
+        order=order,
+        rows=rows,
+        total=total,
+        page=number,
+        pages=max(1, -(-total // PROJECTS_PER_PAGE)),
+        config=config,
+        usage=_usage(base_url(request), index),
+    )
+
+
+@page
+async def project_page(request: Request) -> Response:
+    app = services(request)
+    index = index_of(request)
+    project = request.path_params["project"]
+    version = request.path_params.get("version")
+    view = await project_view(app, index, project, version)
+    canonical = normalize_project_name(project)
+    if project != canonical and project != view.display_name and version is None:
+        return RedirectResponse(f"/{index.fullname}/{canonical}", status_code=301)
+    return render(
+        request,
+        "project.html",
+        _session(request),
+        index=index,
+        view=view,
+        usage=_usage(base_url(request), index),
+        is_version_page=version is not None,
+    )
+
+
+@page
+async def search_page(request: Request) -> Response:
+    app = services(request)
+    query = request.query_params.get("q", "").strip()
+    index: IndexRecord | None = None
+    wanted = request.query_params.get("index", "").strip()
+    if wanted:
+        index = app.indexes.by_name(wanted)
+        if index is None:
+            raise NotFound(f"no index {wanted}")
+    started = time.perf_counter()
+    results = await app.search.search(query, page_number(request), 20, index)
+    elapsed = time.perf_counter() - started
+    return render(
+        request,
+        "search.html",
+        _session(request),
+        query=query,
+        index=index,
+        results=results,
+        elapsed_ms=elapsed * 1000,
+    )
+
+
+_PAGE = ["GET", "HEAD"]
+routes = [
+    BrowserRoute("/", home, methods=_PAGE),
+    BrowserRoute("/{user}", user_page, methods=_PAGE),
+    BrowserRoute("/{user}/", user_page, methods=_PAGE),
+    BrowserRoute("/{user}/{index}", index_page, methods=_PAGE),
+    BrowserRoute("/{user}/{index}/", index_page, methods=_PAGE),
+    BrowserRoute("/{user}/{index}/{project}", project_page, methods=_PAGE),
+    BrowserRoute("/{user}/{index}/{project}/", project_page, methods=_PAGE),
+    BrowserRoute("/{user}/{index}/{project}/{version}", project_page, methods=_PAGE),
+    BrowserRoute("/{user}/{index}/{project}/{version}/", project_page, methods=_PAGE),
+]
+search_routes = [Route("/+search", search_page, methods=_PAGE)]
