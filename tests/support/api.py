@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +76,52 @@ def twine_upload(
     ]
     env = installer_env({"TWINE_NON_INTERACTIVE": "1", "HOME": str(files[0].parent)})
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+def doc_zip(files: dict[str, str | bytes], method: int = zipfile.ZIP_DEFLATED) -> bytes:
+    """A documentation zip with ``files`` (name -> content)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", method) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def upload_docs(
+    base_url: str,
+    index: str,
+    project: str,
+    version: str,
+    archive: bytes,
+    auth: tuple[str, str],
+) -> tuple[int, str]:
+    """devpi's ``:action=doc_upload`` of ``archive`` for ``project`` ``version`` on ``index``."""
+    boundary = "cbdocsboundary"
+    body = b""
+    for key, value in ((":action", "doc_upload"), ("name", project), ("version", version)):
+        body += (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'
+        ).encode()
+    body += (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
+            f'filename="{project}-{version}.doc.zip"\r\nContent-Type: application/zip\r\n\r\n'
+        ).encode()
+        + archive
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    request = urllib.request.Request(
+        f"{base_url.rstrip('/')}/{index}/",
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Authorization": basic(*auth),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read().decode()

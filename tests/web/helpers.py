@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.support.api import call, twine_upload
+from tests.support.api import call, doc_zip, twine_upload, upload_docs
 from tests.support.packages import Dist, build_wheel
 from tests.support.server import ROOT_PASSWORD, CheeseboardServer
 
@@ -122,4 +122,13 @@ def fill(server: CheeseboardServer, dest: Path) -> Filled:
     }
     for built in dists.values():
         _upload(server, *built)
+    # Documentation whose script reports the origin it runs in (sandboxed: "null").
+    docs = doc_zip(
+        {
+            "index.html": "<!doctype html><title>docs</title><h1>Widget docs</h1>"
+            "<script>document.title = 'origin:' + window.origin;</script>"
+        }
+    )
+    status, body = upload_docs(server.url, STAGE, "cheesy-widgets", "1.1", docs, ALICE)
+    assert status == 200, body
     return Filled(server, dists)

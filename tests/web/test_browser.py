@@ -95,6 +95,14 @@ def test_first_visit_search_project_login_and_yank(
     assert page.get_by_role("heading", name="Manage 1.1").count() == 0  # not signed in
     page.screenshot(path=str(artifacts / "project.png"), full_page=True)
 
+    # Its uploaded documentation opens, and runs sandboxed in an origin of its own.
+    page.locator("#docs-link").click()
+    page.wait_for_url(re.compile(r"/alice/dev/cheesy-widgets/1\.1/\+doc/$"))
+    assert page.locator("h1").inner_text() == "Widget docs"
+    page.wait_for_function("document.title.startsWith('origin:')")
+    assert page.title() == "origin:null"
+    page.go_back()
+
     # Sign in: back on the project page, now with the manage form.
     page.get_by_role("link", name="Sign in").click()
     page.locator("#username").fill(ALICE[0])

@@ -14,6 +14,7 @@ from cheeseboard.core.tokens import TokenSigner
 from cheeseboard.http import (
     accounts,
     devpi,
+    docs,
     files,
     health,
     login,
@@ -129,6 +130,7 @@ def create_app(settings: Settings) -> Starlette:
             *files.routes,
             *pypi_json.routes,
             *upload.routes,
+            *docs.routes,  # …/{project}/{version}/+doc/…, before the pages and releases
             *web_pages.routes,  # browsers only (web/browser.py); everyone else falls through
             *releases.routes,
             *accounts.routes,  # last: its patterns are the most general

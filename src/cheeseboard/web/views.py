@@ -19,10 +19,11 @@ from cheeseboard.core.names import normalize_project_name
 from cheeseboard.core.pages import FileLink, ProjectPage
 from cheeseboard.http.state import AppServices
 from cheeseboard.services.errors import NotFound
+from cheeseboard.store import docs as store_docs
 from cheeseboard.store import queries
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.queries import ReleaseRecord
-from cheeseboard.web.readme import render_description
+from cheeseboard.web.readme import render_description_async
 
 
 @dataclass(slots=True)
@@ -34,6 +35,7 @@ class VersionView:
     yanked: str | None = None
     files: list[FileLink] = field(default_factory=list)
     release: ReleaseRecord | None = None
+    docs: str | None = None  # where its uploaded documentation is, if any
 
     @property
     def is_yanked(self) -> bool:
@@ -61,11 +63,7 @@ class ProjectView:
     on_mirror: bool
     status: str | None = None
     status_reason: str | None = None
-
-    @property
-    def readme(self) -> Markup:
-        data = self.selected.metadata
-        return render_description(data.get("description"), data.get("description_content_type"))
+    readme: Markup = field(default_factory=Markup)
 
     @property
     def project_urls(self) -> list[tuple[str, str]]:
@@ -119,6 +117,7 @@ async def project_view(
             continue
         if member.fullname == index.fullname or display_name == name:
             display_name = record.display_name
+        with_docs = await app.db.read(store_docs.doc_versions, member.id, name)
         for release in releases:
             key = release.canonical_version
             if key not in by_version:
@@ -126,6 +125,8 @@ async def project_view(
             entry = by_version[key]
             if entry.release is None and entry.source == member.fullname:
                 entry.release = release
+                if release.version in with_docs:
+                    entry.docs = f"/{member.fullname}/{name}/{release.version}/+doc/"
     for view in by_version.values():
         if view.release is not None:
             view.yanked = view.release.yanked
@@ -143,6 +144,10 @@ async def project_view(
         if found is None:
             raise NotFound(f"no version {version!r} of {page.name} on {index.fullname}")
         selected = found
+    data = selected.metadata
+    readme = await render_description_async(
+        data.get("description"), data.get("description_content_type")
+    )
     return ProjectView(
         index,
         name,
@@ -152,4 +157,5 @@ async def project_view(
         on_mirror=index.type == "mirror",
         status=page.status,
         status_reason=page.status_reason,
+        readme=readme,
     )
