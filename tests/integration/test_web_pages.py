@@ -292,3 +292,21 @@ def test_refresh_a_mirrored_project_from_the_page(
     _, _, body = browser.get("/root/pypi/app")
     assert "Refreshed app from root/pypi." in body
     assert "app-2.0-py3-none-any.whl" in body
+
+
+def test_search_finds_private_metadata_and_seen_mirror_names(filled: Filled) -> None:
+    status, _, body = _get(f"{filled.url}+search?q=soft+cheese", BROWSER)
+    assert status == 200 and "brie-tools" in body and "cheesy-widgets" not in body
+    status, _, body = _get(f"{filled.url}+search?q=framework+cheeseboard", BROWSER)
+    assert "cheesy-widgets" in body  # a classifier
+    _, _, body = _get(f"{filled.url}+search?q=app", BROWSER)
+    assert "0 results" in body  # upstream's names are not indexed up front
+    assert _get(f"{filled.url}root/pypi/+simple/app/", PIP)[0] == 200
+    _, _, body = _get(f"{filled.url}+search?q=app", BROWSER)
+    assert "1 result " in body and 'href="/root/pypi/app"' in body
+    _, _, body = _get(f"{filled.url}+search?q=app&index=alice/dev", BROWSER)
+    assert 'href="/root/pypi/app"' in body  # alice/dev inherits root/pypi
+    status, _, body = _get(f"{filled.url}+search?q=x&index=nobody/none", BROWSER)
+    assert status == 404
+    status, _, body = _get(f"{filled.url}+search?q={'x' * 300}", BROWSER)
+    assert status == 400

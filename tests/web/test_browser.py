@@ -159,6 +159,34 @@ def test_hostile_readme_runs_nothing(filled: Filled, page: Any, project: str) ->
     assert page.url.split("#")[0] == f"{filled.url}{STAGE}/{project}"
 
 
+A11Y_CHECK = """() => {
+  const problems = [];
+  if (!document.documentElement.lang) problems.push("no lang on <html>");
+  const headings = [...document.querySelectorAll("h1")].filter((h) => !h.closest(".readme"));
+  if (headings.length !== 1) problems.push("not exactly one h1 outside the README");
+  for (const input of document.querySelectorAll("input:not([type=hidden]), select, textarea")) {
+    const labelled = input.labels.length > 0 || input.getAttribute("aria-label");
+    if (!labelled) problems.push("unlabelled " + (input.id || input.name));
+  }
+  for (const img of document.querySelectorAll("img:not([alt])")) problems.push("img without alt");
+  for (const button of document.querySelectorAll("button")) {
+    const named = button.innerText.trim() || button.getAttribute("aria-label");
+    if (!named) problems.push("empty button");
+  }
+  const ids = [...document.querySelectorAll("[id]")].map((el) => el.id);
+  const dupes = ids.filter((id, i) => ids.indexOf(id) !== i);
+  if (dupes.length) problems.push("duplicate ids " + dupes.join(","));
+  return problems;
+}"""
+
+
+def test_pages_are_labelled_for_assistive_technology(filled: Filled, page: Any) -> None:
+    paths = ["", "alice", STAGE, f"{STAGE}/cheesy-widgets", "+search?q=cheese", "+web/login"]
+    for path in paths:
+        page.goto(filled.url + path)
+        assert page.evaluate(A11Y_CHECK) == [], path
+
+
 def test_dark_mode_and_narrow_screen(filled: Filled, browser: Any, artifacts: Path) -> None:
     context = browser.new_context(color_scheme="dark", viewport={"width": 390, "height": 844})
     try:
