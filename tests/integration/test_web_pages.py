@@ -310,3 +310,19 @@ def test_search_finds_private_metadata_and_seen_mirror_names(filled: Filled) -> 
     assert status == 404
     status, _, body = _get(f"{filled.url}+search?q={'x' * 300}", BROWSER)
     assert status == 400
+
+
+def test_remove_a_version_from_the_page(filled: Filled) -> None:
+    browser = Browser(filled.url)
+    assert browser.login(*ALICE) == 303
+    _, _, page = browser.get(f"/{STAGE}/brie-tools/2.0")
+    assert "Remove 2.0" in page
+    status, headers, _ = browser.request(
+        "POST", f"/{STAGE}/brie-tools/2.0/+delete", {"csrf_token": browser.csrf(page)}
+    )
+    assert status == 303 and headers["location"] == f"/{STAGE}"
+    _, _, body = browser.get(f"/{STAGE}")
+    assert "brie-tools 2.0 removed from alice/dev." in body and ">brie-tools<" not in body
+    assert _get(f"{filled.url}{STAGE}/+simple/brie-tools/", PIP)[0] == 404
+    status, _, body = _get(f"{filled.url}+search?q=brie", BROWSER)
+    assert "0 results" in body  # gone from search in the same transaction
