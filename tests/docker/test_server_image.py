@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import base64
 import http.client
+import re
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -120,6 +122,19 @@ def test_arguments_pass_through_to_serve(shared_server: ServerContainer) -> None
     assert "with 2 worker(s)" in logs, logs
     assert "setting mirror-cache-expiry from command line" in logs, logs
     assert f"Listening at: http://127.0.0.1:{shared_server.port}" in logs, logs
+
+
+def test_web_ui_is_in_the_image(shared_server: ServerContainer) -> None:
+    """Templates and static files are package data: a wheel without them would still start."""
+    browser = {"Accept": "text/html,application/xhtml+xml", "User-Agent": "Mozilla/5.0"}
+    request = urllib.request.Request(shared_server.url, headers=browser)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        page = response.read().decode()
+    assert "<title>cheeseboard</title>" in page and "root/pypi" in page
+    stylesheet = re.search(r'href="(/\+static/style\.css\?v=\w+)"', page)
+    assert stylesheet, page
+    with urllib.request.urlopen(shared_server.url.rstrip("/") + stylesheet.group(1)) as css:
+        assert b"prefers-color-scheme: dark" in css.read()
 
 
 def test_healthcheck_reports_healthy(shared_server: ServerContainer) -> None:
