@@ -61,8 +61,15 @@ def test_make_run_initialises_once_and_serves_root_pypi(tmp_path: Path) -> None:
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             assert json.load(response)["meta"]["api-version"] == "1.4"
+        # The first page a person sees: the web UI, with root/pypi on it.
+        browser = {"Accept": "text/html,application/xhtml+xml", "User-Agent": "Mozilla/5.0"}
+        home = urllib.request.Request(f"http://localhost:{port}/", headers=browser)
+        with urllib.request.urlopen(home, timeout=10) as response:
+            page = response.read().decode()
+        assert 'href="/root/pypi"' in page and "running" in page
     finally:
         output = _stop(first)
+    assert f"Web UI: http://localhost:{port}/" in output
     passwords = re.findall(r"The root password is: (\S+)", output)
     assert len(passwords) == 1, output
     assert (datadir / "cheeseboard.sqlite").is_file()

@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> None:
             "It is shown only this once; keep it (change it later with the client)."
         )
     host = "127.0.0.1" if known.host == "localhost" else known.host
+    click.echo(f"Web UI: http://{known.host}:{known.port}/")
     click.echo(f"pip install --index-url http://{known.host}:{known.port}/root/pypi/+simple/ ...")
     server_main(
         ["serve", "--datadir", str(known.datadir), "--host", host, "--port", known.port, *rest]
