@@ -25,6 +25,7 @@ from cheeseboard.http import (
     upload,
 )
 from cheeseboard.http.access_log import AccessLog
+from cheeseboard.http.client_address import ClientAddress
 from cheeseboard.http.consistency import CatchUp
 from cheeseboard.http.devpi import DevpiHeaders
 from cheeseboard.http.errors import domain_error, http_error
@@ -44,6 +45,7 @@ from cheeseboard.services.push import PushService
 from cheeseboard.services.pypi_json import PypiJsonService
 from cheeseboard.services.releases import ReleaseService
 from cheeseboard.services.search import SearchService
+from cheeseboard.services.throttle import LoginThrottle
 from cheeseboard.services.tokens import TokenService
 from cheeseboard.services.uploads import UploadService
 from cheeseboard.store import queries
@@ -84,7 +86,8 @@ def create_app(settings: Settings) -> Starlette:
             after_fetch=file_service.prefetch_metadata,
         )
         secret = (settings.datadir / "secret").read_bytes().strip()
-        auth = AuthService(db, TokenSigner(secret))
+        throttle = LoginThrottle(settings.login_attempts, settings.login_window)
+        auth = AuthService(db, TokenSigner(secret), throttle)
         await auth.load()
         account_service = AccountService(settings, db, changes, auth, indexes)
         changes.subscribe(auth.on_change)
@@ -139,6 +142,7 @@ def create_app(settings: Settings) -> Starlette:
         exception_handlers={CheeseboardError: domain_error, HTTPException: http_error},
     )
     app.add_middleware(CatchUp)
+    app.add_middleware(ClientAddress)
     app.add_middleware(DevpiHeaders)
     if settings.access_log:
         app.add_middleware(AccessLog)  # added last, so outermost: it also times the catch-up

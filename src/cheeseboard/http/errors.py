@@ -7,6 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from cheeseboard.services.errors import CheeseboardError, UpstreamFailed
+from cheeseboard.services.throttle import TooManyAttempts
 from cheeseboard.web.browser import is_browser
 
 
@@ -29,6 +30,8 @@ async def domain_error(request: Request, exc: Exception) -> Response:
     headers = {"Cache-Control": "no-store"}
     if isinstance(exc, UpstreamFailed):
         headers["Retry-After"] = "30"
+    if isinstance(exc, TooManyAttempts):
+        headers["Retry-After"] = str(exc.retry_after)
     if exc.status == 401 and not is_browser(request.headers):
         # Lets pip, uv and twine fall back to their keyring or prompt (standards §1.12).
         headers["WWW-Authenticate"] = 'Basic realm="cheeseboard"'

@@ -57,6 +57,13 @@ def _to_workers(value: object) -> int:
     return number
 
 
+def _to_attempts(value: object) -> int:
+    number = int(str(value))
+    if not 1 <= number <= 1_000_000:
+        raise ValueError(f"must be 1..1000000 attempts, got {value!r}")
+    return number
+
+
 def _to_max_age(value: object) -> int:
     number = int(str(value))
     if number < 0:
@@ -146,6 +153,18 @@ OPTIONS: tuple[Option, ...] = (
         1024**3,
         "largest accepted upload body in bytes (413 beyond)",
     ),
+    Option(
+        "login-attempts",
+        _to_attempts,
+        10,
+        "failed sign-ins allowed per user and per address within --login-window (429 beyond)",
+    ),
+    Option(
+        "login-window",
+        _to_positive_float,
+        300.0,
+        "seconds over which failed sign-ins are counted",
+    ),
     Option("access-log", _to_bool, True, "log one line per request"),
     Option("log-level", _to_log_level, "info", "logging level: debug, info, warning, error"),
 )
@@ -169,6 +188,8 @@ class Settings:
     mirror_page_max_age: int = 600
     restrict_modify: tuple[str, ...] = ("root",)
     max_upload_size: int = 1024**3
+    login_attempts: int = 10
+    login_window: float = 300.0
     access_log: bool = True
     log_level: str = "info"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)

@@ -24,6 +24,7 @@ from starlette.datastructures import Headers
 
 from cheeseboard.core.tokens import TokenSigner
 from cheeseboard.services.errors import CheeseboardError
+from cheeseboard.services.throttle import LoginThrottle, client_address
 from cheeseboard.services.users import verify_password
 from cheeseboard.store import accounts
 from cheeseboard.store.accounts import UserRecord
@@ -84,9 +85,12 @@ def _credentials(headers: Headers) -> tuple[str, str] | None:
 class AuthService:
     """Authenticate requests against the users table (kept in memory, refreshed on change)."""
 
-    def __init__(self, db: Database, tokens: TokenSigner) -> None:
+    def __init__(
+        self, db: Database, tokens: TokenSigner, throttle: LoginThrottle | None = None
+    ) -> None:
         self._db = db
         self.tokens = tokens
+        self.throttle = throttle or LoginThrottle(limit=10, window=300.0)
         self._users: dict[str, UserRecord] = {}
         self.scoped: dict[str, TokenRecord] = {}
         # keyed digest of credentials -> (user, scoped token id or None)
@@ -122,13 +126,25 @@ class AuthService:
         digest = hmac.new(self._key, f"{user}\0{secret}".encode(), hashlib.sha256).digest()
         known = self._verified.get(digest)
         if known is None or known[0] != user:
-            known = (user, await self._verify(user, secret))
+            known = (user, await self._throttled_verify(user, secret))
             if len(self._verified) > 10_000:
                 self._verified.clear()
             self._verified[digest] = known
         if known[1] is not None:
             self._check_scope(known[1], action, index)
         return Identity(user)
+
+    async def _throttled_verify(self, user: str, secret: str) -> str | None:
+        """``_verify``, refused early while the user or the client address is blocked."""
+        address = client_address.get()
+        self.throttle.check(user, address)
+        try:
+            token_id = await self._verify(user, secret)
+        except Unauthorized:
+            self.throttle.failed(user, address)
+            raise
+        self.throttle.succeeded(user)
+        return token_id
 
     async def _verify(self, user: str, secret: str) -> str | None:
         """Check a password or token; the scoped token's id, else None."""
@@ -157,8 +173,13 @@ class AuthService:
         return await asyncio.to_thread(verify_password, record.pwhash, password)
 
     async def login(self, user: str, password: str) -> str:
-        """A fresh token for ``user``; raises Unauthorized for a wrong password."""
+        """A fresh token for ``user``; raises Unauthorized for a wrong password and
+        TooManyAttempts while the user or the client address is blocked."""
+        address = client_address.get()
+        self.throttle.check(user, address)
         record = self._users.get(user)
         if record is None or not await self.check_password(record, password):
+            self.throttle.failed(user, address)
             raise Unauthorized(f"user {user!r} could not be authenticated")
+        self.throttle.succeeded(user)
         return self.tokens.issue(user, record.pwhash)
