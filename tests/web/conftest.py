@@ -46,8 +46,10 @@ def artifacts() -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one test module. Not session-wide: Playwright's sync API keeps an event loop
+    running on this thread while it is open, which breaks asyncio tests collected after it."""
     executable = chromium_path()
     if executable is None:
         service_missing(
