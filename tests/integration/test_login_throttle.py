@@ -4,13 +4,14 @@ Credentials already verified keep working, and no secret appears in the server's
 
 from __future__ import annotations
 
+import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from tests.support.api import call, twine_upload
 from tests.support.packages import build_wheel
-from tests.support.server import ROOT_PASSWORD, ServerFactory
+from tests.support.server import ROOT_PASSWORD, ServerFactory, server_command
 from tests.support.upstream import UpstreamServer
 
 ROOT = ("root", ROOT_PASSWORD)
@@ -70,10 +71,6 @@ def test_failed_logins_are_limited_per_user_and_address(
 
 
 def test_settings_are_checked(server_factory: ServerFactory, html_upstream: UpstreamServer) -> None:
-    import subprocess
-
-    from tests.support.server import server_command
-
     datadir = server_factory.init(html_upstream.simple_url, "bad")
     done = subprocess.run(
         server_command("serve", "--datadir", str(datadir), "--login-attempts", "0"),

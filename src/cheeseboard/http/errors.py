@@ -19,7 +19,7 @@ def _answer(request: Request, status: int, message: str, headers: dict[str, str]
     if is_browser(request.headers):
         from cheeseboard.web.pages import error_page  # the web UI imports this module's peers
 
-        return error_page(request, status, message)
+        return error_page(request, status, message, headers)
     if _wants_json(request):
         return JSONResponse({"message": message}, status_code=status, headers=headers)
     return PlainTextResponse(message + "\n", status_code=status, headers=headers)

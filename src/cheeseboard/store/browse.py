@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from cheeseboard.core.distfiles import version_sort_key
-from cheeseboard.store.schema import files, projects, releases
+from cheeseboard.store.schema import files, projects
+from cheeseboard.store.search import best_versions
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,24 +70,7 @@ def index_projects(
     ):
         first.setdefault(str(name), (int(project_id), str(display_name), float(created)))
     ids = [value[0] for value in first.values()]
-    latest: dict[int, tuple[str, str | None, float]] = {}
-    release_rows = conn.execute(
-        select(
-            releases.c.project_id,
-            releases.c.version,
-            releases.c.yanked,
-            releases.c.created,
-            releases.c.metadata["summary"].as_string(),
-        ).where(releases.c.project_id.in_(ids))
-    )
-    best: dict[int, tuple[tuple[bool, object], str, str | None, float]] = {}
-    for project_id, version, yanked, created, summary in release_rows:
-        key = (yanked is None, version_sort_key(str(version)))
-        current = best.get(project_id)
-        if current is None or key > current[0]:
-            best[project_id] = (key, str(version), summary, float(created))
-    for project_id, (_, version, summary, created) in best.items():
-        latest[project_id] = (version, summary, created)
+    latest = best_versions(conn, ids)
     uploads = dict(
         conn.execute(
             select(files.c.project_id, func.max(files.c.created))
@@ -98,7 +81,7 @@ def index_projects(
     result = []
     for name in names:
         project_id, display_name, created = first[name]
-        version, summary, released = latest.get(project_id, (None, None, created))
-        updated = uploads.get(project_id) or released
+        version, summary = latest.get(project_id, (None, None))
+        updated = uploads.get(project_id) or created
         result.append(ProjectRow(name, display_name, version, summary, updated))
     return result, total

@@ -158,7 +158,7 @@ def _search_sqlite(
         also = "AND projects.index_id IN :index_ids" if index_ids is not None else ""
         count = text(_SQLITE_COUNT.format(also=also)).bindparams(*binds)
         total = int(conn.scalar(count, params) or 0)
-    versions = _best_versions(conn, [row.project_id for row in rows if not row.mirror])
+    versions = best_versions(conn, [row.project_id for row in rows if not row.mirror])
     hits = []
     for row in rows:
         version, summary = versions.get(row.project_id, (None, None))
@@ -175,7 +175,7 @@ def _search_sqlite(
     return hits, total
 
 
-def _best_versions(
+def best_versions(
     conn: Connection, project_ids: Sequence[int]
 ) -> dict[int, tuple[str, str | None]]:
     """Per project: the highest non-yanked release (PEP 440 order; the highest yanked one when

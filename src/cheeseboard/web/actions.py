@@ -14,9 +14,8 @@ from starlette.routing import Route
 from cheeseboard.core.names import normalize_project_name
 from cheeseboard.http.state import index_of, services
 from cheeseboard.services.auth import Unauthorized
-from cheeseboard.services.errors import BadRequest, CheeseboardError
+from cheeseboard.services.errors import BadRequest
 from cheeseboard.web import session as sessions
-from cheeseboard.web.pages import error_page
 from cheeseboard.web.templating import FLASH_COOKIE, render
 
 MAX_FORM_BYTES = 64 * 1024
@@ -61,15 +60,18 @@ async def login_form(request: Request) -> Response:
     return response
 
 
+async def _checked_form(request: Request) -> tuple[sessions.Session, FormData]:
+    """The form and the session it came with; CsrfRejected unless it came from our page."""
+    form = await _form(request)
+    session = sessions.current(request, services(request).auth)
+    sessions.check_csrf(request, session, str(form.get(sessions.CSRF_FIELD) or ""))
+    return session, form
+
+
 async def login(request: Request) -> Response:
     app = services(request)
-    form = await _form(request)
-    session = sessions.current(request, app.auth)
+    session, form = await _checked_form(request)
     target = _local(str(form.get("next") or ""), "/")
-    try:
-        sessions.check_csrf(request, session, str(form.get(sessions.CSRF_FIELD) or ""))
-    except CheeseboardError as exc:
-        return error_page(request, exc.status, exc.message)
     user = str(form.get("username") or "").strip()
     password = str(form.get("password") or "")
     try:
@@ -92,22 +94,15 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    app = services(request)
-    form = await _form(request)
-    session = sessions.current(request, app.auth)
-    try:
-        sessions.check_csrf(request, session, str(form.get(sessions.CSRF_FIELD) or ""))
-    except CheeseboardError as exc:
-        return error_page(request, exc.status, exc.message)
+    await _checked_form(request)
     response = _done("/", "Signed out.")
     sessions.clear_session(response)
     return response
 
 
 async def _signed_in(request: Request) -> tuple[sessions.Session, FormData]:
-    app = services(request)
     form = await _form(request)
-    session = sessions.current(request, app.auth)
+    session = sessions.current(request, services(request).auth)
     if session.user is None:
         raise Unauthorized("sign in first: your session has expired or you are not signed in")
     sessions.check_csrf(request, session, str(form.get(sessions.CSRF_FIELD) or ""))
@@ -118,42 +113,33 @@ async def version_action(request: Request) -> Response:
     """``POST …/<project>/<version>/+yank`` (and ``+unyank``, ``+delete``)."""
     app = services(request)
     action = request.path_params["action"]
-    try:
-        index = index_of(request)
-        session, form = await _signed_in(request)
-        project = request.path_params["project"]
-        version = request.path_params["version"]
-        name = normalize_project_name(project)
-        if action == "yank":
-            reason = str(form.get("reason") or "").strip()[:500]
-            await app.releases.yank(session.identity, index, project, version, reason)
-            return _done(f"/{index.fullname}/{name}/{version}", f"{project} {version} yanked.")
-        if action == "unyank":
-            await app.releases.yank(session.identity, index, project, version, None)
-            return _done(f"/{index.fullname}/{name}/{version}", f"{project} {version} un-yanked.")
-        if action == "delete":
-            force = form.get("force") == "on"
-            await app.releases.delete_version(session.identity, index, project, version, force)
-            return _done(
-                f"/{index.fullname}", f"{project} {version} removed from {index.fullname}."
-            )
-        raise BadRequest(f"unknown action {action!r}")
-    except CheeseboardError as exc:
-        return error_page(request, exc.status, exc.message)
+    index = index_of(request)
+    session, form = await _signed_in(request)
+    project = request.path_params["project"]
+    version = request.path_params["version"]
+    name = normalize_project_name(project)
+    if action == "yank":
+        reason = str(form.get("reason") or "").strip()[:500]
+        await app.releases.yank(session.identity, index, project, version, reason)
+        return _done(f"/{index.fullname}/{name}/{version}", f"{project} {version} yanked.")
+    if action == "unyank":
+        await app.releases.yank(session.identity, index, project, version, None)
+        return _done(f"/{index.fullname}/{name}/{version}", f"{project} {version} un-yanked.")
+    if action == "delete":
+        force = form.get("force") == "on"
+        await app.releases.delete_version(session.identity, index, project, version, force)
+        return _done(f"/{index.fullname}", f"{project} {version} removed from {index.fullname}.")
+    raise BadRequest(f"unknown action {action!r}")
 
 
 async def refresh(request: Request) -> Response:
     """``POST …/<project>/+refresh``: fetch a mirrored project from upstream now."""
-    app = services(request)
-    try:
-        index = index_of(request)
-        await _signed_in(request)
-        name = normalize_project_name(request.path_params["project"])
-        refreshed = await app.pages.refresh(index, name)
-        what = ", ".join(refreshed) or "no mirror"
-        return _done(f"/{index.fullname}/{name}", f"Refreshed {name} from {what}.")
-    except CheeseboardError as exc:
-        return error_page(request, exc.status, exc.message)
+    index = index_of(request)
+    await _signed_in(request)
+    name = normalize_project_name(request.path_params["project"])
+    refreshed = await services(request).pages.refresh(index, name)
+    what = ", ".join(refreshed) or "no mirror"
+    return _done(f"/{index.fullname}/{name}", f"Refreshed {name} from {what}.")
 
 
 routes = [

@@ -29,11 +29,12 @@ class BrowserRoute(Route):
     API's own: ``+simple``, ``+f``, ``+api``), so the API route behind it answers everyone else."""
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] != "http" or not is_browser(Headers(scope=scope)):
-            return Match.NONE, {}
         match, child = super().matches(scope)
-        if match is not Match.NONE:
-            params = child.get("path_params", {})
-            if any(str(value).startswith(("+", "-")) for value in params.values()):
-                return Match.NONE, {}
+        if match is Match.NONE:
+            return match, child  # the path does not fit: no need to look at the headers
+        params = child.get("path_params", {})
+        if any(str(value).startswith(("+", "-")) for value in params.values()):
+            return Match.NONE, {}
+        if not is_browser(Headers(scope=scope)):
+            return Match.NONE, {}
         return match, child

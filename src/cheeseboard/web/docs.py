@@ -293,11 +293,6 @@ class _TableCache:
                 _, evicted = self._tables.popitem(last=False)
                 self._members -= len(evicted.members)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._tables.clear()
-            self._members = 0
-
 
 _tables = _TableCache(TABLE_CACHE_ENTRIES, TABLE_CACHE_MEMBERS)
 
@@ -314,10 +309,6 @@ def doc_table(path: Path, sha256: str) -> DocTable:
 def cached_doc_table(sha256: str) -> DocTable | None:
     """The member table if it is cached: lets async callers skip the thread hop."""
     return _tables.get(sha256)
-
-
-def clear_tables() -> None:
-    _tables.clear()
 
 
 # --- reading members -----------------------------------------------------------------------

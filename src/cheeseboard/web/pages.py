@@ -6,9 +6,7 @@ their simple pages and JSON. Nothing here changes state: forms post to web/actio
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Awaitable, Callable
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
@@ -17,7 +15,7 @@ from starlette.routing import Route
 from cheeseboard import __version__
 from cheeseboard.core.names import normalize_project_name
 from cheeseboard.http.state import AppServices, base_url, index_of, services
-from cheeseboard.services.errors import BadRequest, CheeseboardError, NotFound
+from cheeseboard.services.errors import BadRequest, NotFound
 from cheeseboard.store import browse
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.web import session as sessions
@@ -26,8 +24,6 @@ from cheeseboard.web.templating import render
 from cheeseboard.web.views import project_view
 
 PROJECTS_PER_PAGE = 100
-STARTED = time.time()
-Handler = Callable[[Request], Awaitable[Response]]
 
 
 def page_number(request: Request) -> int:
@@ -38,34 +34,28 @@ def page_number(request: Request) -> int:
         raise BadRequest(f"page must be a number, not {raw!r}") from None
 
 
-def error_page(request: Request, status: int, message: str) -> Response:
-    """An error as a page, for browsers (APIs keep their JSON and text answers)."""
+def error_page(
+    request: Request, status: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    """An error as a page, for browsers (APIs keep their JSON and text answers). Domain errors
+    raised by the pages and forms arrive here through http/errors.py."""
     app: AppServices | None = getattr(request.app.state, "services", None)
     session = sessions.current(request, app.auth) if app else sessions.Session(None, "")
     return render(
-        request, "error.html", session, http_status=status, status_code=status, message=message
+        request,
+        "error.html",
+        session,
+        http_status=status,
+        headers=headers,
+        status_code=status,
+        message=message,
     )
-
-
-def page(handler: Handler) -> Handler:
-    """Render domain errors (not found, upstream down) as the error page."""
-
-    async def wrapped(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except CheeseboardError as exc:
-            return error_page(request, exc.status, exc.message)
-
-    wrapped.__name__ = handler.__name__
-    wrapped.__doc__ = handler.__doc__
-    return wrapped
 
 
 def _session(request: Request) -> sessions.Session:
     return sessions.current(request, services(request).auth)
 
 
-@page
 async def home(request: Request) -> Response:
     app = services(request)
     counts = await app.db.read(browse.project_counts)
@@ -74,12 +64,10 @@ async def home(request: Request) -> Response:
     status = {
         "version": __version__,
         "serial": app.changes.serial,
-        "uptime": time.time() - STARTED,
         "users": len(users),
         "indexes": len(indexes),
         "projects": sum(counts.get(ix.id, 0) for ix in indexes if ix.type == "stage"),
         "mirrored": sum(counts.get(ix.id, 0) for ix in indexes if ix.type == "mirror"),
-        "pid": os.getpid(),
         "offline": app.settings.offline,
     }
     return render(
@@ -87,7 +75,6 @@ async def home(request: Request) -> Response:
     )
 
 
-@page
 async def user_page(request: Request) -> Response:
     app = services(request)
     name = request.path_params["user"]
@@ -106,7 +93,6 @@ def _usage(root: str, index: IndexRecord) -> dict[str, str]:
     return {"simple": simple, "upload": f"{root}{index.fullname}/", "root": root}
 
 
-@page
 async def index_page(request: Request) -> Response:
     app = services(request)
     index = index_of(request)
@@ -133,7 +119,6 @@ async def index_page(request: Request) -> Response:
     )
 
 
-@page
 async def project_page(request: Request) -> Response:
     app = services(request)
     index = index_of(request)
@@ -154,7 +139,6 @@ async def project_page(request: Request) -> Response:
     )
 
 
-@page
 async def search_page(request: Request) -> Response:
     app = services(request)
     query = request.query_params.get("q", "").strip()

@@ -38,7 +38,6 @@ class Session:
 
     user: str | None
     csrf: str
-    token: str | None = None
 
     @property
     def identity(self) -> Identity:
@@ -59,7 +58,7 @@ def current(request: Request, auth: AuthService) -> Session:
         if owner and record is not None:
             check = auth.tokens.check(token, owner, record.pwhash)
             if check.user is not None and check.token_id is None:
-                return Session(owner, auth.tokens.derive("csrf", token), token)
+                return Session(owner, auth.tokens.derive("csrf", token))
     anonymous_value = request.cookies.get(LOGIN_COOKIE) or ""
     return Session(None, auth.tokens.derive("login", anonymous_value) if anonymous_value else "")
 
