@@ -13,7 +13,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from tests.support.packages import installer_env
+from tests.support.packages import Dist, installer_env
 
 
 def basic(user: str, password: str) -> str:
@@ -121,6 +121,51 @@ def upload_docs(
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status), response.read().decode()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read().decode()
+
+
+def upload_dist(
+    base_url: str,
+    index: str,
+    dist: Dist,
+    auth: tuple[str, str],
+    timeout: float = 60,
+) -> tuple[int, str]:
+    """One legacy-API upload of ``dist`` to ``index`` (``user/name``), as twine sends it."""
+    boundary = "cbuploadboundary"
+    fields = {
+        ":action": "file_upload",
+        "protocol_version": "1",
+        "metadata_version": "2.1",
+        "name": dist.name,
+        "version": dist.version,
+        "filetype": "bdist_wheel" if dist.kind == "wheel" else "sdist",
+        "pyversion": "py3" if dist.kind == "wheel" else "source",
+        "sha256_digest": dist.sha256,
+    }
+    body = b"".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
+        for key, value in fields.items()
+    )
+    body += (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
+        f'filename="{dist.filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+    ).encode()
+    body += dist.path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    request = urllib.request.Request(
+        f"{base_url.rstrip('/')}/{index}/",
+        data=body,
+        method="POST",
+        headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            "Authorization": basic(*auth),
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status), response.read().decode()
     except urllib.error.HTTPError as error:
         with error:

@@ -237,7 +237,7 @@ class _Loader:
     def _blob(self, record: dict[str, Any]) -> None:
         sha256, size = str(record["sha256"]).lower(), int(record["size"])
         self.blobs.add(sha256)
-        if not self.store.exists(sha256):
+        if not self.store.claim(sha256):  # reuse marks it in use for a concurrent gc
             self._copy_blob(sha256, size)
             self.report.count("blob")
         queries.add_blob(self.conn, sha256, size)

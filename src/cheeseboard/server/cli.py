@@ -17,6 +17,7 @@ from cheeseboard import __version__
 from cheeseboard.server.dump_commands import export_command, import_command
 from cheeseboard.server.settings import OPTIONS, Settings, SettingsError, resolve
 from cheeseboard.services.backup import BackupError, backup_datadir, progress_on, sigterm_raises
+from cheeseboard.services.blob_gc import DEFAULT_MIN_AGE
 from cheeseboard.services.datadir import DataDirError, init_datadir, is_initialised
 from cheeseboard.services.indexes import DEFAULT_MIRROR_URL
 
@@ -161,6 +162,50 @@ def backup(datadir: Path, out: Path, always_copy: bool) -> None:
         _fail(str(exc))
         return
     click.echo(f"backed up {datadir} to {out}: {summary.describe()}")
+
+
+@main.command()
+@click.option(
+    "--datadir",
+    type=click.Path(path_type=Path, file_okay=False),
+    envvar="CHEESEBOARD_DATADIR",
+    required=True,
+    help="data directory to collect (the server may be running)",
+)
+@click.option("--database-url", envvar="CHEESEBOARD_DATABASE_URL", default=None)
+@click.option(
+    "--min-age",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_MIN_AGE,
+    show_default=True,
+    help="seconds: younger blobs are kept (an upload may be committing); 0 only when stopped",
+)
+@click.option("--dry-run", is_flag=True, help="report what would be removed, remove nothing")
+def gc(datadir: Path, database_url: str | None, min_age: float, dry_run: bool) -> None:
+    """Remove stored files that nothing names (left by crashes, removals, deleted indexes).
+
+    Exits 1 if uploaded files are missing their bytes (they are named in the report).
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from cheeseboard.services.blob_gc import BlobCollector
+    from cheeseboard.store.blobs import FileBlobStore
+    from cheeseboard.store.db import engine_for
+
+    if not is_initialised(datadir):
+        _fail(f"{datadir} is not a cheeseboard data directory")
+    engine = engine_for(database_url or f"sqlite:///{datadir / 'cheeseboard.sqlite'}", write=True)
+    try:
+        collector = BlobCollector(FileBlobStore(datadir / "blobs"), engine, min_age)
+        report = collector.run(dry_run=dry_run)
+    except (OSError, SQLAlchemyError) as exc:
+        _fail(f"gc of {datadir} stopped: {exc}")
+        return
+    finally:
+        engine.dispose()
+    click.echo(f"gc {datadir}: {report.describe(dry_run)}")
+    if report.lost_uploads:
+        sys.exit(1)
 
 
 main.add_command(export_command)

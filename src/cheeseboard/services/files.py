@@ -261,7 +261,7 @@ class FileService:
         return task
 
     async def _proxy_metadata(self, url: str, expected: str) -> Path | None:
-        if self._blobs.exists(expected):
+        if self._blobs.claim(expected):
             return self._blobs.path(expected)
         try:
             raw = await self._client.fetch_page(url, accept="*/*")

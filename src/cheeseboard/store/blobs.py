@@ -170,6 +170,18 @@ class FileBlobStore:
     def exists(self, sha256: str) -> bool:
         return self.path(sha256).is_file()
 
+    def claim(self, sha256: str) -> bool:
+        """Mark an existing blob as in use (fresh mtime) before a new row names it.
+
+        ``gc`` keeps young blobs, so a blob claimed here survives a collection that runs while
+        the row is being written. False if the blob is not there (then store it again).
+        """
+        try:
+            os.utime(self.path(sha256))
+        except FileNotFoundError:
+            return False
+        return True
+
     def local_path(self, sha256: str) -> Path | None:
         return self.path(sha256)
 
