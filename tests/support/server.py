@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -48,6 +49,7 @@ class CheeseboardServer:
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
+            start_new_session=True,  # its own process group: kill() reaches every worker
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -72,6 +74,15 @@ class CheeseboardServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL the server and its workers at once, as a crash or the OOM killer would."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
         self.process = None
 
     def restart(self) -> None:
