@@ -28,7 +28,7 @@ from cheeseboard.http.access_log import AccessLog
 from cheeseboard.http.client_address import ClientAddress
 from cheeseboard.http.consistency import CatchUp
 from cheeseboard.http.devpi import DevpiHeaders
-from cheeseboard.http.errors import domain_error, http_error
+from cheeseboard.http.errors import domain_error, http_error, os_error
 from cheeseboard.http.state import AppServices
 from cheeseboard.mirror.client import UpstreamClient
 from cheeseboard.server.settings import Settings
@@ -139,7 +139,11 @@ def create_app(settings: Settings) -> Starlette:
             *accounts.routes,  # last: its patterns are the most general
         ],
         lifespan=lifespan,
-        exception_handlers={CheeseboardError: domain_error, HTTPException: http_error},
+        exception_handlers={
+            CheeseboardError: domain_error,
+            HTTPException: http_error,
+            OSError: os_error,
+        },
     )
     app.add_middleware(CatchUp)
     app.add_middleware(ClientAddress)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import logging
+
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -9,6 +12,11 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from cheeseboard.services.errors import CheeseboardError, UpstreamFailed
 from cheeseboard.services.throttle import TooManyAttempts
 from cheeseboard.web.browser import is_browser
+
+log = logging.getLogger(__name__)
+
+# A full disk (or quota) is the operator's to fix, not a bug: 507 with the reason, no traceback.
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def _wants_json(request: Request) -> bool:
@@ -41,3 +49,17 @@ async def domain_error(request: Request, exc: Exception) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return _answer(request, exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+
+async def os_error(request: Request, exc: Exception) -> Response:
+    """A full disk gives 507 Insufficient Storage; any other OSError stays a logged 500."""
+    assert isinstance(exc, OSError)
+    if exc.errno not in _NO_SPACE:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+        return _answer(request, 500, "Internal Server Error", {"Cache-Control": "no-store"})
+    log.warning("%s %s: storage is full: %s", request.method, request.url.path, exc)
+    message = (
+        "the server's storage is full (no space left on device); nothing was stored. "
+        "Retry once the administrator has freed space."
+    )
+    return _answer(request, 507, message, {"Cache-Control": "no-store", "Retry-After": "60"})

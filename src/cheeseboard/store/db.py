@@ -13,6 +13,7 @@ concurrent writers from several worker processes queue on the busy timeout inste
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,6 +24,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 from cheeseboard.core import metrics
 
@@ -42,6 +44,16 @@ def _sqlite_pragmas(dbapi_connection: Any) -> None:
     cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _disk_full(exc: OperationalError) -> bool:
+    """SQLite's SQLITE_FULL, PostgreSQL's disk_full (SQLSTATE 53100)."""
+    orig = exc.orig
+    sqlite_full = getattr(orig, "sqlite_errorcode", None) == 13
+    return sqlite_full or "53100" in (
+        getattr(orig, "pgcode", None),
+        getattr(orig, "sqlstate", None),
+    )
 
 
 def _make_engine(url: str, begin: str, pool_size: int) -> Engine:
@@ -118,8 +130,13 @@ class Database:
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        with engine.begin() as connection:
-            return fn(connection, *args, **kwargs)
+        try:
+            with engine.begin() as connection:
+                return fn(connection, *args, **kwargs)
+        except OperationalError as exc:
+            if _disk_full(exc):
+                raise OSError(errno.ENOSPC, f"the database cannot grow: {exc.orig}") from exc
+            raise
 
     async def close(self) -> None:
         loop = asyncio.get_running_loop()
