@@ -79,3 +79,31 @@ def test_settings_are_checked(server_factory: ServerFactory, html_upstream: Upst
         timeout=60,
     )
     assert done.returncode == 2 and "login-attempts" in done.stderr
+
+
+def test_web_sign_in_form_is_limited_too(
+    server_factory: ServerFactory, html_upstream: UpstreamServer
+) -> None:
+    """The browser's form goes through the same limit: a 429 page with Retry-After, no cookie."""
+    from tests.integration.test_web_pages import Browser
+
+    server = server_factory.start(
+        html_upstream.simple_url, "--login-attempts", "2", "--login-window", "60"
+    )
+    assert call(server.url, "PUT", "/alice", {"password": ALICE[1]}, auth=ROOT)[0] == 201
+    browser = Browser(server.url)
+    assert browser.login("alice", "guess-1") == 401
+    assert browser.login("alice", "guess-2") == 401
+    _, _, form = browser.get("/+web/login")
+    status, headers, page = browser.request(
+        "POST",
+        "/+web/login",
+        {"csrf_token": browser.csrf(form), "username": ALICE[0], "password": ALICE[1]},
+    )
+    assert status == 429
+    assert 1 <= int(headers["retry-after"]) <= 60
+    assert "text/html" in headers["content-type"] and "<html" in page.lower()
+    assert "www-authenticate" not in headers  # no Basic-auth dialog in the browser
+    assert not any(c.name == "cheeseboard_session" for c in browser.jar)
+    log = server.log()
+    assert "guess-1" not in log and ALICE[1] not in log
