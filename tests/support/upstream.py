@@ -9,6 +9,7 @@ inject faults per file or per page.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import hashlib
 import html
@@ -31,19 +32,81 @@ from packaging.version import InvalidVersion, Version
 
 from tests.support.packages import Dist, normalize
 
-__all__ = ["DEFAULT_UPLOAD_TIME", "Fault", "RecordedRequest", "UpstreamServer"]
+__all__ = [
+    "DEFAULT_UPLOAD_TIME",
+    "JSON_CT",
+    "Fault",
+    "FaultKind",
+    "RecordedRequest",
+    "UpstreamServer",
+    "corrupted",
+]
 
 DEFAULT_UPLOAD_TIME = "2024-01-02T03:04:05.123456Z"
 JSON_CT = "application/vnd.pypi.simple.v1+json"
 
 
+FaultKind = Literal[
+    "corrupt",
+    "truncate",
+    "status",
+    "delay",
+    "reset",
+    "trickle",
+    "stall",
+    "cut",
+    "pad",
+    "rewrite",
+    "body",
+    "redirect",
+    "huge",
+    "raw",
+]
+
+
 @dataclass(frozen=True)
 class Fault:
-    """A failure to inject: corrupt, truncate, status, delay or reset."""
+    """A failure to inject into the answer for one target.
 
-    kind: Literal["corrupt", "truncate", "status", "delay", "reset"]
+    - ``corrupt``: flip a few bytes, same length; ``truncate``: declare the full length, send half
+      and hang up; ``status``: answer ``status`` with a short text body; ``delay``: wait
+      ``seconds`` before answering; ``reset``: TCP RST before any byte.
+    - ``trickle``: headers at once, then the body in ``pieces`` parts, each after a pause of
+      ``seconds`` (a slow body taking ``pieces * seconds`` in all); ``stall``: headers and half
+      the body, then silence for ``seconds`` and a hang-up.
+    - ``cut``: a complete, well-framed answer holding only the body up to just after the last
+      ``cut_after`` (a page cut off mid-tag, a JSON document cut off mid-value).
+    - ``pad``: the body followed by ``body`` (Content-Length covers both); with ``seconds``,
+      trickled like ``trickle``.
+    - ``rewrite``: the body with each ``substitutions`` pair replaced (e.g. a wrong sha256); the
+      ETag, if any, matches the new body, and a conditional request still gets the new body.
+    - ``body``: answer 200 with ``body`` as ``content_type`` (and ``headers``) instead.
+    - ``redirect``: answer ``status`` (302 unless given) with ``Location: location``.
+    - ``huge``: answer 200 as ``content_type`` with ``size`` bytes of links, in 1 MiB writes until
+      the client hangs up; with ``declare_length`` a Content-Length of ``size`` is sent first,
+      otherwise the body ends when the connection closes. :attr:`UpstreamServer.streamed` then
+      holds how many bytes were written.
+    - ``raw``: write ``body`` as the whole answer, status line and headers included (or not: a
+      server that does not speak HTTP), then close the connection.
+    """
+
+    kind: FaultKind
     status: int = 500
     seconds: float = 0.0
+    pieces: int = 8
+    cut_after: bytes = b""
+    substitutions: tuple[tuple[bytes, bytes], ...] = ()
+    body: bytes = b""
+    content_type: str = "text/html"
+    headers: tuple[tuple[str, str], ...] = ()
+    location: str = ""
+    size: int = 0
+    declare_length: bool = False
+
+
+# Faults that change the body of the real answer: they need the full answer, never a 304.
+_BODY_FAULTS = frozenset({"corrupt", "truncate", "trickle", "stall", "cut", "pad", "rewrite"})
+_MIB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -88,14 +151,34 @@ def _version_key(version: str) -> tuple[int, Version | str]:
         return (0, version)
 
 
-def _corrupt(body: bytes) -> bytes:
-    """Flip a few bytes (first, middle, last) while keeping the length."""
+def corrupted(body: bytes) -> bytes:
+    """Flip a few bytes (first, middle, last) while keeping the length (the ``corrupt`` fault)."""
     if not body:
         return body
     data = bytearray(body)
     for i in {0, len(data) // 2, len(data) - 1}:
         data[i] ^= 0xFF
     return bytes(data)
+
+
+def _altered(body: bytes, fault: Fault) -> bytes:
+    """The body as a ``cut``, ``pad`` or ``rewrite`` fault sends it."""
+    if fault.kind == "cut":
+        at = body.rfind(fault.cut_after)
+        return body[: at + len(fault.cut_after)] if at >= 0 else body[: len(body) // 2]
+    if fault.kind == "pad":
+        return body + fault.body
+    for old, new in fault.substitutions:
+        body = body.replace(old, new)
+    return body
+
+
+def _rebodied(response: _Response, body: bytes) -> _Response:
+    """``response`` with another body; an ETag is recomputed so that it matches the new bytes."""
+    headers = dict(response.headers or {})
+    if "ETag" in headers:
+        headers["ETag"] = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+    return _Response(response.status, body, headers)
 
 
 class _Server(ThreadingHTTPServer):
@@ -192,6 +275,11 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is None:
             self._write(response, head=head)
             return
+        if fault.kind in _BODY_FAULTS and response.status == 304:
+            # The client's copy is current, but the fault is about the body: send it anyway.
+            unconditional = copy.copy(self.headers)
+            del unconditional["If-None-Match"]
+            target, response = upstream._route(self.path, unconditional)
         if fault.kind == "reset":
             self._reset()
             return
@@ -204,10 +292,81 @@ class _Handler(BaseHTTPRequestHandler):
             body = b"" if head else f"injected fault {fault.status}\n".encode()
             self._write(_Response(fault.status, body, {"Content-Type": "text/plain"}), head=head)
         elif fault.kind == "corrupt":
-            response.body = _corrupt(response.body)
+            response.body = corrupted(response.body)
             self._write(response, head=head)
         elif fault.kind == "truncate":
             self._write(response, head=head, truncate=True)
+        elif fault.kind in ("trickle", "stall"):
+            self._write_slowly(response, fault, head=head)
+        elif fault.kind == "pad" and fault.seconds:
+            self._write_slowly(
+                _rebodied(response, _altered(response.body, fault)), fault, head=head
+            )
+        elif fault.kind in ("cut", "pad", "rewrite"):
+            self._write(_rebodied(response, _altered(response.body, fault)), head=head)
+        elif fault.kind == "body":
+            headers = {"Content-Type": fault.content_type, **dict(fault.headers)}
+            self._write(_Response(200, fault.body, headers), head=head)
+        elif fault.kind == "redirect":
+            status = fault.status if 300 <= fault.status < 400 else 302
+            self._write(_Response(status, b"", {"Location": fault.location}), head=head)
+        elif fault.kind == "huge":
+            self._write_huge(fault, target or "", head=head)
+        elif fault.kind == "raw":
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.wfile.write(fault.body)
+
+    def _write_slowly(self, response: _Response, fault: Fault, *, head: bool) -> None:
+        """Headers now; the body in pieces (trickle) or half of it and then silence (stall)."""
+        self._write(
+            _Response(response.status, b"", response.headers), head=True, length=len(response.body)
+        )
+        if head:
+            return
+        body = response.body
+        try:
+            if fault.kind == "stall":
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.server.stopping.wait(fault.seconds)
+                self.close_connection = True
+                return
+            pieces = max(1, fault.pieces)
+            step = -(-len(body) // pieces) or 1
+            for start in range(0, len(body), step):
+                if self.server.stopping.wait(fault.seconds):
+                    self.close_connection = True
+                    return
+                self.wfile.write(body[start : start + step])
+                self.wfile.flush()
+        except OSError:
+            self.close_connection = True
+
+    def _write_huge(self, fault: Fault, target: str, *, head: bool) -> None:
+        """Stream ``fault.size`` bytes of anchors until done or the client hangs up."""
+        self.send_response(200)
+        self.send_header("Content-Type", fault.content_type)
+        if fault.declare_length:
+            self.send_header("Content-Length", str(fault.size))
+        else:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        if head:
+            return
+        anchor = b'<a href="../../files/huge-1.0.tar.gz">huge-1.0.tar.gz</a><br/>\n'
+        chunk = b"<!DOCTYPE html><html><body>\n" + anchor * (_MIB // len(anchor))
+        sent = 0
+        try:
+            while sent < fault.size and not self.server.stopping.is_set():
+                piece = chunk[: fault.size - sent]
+                self.wfile.write(piece)
+                sent += len(piece)
+        except OSError:
+            pass
+        finally:
+            self.server.upstream._record_streamed(target, sent)
 
     def _reset(self) -> None:
         """Abort with a TCP RST and no response bytes at all."""
@@ -216,11 +375,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.close()
         self.close_connection = True
 
-    def _write(self, response: _Response, *, head: bool, truncate: bool = False) -> None:
+    def _write(
+        self,
+        response: _Response,
+        *,
+        head: bool,
+        truncate: bool = False,
+        length: int | None = None,
+    ) -> None:
         headers = dict(response.headers or {})
         self.send_response(response.status)
         if response.status != 304:
-            headers["Content-Length"] = str(len(response.body))
+            headers["Content-Length"] = str(len(response.body) if length is None else length)
         for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()
@@ -265,6 +431,7 @@ class UpstreamServer:
         self._serial = 0
         self._projects_cache: tuple[int, dict[str, list[_Entry]]] | None = None
         self._json_api_cache: dict[tuple[str, int], bytes] = {}
+        self._streamed_bytes: dict[str, int] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -342,7 +509,8 @@ class UpstreamServer:
             self._serial += 1
 
     def set_fault(self, target: str, fault: Fault | None) -> None:
-        """Inject ``fault`` for a filename, ``simple/<norm>``, ``pypi/<norm>`` or ``simple/``."""
+        """Inject ``fault`` for a filename (``<wheel>.metadata`` for its PEP 658 metadata),
+        ``simple/<norm>``, ``pypi/<norm>``, ``simple/`` or ``elsewhere/<path>``."""
         with self._lock:
             if fault is None:
                 self._faults.pop(target, None)
@@ -357,10 +525,16 @@ class UpstreamServer:
         with self._lock:
             return list(self._requests)
 
+    def streamed(self, target: str) -> int | None:
+        """Bytes the last finished ``huge`` answer for ``target`` wrote (None: none finished)."""
+        with self._lock:
+            return self._streamed_bytes.get(target)
+
     def clear_requests(self) -> None:
-        """Forget recorded requests, e.g. between phases of one test."""
+        """Forget recorded requests (and streamed byte counts), e.g. between phases of one test."""
         with self._lock:
             self._requests.clear()
+            self._streamed_bytes.clear()
 
     def count(self, substring: str, method: str | None = None) -> int:
         """Number of recorded requests whose path contains ``substring``."""
@@ -381,6 +555,10 @@ class UpstreamServer:
         )
         with self._lock:
             self._requests.append(rec)
+
+    def _record_streamed(self, target: str, sent: int) -> None:
+        with self._lock:
+            self._streamed_bytes[target] = sent
 
     def _fault_for(self, target: str | None) -> Fault | None:
         if target is None:
@@ -445,6 +623,9 @@ class UpstreamServer:
             return f"pypi/{norm}", _Response(200, body, {"Content-Type": "application/json"})
         if match := re.fullmatch(r"/pypi/([^/]+)/.*", path):
             return f"pypi/{normalize(match.group(1))}", _Response(404)
+        if path.startswith("/elsewhere/"):
+            # Nothing lives here; faults on ``elsewhere/<rest>`` make redirect targets and chains.
+            return path.removeprefix("/"), _Response(404)
         return None, _Response(404)
 
     def _negotiated(self, body: bytes, headers: Any, is_json: bool) -> _Response:

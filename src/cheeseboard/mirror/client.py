@@ -21,7 +21,11 @@ PAGE_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
     "text/html;q=0.01"
 )
-MAX_PAGE_BYTES = 64 * 1024 * 1024  # numpy's page is ~1.5 MB; anything near this is hostile
+MAX_PAGE_BYTES = 64 * 1024 * 1024
+"""Largest upstream page (simple page, JSON API document, .metadata) read into memory, counted
+after decompression, so a gzip bomb stops here too. numpy's page is about 1.5 MB and the biggest
+projects' pages a few tens of MB; an answer declaring more is refused before its body is read, one
+streaming more is cut off here: either way upstream failed (502, or the cached page)."""
 _CHUNK = 256 * 1024
 
 

@@ -1,11 +1,16 @@
 """Pure parsers: upstream simple pages (PEP 503 HTML, PEP 691 JSON) and the PyPI JSON API.
 
 They turn bytes into UpstreamLink values and never raise on odd links: a link that is not a
-distribution archive, or whose name is unsafe, is skipped.
+distribution archive, whose name is unsafe, or whose URL does not parse, is skipped. A page as a
+whole is judged by ``parse_simple_page``, which refuses (PageFormatError) what is not a simple page
+at all, so that garbage never replaces a good cached page: another content type, bytes that do
+not decode, text without markup, a document cut off inside a tag, JSON of another shape or of an
+unknown major API version.
 """
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Mapping
@@ -21,6 +26,12 @@ _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _UPLOAD_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z")
 _SIZE = re.compile(r"[0-9]{1,18}")
 _URL_SCHEMES = ("http", "https")
+# Fed after an HTML page in strict mode: it is seen as a tag only if the page ended outside a tag,
+# comment or quoted attribute value, i.e. was not cut off in the middle of its markup.
+_END_TAG = "cheeseboard-end-of-page"
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
+_JSON_TYPES = ("application/json",)
+_SIMPLE_TYPE = re.compile(r"application/vnd\.pypi\.simple\.[a-z0-9.]+\+(json|html)")
 
 
 class PageFormatError(ValueError):
@@ -70,10 +81,23 @@ def _sha256_from_fragment(fragment: str) -> str | None:
 
 def _filename_from_url(url: str) -> str | None:
     """The file name a download URL ends with, or None for URLs we would not fetch."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in _URL_SCHEMES or not parts.netloc:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a port
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in _URL_SCHEMES or not parts.hostname:
         return None
     return unquote(parts.path.rsplit("/", 1)[-1])
+
+
+def _absolute(base_url: str, href: str) -> tuple[str, str] | None:
+    """``href`` resolved against ``base_url`` and split from its fragment; None if unparsable."""
+    try:
+        url, fragment = urldefrag(urljoin(base_url, href))
+    except ValueError:  # e.g. "http://[::1/x": an unterminated IPv6 host
+        return None
+    return url, fragment
 
 
 def _size(value: object) -> int | None:
@@ -114,17 +138,26 @@ class _AnchorCollector(HTMLParser):
         self.base_url = base_url
         self.anchors: list[dict[str, str | None]] = []
         self.meta: dict[str, str] = {}
+        self.tags = 0  # start tags seen, the end mark aside
+        self.ended = False  # the end mark was seen as a tag
         self._based = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == _END_TAG:
+            self.ended = True
+            return
+        self.tags += 1
         if tag == "a":
             self.anchors.append(dict(attrs))
         elif tag == "base" and not self._based:
-            # Only the first <base href> counts (HTML's "frozen base URL").
+            # Only the first <base href> counts (HTML's "frozen base URL"); one that does not
+            # parse leaves the page's own URL as the base.
             href = dict(attrs).get("href")
             if href:
-                self.base_url = urljoin(self.base_url, href)
                 self._based = True
+                resolved = _absolute(self.base_url, href)
+                if resolved is not None:
+                    self.base_url = resolved[0]
         elif tag == "meta":
             values = dict(attrs)
             name, content = values.get("name"), values.get("content")
@@ -133,16 +166,32 @@ class _AnchorCollector(HTMLParser):
 
 
 def parse_html_page(body: bytes, base_url: str) -> UpstreamPage:
-    """Read a PEP 503 page: links with sha256 fragments, requires-python, yanked, core metadata."""
+    """Read a PEP 503 page: links with sha256 fragments, requires-python, yanked, core metadata.
+
+    Lenient: any bytes give a page (possibly without links). ``parse_simple_page`` is the strict
+    entry point for upstream answers."""
+    return _html_page(body.decode("utf-8", errors="replace"), base_url, strict=False)
+
+
+def _html_page(text: str, base_url: str, *, strict: bool) -> UpstreamPage:
     collector = _AnchorCollector(base_url)
-    collector.feed(body.decode("utf-8", errors="replace"))
+    collector.feed(text)
+    if strict:
+        collector.feed(f"<{_END_TAG}>")
     collector.close()
+    if strict and not collector.tags:
+        raise PageFormatError("upstream page is not HTML: it has no tags at all")
+    if strict and not collector.ended:
+        raise PageFormatError("upstream page ends inside a tag, comment or attribute (cut off?)")
     links: list[UpstreamLink] = []
     for attrs in collector.anchors:
         href = attrs.get("href")
         if not href:
             continue
-        url, fragment = urldefrag(urljoin(collector.base_url, href))
+        resolved = _absolute(collector.base_url, href)
+        if resolved is None:
+            continue
+        url, fragment = resolved
         filename = _filename_from_url(url)
         if filename is None or not is_safe_filename(filename):
             continue
@@ -179,8 +228,13 @@ def _json_object(body: bytes) -> dict[str, Any]:
 
 
 def parse_json_page(body: bytes, base_url: str) -> UpstreamPage:
-    """Read a PEP 691 project detail page."""
+    """Read a PEP 691 project detail page (API version 1.x: a later major version may mean
+    something else by the same keys, so PEP 691 has clients refuse it)."""
     document = _json_object(body)
+    meta = document.get("meta", {})
+    version = meta.get("api-version", "1.0") if isinstance(meta, dict) else None
+    if not isinstance(version, str) or version.split(".")[0].strip() != "1":
+        raise PageFormatError(f"upstream JSON has api-version {version!r}, not 1.x")
     raw_files = document.get("files")
     if not isinstance(raw_files, list):
         raise PageFormatError("upstream JSON has no 'files' list")
@@ -188,7 +242,10 @@ def parse_json_page(body: bytes, base_url: str) -> UpstreamPage:
     for entry in raw_files:
         if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
             continue
-        url, _ = urldefrag(urljoin(base_url, entry["url"]))
+        resolved = _absolute(base_url, entry["url"])
+        if resolved is None:
+            continue
+        url = resolved[0]
         filename = entry.get("filename")
         if not isinstance(filename, str) or not is_safe_filename(filename):
             continue
@@ -221,10 +278,42 @@ def parse_json_page(body: bytes, base_url: str) -> UpstreamPage:
 
 
 def parse_simple_page(body: bytes, content_type: str, base_url: str) -> UpstreamPage:
-    """Parse whichever representation upstream chose to send."""
-    if "json" in content_type.lower():
+    """Parse whichever representation upstream chose to send, refusing what is not a page.
+
+    Raises PageFormatError for another content type (no type at all is taken as HTML, as old
+    mirrors send), HTML that does not decode in its charset (UTF-8 by default, as pip reads it),
+    holds NUL characters, has no tags or is cut off inside one, and for JSON that does not parse
+    or has the wrong shape.
+    """
+    media_type, _, params = content_type.partition(";")
+    media_type = media_type.strip().lower()
+    simple = _SIMPLE_TYPE.fullmatch(media_type)
+    if media_type in _JSON_TYPES or (simple is not None and simple.group(1) == "json"):
         return parse_json_page(body, base_url)
-    return parse_html_page(body, base_url)
+    if not (media_type in ("", *_HTML_TYPES) or simple is not None):
+        raise PageFormatError(f"upstream answered {media_type!r}, not a simple page")
+    charset = _charset(params)
+    try:
+        text = body.decode(charset)
+    except UnicodeError as exc:  # UnicodeDecodeError, and what codecs like punycode raise
+        raise PageFormatError(f"upstream HTML is not valid {charset}: {exc}") from exc
+    except LookupError as exc:  # charset=base64: a codec, but not a text encoding
+        raise PageFormatError(f"upstream HTML has charset {charset}: {exc}") from exc
+    if "\0" in text:
+        raise PageFormatError("upstream HTML holds NUL characters (binary data?)")
+    return _html_page(text, base_url, strict=True)
+
+
+def _charset(params: str) -> str:
+    """The charset parameter of a Content-Type if Python knows it, else UTF-8."""
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "charset":
+            try:
+                return codecs.lookup(value.strip().strip('"')).name
+            except LookupError:
+                break
+    return "utf-8"
 
 
 def parse_pypi_json(body: bytes) -> dict[str, FileFacts]:

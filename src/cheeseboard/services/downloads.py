@@ -3,7 +3,8 @@
 The transfer runs as its own task, so a client hanging up does not cancel it. Bytes go into a
 staged blob; readers follow that growing file. A reader never sends a file's last byte before the
 size and sha256 have been verified, so no client ever receives a complete bad file: on a mismatch
-the connection is cut and nothing is stored.
+the connection is cut and nothing is stored. Readers start only once there is a byte to send, so a
+transfer failing before that is answered with a clean error rather than a started, empty answer.
 """
 
 from __future__ import annotations
@@ -47,7 +48,9 @@ class Download:
         self.blob_path: Path | None = None
         self.blob_sha256: str | None = None
         self.error: DownloadFailed | None = None
-        self.started = asyncio.Event()  # headers are in (or the transfer failed)
+        # A reader can send a first byte (two are in: the last is held back), or the transfer
+        # ended. Until then a failure is still a clean 502: no response has been started.
+        self.started = asyncio.Event()
         self.finished = asyncio.Event()
         self._progress = asyncio.Event()
 
@@ -62,12 +65,13 @@ class Download:
             async with client.open_file(self.url) as upstream:
                 if self.size is None:
                     self.size = upstream.size
-                self.started.set()
                 async for chunk in upstream.chunks:
                     writer.write(chunk)
                     self.written += len(chunk)
                     if self.size is not None and self.written > self.size:
                         raise BlobMismatch(f"upstream sent more than {self.size} bytes")
+                    if self.written > 1:
+                        self.started.set()
                     self._notify()
             digest = await writer.commit(self.expected_sha256, self.size)
             self.blob_sha256 = digest
