@@ -37,6 +37,39 @@ class Transaction:
         return serial
 
 
+class Epochs:
+    """Whether rows read before an ``await`` may still be cached after it.
+
+    A request reads rows, awaits, and caches what it built from them. A change applied in between
+    (caught up from another worker, or this one's) has already dropped the entry, so caching the
+    older rows would serve them until the key changes again: an upload acknowledged to its client
+    could stay missing from the page. Take a ``ticket()`` before the read and cache only while
+    ``current(key, ticket)``; listeners ``bump(key)`` (``None``: everything) when they drop
+    entries. The key may be learnt from the rows themselves. Keys share a fixed number of slots,
+    so memory stays flat; a collision only skips caching once.
+    """
+
+    _SLOTS = 1024
+
+    def __init__(self) -> None:
+        self._clock = 0
+        self._everything = 0  # clock of the last bump(None)
+        self._slots = [0] * self._SLOTS  # clock of each slot's last bump
+
+    def ticket(self) -> int:
+        return self._clock
+
+    def current(self, key: str, ticket: int) -> bool:
+        return max(self._everything, self._slots[hash(key) % self._SLOTS]) <= ticket
+
+    def bump(self, key: str | None) -> None:
+        self._clock += 1
+        if key is None:
+            self._everything = self._clock
+        else:
+            self._slots[hash(key) % self._SLOTS] = self._clock
+
+
 class ChangeFeed:
     """Publishes this process's changes and applies everyone's to local caches."""
 

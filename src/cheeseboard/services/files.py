@@ -18,7 +18,7 @@ from cheeseboard.mirror.client import UpstreamClient
 from cheeseboard.mirror.errors import UpstreamError
 from cheeseboard.mirror.parse import UpstreamLink
 from cheeseboard.server.settings import Settings
-from cheeseboard.services.changes import ChangeFeed, Transaction
+from cheeseboard.services.changes import ChangeFeed, Epochs, Transaction
 from cheeseboard.services.downloads import Download, DownloadFailed, sha256_of
 from cheeseboard.services.errors import NotFound, UpstreamFailed
 from cheeseboard.services.locks import SharedLocks
@@ -72,11 +72,13 @@ class FileService:
         self._locks = locks
         self._records: dict[tuple[int, str], tuple[FileRecord, str]] = {}
         self._by_project: dict[str, set[tuple[int, str]]] = {}
+        self._epochs = Epochs()  # rows read before a change to their project are not cached
         self._downloads: dict[tuple[int, str], Download] = {}
         self._metadata_fetches: dict[str, asyncio.Task[Path | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def on_change(self, change: Change) -> None:
+        self._epochs.bump(change.project)
         if change.project is None:
             self._records.clear()
             self._by_project.clear()
@@ -91,11 +93,13 @@ class FileService:
         key = (index.id, filename)
         found = self._records.get(key)
         if found is None:
+            ticket = self._epochs.ticket()
             found = await self._db.read(queries.file_by_filename, index.id, filename)
             if found is None:
                 raise NotFound(f"no file {filename!r} on {index.fullname}")
-            self._records[key] = found
-            self._by_project.setdefault(found[1], set()).add(key)
+            if self._epochs.current(found[1], ticket):  # else the row may be outdated already
+                self._records[key] = found
+                self._by_project.setdefault(found[1], set()).add(key)
         return found[0]
 
     async def open(self, index: IndexRecord, record: FileRecord) -> StoredFile | PendingFile:

@@ -41,10 +41,10 @@ from cheeseboard.core.sro import (
 from cheeseboard.mirror.errors import UpstreamUnavailable
 from cheeseboard.mirror.parse import UpstreamLink
 from cheeseboard.server.settings import Settings
-from cheeseboard.services.changes import ChangeFeed
+from cheeseboard.services.changes import ChangeFeed, Epochs
 from cheeseboard.services.errors import NotFound, UpstreamFailed
 from cheeseboard.services.indexes import IndexRegistry, mirror_config
-from cheeseboard.services.locks import SharedLocks
+from cheeseboard.services.locks import LockTimeout, SharedLocks
 from cheeseboard.services.mirror import MirrorRefresher
 from cheeseboard.store import queries
 from cheeseboard.store.accounts import IndexRecord
@@ -141,6 +141,16 @@ def _file_link(index: IndexRecord, record: FileRecord) -> FileLink:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """How a refresh of a mirror project ended (monotonic time): with a page (fresh, or the cached
+    one marked stale), or failing with nothing cached. Kept for the requests queued behind it."""
+
+    ended: float
+    page: CachedPage | None
+    failure: str
+
+
 class PageService:
     """Project pages and project lists for every index."""
 
@@ -163,6 +173,10 @@ class PageService:
         self._locks = locks
         self._pages: dict[str, dict[int, CachedPage]] = {}  # project -> index id -> page
         self._lists: dict[int, CachedPage] = {}
+        self._attempts: dict[tuple[int, str], _Attempt] = {}  # (index id, project), oldest first
+        # Pages built from rows read before a change was applied are served but not cached.
+        self._epochs = Epochs()
+        self._lists_epoch = 0
 
     # --- invalidation ------------------------------------------------------------------------
 
@@ -174,8 +188,10 @@ class PageService:
             self._pages.pop(change.project, None)
         else:
             self._pages.clear()
+        self._epochs.bump(change.project)
         if change.kind != "mirror-checked":
             self._lists.clear()
+            self._lists_epoch += 1
 
     # --- project pages -----------------------------------------------------------------------
 
@@ -204,16 +220,40 @@ class PageService:
             return cached
         if self._settings.offline:
             return cached or await self._load(index, name)
-        async with self._locks.hold(f"page:{index.id}:{name}", self._settings.request_timeout * 4):
-            if self._changes.behind():
-                await self._changes.catch_up()
-            current = self._pages.get(name, {}).get(index.id)
-            if current is not None and self._usable(current, config.cache_expiry):
-                return current  # another task refreshed it while we waited
-            stored = await self._load(index, name)
-            if self._usable(stored, config.cache_expiry):
-                return stored  # another worker process refreshed it
-            return await self._refresh(index, name, stored if stored.checked_at else None)
+        queued_at = time.monotonic()
+        try:
+            async with self._locks.hold(f"page:{index.id}:{name}", self._lock_wait):
+                if self._changes.behind():
+                    await self._changes.catch_up()
+                current = self._pages.get(name, {}).get(index.id)
+                if current is not None and self._usable(current, config.cache_expiry):
+                    return current  # another task refreshed it while we waited
+                attempt = self._attempts.get((index.id, name))
+                if attempt is not None and attempt.ended >= queued_at:
+                    # The refresh this request queued behind has just ended: share its outcome.
+                    # Asking upstream again would have every queued request wait out a hanging
+                    # upstream's timeout in turn.
+                    if attempt.page is None:
+                        raise UpstreamFailed(attempt.failure)
+                    return attempt.page
+                stored = await self._load(index, name)
+                if self._usable(stored, config.cache_expiry):
+                    return stored  # another worker process refreshed it
+                return await self._refresh(index, name, stored if stored.checked_at else None)
+        except LockTimeout:
+            # Another task or worker has been refreshing longer than we wait (a huge page?).
+            known = self._pages.get(name, {}).get(index.id) or cached
+            if known is not None and known.found and known.checked_at is not None:
+                known.stale_reason = known.stale_reason or "a refresh is still running"
+                return known
+            raise UpstreamFailed(
+                f"upstream {config.simple_url} is slow for {name!r}: a refresh is still running"
+            ) from None
+
+    @property
+    def _lock_wait(self) -> float:
+        """How long a request waits for another's refresh of the same page."""
+        return self._settings.request_timeout * 4
 
     @staticmethod
     def _usable(page: CachedPage, expiry: float) -> bool:
@@ -227,28 +267,52 @@ class PageService:
     ) -> CachedPage:
         config = mirror_config(index, self._settings.mirror_cache_expiry)
         etag = previous.upstream_etag if previous is not None and previous.found else None
+        # Taken before our own write, which then voids it: the next request loads the stored
+        # page, rather than this one caching rows a change applied meanwhile may have outdated.
+        ticket = self._epochs.ticket()
         try:
             fetched = await self._refresher.fetch(config, name, etag)
         except UpstreamUnavailable as exc:
             log.warning("upstream failed for %s/%s: %s", index.fullname, name, exc)
             if previous is None or not previous.found:
-                raise UpstreamFailed(
+                failed = UpstreamFailed(
                     f"upstream {config.simple_url} failed for {name!r} and nothing is cached: "
                     f"{exc.reason}"
-                ) from exc
+                )
+                self._attempted(index, name, None, failed.message)
+                raise failed from exc
             previous.stale_reason = exc.reason
             previous.retry_at = time.monotonic() + min(_STALE_RETRY_SECONDS, config.cache_expiry)
-            self._pages.setdefault(name, {})[index.id] = previous
+            if self._epochs.current(name, ticket):
+                self._pages.setdefault(name, {})[index.id] = previous
+            self._attempted(index, name, previous)
             return previous
         if self._after_fetch is not None and fetched.page is not None:
             self._after_fetch(index, name, fetched.page.links)
         project, records = await self._refresher.store(index, name, fetched)
-        return self._build(index, name, project, records)
+        page = self._build(index, name, project, records, ticket)
+        self._attempted(index, name, page)
+        return page
+
+    def _attempted(
+        self, index: IndexRecord, name: str, page: CachedPage | None, failure: str = ""
+    ) -> None:
+        """Note how a refresh ended, for the requests queued behind it (``_mirror_page``); notes
+        older than the longest such wait are dropped."""
+        now = time.monotonic()
+        self._attempts.pop((index.id, name), None)
+        self._attempts[(index.id, name)] = _Attempt(now, page, failure)
+        while True:  # ends at the latest at the note just added
+            oldest = next(iter(self._attempts))
+            if self._attempts[oldest].ended >= now - self._lock_wait:
+                break
+            del self._attempts[oldest]
 
     async def _load(self, index: IndexRecord, name: str) -> CachedPage:
         """Build the page from the database and cache it."""
+        ticket = self._epochs.ticket()
         project, records = await self._db.read(queries.project_with_files, index.id, name)
-        return self._build(index, name, project, records)
+        return self._build(index, name, project, records, ticket)
 
     def _build(
         self,
@@ -256,8 +320,10 @@ class PageService:
         name: str,
         project: ProjectRecord | None,
         records: list[FileRecord],
+        ticket: int,
     ) -> CachedPage:
-        """Make the page from stored rows and cache it."""
+        """Make the page from stored rows; cache it unless a change to the project was applied
+        since ``ticket`` was taken (before the rows were read)."""
         metrics.count("page_builds_total")
         if self._settings.offline:
             records = [r for r in records if r.blob_sha256 is not None]
@@ -281,7 +347,8 @@ class PageService:
             upstream_etag=project.upstream_etag if project else None,
             found=found,
         )
-        self._pages.setdefault(name, {})[index.id] = cached
+        if self._epochs.current(name, ticket):
+            self._pages.setdefault(name, {})[index.id] = cached
         return cached
 
     # --- stage pages ---------------------------------------------------------------------------
@@ -319,6 +386,7 @@ class PageService:
         Mirrors take part only if no stage in the order has the project, or it is whitelisted
         (dependency-confusion guard, devpi-protocol.md §7).
         """
+        ticket = self._epochs.ticket()
         order, stage_files, holders, decision = await self._resolve(index, name)
         groups: list[tuple[str, tuple[FileLink, ...]]] = []
         valid_until: float | None = None
@@ -365,7 +433,8 @@ class PageService:
             found=bool(links) or bool(holders),
             valid_until=valid_until,
         )
-        self._pages.setdefault(name, {})[index.id] = cached
+        if self._epochs.current(name, ticket):
+            self._pages.setdefault(name, {})[index.id] = cached
         return cached
 
     async def members_for(self, index: IndexRecord, name: str) -> list[tuple[IndexRecord, bool]]:
@@ -413,6 +482,7 @@ class PageService:
         cached = self._lists.get(index.id)
         if cached is not None:
             return cached
+        epoch = self._lists_epoch
         members = [
             member
             for fullname in resolution_order(index.fullname, self._nodes())
@@ -421,5 +491,6 @@ class PageService:
         names = await self._db.read(queries.project_names_of, [m.id for m in members])
         listing = ProjectList(index.fullname, tuple(names), self._changes.serial)
         cached = CachedPage(page=listing, last_modified=formatdate(time.time(), usegmt=True))
-        self._lists[index.id] = cached
+        if epoch == self._lists_epoch:  # else a change applied during the read outdated it
+            self._lists[index.id] = cached
         return cached
