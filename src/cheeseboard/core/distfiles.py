@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from packaging.utils import canonicalize_version
-from packaging.version import InvalidVersion, Version
+from packaging.version import Version
 
 from cheeseboard.core.names import normalize_project_name
 
@@ -72,9 +72,7 @@ def _strip_suffix(filename: str) -> str:
 def _legacy(filename: str, project: str, rest: str) -> DistFilename:
     """A legacy binary: keep the version only if what precedes the tags is a PEP 440 version."""
     version: str | None = _LEGACY_TAIL.sub("", rest, count=1)
-    try:
-        Version(version or "")
-    except InvalidVersion:
+    if not is_pep440_version(version or ""):
         version = None
     tag = _LEGACY_PYTHON_TAG.search("-" + rest)
     return DistFilename(filename, project, version, "other", tag.group(1) if tag else "")
@@ -114,17 +112,32 @@ def parse_dist_filename(filename: str, project: str | None = None) -> DistFilena
     return DistFilename(filename, normalize_project_name(name), version or None, kind, python_tag)
 
 
+def _parsed_version(version: str) -> Version | None:
+    """``version`` parsed by PEP 440, or None.
+
+    Besides InvalidVersion, packaging lets through the plain ValueError of ``int()`` for a release
+    number of more than 4300 digits (Python's limit against CVE-2020-10735); such a string from a
+    URL or a form is as invalid as any other, not a server error.
+    """
+    try:
+        return Version(version)
+    except ValueError:  # InvalidVersion is a ValueError too
+        return None
+
+
+def is_pep440_version(version: str) -> bool:
+    """Tell whether ``version`` is a PEP 440 version (surrounding whitespace allowed, as packaging
+    allows it)."""
+    return _parsed_version(version) is not None
+
+
 def canonical_version(version: str) -> str:
     """Canonical form for comparing versions (1.0 == 1.0.0); unparsable ones stay as they are."""
-    try:
-        return canonicalize_version(Version(version))
-    except InvalidVersion:
-        return version
+    parsed = _parsed_version(version)
+    return version if parsed is None else canonicalize_version(parsed)
 
 
 def version_sort_key(version: str) -> tuple[int, Version | str]:
     """Sort key that orders valid versions by PEP 440 and puts invalid ones first, by text."""
-    try:
-        return (1, Version(version))
-    except InvalidVersion:
-        return (0, version)
+    parsed = _parsed_version(version)
+    return (0, version) if parsed is None else (1, parsed)

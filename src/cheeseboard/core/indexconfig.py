@@ -8,6 +8,7 @@ form is canonical, comparing two stored dicts tells whether a change did anythin
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import urlsplit
@@ -20,6 +21,15 @@ BaseExists = Callable[[str], bool]
 
 class ConfigError(ValueError):
     """Raised for an invalid index configuration; the message is shown to the client with 400."""
+
+
+def _shown(value: object, quote: bool = True) -> str:
+    """``value`` for a message (its repr, or str with ``quote`` False), cut short: a 1 MB value
+    is not echoed back whole."""
+    if isinstance(value, str):
+        value = value[: _MAX_SHOWN + 1]  # a 1 MB string is not copied whole to be cut
+    text = repr(value) if quote else str(value)
+    return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "…"
 
 
 INDEX_TYPES = ("stage", "mirror")
@@ -51,6 +61,10 @@ _OPTIONAL_TEXT = ("title", "description", "mirror_web_url_fmt")
 _TRUE = frozenset({"true", "yes", "1"})
 _FALSE = frozenset({"false", "no", "0"})
 _DIGITS = re.compile(r"[0-9]+")  # str.isdigit() also accepts "²" and other non-ASCII digits
+# More digits than any sensible expiry, and far below the 4300 beyond which int() refuses (a
+# ValueError that is not a ConfigError, so it was a 500).
+_MAX_EXPIRY_DIGITS = 12
+_MAX_SHOWN = 100  # characters of a client's value quoted back in a message
 ANONYMOUS = ":ANONYMOUS:"
 AUTHENTICATED = ":AUTHENTICATED:"
 
@@ -106,13 +120,20 @@ def _validated(
     values = {key: value for key, value in raw.items() if key not in _IGNORED_KEYS}
     index_type = values.pop("type", "stage")
     if index_type not in INDEX_TYPES:
-        raise ConfigError(f"unknown index type {index_type!r}: use 'stage' or 'mirror'")
+        raise ConfigError(f"unknown index type {_shown(index_type)}: use 'stage' or 'mirror'")
     allowed = STAGE_KEYS if index_type == "stage" else MIRROR_KEYS
     if index_type == "mirror":
         values = {k: v for k, v in values.items() if k not in MIRROR_DROPPED_KEYS}
-    unexpected = [f"{key}={value}" for key, value in values.items() if key not in allowed]
+    unexpected = [
+        f"{_shown(key, False)}={_shown(value, False)}"
+        for key, value in values.items()
+        if key not in allowed
+    ]
     if unexpected:
-        raise ConfigError("indexconfig got unexpected keyword arguments: " + ", ".join(unexpected))
+        more = f" and {len(unexpected) - 10} more" if len(unexpected) > 10 else ""
+        raise ConfigError(
+            "indexconfig got unexpected keyword arguments: " + ", ".join(unexpected[:10]) + more
+        )
     config: Config = {
         "type": index_type,
         "volatile": _boolean("volatile", values.get("volatile", True)),
@@ -140,7 +161,7 @@ def _validated(
         if values.get(key) is not None:
             config[key] = _text(key, values[key])
     if values.get("custom_data") is not None:
-        config["custom_data"] = values["custom_data"]
+        config["custom_data"] = _custom_data(values["custom_data"])
     return config
 
 
@@ -159,16 +180,19 @@ def _stage_defaults(owner: str) -> dict[str, object]:
 def _apply_item(config: Config, item: object, owner: str) -> None:
     """Apply one ``k=v``/``k+=v``/``k-=v``/``k-=`` item of a list PATCH to ``config`` in place."""
     if not isinstance(item, str):
-        raise ConfigError(f"PATCH items must be strings like 'key=value', not {item!r}")
+        raise ConfigError(f"PATCH items must be strings like 'key=value', not {_shown(item)}")
     head, sep, value = item.partition("=")
     if not sep:
-        raise ConfigError(f"PATCH item {item!r} is not 'key=value', 'key+=value' or 'key-=value'")
+        raise ConfigError(
+            f"PATCH item {_shown(item)} is not 'key=value', 'key+=value' or 'key-=value'"
+        )
     op = head[-1:] if head[-1:] in ("+", "-") else ""
     key = head[: len(head) - len(op)]
     if key in _IGNORED_KEYS:
         return
     if key not in STAGE_KEYS | MIRROR_KEYS:
-        raise ConfigError(f"indexconfig got unexpected keyword arguments: {key}={value}")
+        shown = f"{_shown(key, False)}={_shown(value, False)}"
+        raise ConfigError(f"indexconfig got unexpected keyword arguments: {shown}")
     if not op:
         config[key] = value
     elif op == "-" and not value:
@@ -185,7 +209,9 @@ def _apply_item(config: Config, item: object, owner: str) -> None:
             return
         for entry in items:
             if entry not in have:
-                raise ConfigError(f"The '{key}' setting doesn't have value '{entry}'")
+                raise ConfigError(
+                    f"The '{key}' setting doesn't have value '{_shown(entry, False)}'"
+                )
         config[key] = [entry for entry in have if entry not in items]
 
 
@@ -207,7 +233,7 @@ def _boolean(key: str, value: object) -> bool:
         if word in _TRUE or word in _FALSE:
             return word in _TRUE
     raise ConfigError(
-        f"The '{key}' setting can't have value {value!r}: use true/false, yes/no or 1/0"
+        f"The '{key}' setting can't have value {_shown(value)}: use true/false, yes/no or 1/0"
     )
 
 
@@ -219,7 +245,7 @@ def _items(key: str, value: object) -> list[str]:
         parts = list(value)
     else:
         raise ConfigError(
-            f"The '{key}' setting must be a list or a comma-separated string, not {value!r}"
+            f"The '{key}' setting must be a list or a comma-separated string, not {_shown(value)}"
         )
     return [part.strip() for part in parts if part.strip()]
 
@@ -236,7 +262,7 @@ def _list(key: str, value: object) -> list[str]:
 def _base_entry(entry: str) -> str:
     user, sep, index = entry.partition("/")
     if not sep or "/" in index:
-        raise ConfigError(f"base index {entry!r} is not of the form 'user/index'")
+        raise ConfigError(f"base index {_shown(entry)} is not of the form 'user/index'")
     checked_segment_name("user", user)
     checked_segment_name("index", index)
     return entry
@@ -278,7 +304,7 @@ def _inheritance(value: object) -> str:
     if isinstance(value, str) and value.strip().lower() in WHITELIST_INHERITANCE:
         return value.strip().lower()
     raise ConfigError(
-        f"The 'mirror_whitelist_inheritance' setting can't have value {value!r}: "
+        f"The 'mirror_whitelist_inheritance' setting can't have value {_shown(value)}: "
         "use 'intersection' or 'union'"
     )
 
@@ -297,9 +323,9 @@ def _mirror_url(value: object) -> str:
     except ValueError:
         valid = False
     if not valid or any(ch.isspace() or not ch.isprintable() for ch in url):
-        raise ConfigError(f"mirror_url {value!r} is not an http:// or https:// URL")
+        raise ConfigError(f"mirror_url {_shown(value)} is not an http:// or https:// URL")
     if "?" in url or "#" in url:
-        raise ConfigError(f"mirror_url {value!r} can't have a query or fragment")
+        raise ConfigError(f"mirror_url {_shown(value)} can't have a query or fragment")
     return url if url.endswith("/") else url + "/"
 
 
@@ -307,19 +333,35 @@ def _expiry(value: object) -> int:
     seconds = None
     if isinstance(value, int) and not isinstance(value, bool):
         seconds = value
-    elif isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+    elif (
+        isinstance(value, str)
+        and _DIGITS.fullmatch(value.strip())
+        and len(value.strip().lstrip("0")) <= _MAX_EXPIRY_DIGITS
+    ):
         seconds = int(value.strip())
     elif isinstance(value, float) and value.is_integer():
         seconds = int(value)
     if seconds is None or seconds <= 0:
         raise ConfigError(
-            f"The 'mirror_cache_expiry' setting can't have value {value!r}: "
+            f"The 'mirror_cache_expiry' setting can't have value {_shown(value)}: "
             "use a whole number of seconds above 0"
         )
     return seconds
 
 
+def _custom_data(value: object) -> object:
+    """Any JSON value, but only JSON: a NaN or Infinity (Python's json reads them) was stored,
+    and every later answer holding the config failed to serialize (a 500 until deleted)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ConfigError(
+            "The 'custom_data' setting must be plain JSON (no NaN or Infinity)"
+        ) from exc
+    return value
+
+
 def _text(key: str, value: object) -> str:
     if not isinstance(value, str):
-        raise ConfigError(f"The '{key}' setting must be a string, not {value!r}")
+        raise ConfigError(f"The '{key}' setting must be a string, not {_shown(value)}")
     return value

@@ -12,6 +12,13 @@ _PROJECT_NAME = re.compile(r"[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9._-]*[A-Za-z0-9]")
 # devpi's rule for user and index names: no whitespace, control characters or punctuation
 # other than "-", ".", "@" and "_"; "+" is reserved for routes such as "+simple".
 _SEGMENT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+_MAX_SHOWN = 100  # characters of a rejected name quoted back in a message
+
+
+def _shown(name: str) -> str:
+    """``name`` quoted for a message, cut short: a 1 MB name is not echoed back whole."""
+    shown = repr(name[: _MAX_SHOWN + 1])  # escapes make the repr up to 10 times longer
+    return shown if len(shown) <= _MAX_SHOWN else shown[:_MAX_SHOWN] + "…"
 
 
 class InvalidName(ValueError):
@@ -31,7 +38,7 @@ def is_valid_project_name(name: str) -> bool:
 def checked_project_name(name: str) -> str:
     """Return ``name`` normalized, or raise InvalidName for anything that is not a project name."""
     if not is_valid_project_name(name):
-        raise InvalidName(f"{name!r} is not a valid project name (PEP 508)")
+        raise InvalidName(f"{_shown(name)} is not a valid project name (PEP 508)")
     return normalize_project_name(name)
 
 
@@ -39,7 +46,7 @@ def checked_segment_name(kind: str, name: str) -> str:
     """Validate a user or index name (``kind`` names it in the message)."""
     if not _SEGMENT_NAME.fullmatch(name):
         raise InvalidName(
-            f"{kind} name {name!r} contains characters that aren't allowed: use letters, digits "
-            "and '-', '.', '@', '_' (at most 64, starting with a letter or digit)"
+            f"{kind} name {_shown(name)} contains characters that aren't allowed: use letters, "
+            "digits and '-', '.', '@', '_' (at most 64, starting with a letter or digit)"
         )
     return name

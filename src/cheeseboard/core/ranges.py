@@ -7,6 +7,16 @@ from dataclasses import dataclass
 
 # ASCII digits only: str.isdigit() also accepts "²" (a latin-1 header byte) that int() rejects.
 _DIGITS = re.compile(r"[0-9]*")
+# Past this many significant digits a position is beyond any file. Python refuses to convert
+# strings of more than 4300 digits (CVE-2020-10735): "bytes=0-999…" was a 500, now it is clamped.
+_MAX_DIGITS = 20
+_BEYOND_ANY_FILE = 10**_MAX_DIGITS
+
+
+def _position(digits: str) -> int:
+    """A byte position from ASCII digits; absurdly long numbers count as "past every file"."""
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= _MAX_DIGITS else _BEYOND_ANY_FILE
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,16 +59,16 @@ def parse_range(header: str | None, length: int) -> ByteRange | None:
     if first == "":
         if last == "":
             return None
-        suffix = int(last)
+        suffix = _position(last)
         if suffix == 0:
             raise Unsatisfiable(header)
         # A suffix longer than the file means the whole file, as a 206.
         start = max(0, length - suffix)
         return ByteRange(start, length - 1, length) if length else None
-    start = int(first)
-    if last and int(last) < start:
+    start = _position(first)
+    if last and _position(last) < start:
         return None  # invalid range-spec: ignored
     if start >= length:
         raise Unsatisfiable(header)
-    end = min(int(last), length - 1) if last else length - 1
+    end = min(_position(last), length - 1) if last else length - 1
     return ByteRange(start, end, length)

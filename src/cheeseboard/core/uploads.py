@@ -13,10 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from packaging.version import InvalidVersion, Version
-
 from cheeseboard.core.distfiles import (
     canonical_version,
+    is_pep440_version,
     is_safe_filename,
     packagetype_of,
     parse_dist_filename,
@@ -60,9 +59,8 @@ class UploadError(Exception):
 
 def _shown(value: str) -> str:
     """``value`` quoted for a message, cut short so a huge field is not echoed back whole."""
-    if len(value) > _MAX_SHOWN:
-        return repr(value[:_MAX_SHOWN]) + "…"
-    return repr(value)
+    shown = repr(value[: _MAX_SHOWN + 1])  # escapes make the repr up to 10 times longer
+    return shown if len(shown) <= _MAX_SHOWN else shown[:_MAX_SHOWN] + "…"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,14 +130,9 @@ def _single(fields: Mapping[str, Sequence[str]], key: str) -> str | None:
 
 
 def _check_version(version: str) -> None:
-    try:
-        Version(version)
-    except InvalidVersion:
-        pass
-    else:
-        # packaging ignores surrounding whitespace, but the string is stored and shown as sent.
-        if version == version.strip():
-            return
+    # packaging ignores surrounding whitespace, but the string is stored and shown as sent.
+    if version == version.strip() and is_pep440_version(version):
+        return
     raise UploadError(f"invalid version {_shown(version)}: it is not a PEP 440 version")
 
 

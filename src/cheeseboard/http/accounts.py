@@ -7,6 +7,7 @@ devpi-protocol.md §2), so devpi-client can drive it.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from starlette.requests import Request
@@ -14,8 +15,8 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from cheeseboard.http import simple
-from cheeseboard.http.state import services
-from cheeseboard.services.errors import BadRequest
+from cheeseboard.http.state import index_of, services
+from cheeseboard.services.errors import BadRequest, CheeseboardError
 
 
 def envelope(
@@ -36,14 +37,57 @@ def wants_json(request: Request) -> bool:
     return "application/json" in request.headers.get("accept", "")
 
 
-async def json_body(request: Request) -> Any:
-    raw = await request.body()
+# The JSON bodies of the API (user and index configs, login, tokens, push, yank) are a few hundred
+# bytes; devpi's index config with custom_data stays far below this. Without a limit a client
+# could make the server hold (and store in an index config) any amount of text.
+MAX_JSON_BODY = 1024 * 1024
+
+
+class BodyTooLarge(CheeseboardError):
+    """Raised when a JSON request body is larger than MAX_JSON_BODY."""
+
+    status = 413
+
+
+async def _limited_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes:
+    from Content-Length before reading, or while reading a chunked body."""
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
+        raise BodyTooLarge(f"request body of {declared} bytes is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"request body is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _not_a_json_number(value: str) -> float:
+    """Python's json reads NaN, Infinity and 1e999 (as inf); JSON has none of them, and a stored
+    one makes every later answer that holds it fail to serialize."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise BadRequest(f"request body is not valid JSON: {value[:20]} is not a JSON number")
+    return number
+
+
+async def json_body(request: Request, limit: int = MAX_JSON_BODY) -> Any:
+    """The parsed JSON body ({} for none); 413 past ``limit`` bytes, 400 if it is not JSON."""
+    raw = await _limited_body(request, limit)
     if not raw.strip():
         return {}
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+        return json.loads(raw, parse_constant=_not_a_json_number, parse_float=_not_a_json_number)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {str(exc)[:200]}") from exc
+    except ValueError:
+        # int()'s refusal of a number of more than 4300 digits, which json lets through.
+        raise BadRequest("request body is not valid JSON: a number has too many digits") from None
+    except RecursionError:
+        raise BadRequest("request body is not valid JSON: nested too deeply") from None
 
 
 async def _object_body(request: Request) -> dict[str, Any]:
@@ -88,6 +132,7 @@ async def index(request: Request) -> Response:
         if not wants_json(request):
             # pip -i http://host/user/index works as with devpi: the index URL is a simple index.
             if not request.url.path.endswith("/"):
+                index_of(request)  # 404 first: no redirect to "/x/../" for a made-up index
                 return RedirectResponse(request.url.path + "/", status_code=301)
             return await simple.project_list(request)
         found = app.accounts.get_index(user_name, name)

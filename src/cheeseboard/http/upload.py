@@ -65,7 +65,8 @@ async def upload(request: Request) -> Response:
     app.uploads.check_permission(identity, index)  # 401/403 before reading the body
     limit = app.settings.max_upload_size + _FORM_OVERHEAD
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    # ASCII digits only (str.isdigit() takes "²"), and short enough for int() (4300 digits).
+    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
         raise TooLarge(f"upload of {declared} bytes is larger than the limit of {limit} bytes")
     request = Request(request.scope, _limited(request.receive, limit))
     form = await request.form(max_files=2, max_fields=1000)

@@ -6,6 +6,7 @@ import logging
 import os
 
 from granian.constants import Interfaces
+from granian.http import HTTP1Settings
 from granian.server.mp import MPServer
 
 from cheeseboard.http.app import SETTINGS_ENV
@@ -14,6 +15,13 @@ from cheeseboard.store.blobs import FileBlobStore
 from cheeseboard.store.db import migrate
 
 log = logging.getLogger("cheeseboard.server")
+
+# Granian's HTTP/1 read buffer, which bounds the request line plus all headers: past it the
+# answer is 431 before any app code runs (hyper also caps a request at 100 headers). Granian's
+# default, ~400 KiB, let a 100 KB header through to the app; 64 KiB is still far above real
+# clients' heads (long tokens and cookies included) and above what nginx (8 KiB a line) or h11
+# (16 KiB) accept. Bodies are read in chunks of at most this size: no measurable upload cost.
+HTTP1_MAX_BUFFER = 64 * 1024
 
 
 class _Server(MPServer):
@@ -54,4 +62,5 @@ def run(settings: Settings) -> None:
         log_access=False,  # our own AccessLog middleware writes one line per request
         log_level=settings.log_level,  # type: ignore[arg-type]
         backlog=2048,
+        http1_settings=HTTP1Settings(max_buffer_size=HTTP1_MAX_BUFFER),
     ).serve()

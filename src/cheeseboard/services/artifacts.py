@@ -1,9 +1,10 @@
 """Reading the core metadata out of an uploaded file, with limits against hostile archives.
 
 A wheel's is its ``*.dist-info/METADATA`` (see ``services.wheels``); an sdist's is the
-``<top>/PKG-INFO`` beside its single top-level directory. Nothing is extracted to disk and
-nothing here raises: an archive that is corrupt, truncated, ambiguous or over a limit has no
-readable metadata, and the caller refuses the upload.
+``<top>/PKG-INFO`` beside its single top-level directory. Nothing is extracted to disk. An
+archive that is corrupt, truncated, ambiguous or over a limit has no readable metadata:
+``read_artifact_metadata`` answers None, ``artifact_metadata`` raises UnreadableArchive saying
+why, and the caller refuses the upload with that reason.
 
 Tar members are walked by a small reader of our own rather than ``tarfile``: ``tarfile`` reads
 pax and GNU long-name headers and GNU sparse maps into memory whatever their size, keeps every
@@ -20,13 +21,21 @@ import re
 import stat
 import struct
 import zipfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from cheeseboard.services.wheels import extract_wheel_metadata
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+from cheeseboard.services.wheels import (
+    ARCHIVE_ERRORS,
+    UnreadableArchive,
+    archive_error_reason,
+    check_zip_entries,
+    read_wheel_metadata,
+)
 
 _BLOCK = 512  # tar header and data block size
 _ZERO_BLOCK = bytes(_BLOCK)
@@ -66,10 +75,7 @@ class ArchiveLimits:
 
 
 DEFAULT_LIMITS = ArchiveLimits()
-
-
-class _Unreadable(Exception):
-    """Raised inside the readers when an archive is malformed, ambiguous or over a limit."""
+_SDIST_ERRORS: tuple[type[BaseException], ...] = (*ARCHIVE_ERRORS, lzma.LZMAError)
 
 
 def read_artifact_metadata(
@@ -79,9 +85,19 @@ def read_artifact_metadata(
 
     ``filename`` (the distribution's name, not the path's) picks the format by its extension.
     """
+    try:
+        return artifact_metadata(path, filename, limits)
+    except UnreadableArchive:
+        return None
+
+
+def artifact_metadata(path: Path, filename: str, limits: ArchiveLimits = DEFAULT_LIMITS) -> bytes:
+    """As ``read_artifact_metadata``, but an unreadable archive raises UnreadableArchive saying
+    why (for the uploader: no filesystem path in it)."""
     lower = filename.lower()
     if lower.endswith(".whl"):
-        return extract_wheel_metadata(path)  # limits of its own: 16 MiB, exactly one METADATA
+        # Limits of its own: 16 MiB, exactly one METADATA, no duplicate or overlapping members.
+        return read_wheel_metadata(path, strict=True)
     try:
         if lower.endswith(".zip"):
             return _zip_pkg_info(path, limits)
@@ -89,19 +105,12 @@ def read_artifact_metadata(
             if lower.endswith(suffix):
                 with opener(path) as stream:
                     return _tar_pkg_info(stream, limits)
-    except (
-        _Unreadable,
-        OSError,  # also gzip.BadGzipFile and bz2's invalid data
-        EOFError,  # compressed stream cut short
-        zipfile.BadZipFile,  # also a CRC mismatch
-        zlib.error,
-        lzma.LZMAError,
-        ValueError,
-        NotImplementedError,  # unsupported zip compression method
-        RuntimeError,  # encrypted zip member
-    ):
-        return None
-    return None  # not a distribution archive
+    except _SDIST_ERRORS as exc:  # also gzip.BadGzipFile, an OSError
+        if isinstance(exc, lzma.LZMAError) and "limit" in str(exc):
+            reason = f"decoding the xz data needs more than {MAX_XZ_MEMORY} bytes of memory"
+            raise UnreadableArchive(reason) from exc
+        raise UnreadableArchive(archive_error_reason(exc)) from exc
+    raise UnreadableArchive("not a distribution archive (.whl, .tar.gz, .zip, …)")
 
 
 def _open_plain(path: Path) -> io.BufferedIOBase:
@@ -116,8 +125,62 @@ def _open_bz2(path: Path) -> io.BufferedIOBase:
     return bz2.open(path, "rb")
 
 
+# The xz decoder allocates the dictionary size the archive's header asks for, up to 4 GiB, and
+# fills it as it inflates: a 170 KB .tar.xz took a worker to 1 GiB of memory before the scan
+# limit stopped it. xz -9 needs 65 MiB to decode; lzma.open has no memory limit, so this does.
+MAX_XZ_MEMORY = 128 * 1024 * 1024
+
+
+class _XzReader(io.RawIOBase):
+    """xz decompression of a file, with the decoder's memory capped at MAX_XZ_MEMORY.
+
+    Concatenated streams are read one after the other; anything after the last one that is
+    not an xz stream (padding) ends the data, as with lzma.open.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("rb")
+        self._decompressor = lzma.LZMADecompressor(memlimit=MAX_XZ_MEMORY)
+        self._trailing = False  # after a complete stream, before the next one gave any data
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        target = memoryview(buffer).cast("B")
+        want = len(target)
+        while True:
+            if self._decompressor.eof:
+                rest = self._decompressor.unused_data or self._file.read(_CHUNK)
+                if not rest:
+                    return 0
+                self._decompressor = lzma.LZMADecompressor(memlimit=MAX_XZ_MEMORY)
+                self._trailing = True
+                try:
+                    data = self._decompressor.decompress(rest, want)
+                except lzma.LZMAError:
+                    return 0  # not another stream: padding or garbage after a complete one
+            elif self._decompressor.needs_input:
+                raw = self._file.read(_CHUNK)
+                if not raw:
+                    if self._trailing:
+                        return 0  # a few bytes after the last stream, too short for a header
+                    raise EOFError("compressed stream cut short")
+                data = self._decompressor.decompress(raw, want)
+            else:
+                data = self._decompressor.decompress(b"", want)
+            if data:
+                self._trailing = False
+                target[: len(data)] = data
+                return len(data)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
 def _open_xz(path: Path) -> io.BufferedIOBase:
-    return lzma.open(path, "rb")
+    return io.BufferedReader(_XzReader(path), _CHUNK)
 
 
 _TAR_OPENERS: tuple[tuple[str, Callable[[Path], io.BufferedIOBase]], ...] = (
@@ -138,16 +201,16 @@ class _TopLevel:
     def parts(self, name: str) -> list[str]:
         """The path's parts without empty and "." ones, as an extractor would write it."""
         if name.startswith("/"):
-            raise _Unreadable("absolute member path")
+            raise UnreadableArchive("a member has an absolute path")
         parts = [part for part in name.split("/") if part not in ("", ".")]
         if ".." in parts or not name:
-            raise _Unreadable("member path with '..', or none")
+            raise UnreadableArchive("a member's path is empty or contains '..'")
         if not parts:
             return parts  # "./", the archive's root, as "tar -C dir ." writes it
         if self.top is None:
             self.top = parts[0]
         elif parts[0] != self.top:
-            raise _Unreadable("more than one top-level entry")
+            raise UnreadableArchive("the sdist has more than one top-level directory")
         return parts
 
     def is_pkg_info(self, parts: list[str]) -> bool:
@@ -162,33 +225,39 @@ def _zip_kind(info: zipfile.ZipInfo) -> MemberKind:
     file_type = stat.S_IFMT(info.external_attr >> 16) if info.create_system == 3 else 0
     if file_type == stat.S_IFLNK:
         return "link"
-    if info.is_dir() or file_type == stat.S_IFDIR:
+    # Not ZipInfo.is_dir(): it raises IndexError for a member with an empty name (found by
+    # atheris; that was a 500 on upload). Empty names are refused by _TopLevel.parts.
+    if info.filename.endswith("/") or file_type == stat.S_IFDIR:
         return "dir"
     if file_type in (0, stat.S_IFREG):
         return "file"
-    raise _Unreadable("device, fifo or socket member")
+    raise UnreadableArchive("a member is a device, fifo or socket")
 
 
 def _zip_pkg_info(path: Path, limits: ArchiveLimits) -> bytes:
     # zipfile reads the whole central directory up front: its size is bounded by the upload's.
     with zipfile.ZipFile(path) as archive:
+        check_zip_entries(archive)
         infos = archive.infolist()
         if len(infos) > limits.max_members:
-            raise _Unreadable("too many members")
+            raise UnreadableArchive(f"the archive has more than {limits.max_members} members")
         tree = _TopLevel()
         found: zipfile.ZipInfo | None = None
         for info in infos:
+            parts = tree.parts(info.filename)
             kind = _zip_kind(info)
-            if tree.is_pkg_info(tree.parts(info.filename)):
+            if tree.is_pkg_info(parts):
                 if found is not None or kind != "file":
-                    raise _Unreadable("PKG-INFO twice, or not a regular file")
+                    raise UnreadableArchive("PKG-INFO is there twice, or is not a regular file")
                 found = info
-        if found is None or found.file_size > limits.max_metadata_bytes:
-            raise _Unreadable("no PKG-INFO, or too large")
+        if found is None:
+            raise UnreadableArchive("the sdist has no <name>-<version>/PKG-INFO")
+        if found.file_size > limits.max_metadata_bytes:
+            raise UnreadableArchive(f"PKG-INFO is larger than {limits.max_metadata_bytes} bytes")
         with archive.open(found) as member:
             data = member.read(limits.max_metadata_bytes + 1)
         if len(data) > limits.max_metadata_bytes:
-            raise _Unreadable("PKG-INFO larger than declared")
+            raise UnreadableArchive("PKG-INFO is larger than its header says")
         return data
 
 
@@ -200,18 +269,19 @@ class _BoundedStream:
 
     def __init__(self, stream: io.BufferedIOBase, limit: int) -> None:
         self._stream = stream
+        self._limit = limit
         self._left = limit
 
     def read_exact(self, size: int) -> bytes:
         """Exactly ``size`` bytes; _Unreadable at the end of the stream or the limit."""
         if size > self._left:
-            raise _Unreadable("archive larger than the scan limit")
+            raise UnreadableArchive(f"the archive decompresses to more than {self._limit} bytes")
         parts: list[bytes] = []
         wanted = size
         while wanted:
             chunk = self._stream.read(wanted)
             if not chunk:
-                raise _Unreadable("archive cut short")
+                raise UnreadableArchive("the archive is cut short")
             parts.append(chunk)
             wanted -= len(chunk)
         self._left -= size
@@ -231,7 +301,9 @@ class _BoundedStream:
             if not chunk:
                 return
             if len(chunk) > self._left:
-                raise _Unreadable("archive larger than the scan limit")
+                raise UnreadableArchive(
+                    f"the archive decompresses to more than {self._limit} bytes"
+                )
             self._left -= len(chunk)
 
 
@@ -244,12 +316,12 @@ def _number(field: bytes) -> int:
     if field[:1] == b"\x80":
         return int.from_bytes(field[1:], "big")
     if field[:1] == b"\xff":
-        raise _Unreadable("negative number in header")
+        raise UnreadableArchive("corrupt tar header (negative number)")
     text = field.split(b"\0", 1)[0].strip(b" ")
     if not text:
         return 0
     if not _OCTAL.fullmatch(text):
-        raise _Unreadable("bad number in header")
+        raise UnreadableArchive("corrupt tar header (bad number)")
     return int(text, 8)
 
 
@@ -260,7 +332,7 @@ def _check_header(header: bytes) -> None:
     if stored == sum(header) - sum(header[148:156]) + field:
         return
     if stored != field + sum(_CHECKSUM_SIGNED.unpack(header)):
-        raise _Unreadable("bad header checksum")
+        raise UnreadableArchive("corrupt tar header (bad checksum)")
 
 
 def _text(raw: bytes) -> str:
@@ -276,17 +348,17 @@ def _pax_records(data: bytes) -> dict[str, str]:
         if match is None:
             if not data[pos:].strip(b"\0"):
                 break  # NUL padding
-            raise _Unreadable("malformed pax header")
+            raise UnreadableArchive("malformed pax header")
         end = pos + int(match.group(1))
         if end <= match.end() or end > len(data) or data[end - 1 : end] != b"\n":
-            raise _Unreadable("malformed pax record")
+            raise UnreadableArchive("malformed pax record")
         key, equals, value = data[match.end() : end - 1].partition(b"=")
         if not equals:
-            raise _Unreadable("malformed pax record")
+            raise UnreadableArchive("malformed pax record")
         records[_text(key)] = _text(value)
         pos = end
     if any(key.startswith("GNU.sparse.") for key in records):
-        raise _Unreadable("sparse member")
+        raise UnreadableArchive("sparse members are not supported")
     return records
 
 
@@ -318,7 +390,7 @@ def _tar_pkg_info(stream: io.BufferedIOBase, limits: ArchiveLimits) -> bytes:
             # At most a pax header and a long name and link name per member.
             extended += 1
             if extended > 3 * limits.max_members or size > _MAX_EXTENDED_HEADER:
-                raise _Unreadable("too many or too large extended headers")
+                raise UnreadableArchive("too many or too large pax/GNU extended headers")
             data = source.read_exact(size)
             source.skip(_padded(size) - size)
             if typeflag == b"x":
@@ -330,13 +402,13 @@ def _tar_pkg_info(stream: io.BufferedIOBase, limits: ArchiveLimits) -> bytes:
             continue
         members += 1
         if members > limits.max_members:
-            raise _Unreadable("too many members")
+            raise UnreadableArchive(f"the archive has more than {limits.max_members} members")
         kind = _TAR_KINDS.get(typeflag)
         if kind is None:
-            raise _Unreadable("device, fifo, sparse or unknown member type")
+            raise UnreadableArchive("a member is a device, fifo, sparse file or of unknown type")
         if "size" in pax:
             if not (pax["size"].isascii() and pax["size"].isdigit()):
-                raise _Unreadable("bad pax size")
+                raise UnreadableArchive("bad pax size")
             size = int(pax["size"])
         name = pax.get("path") or long_name or _ustar_name(header)
         pax, long_name = {}, None
@@ -346,14 +418,16 @@ def _tar_pkg_info(stream: io.BufferedIOBase, limits: ArchiveLimits) -> bytes:
         data_size = size if kind == "file" else 0  # only regular files carry data
         if tree.is_pkg_info(parts):
             if found is not None or kind != "file":
-                raise _Unreadable("PKG-INFO twice, or not a regular file")
+                raise UnreadableArchive("PKG-INFO is there twice, or is not a regular file")
             if size > limits.max_metadata_bytes:
-                raise _Unreadable("PKG-INFO too large")
+                raise UnreadableArchive(
+                    f"PKG-INFO is larger than {limits.max_metadata_bytes} bytes"
+                )
             found = source.read_exact(size)
             source.skip(_padded(size) - size)
         else:
             source.skip(_padded(data_size))
     source.drain()
     if found is None:
-        raise _Unreadable("no PKG-INFO")
+        raise UnreadableArchive("the sdist has no <name>-<version>/PKG-INFO")
     return found

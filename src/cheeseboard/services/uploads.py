@@ -14,6 +14,7 @@ import time
 import zipfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from cheeseboard.core import acl
@@ -26,12 +27,13 @@ from cheeseboard.core.uploads import (
     check_file_upload,
 )
 from cheeseboard.server.settings import Settings
-from cheeseboard.services.artifacts import read_artifact_metadata
+from cheeseboard.services.artifacts import artifact_metadata
 from cheeseboard.services.auth import Forbidden, Identity, Unauthorized
 from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.errors import CheeseboardError, NotFound, UpstreamFailed
 from cheeseboard.services.files import put_small_blob
 from cheeseboard.services.pages import PageService
+from cheeseboard.services.wheels import ARCHIVE_ERRORS, UnreadableArchive, archive_error_reason
 from cheeseboard.store import queries
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.blobs import FileBlobStore
@@ -123,9 +125,12 @@ class UploadService:
                 form.digests.verify(
                     md5.hexdigest(), sha256, blake2.hexdigest(), required=digest_required
                 )
-                metadata_bytes = await asyncio.to_thread(
-                    read_artifact_metadata, writer.tmp_path, filename
-                )
+                try:
+                    metadata_bytes = await asyncio.to_thread(
+                        artifact_metadata, writer.tmp_path, filename
+                    )
+                except UnreadableArchive as exc:
+                    raise UploadError(f"cannot read metadata from {filename}: {exc}") from exc
                 metadata = check_artifact_metadata(form, filename, metadata_bytes)
             except UploadError as exc:
                 raise UploadRefused(exc.message, exc.status) from exc
@@ -198,8 +203,9 @@ class UploadService:
                 if writer.size + len(chunk) > self._settings.max_upload_size:
                     raise TooLarge(f"{filename} is larger than the upload limit")
                 writer.write(chunk)
-            if not await asyncio.to_thread(zipfile.is_zipfile, writer.tmp_path):
-                raise UploadRefused("documentation must be a zip file", 400)
+            problem = await asyncio.to_thread(_doc_zip_problem, writer.tmp_path)
+            if problem is not None:
+                raise UploadRefused(f"documentation must be a zip file: {problem}", 400)
             sha256 = writer.hexdigest()
             existing = await self._db.read(queries.file_by_filename, index.id, filename)
             if existing is not None and existing[0].sha256 == sha256:
@@ -246,6 +252,22 @@ class UploadService:
                 "(and mirror_whitelist if both should be visible) to allow it.",
                 403,
             )
+
+
+def _doc_zip_problem(path: Path) -> str | None:
+    """Why a documentation upload can't be stored, or None.
+
+    Docs are checked member by member when served (web/docs.py); here only what would break
+    every page of the release: not a zip, or a member without a name (ZipInfo.is_dir() raises
+    IndexError on it, a 500 for each page).
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if any(not info.filename for info in archive.infolist()):
+                return "a member has an empty name"
+    except ARCHIVE_ERRORS as exc:
+        return archive_error_reason(exc)
+    return None
 
 
 def _store_upload(
