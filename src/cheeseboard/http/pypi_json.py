@@ -7,15 +7,18 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from cheeseboard.core.names import normalize_project_name
+from cheeseboard.core.names import is_valid_project_name, normalize_project_name
 from cheeseboard.http import responses
 from cheeseboard.http.state import base_url, index_of, services
+from cheeseboard.services.errors import NotFound
 
 
 async def project_json(request: Request) -> Response:
     index = index_of(request)
     name = request.path_params["project"]
     version = request.path_params.get("version")
+    if not is_valid_project_name(name):  # never redirect junk (``%2e%2e%2f…``) to a "name"
+        raise NotFound(f"no project {name[:100]!r}: not a valid project name")
     normalized = normalize_project_name(name)
     if name != normalized:
         tail = f"{version}/json" if version else "json"

@@ -118,7 +118,9 @@ class UpstreamClient:
                     content_type=response.headers.get("Content-Type", ""),
                     body=body,
                     etag=response.headers.get("ETag"),
-                    last_serial=int(serial) if serial.isdigit() else None,
+                    last_serial=int(serial)
+                    if serial.isascii() and serial.isdigit() and len(serial) < 19
+                    else None,
                 )
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             raise _unavailable(url, exc, f"no answer within {self._timeout:g}s") from exc

@@ -219,6 +219,8 @@ def _read_config_file(path: Path) -> dict[str, object]:
         raise SettingsError(f"cannot read config file {path}: {exc.strerror}") from exc
     except yaml.YAMLError as exc:
         raise SettingsError(f"config file {path} is not valid YAML: {exc}") from exc
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise SettingsError(f"config file {path} is nested too deeply") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):

@@ -12,7 +12,12 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from cheeseboard.core.distfiles import canonical_version, parse_dist_filename, version_sort_key
+from cheeseboard.core.distfiles import (
+    canonical_version,
+    is_pep440_version,
+    parse_dist_filename,
+    version_sort_key,
+)
 from cheeseboard.core.metadata import parse_core_metadata
 from cheeseboard.core.pages import FileLink, ProjectPage
 from cheeseboard.services.errors import CheeseboardError, NotFound
@@ -22,9 +27,11 @@ from cheeseboard.store.accounts import IndexRecord
 
 
 def _is_prerelease(version: str) -> bool:
+    if not is_pep440_version(version):  # also refuses digit runs int() cannot parse
+        return True
     try:
         return Version(version).is_prerelease
-    except InvalidVersion:
+    except (InvalidVersion, ValueError):
         return True
 
 

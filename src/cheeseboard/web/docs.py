@@ -245,7 +245,8 @@ def load_table(path: Path, sha256: str) -> DocTable:
         parts = name.split("/")
         for depth in range(1, len(parts)):
             directories.add("/".join(parts[:depth]) + "/")
-        if info.is_dir() or not parts[-1]:
+        # Not ZipInfo.is_dir(): it raises IndexError on an empty member name (hostile zips).
+        if info.filename.endswith("/") or not parts[-1]:
             continue
         members.setdefault(
             name,

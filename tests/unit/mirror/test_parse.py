@@ -372,13 +372,23 @@ def test_json_shape_errors(body: bytes) -> None:
 
 
 def test_parse_simple_page_dispatches_on_content_type() -> None:
-    """JSON content types go to the JSON parser, anything else to the HTML parser."""
+    """JSON types go to the JSON parser, HTML (or no type, as old mirrors send) to the HTML
+    parser; any other type, or a body that is no page, is refused rather than read as empty."""
     json_body = json_page(json_file())
     assert parse_simple_page(json_body, "application/vnd.pypi.simple.v1+json", BASE).is_json
     assert parse_simple_page(json_body, "Application/JSON; charset=utf-8", BASE).is_json
     html_page = parse_simple_page(html('<a href="a-1.tar.gz">x</a>'), "text/html", BASE)
     assert not html_page.is_json
     assert len(html_page.links) == 1
+    assert len(parse_simple_page(html('<a href="a-1.tar.gz">x</a>'), "", BASE).links) == 1
+    for body, content_type in (
+        (html('<a href="a-1.tar.gz">x</a>'), "application/octet-stream"),
+        (b"just words, no markup", "text/html"),
+        (b"<html><body><a href=", "text/html"),
+        (json_body, "text/html"),
+    ):
+        with pytest.raises(PageFormatError):
+            parse_simple_page(body, content_type, BASE)
 
 
 # -- PyPI JSON API and enrichment ---------------------------------------------------------
