@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,3 +80,46 @@ def mirror_server(
 ) -> CheeseboardServer:
     """A cheeseboard server whose root/pypi mirrors the HTML upstream."""
     return server_factory.start(mirror_url=html_upstream.simple_url)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """URL of a real PostgreSQL server: $CHEESEBOARD_TEST_POSTGRES_URL, or one started here."""
+    from tests.support.postgres import URL_ENV, PostgresCluster, find_binaries
+    from tests.support.services import service_missing
+
+    given = os.environ.get(URL_ENV)
+    if given:
+        yield given
+        return
+    binaries = find_binaries()
+    if binaries is None:
+        service_missing(f"PostgreSQL is not installed (no initdb/pg_ctl); or set {URL_ENV}")
+    # Not under pytest's tmp: its directories are private to root, and the cluster runs as
+    # the postgres user when the tests run as root.
+    root = Path(tempfile.mkdtemp(prefix="cheeseboard-pg-"))
+    root.chmod(0o755)
+    cluster = PostgresCluster(root / "cluster", binaries)
+    try:
+        cluster.start()
+        yield cluster.url
+    finally:
+        with contextlib.suppress(RuntimeError):
+            cluster.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A fresh, empty database for one test."""
+    from tests.support.postgres import create_database
+
+    return create_database(postgres_server)
+
+
+@pytest.fixture
+def pg_server_factory(tmp_path: Path, postgres_url: str) -> Iterator[ServerFactory]:
+    """Like ``server_factory``, with the metadata in PostgreSQL."""
+    factory = ServerFactory(tmp_path, database_url=postgres_url)
+    yield factory
+    factory.stop_all()

@@ -99,9 +99,13 @@ class CheeseboardServer:
 class ServerFactory:
     """Creates initialised data directories and servers over them."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, database_url: str | None = None) -> None:
         self.base = base
+        self.database_url = database_url  # None: SQLite in each data directory
         self.servers: list[CheeseboardServer] = []
+
+    def _database_args(self) -> list[str]:
+        return ["--database-url", self.database_url] if self.database_url else []
 
     def init(self, mirror_url: str, name: str = "data") -> Path:
         datadir = self.base / name
@@ -114,6 +118,7 @@ class ServerFactory:
                 ROOT_PASSWORD,
                 "--mirror-url",
                 mirror_url,
+                *self._database_args(),
             ),
             check=True,
             capture_output=True,
@@ -126,7 +131,7 @@ class ServerFactory:
         datadir = self.base / name
         if not datadir.exists():
             self.init(mirror_url, name)
-        server = CheeseboardServer(datadir, port or free_port(), list(args))
+        server = CheeseboardServer(datadir, port or free_port(), [*args, *self._database_args()])
         server.start()
         self.servers.append(server)
         return server

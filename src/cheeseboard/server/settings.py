@@ -97,6 +97,24 @@ def _to_optional_str(value: object) -> str | None:
     return None if value is None or str(value) == "" else str(value)
 
 
+def _to_database_url(value: object) -> str | None:
+    url = _to_optional_str(value)
+    if url is None:
+        return None
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme.startswith("sqlite"):
+        return url
+    if scheme in ("postgresql", "postgres", "postgresql+psycopg"):
+        try:
+            import psycopg  # noqa: F401 - only checking that the extra is installed
+        except ImportError:
+            raise ValueError(
+                "PostgreSQL needs the postgres extra: pip install 'cheeseboard[server,postgres]'"
+            ) from None
+        return url
+    raise ValueError(f"expected sqlite:///PATH or postgresql://..., got a {scheme or 'bare'} URL")
+
+
 def _to_host(value: object) -> str:
     if value is None or not str(value).strip():
         raise ValueError(f"expected an address to listen on, got {value!r}")
@@ -136,7 +154,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("request-timeout", _to_positive_float, 5.0, "seconds to wait for upstream"),
     Option("offline", _to_bool, False, "never contact upstream; serve only what is cached"),
     Option(
-        "database-url", _to_optional_str, None, "metadata database (default: SQLite in datadir)"
+        "database-url", _to_database_url, None, "metadata database (default: SQLite in datadir)"
     ),
     Option("outside-url", _to_optional_str, None, "URL clients use to reach the server"),
     Option("page-max-age", _to_max_age, 60, "Cache-Control max-age of pages of private indexes"),

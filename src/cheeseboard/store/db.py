@@ -56,10 +56,26 @@ def _disk_full(exc: OperationalError) -> bool:
     )
 
 
+# PostgreSQL: every write transaction first takes this transaction-scoped advisory lock, so writes
+# from all workers and all nodes run one at a time, as SQLite's BEGIN IMMEDIATE makes them. Write
+# transactions are short (no network inside one), and a package index writes rarely; in return
+# every transaction function stays free of retry loops and write-skew reasoning.
+WRITE_LOCK_KEY = 0x63686565  # "chee"
+MIGRATION_LOCK_KEY = 0x63686566  # held by a node's migration; the others wait, then find it done
+
+
+def engine_url(url: str) -> str:
+    """Our driver for a plain ``postgresql://`` URL: psycopg 3 (the sync driver for our threads)."""
+    for plain in ("postgresql://", "postgres://"):
+        if url.startswith(plain):
+            return "postgresql+psycopg://" + url[len(plain) :]
+    return url
+
+
 def _make_engine(url: str, begin: str, pool_size: int) -> Engine:
     sqlite = url.startswith("sqlite")
     engine = create_engine(
-        url,
+        engine_url(url),
         pool_size=pool_size,
         max_overflow=0,
         # Connections move between the threads of our executors, one at a time.
@@ -74,6 +90,12 @@ def _make_engine(url: str, begin: str, pool_size: int) -> Engine:
         @event.listens_for(engine, "begin")
         def _on_begin(connection: Connection) -> None:
             connection.exec_driver_sql(begin)
+
+    elif begin == "BEGIN IMMEDIATE":  # the writer engine on PostgreSQL
+
+        @event.listens_for(engine, "begin")
+        def _on_pg_begin(connection: Connection) -> None:
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITE_LOCK_KEY})")
 
     return engine
 
@@ -91,6 +113,9 @@ def migrate(url: str) -> None:
         "script_location", str(resources.files("cheeseboard.store") / "migrations")
     )
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Nodes starting at once: one migrates, the others wait here and then find it done.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
     engine.dispose()

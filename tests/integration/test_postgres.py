@@ -1,0 +1,131 @@
+"""The integration suite's core scenarios with the metadata in a real PostgreSQL (issue 10).
+
+The scenarios are the very test functions of the SQLite suite, collected here a second time;
+this module's ``server_factory`` puts every server they start on a fresh PostgreSQL database.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_mirror_install import (  # noqa: F401 - collected again here
+    test_pip_then_uv_install_and_second_install_is_local,
+    test_upstream_down_serves_cache_and_502_for_unknown,
+)
+from tests.integration.test_releases import (  # noqa: F401 - fixture and tests reused
+    test_project_and_version_json,
+    test_remove_on_non_volatile_needs_force_and_owner,
+    test_remove_on_volatile_index,
+    test_yank_and_unyank_show_at_once,
+    uploaded,
+)
+from tests.integration.test_stages import (  # noqa: F401
+    test_dependency_confusion_guard,
+    test_non_volatile_rules,
+    test_seed_workflow_twine_pip_uv,
+    test_upload_permissions,
+)
+from tests.support.api import call, upload_dist
+from tests.support.packages import build_wheel
+from tests.support.server import ROOT_PASSWORD, ServerFactory
+from tests.support.upstream import UpstreamServer
+
+ROOT = ("root", ROOT_PASSWORD)
+ALICE = ("alice", "alice-secret")
+
+
+@pytest.fixture
+def server_factory(pg_server_factory: ServerFactory) -> Iterator[ServerFactory]:
+    """Every server of this module keeps its metadata in PostgreSQL."""
+    yield pg_server_factory
+
+
+def test_nodes_starting_at_once_migrate_once(postgres_url: str) -> None:
+    """Three processes migrate one empty database at the same moment: all succeed."""
+    script = "import sys; from cheeseboard.store.db import migrate; migrate(sys.argv[1])"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, postgres_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(3)
+    ]
+    outputs = [p.communicate(timeout=120)[0].decode() for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0], outputs
+    import psycopg
+
+    with psycopg.connect(postgres_url) as conn:
+        versions = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+    assert len(versions) == 1
+
+
+def test_concurrent_uploads_from_two_workers_are_all_kept(
+    pg_server_factory: ServerFactory, html_upstream: UpstreamServer, tmp_path: Path
+) -> None:
+    """Writes from both workers queue on the advisory lock: none fails, none is lost."""
+    server = pg_server_factory.start(html_upstream.simple_url, "--workers", "2")
+    assert call(server.url, "PUT", "/alice", {"password": ALICE[1]}, auth=ROOT)[0] == 201
+    assert call(server.url, "PUT", "/alice/dev", {"bases": []}, auth=ROOT)[0] == 200
+    wheels = [build_wheel(tmp_path, f"busy{n % 4}", f"1.{n}") for n in range(40)]
+    with ThreadPoolExecutor(10) as pool:
+        results = list(pool.map(lambda w: upload_dist(server.url, "alice/dev", w, ALICE), wheels))
+    assert [status for status, _ in results] == [200] * len(wheels), results
+    for name in {w.name for w in wheels}:
+        request = urllib.request.Request(
+            f"{server.url}alice/dev/+simple/{name}/",
+            headers={"Accept": "application/vnd.pypi.simple.v1+json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            listed = {f["filename"]: f["hashes"]["sha256"] for f in json.load(response)["files"]}
+        for wheel in (w for w in wheels if w.name == name):
+            assert listed[wheel.filename] == wheel.sha256
+    assert "Traceback" not in server.log()
+
+
+def test_search_answers_cleanly_until_it_exists_on_postgres(
+    pg_server_factory: ServerFactory, html_upstream: UpstreamServer
+) -> None:
+    """Full-text search is SQLite-only so far: a clear 501, not a 500."""
+    server = pg_server_factory.start(html_upstream.simple_url)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{server.url}+search?q=lib", timeout=30)
+    with refused.value as error:
+        assert error.code == 501
+        assert "search is not available" in error.read().decode()
+    with urllib.request.urlopen(server.url, timeout=30) as home:
+        assert home.status == 200
+
+
+def test_a_postgres_url_without_the_driver_is_a_clear_error(tmp_path: Path) -> None:
+    """The settings name the extra to install (checked here with the driver hidden)."""
+    script = (
+        "import sys; sys.modules['psycopg'] = None\nfrom cheeseboard.server.cli import main; main()"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            script,
+            "serve",
+            "--datadir",
+            str(tmp_path),
+            "--database-url",
+            "postgresql://u:secret@127.0.0.1:1/db",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "cheeseboard[server,postgres]" in done.stderr
+    assert "secret" not in done.stderr
