@@ -118,8 +118,11 @@ def test_optional_strings_and_db_url() -> None:
     """An empty database URL means the default SQLite file in the datadir."""
     assert settle(env={"CHEESEBOARD_DATABASE_URL": ""}).database_url is None
     assert settle().db_url == "sqlite:////data/cheeseboard.sqlite"
-    custom = settle(cli={"database-url": "postgresql+asyncpg://db/cb"})
-    assert custom.db_url == "postgresql+asyncpg://db/cb"
+    custom = settle(cli={"database-url": "postgresql://db/cb"})
+    assert custom.db_url == "postgresql://db/cb"
+    for url in ("postgresql+asyncpg://db/cb", "mysql://db/cb", "cheeseboard.sqlite"):
+        with pytest.raises(SettingsError, match="database-url"):
+            settle(cli={"database-url": url})
 
 
 def test_log_level_is_normalized() -> None:
