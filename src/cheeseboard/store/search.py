@@ -1,9 +1,9 @@
 """Project search: stage projects' metadata and the mirror names seen so far.
 
-The index lives in the database (migration 0004: an FTS5 table with a row per project, kept
-current by triggers), so every write path updates it in its own transaction and a search reads
-one consistent snapshot. Functions take the connection to use, like store/queries.py, and
-dispatch on its dialect.
+On SQLite the index lives in the database (migration 0004: an FTS5 table with a row per project,
+kept current by triggers); PostgreSQL builds the same documents at query time. Either way every
+write path updates it in its own transaction and a search reads one consistent snapshot.
+Functions take the connection to use, like store/queries.py, and dispatch on its dialect.
 """
 
 from __future__ import annotations
@@ -74,11 +74,10 @@ def search_projects(
     if not terms or limit <= 0 or (index_ids is not None and not index_ids):
         return [], 0
     dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return _search_postgresql(conn, terms, index_ids, limit, max(offset, 0))
     if dialect != "sqlite":
-        raise NotImplementedError(
-            f"project search is implemented for SQLite only; {dialect} full-text search comes "
-            "in a later issue (PostgreSQL tsvector)"
-        )
+        raise NotImplementedError(f"project search is not implemented for {dialect}")
     return _search_sqlite(conn, terms, index_ids, limit, max(offset, 0))
 
 
@@ -175,6 +174,121 @@ def _search_sqlite(
     return hits, total
 
 
+# PostgreSQL: the same documents and tiers as SQLite's search_fts, built at query time from the
+# newest release of each project (no search table yet, so no triggers to keep in step; a full
+# scan, measured in tests/integration/test_postgres.py). The 'simple' configuration lowercases
+# and does not stem, like unicode61; unlike it, it keeps accents. Weights A..D stand for name >
+# summary > keywords and classifiers > description; ts_rank's array lists them as {D,C,B,A}.
+_PG_DOCS = """
+WITH newest AS (
+    SELECT DISTINCT ON (project_id) project_id, metadata
+    FROM releases
+    ORDER BY project_id, id DESC
+),
+docs AS (
+    SELECT
+        projects.id AS project_id,
+        projects.index_id,
+        projects.name,
+        projects.display_name,
+        indexes.type = 'mirror' AS mirror,
+        CASE WHEN indexes.type = 'mirror' THEN
+            setweight(to_tsvector('simple', translate(projects.name, '-_.', '   ')), 'A')
+        ELSE
+            setweight(to_tsvector('simple', translate(
+                coalesce(newest.metadata->>'name', projects.name), '-_.', '   ')), 'A')
+            || setweight(to_tsvector('simple', coalesce(newest.metadata->>'summary', '')), 'B')
+            || setweight(to_tsvector('simple', {keywords} || ' ' || {classifiers}), 'C')
+            || setweight(to_tsvector('simple', coalesce(newest.metadata->>'description', '')), 'D')
+        END AS doc
+    FROM projects
+    JOIN indexes ON indexes.id = projects.index_id
+    LEFT JOIN newest ON newest.project_id = projects.id
+    WHERE (
+        (indexes.type = 'mirror' AND projects.found)
+        OR (indexes.type <> 'mirror' AND newest.project_id IS NOT NULL)
+    ) {also}
+)
+"""
+
+_PG_LIST = """
+SELECT coalesce(CASE json_typeof(newest.metadata->'{key}')
+    WHEN 'array' THEN (
+        SELECT string_agg(value, ' ') FROM json_array_elements_text(newest.metadata->'{key}')
+    )
+    WHEN 'string' THEN newest.metadata->>'{key}'
+END, '')
+"""
+
+_PG_QUERY = """
+SELECT project_id, index_id, name, display_name, mirror,
+    CASE
+        WHEN name = :exact THEN 0
+        WHEN left(name, length(:exact)) = :exact THEN 1
+        WHEN {all_in_name} THEN 2
+        ELSE 3
+    END AS tier
+FROM docs
+WHERE doc @@ to_tsquery('simple', :match)
+ORDER BY tier, ts_rank('{{0.1, 0.3, 0.6, 1.0}}'::float4[], doc, to_tsquery('simple', :match)) DESC,
+    name, index_id
+LIMIT :limit OFFSET :offset
+"""
+
+
+_PG_COUNT = "SELECT count(*) FROM docs WHERE doc @@ to_tsquery('simple', :match)"
+
+
+def _search_postgresql(
+    conn: Connection, terms: list[str], index_ids: Sequence[int] | None, limit: int, offset: int
+) -> tuple[list[SearchHit], int]:
+    distinct = list(dict.fromkeys(terms))
+    # Terms are letters and digits only (search_terms), quoted all the same: no tsquery syntax.
+    params: dict[str, Any] = {
+        "match": " & ".join(f"'{term}':*" for term in distinct),
+        "exact": "-".join(terms),
+        "limit": limit,
+        "offset": offset,
+    }
+    word_starts = []
+    for number, term in enumerate(distinct):
+        params[f"term{number}"] = "-" + term
+        word_starts.append(f"strpos('-' || name, :term{number}) > 0")
+    binds: list[BindParameter[Any]] = []
+    also = ""
+    if index_ids is not None:
+        params["index_ids"] = list(index_ids)
+        binds.append(bindparam("index_ids", expanding=True))
+        also = "AND projects.index_id IN :index_ids"
+    docs = _PG_DOCS.format(
+        keywords="(" + _PG_LIST.format(key="keywords") + ")",
+        classifiers="(" + _PG_LIST.format(key="classifiers") + ")",
+        also=also,
+    )
+    query = docs + _PG_QUERY.format(all_in_name=" AND ".join(word_starts))
+    rows = conn.execute(text(query).bindparams(*binds), params).all()
+    if offset == 0 and len(rows) < limit:
+        total = len(rows)
+    else:
+        count = text(docs + _PG_COUNT).bindparams(*binds)
+        total = int(conn.scalar(count, params) or 0)
+    versions = best_versions(conn, [row.project_id for row in rows if not row.mirror])
+    hits = []
+    for row in rows:
+        version, summary = versions.get(row.project_id, (None, None))
+        hits.append(
+            SearchHit(
+                index_id=int(row.index_id),
+                project=str(row.name),
+                display_name=str(row.display_name),
+                version=version,
+                summary=summary,
+                mirror=bool(row.mirror),
+            )
+        )
+    return hits, total
+
+
 def best_versions(
     conn: Connection, project_ids: Sequence[int]
 ) -> dict[int, tuple[str, str | None]]:
@@ -198,8 +312,13 @@ def best_versions(
         release_id, version, _ = max(pool, key=lambda c: version_sort_key(c[1]))
         chosen[project_id] = (release_id, version)
     # Only the chosen releases' summaries, and none from metadata SQLite cannot parse.
-    valid = func.json_valid(releases.c.metadata)
-    summary = case((valid, func.json_extract(releases.c.metadata, "$.summary")), else_=None)
+    if conn.dialect.name == "sqlite":
+        valid = func.json_valid(releases.c.metadata)
+        summary: Any = case(
+            (valid, func.json_extract(releases.c.metadata, "$.summary")), else_=None
+        )
+    else:  # PostgreSQL's json type only holds valid JSON
+        summary = releases.c.metadata["summary"].as_string()
     summary_rows = conn.execute(
         select(releases.c.id, summary).where(
             releases.c.id.in_([release_id for release_id, _ in chosen.values()])
