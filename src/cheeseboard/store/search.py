@@ -157,26 +157,12 @@ def _search_sqlite(
         also = "AND projects.index_id IN :index_ids" if index_ids is not None else ""
         count = text(_SQLITE_COUNT.format(also=also)).bindparams(*binds)
         total = int(conn.scalar(count, params) or 0)
-    versions = best_versions(conn, [row.project_id for row in rows if not row.mirror])
-    hits = []
-    for row in rows:
-        version, summary = versions.get(row.project_id, (None, None))
-        hits.append(
-            SearchHit(
-                index_id=int(row.index_id),
-                project=str(row.name),
-                display_name=str(row.display_name),
-                version=version,
-                summary=summary,
-                mirror=bool(row.mirror),
-            )
-        )
-    return hits, total
+    return _hits(conn, rows), total
 
 
 # PostgreSQL: the same documents and tiers as SQLite's search_fts, built at query time from the
 # newest release of each project (no search table yet, so no triggers to keep in step; a full
-# scan, measured in tests/integration/test_postgres.py). The 'simple' configuration lowercases
+# scan; not yet measured at scale). The 'simple' configuration lowercases
 # and does not stem, like unicode61; unlike it, it keeps accents. Weights A..D stand for name >
 # summary > keywords and classifiers > description; ts_rank's array lists them as {D,C,B,A}.
 _PG_DOCS = """
@@ -272,6 +258,11 @@ def _search_postgresql(
     else:
         count = text(docs + _PG_COUNT).bindparams(*binds)
         total = int(conn.scalar(count, params) or 0)
+    return _hits(conn, rows), total
+
+
+def _hits(conn: Connection, rows: Sequence[Any]) -> list[SearchHit]:
+    """Ranked rows (project_id, index_id, name, display_name, mirror) as hits with versions."""
     versions = best_versions(conn, [row.project_id for row in rows if not row.mirror])
     hits = []
     for row in rows:
@@ -286,7 +277,7 @@ def _search_postgresql(
                 mirror=bool(row.mirror),
             )
         )
-    return hits, total
+    return hits
 
 
 def best_versions(

@@ -491,14 +491,16 @@ def test_index_ids_restrict_the_search(store: Store) -> None:
     assert store.search("comte", [other], 10, 5) == ([], 1)  # past the end: total still right
 
 
-def test_other_dialects_say_when_search_comes() -> None:
+def test_other_dialects_say_search_is_missing() -> None:
+    """SQLite and PostgreSQL search (tests/integration/test_postgres.py); others say so."""
+
     class Dialect:
-        name = "postgresql"
+        name = "mysql"
 
     class FakeConnection:
         dialect = Dialect()
 
-    with pytest.raises(NotImplementedError, match="later issue"):
+    with pytest.raises(NotImplementedError, match="not implemented for mysql"):
         search_projects(FakeConnection(), "cheese", None, 10, 0)  # type: ignore[arg-type]
 
 
