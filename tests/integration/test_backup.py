@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.api import basic, call
+from tests.support.api import call, upload_dist
 from tests.support.packages import Dist, build_sdist, build_wheel
 from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory, server_command
 from tests.support.terminal import run_on_pty
@@ -30,7 +30,6 @@ ROOT = ("root", ROOT_PASSWORD)
 LOCAL = ("local", "local-secret")
 OTHER = ("other", "other-secret")
 JSON = "application/vnd.pypi.simple.v1+json"
-BOUNDARY = "cheeseboard-backup-test"
 STAGE = "local/stable"
 
 
@@ -39,37 +38,7 @@ STAGE = "local/stable"
 
 def _upload(server: CheeseboardServer, index: str, auth: tuple[str, str], dist: Dist) -> int:
     """One legacy-API upload, the way twine sends it (multipart, Basic auth)."""
-    wheel = dist.kind == "wheel"
-    fields = {
-        ":action": "file_upload",
-        "protocol_version": "1",
-        "metadata_version": "2.1",
-        "name": dist.name,
-        "version": dist.version,
-        "filetype": "bdist_wheel" if wheel else "sdist",
-        "pyversion": "py3" if wheel else "source",
-        "sha256_digest": dist.sha256,
-    }
-    body = b"".join(
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-        for k, v in fields.items()
-    )
-    body += (
-        f"--{BOUNDARY}\r\nContent-Disposition: form-data; name=content; "
-        f'filename="{dist.filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
-    ).encode()
-    body += dist.path.read_bytes() + f"\r\n--{BOUNDARY}--\r\n".encode()
-    request = urllib.request.Request(
-        f"{server.url}{index}/",
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
-            "Authorization": basic(*auth),
-        },
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return int(response.status)
+    return upload_dist(server.url, index, dist, auth, timeout=30)[0]
 
 
 def _get(url: str, accept: str | None = None) -> bytes:
@@ -205,7 +174,8 @@ def store(
                 build_wheel(base / "dist", "Beta.Pkg", "0.1", requires_python=">=3.8"),
             ]
             for dist in built:
-                assert _upload(server, STAGE, OTHER if dist.name == "Beta.Pkg" else LOCAL, dist)
+                auth = OTHER if dist.name == "Beta.Pkg" else LOCAL
+                assert _upload(server, STAGE, auth, dist) == 200
             mirrored = dists["lib-a"][0]
             url, sha256 = _files(server, "root/pypi", "lib-a")[mirrored.filename]
             assert _sha256(_get(url)) == sha256 == mirrored.sha256

@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 
 from cheeseboard.services.users import hash_password
 from cheeseboard.store.blobs import FileBlobStore
-from tests.support.api import basic, call
+from tests.support.api import call, upload_dist
 from tests.support.packages import Dist, build_sdist, build_wheel
 from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory
 from tests.support.upstream import UpstreamServer
@@ -234,40 +234,7 @@ def _json_files(server: CheeseboardServer, index: str, project: str) -> dict[str
 
 
 def _upload(server: CheeseboardServer, dist: Dist) -> int:
-    boundary = "cheeseboard-upgrade-test"
-    fields = {
-        ":action": "file_upload",
-        "protocol_version": "1",
-        "name": dist.name,
-        "version": dist.version,
-        "filetype": "bdist_wheel",
-        "pyversion": "py3",
-        "sha256_digest": dist.sha256,
-    }
-    body = b"".join(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-        for k, v in fields.items()
-    )
-    body += (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="content"; '
-        f'filename="{dist.filename}"\r\n\r\n'
-    ).encode()
-    body += dist.path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
-    request = urllib.request.Request(
-        f"{server.url}local/stable/",
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": f"multipart/form-data; boundary={boundary}",
-            "Authorization": basic(*LOCAL),
-        },
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        with error:
-            return int(error.code)
+    return upload_dist(server.url, "local/stable", dist, LOCAL, timeout=30)[0]
 
 
 def _login(server: CheeseboardServer, user: str, password: str) -> int:

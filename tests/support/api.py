@@ -127,15 +127,12 @@ def upload_docs(
             return error.code, error.read().decode()
 
 
-def upload_dist(
-    base_url: str,
-    index: str,
-    dist: Dist,
-    auth: tuple[str, str],
-    timeout: float = 60,
-) -> tuple[int, str]:
-    """One legacy-API upload of ``dist`` to ``index`` (``user/name``), as twine sends it."""
-    boundary = "cbuploadboundary"
+UPLOAD_BOUNDARY = "cbuploadboundary"
+
+
+def upload_body(dist: Dist, **extra: str) -> tuple[bytes, str]:
+    """The legacy-upload multipart body for ``dist`` (the fields twine sends, ``extra`` fields,
+    then the file) and its Content-Type."""
     fields = {
         ":action": "file_upload",
         "protocol_version": "1",
@@ -145,7 +142,9 @@ def upload_dist(
         "filetype": "bdist_wheel" if dist.kind == "wheel" else "sdist",
         "pyversion": "py3" if dist.kind == "wheel" else "source",
         "sha256_digest": dist.sha256,
+        **extra,
     }
+    boundary = UPLOAD_BOUNDARY
     body = b"".join(
         f'--{boundary}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
         for key, value in fields.items()
@@ -155,14 +154,23 @@ def upload_dist(
         f'filename="{dist.filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
     ).encode()
     body += dist.path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+def upload_dist(
+    base_url: str,
+    index: str,
+    dist: Dist,
+    auth: tuple[str, str],
+    timeout: float = 60,
+) -> tuple[int, str]:
+    """One legacy-API upload of ``dist`` to ``index`` (``user/name``), as twine sends it."""
+    body, content_type = upload_body(dist)
     request = urllib.request.Request(
         f"{base_url.rstrip('/')}/{index}/",
         data=body,
         method="POST",
-        headers={
-            "Content-Type": f"multipart/form-data; boundary={boundary}",
-            "Authorization": basic(*auth),
-        },
+        headers={"Content-Type": content_type, "Authorization": basic(*auth)},
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:

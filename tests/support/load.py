@@ -27,7 +27,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from tests.support.api import basic
+from tests.support.api import basic, upload_body
 from tests.support.packages import Dist, normalize
 
 __all__ = [
@@ -48,7 +48,6 @@ __all__ = [
 ]
 
 SIMPLE_JSON = "application/vnd.pypi.simple.v1+json"
-_BOUNDARY = "cheeseboard-load-6f1d0b9e"
 _ANCHOR = re.compile(r'<a\s+href="([^"]*)"[^>]*>([^<]*)</a>')
 _MAX_KEPT_ERRORS = 50
 
@@ -92,32 +91,8 @@ class Upload:
 
 def prepare_upload(dist: Dist) -> Upload:
     """The legacy-upload multipart body for ``dist`` (the fields twine sends, then the file)."""
-    fields = {
-        ":action": "file_upload",
-        "protocol_version": "1",
-        "metadata_version": "2.1",
-        "name": dist.name,
-        "version": dist.version,
-        "summary": "A load test package",
-        "filetype": "bdist_wheel" if dist.kind == "wheel" else "sdist",
-        "pyversion": "py3" if dist.kind == "wheel" else "source",
-        "sha256_digest": dist.sha256,
-    }
-    parts = [
-        f'--{_BOUNDARY}\r\nContent-Disposition: form-data; name="{key}"\r\n\r\n{value}\r\n'.encode()
-        for key, value in fields.items()
-    ]
-    parts.append(
-        (
-            f'--{_BOUNDARY}\r\nContent-Disposition: form-data; name="content"; '
-            f'filename="{dist.filename}"\r\nContent-Type: application/octet-stream\r\n\r\n'
-        ).encode()
-    )
-    parts.append(dist.path.read_bytes())
-    parts.append(f"\r\n--{_BOUNDARY}--\r\n".encode())
-    return Upload(
-        dist, normalize(dist.name), b"".join(parts), f"multipart/form-data; boundary={_BOUNDARY}"
-    )
+    body, content_type = upload_body(dist, summary="A load test package")
+    return Upload(dist, normalize(dist.name), body, content_type)
 
 
 # --- what the server acknowledged ---------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cheeseboard.core.sro import IndexNode, resolution_order
-from cheeseboard.services.errors import BadRequest, CheeseboardError
+from cheeseboard.services.errors import BadRequest
 from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.store import search
 from cheeseboard.store.accounts import IndexRecord
@@ -18,12 +18,6 @@ from cheeseboard.store.search import SearchHit
 
 MAX_QUERY_LENGTH = 200
 MAX_PER_PAGE = 100
-
-
-class SearchUnavailable(CheeseboardError):
-    """Raised when the metadata database has no search implementation yet (PostgreSQL)."""
-
-    status = 501
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,16 +79,13 @@ class SearchService:
         if not query.strip():
             return SearchPage(query, [], 0, page, per_page)
         members = self._members(index)
-        try:
-            hits, total = await self._db.read(
-                search.search_projects,
-                query,
-                [member.id for member in members],
-                per_page,
-                (page - 1) * per_page,
-            )
-        except NotImplementedError as exc:
-            raise SearchUnavailable(f"search is not available on this server: {exc}") from None
+        hits, total = await self._db.read(
+            search.search_projects,
+            query,
+            [member.id for member in members],
+            per_page,
+            (page - 1) * per_page,
+        )
         names = {member.id: member.fullname for member in members}
         # An index deleted since the registry was loaded cannot match (its id is not asked
         # for); one deleted between the two reads is dropped here.

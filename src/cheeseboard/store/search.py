@@ -76,7 +76,7 @@ def search_projects(
     dialect = conn.dialect.name
     if dialect == "postgresql":
         return _search_postgresql(conn, terms, index_ids, limit, max(offset, 0))
-    if dialect != "sqlite":
+    if dialect != "sqlite":  # settings accept SQLite and PostgreSQL URLs only
         raise NotImplementedError(f"project search is not implemented for {dialect}")
     return _search_sqlite(conn, terms, index_ids, limit, max(offset, 0))
 

@@ -20,8 +20,8 @@ renames it) loses the triggers of the dropped table, and SQLite refuses the rena
 trigger names a table that is missing: drop these triggers first, then create them again (as
 ``_TRIGGERS`` below does) and repeat the backfill.
 
-PostgreSQL gets its own search (a tsvector column and GIN index) in a later issue; until then
-this revision does nothing there and store/search.py raises NotImplementedError.
+On PostgreSQL this revision does nothing: store/search.py builds the same documents there at
+query time (tsvector), so no table or trigger needs keeping in step.
 
 Revision ID: 0004
 Revises: 0003
