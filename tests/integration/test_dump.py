@@ -310,3 +310,41 @@ def test_mirror_cache_only_when_asked(source: Source, tmp_path: Path) -> None:
         cli("export", "--datadir", str(source.server.datadir), str(tmp_path / "lean")).returncode
         == 2
     )
+
+
+def test_import_into_postgres_and_s3_gives_identical_pages(
+    source: Source, tmp_path: Path, postgres_url: str, s3_url: str
+) -> None:
+    """Moving from the embedded store to scale-out: export, import into PostgreSQL + S3, and every
+    page is byte for byte the same, on the importing node and on a node that joins it; that
+    node installs from the bucket, with no upstream request."""
+    datadir = tmp_path / "imported-pg"
+    result = cli(
+        "import",
+        "--datadir",
+        str(datadir),
+        "--database-url",
+        postgres_url,
+        "--blob-url",
+        s3_url,
+        str(source.dump),
+    )
+    assert result.returncode == 0, result.stderr
+    factory = ServerFactory(tmp_path, database_url=postgres_url, blob_url=s3_url)
+    try:
+        first = factory.start(source.upstream.simple_url, name="imported-pg")
+        joined = factory.start(source.upstream.simple_url, name="node-2")
+        for node in (first, joined):
+            for index, project in PAGES:
+                for accept in (None, JSON):
+                    for path in (f"{index}/+simple/{project}/", f"{index}/+simple/"):
+                        assert get(node.url + path, accept) == get(
+                            source.server.url + path, accept
+                        ), (node.datadir.name, path, accept)
+        source.upstream.clear_requests()
+        result = pip_install(f"{joined.url}alice/dev/+simple/", tmp_path / "t", "cbdumped==1.0")
+        assert result.returncode == 0, result.stderr
+        assert installed(tmp_path / "t") == {"cbdumped", "cbpublic"}
+        assert source.upstream.count("cbpublic-1.0-py3-none-any.whl") == 0
+    finally:
+        factory.stop_all()

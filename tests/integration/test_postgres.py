@@ -1,7 +1,8 @@
-"""The integration suite's core scenarios with the metadata in a real PostgreSQL (issue 10).
+"""The integration suite's core scenarios on the scale-out backend (issue 10).
 
 The scenarios are the very test functions of the SQLite suite, collected here a second time;
-this module's ``server_factory`` puts every server they start on a fresh PostgreSQL database.
+this module's ``server_factory`` puts every server they start on a fresh PostgreSQL database and
+a fresh bucket of a real S3 (SeaweedFS). The other tests here are about PostgreSQL itself.
 """
 
 from __future__ import annotations
@@ -46,9 +47,11 @@ ALICE = ("alice", "alice-secret")
 
 
 @pytest.fixture
-def server_factory(pg_server_factory: ServerFactory) -> Iterator[ServerFactory]:
-    """Every server of this module keeps its metadata in PostgreSQL."""
-    yield pg_server_factory
+def server_factory(tmp_path: Path, postgres_url: str, s3_url: str) -> Iterator[ServerFactory]:
+    """The re-collected scenarios run on the scale-out backend: PostgreSQL and an S3 bucket."""
+    factory = ServerFactory(tmp_path, database_url=postgres_url, blob_url=s3_url)
+    yield factory
+    factory.stop_all()
 
 
 def test_nodes_starting_at_once_migrate_once(postgres_url: str) -> None:

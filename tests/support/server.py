@@ -99,9 +99,12 @@ class CheeseboardServer:
 class ServerFactory:
     """Creates initialised data directories and servers over them."""
 
-    def __init__(self, base: Path, database_url: str | None = None) -> None:
+    def __init__(
+        self, base: Path, database_url: str | None = None, blob_url: str | None = None
+    ) -> None:
         self.base = base
         self.database_url = database_url  # None: SQLite in each data directory
+        self.blob_url = blob_url  # None: files in each data directory
         self.servers: list[CheeseboardServer] = []
 
     def _database_args(self) -> list[str]:
@@ -131,7 +134,10 @@ class ServerFactory:
         datadir = self.base / name
         if not datadir.exists():
             self.init(mirror_url, name)
-        server = CheeseboardServer(datadir, port or free_port(), [*args, *self._database_args()])
+        blob_args = ["--blob-url", self.blob_url] if self.blob_url else []
+        server = CheeseboardServer(
+            datadir, port or free_port(), [*args, *self._database_args(), *blob_args]
+        )
         server.start()
         self.servers.append(server)
         return server

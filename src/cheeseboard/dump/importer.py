@@ -8,6 +8,7 @@ is left as it was.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import time
@@ -31,6 +32,8 @@ from cheeseboard.services.datadir import DataDirError, build_datadir, is_initial
 from cheeseboard.store import queries
 from cheeseboard.store.blobs import FileBlobStore, copy_hashed, hash_file
 from cheeseboard.store.db import engine_for
+from cheeseboard.store.s3 import S3Error
+from cheeseboard.store.s3_blobs import publish_local_blobs
 from cheeseboard.store.schema import changelog, files, indexes, projects, releases, users
 
 Progress = Callable[[str, int], None]  # (what, bytes just copied)
@@ -314,12 +317,19 @@ def _load(
     source: DumpSource,
     merge: bool,
     progress: Progress | None,
+    blob_url: str | None = None,
 ) -> ImportReport:
     loader = _Loader(conn, store, source, merge, progress)
     try:
         for where, record in source.records():
             loader.load(where, record)
         loader.log_changes()
+        if blob_url:
+            # Into the bucket before the rows commit: no row may name a blob it lacks.
+            try:
+                asyncio.run(publish_local_blobs(blob_url, store, sorted(loader.blobs)))
+            except (S3Error, ValueError) as error:
+                raise DumpError(f"cannot store the files in the bucket: {error}") from None
     except BaseException:
         loader.undo_blobs()
         raise
@@ -332,6 +342,7 @@ def import_dump(
     *,
     merge: bool = False,
     database_url: str | None = None,
+    blob_url: str | None = None,
     progress: Progress | None = None,
 ) -> ImportReport:
     """Load ``source`` into a new data directory, or into an existing one with ``merge``."""
@@ -342,15 +353,19 @@ def import_dump(
             raise DumpError(
                 f"{datadir} holds a store already; import into a new directory, or pass --merge"
             )
-        report = _merge(source, datadir, database_url, progress)
+        report = _merge(source, datadir, database_url, blob_url, progress)
     else:
-        report = _fresh(source, datadir, database_url, progress)
+        report = _fresh(source, datadir, database_url, blob_url, progress)
     report.seconds = time.monotonic() - started
     return report
 
 
 def _fresh(
-    source: DumpSource, datadir: Path, database_url: str | None, progress: Progress | None
+    source: DumpSource,
+    datadir: Path,
+    database_url: str | None,
+    blob_url: str | None,
+    progress: Progress | None,
 ) -> ImportReport:
     reports: list[ImportReport] = []
 
@@ -359,7 +374,7 @@ def _fresh(
         try:
             with engine.begin() as conn:
                 store = FileBlobStore(staging / "blobs")
-                reports.append(_load(conn, store, source, False, progress))
+                reports.append(_load(conn, store, source, False, progress, blob_url))
                 if "root" not in {r.name for r in conn.execute(select(users.c.name))}:
                     raise DumpError(f"{source.name}: the dump has no user root")
                 queries.set_info(conn, "uuid", os.urandom(16).hex())
@@ -374,12 +389,17 @@ def _fresh(
 
 
 def _merge(
-    source: DumpSource, datadir: Path, database_url: str | None, progress: Progress | None
+    source: DumpSource,
+    datadir: Path,
+    database_url: str | None,
+    blob_url: str | None,
+    progress: Progress | None,
 ) -> ImportReport:
     url = database_url or f"sqlite:///{datadir / 'cheeseboard.sqlite'}"
     engine = engine_for(url, write=True)
     try:
         with engine.begin() as conn:
-            return _load(conn, FileBlobStore(datadir / "blobs"), source, True, progress)
+            store = FileBlobStore(datadir / "blobs")
+            return _load(conn, store, source, True, progress, blob_url)
     finally:
         engine.dispose()

@@ -28,7 +28,7 @@ from cheeseboard.http.access_log import AccessLog
 from cheeseboard.http.client_address import ClientAddress
 from cheeseboard.http.consistency import CatchUp
 from cheeseboard.http.devpi import DevpiHeaders
-from cheeseboard.http.errors import domain_error, http_error, os_error
+from cheeseboard.http.errors import domain_error, http_error, os_error, storage_error
 from cheeseboard.http.state import AppServices
 from cheeseboard.mirror.client import UpstreamClient
 from cheeseboard.server.settings import Settings
@@ -48,9 +48,12 @@ from cheeseboard.services.search import SearchService
 from cheeseboard.services.throttle import LoginThrottle
 from cheeseboard.services.tokens import TokenService
 from cheeseboard.services.uploads import UploadService
-from cheeseboard.store import queries
-from cheeseboard.store.blobs import FileBlobStore
+from cheeseboard.store import pg_changes, queries
+from cheeseboard.store.blobs import BlobStore, FileBlobStore
 from cheeseboard.store.db import Database
+from cheeseboard.store.pg_changes import SerialWatcher
+from cheeseboard.store.s3 import S3Client, S3Error, S3Location
+from cheeseboard.store.s3_blobs import S3BlobStore
 from cheeseboard.store.serial import SerialFile
 from cheeseboard.web import actions as web_actions
 from cheeseboard.web import pages as web_pages
@@ -69,12 +72,19 @@ def create_app(settings: Settings) -> Starlette:
         serial_file = SerialFile(settings.datadir / "serial")
         changes = ChangeFeed(db, serial_file)
         await changes.start()
+        watcher = None
+        if pg_changes.is_postgres(settings.db_url):
+            # Several nodes: commits on the others arrive by notification (or the poll).
+            watcher = SerialWatcher(pg_changes.libpq_url(settings.db_url), serial_file)
+            watcher.start()
+            locks = SharedLocks.on_postgres(pg_changes.libpq_url(settings.db_url))
+        else:
+            locks = SharedLocks.in_directory(settings.datadir / "locks")
         indexes = IndexRegistry(db)
         await indexes.load()
         client = UpstreamClient(settings.request_timeout)
         await client.start()
-        locks = SharedLocks(settings.datadir / "locks")
-        blobs = FileBlobStore(settings.datadir / "blobs")
+        blobs = await open_blob_store(settings)
         file_service = FileService(settings, db, changes, blobs, client, locks)
         pages = PageService(
             settings,
@@ -85,7 +95,7 @@ def create_app(settings: Settings) -> Starlette:
             indexes,
             after_fetch=file_service.prefetch_metadata,
         )
-        secret = (settings.datadir / "secret").read_bytes().strip()
+        secret = await _signing_secret(settings, db)
         throttle = LoginThrottle(settings.login_attempts, settings.login_window)
         auth = AuthService(db, TokenSigner(secret), throttle)
         await auth.load()
@@ -116,7 +126,12 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             await file_service.close()
+            if watcher is not None:
+                await watcher.stop()
+            await locks.close()
             await client.close()
+            if isinstance(blobs, S3BlobStore):
+                await blobs.client.close()
             await db.close()
             serial_file.close()
 
@@ -143,6 +158,7 @@ def create_app(settings: Settings) -> Starlette:
             CheeseboardError: domain_error,
             HTTPException: http_error,
             OSError: os_error,
+            S3Error: storage_error,
         },
     )
     app.add_middleware(CatchUp)
@@ -151,6 +167,29 @@ def create_app(settings: Settings) -> Starlette:
     if settings.access_log:
         app.add_middleware(AccessLog)  # added last, so outermost: it also times the catch-up
     return app
+
+
+async def open_blob_store(settings: Settings) -> BlobStore:
+    """The data directory's blobs, or the bucket of ``--blob-url`` with them as its cache."""
+    local = FileBlobStore(settings.datadir / "blobs")
+    if not settings.blob_url:
+        return local
+    client = S3Client(S3Location.from_url(settings.blob_url), settings.request_timeout * 6)
+    await client.start()
+    return S3BlobStore(local, client)
+
+
+async def _signing_secret(settings: Settings, db: Database) -> bytes:
+    """What signs tokens and sessions: the same bytes on every node, or tokens break."""
+    if settings.secret_file:
+        with open(settings.secret_file, "rb") as handle:
+            return handle.read().strip()
+    local = (settings.datadir / "secret").read_bytes().strip()
+    if not pg_changes.is_postgres(settings.db_url):
+        return local
+    # Several nodes share the database, so they share the secret stored there: the first node's.
+    shared = await db.write(queries.shared_secret, local.decode())
+    return shared.encode()
 
 
 def app_from_environment() -> Starlette:

@@ -19,8 +19,7 @@ from starlette.routing import Route
 from cheeseboard.core.names import is_valid_project_name
 from cheeseboard.http.responses import etag_matches
 from cheeseboard.http.state import index_of, services
-from cheeseboard.services.errors import BadRequest, NotFound, UpstreamFailed
-from cheeseboard.services.files import PendingFile
+from cheeseboard.services.errors import BadRequest, NotFound
 from cheeseboard.web import docs
 
 CONTENT_SECURITY_POLICY = "sandbox allow-scripts allow-popups allow-forms"
@@ -58,9 +57,7 @@ async def doc_page(request: Request) -> Response:
     name = docs.check_doc_path(request.path_params["path"])
     record = await docs.find_doc_zip(app.db, index, project, version)
     what = f"{record.filename} on {index.fullname}"
-    opened = await app.files.open(index, record)
-    if isinstance(opened, PendingFile):  # only mirror files arrive later; docs are never that
-        raise UpstreamFailed(f"{record.filename} is not stored yet")
+    opened = await app.files.open_complete(index, record)  # from the bucket, on S3
     headers = _headers(f'"doc-{opened.sha256}"', version)
     if_none_match = request.headers.get("if-none-match")
     if if_none_match and etag_matches(if_none_match, headers["ETag"]):

@@ -63,3 +63,10 @@ async def os_error(request: Request, exc: Exception) -> Response:
         "Retry once the administrator has freed space."
     )
     return _answer(request, 507, message, {"Cache-Control": "no-store", "Retry-After": "60"})
+
+
+async def storage_error(request: Request, exc: Exception) -> Response:
+    """The bucket (``--blob-url``) failed or is unreachable: 503, nothing half-stored."""
+    log.warning("%s %s: file storage failed: %s", request.method, request.url.path, exc)
+    message = f"the server's file storage is unavailable; nothing was stored ({exc})"
+    return _answer(request, 503, message, {"Cache-Control": "no-store", "Retry-After": "30"})

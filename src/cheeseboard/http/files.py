@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from cheeseboard.http.responses import BlobResponse, FollowResponse
@@ -37,7 +37,12 @@ async def hashed_file(request: Request) -> Response:
 async def _file(request: Request, filename: str) -> Response:
     index = index_of(request)
     record = await _record(request, filename)
-    opened = await services(request).files.open(index, record)
+    app = services(request)
+    redirect = app.files.redirect_url(record)
+    if redirect is not None:
+        # --blob-redirect: the client fetches the bytes from the bucket itself.
+        return RedirectResponse(redirect, status_code=302, headers={"Cache-Control": "no-store"})
+    opened = await app.files.open(index, record)
     if isinstance(opened, PendingFile):
         download = opened.download
         if "range" not in request.headers:

@@ -77,9 +77,18 @@ def init(
     if not no_root_pypi and not mirror_url.startswith(("http://", "https://")):
         _fail(f"--mirror-url must be an http(s) URL, got {mirror_url!r}")
     try:
-        init_datadir(datadir, root_password, None if no_root_pypi else mirror_url, database_url)
+        filled = init_datadir(
+            datadir, root_password, None if no_root_pypi else mirror_url, database_url
+        )
     except DataDirError as exc:
         _fail(str(exc))
+        return
+    if not filled:
+        click.echo(
+            f"initialised {datadir}, joining the database another node initialised "
+            "(its users, indexes and root password are kept)"
+        )
+        return
     click.echo(f"initialised {datadir}" + ("" if no_root_pypi else f" (root/pypi -> {mirror_url})"))
 
 
@@ -118,7 +127,7 @@ def serve(datadir: Path | None, config_file: Path | None, **cli: Any) -> None:
 
 def run_server(settings: Settings) -> None:
     """Prepare the data directory (init if asked, migrate) and run the HTTP server."""
-    from cheeseboard.server.runner import run
+    from cheeseboard.server.runner import StorageError, run
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -138,7 +147,10 @@ def run_server(settings: Settings) -> None:
         log.info("initialised %s", settings.datadir)
     for name, source in sorted(settings.sources.items()):
         log.info("setting %s from %s", name, source)
-    run(settings)
+    try:
+        run(settings)
+    except StorageError as exc:
+        _fail(str(exc))
 
 
 @main.command()

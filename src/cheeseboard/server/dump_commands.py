@@ -104,14 +104,27 @@ def export_command(
     help="data directory to create (or to merge into, with --merge)",
 )
 @click.option("--database-url", envvar="CHEESEBOARD_DATABASE_URL", default=None)
+@click.option(
+    "--blob-url",
+    envvar="CHEESEBOARD_BLOB_URL",
+    default=None,
+    help="S3 bucket the server keeps files in (s3://bucket/prefix?endpoint=...)",
+)
 @click.option("--merge", is_flag=True, help="add to an existing store instead of a new one")
 @click.argument("source", type=click.Path(path_type=Path))
-def import_command(datadir: Path, database_url: str | None, merge: bool, source: Path) -> None:
+def import_command(
+    datadir: Path, database_url: str | None, blob_url: str | None, merge: bool, source: Path
+) -> None:
     """Load a dump (from export, or a devpi-server export directory) into DATADIR."""
     try:
         dump = open_dump(source)
         report = import_dump(
-            dump, datadir, merge=merge, database_url=database_url, progress=_Progress("imported")
+            dump,
+            datadir,
+            merge=merge,
+            database_url=database_url,
+            blob_url=blob_url,
+            progress=_Progress("imported"),
         )
     except (DumpError, OSError) as error:
         _fail(str(error))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import uuid
 
 from granian.constants import Interfaces
 from granian.http import HTTP1Settings
@@ -13,6 +15,7 @@ from cheeseboard.http.app import SETTINGS_ENV
 from cheeseboard.server.settings import Settings
 from cheeseboard.store.blobs import FileBlobStore
 from cheeseboard.store.db import migrate
+from cheeseboard.store.s3 import S3Client, S3Error, S3Location
 
 log = logging.getLogger("cheeseboard.server")
 
@@ -39,8 +42,28 @@ class _Server(MPServer):
         super().signal_handler_interrupt(*args, **kwargs)  # type: ignore[no-untyped-call]
 
 
+class StorageError(Exception):
+    """The bucket of --blob-url cannot be used; the message says why."""
+
+
+async def check_bucket(url: str) -> None:
+    """Fail before serving, with the reason, if the bucket cannot be written and read."""
+    location = S3Location.from_url(url)
+    async with S3Client(location, timeout=10) as client:
+        probe = f".cheeseboard-probe-{uuid.uuid4().hex}"
+        try:
+            await client.put_bytes(probe, b"ok")
+            if await client.get_bytes(probe) != b"ok":
+                raise StorageError(f"{location.redacted()} returned other bytes than were put")
+            await client.delete(probe)
+        except S3Error as exc:
+            raise StorageError(f"cannot use {location.redacted()}: {exc}") from None
+
+
 def run(settings: Settings) -> None:
     migrate(settings.db_url)
+    if settings.blob_url:
+        asyncio.run(check_bucket(settings.blob_url))
     leftovers = FileBlobStore(settings.datadir / "blobs").clean_tmp()
     if leftovers:
         log.info("removed %d unfinished staged files", leftovers)

@@ -115,6 +115,46 @@ def _to_database_url(value: object) -> str | None:
     raise ValueError(f"expected sqlite:///PATH or postgresql://..., got a {scheme or 'bare'} URL")
 
 
+def _to_blob_url(value: object) -> str | None:
+    url = _to_optional_str(value)
+    if url is None:
+        return None
+    if not url.startswith("s3://"):
+        raise ValueError(
+            "expected s3://bucket/prefix (files are in DATADIR/blobs when no --blob-url is given)"
+        )
+    from cheeseboard.store.s3 import S3Location
+
+    S3Location.from_url(url)  # endpoint, region and credentials must all be there
+    return url
+
+
+def _to_redirect_seconds(value: object) -> int:
+    number = int(str(value))
+    if not 0 <= number <= 7 * 24 * 3600:
+        raise ValueError(f"expected 0 to 604800 seconds (S3's limit), got {value!r}")
+    return number
+
+
+MIN_SECRET_BYTES = 16
+
+
+def _to_secret_file(value: object) -> str | None:
+    path = _to_optional_str(value)
+    if path is None:
+        return None
+    try:
+        secret = Path(path).read_bytes().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read the secret file {path}: {exc.strerror}") from None
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"the secret file {path} holds {len(secret)} bytes; use at least {MIN_SECRET_BYTES} "
+            "random ones (e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return str(Path(path).absolute())
+
+
 def _to_host(value: object) -> str:
     if value is None or not str(value).strip():
         raise ValueError(f"expected an address to listen on, got {value!r}")
@@ -155,6 +195,27 @@ OPTIONS: tuple[Option, ...] = (
     Option("offline", _to_bool, False, "never contact upstream; serve only what is cached"),
     Option(
         "database-url", _to_database_url, None, "metadata database (default: SQLite in datadir)"
+    ),
+    Option(
+        "blob-url",
+        _to_blob_url,
+        None,
+        "where files are kept: s3://bucket/prefix?endpoint=URL&region=R, credentials from "
+        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (default: DATADIR/blobs)",
+    ),
+    Option(
+        "blob-redirect",
+        _to_redirect_seconds,
+        0,
+        "with --blob-url, answer downloads with a redirect to a presigned URL valid this many "
+        "seconds (0: send the bytes through the server)",
+    ),
+    Option(
+        "secret-file",
+        _to_secret_file,
+        None,
+        "file with the secret that signs tokens and sessions (default: shared through a "
+        "PostgreSQL database, else datadir/secret)",
     ),
     Option("outside-url", _to_optional_str, None, "URL clients use to reach the server"),
     Option("page-max-age", _to_max_age, 60, "Cache-Control max-age of pages of private indexes"),
@@ -201,6 +262,9 @@ class Settings:
     request_timeout: float = 5.0
     offline: bool = False
     database_url: str | None = None
+    blob_url: str | None = None
+    blob_redirect: int = 0
+    secret_file: str | None = None
     outside_url: str | None = None
     page_max_age: int = 60
     mirror_page_max_age: int = 600

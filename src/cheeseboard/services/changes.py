@@ -14,7 +14,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.engine import Connection
 
-from cheeseboard.store import queries
+from cheeseboard.store import pg_changes, queries
 from cheeseboard.store.db import Database
 from cheeseboard.store.queries import Change
 from cheeseboard.store.serial import SerialFile
@@ -118,7 +118,10 @@ class ChangeFeed:
 
         def run(conn: Connection) -> tuple[Transaction, T]:
             transaction = Transaction(conn)
-            return transaction, fn(transaction, *args, **kwargs)
+            result = fn(transaction, *args, **kwargs)
+            if transaction.changes:
+                pg_changes.notify(conn, transaction.changes[-1].serial)  # other nodes
+            return transaction, result
 
         transaction, result = await self._db.write(run)
         if not transaction.changes:

@@ -41,7 +41,10 @@ def _check_target(datadir: Path) -> None:
         raise DataDirError(f"{datadir} exists and is not an empty directory; refusing to use it")
 
 
-def _fill(conn: Connection, root_password: str, mirror_url: str | None) -> None:
+def _fill(conn: Connection, root_password: str, mirror_url: str | None) -> bool:
+    """Create root and root/pypi; False if the database is filled already (another node's)."""
+    if queries.get_info(conn, "uuid") is not None:
+        return False
     root_id = accounts.create_user(conn, "root", hash_password(root_password))
     if mirror_url is not None:
         config = {
@@ -54,12 +57,13 @@ def _fill(conn: Connection, root_password: str, mirror_url: str | None) -> None:
         accounts.create_index(conn, root_id, "pypi", "mirror", config)
     queries.log_change(conn, None, None, "index-created")
     queries.set_info(conn, "uuid", secrets.token_hex(16))
+    return True
 
 
-async def _fill_database(url: str, root_password: str, mirror_url: str | None) -> None:
+async def _fill_database(url: str, root_password: str, mirror_url: str | None) -> bool:
     db = Database(url)
     try:
-        await db.write(_fill, root_password, mirror_url)
+        return await db.write(_fill, root_password, mirror_url)
     finally:
         await db.close()
 
@@ -69,15 +73,22 @@ def init_datadir(
     root_password: str,
     mirror_url: str | None = DEFAULT_MIRROR_URL,
     database_url: str | None = None,
-) -> None:
-    """Create ``datadir`` with database, blobs, secret, user root and (unless None) root/pypi."""
+) -> bool:
+    """Create ``datadir`` with database, blobs, secret, user root and (unless None) root/pypi.
+
+    A node joining a PostgreSQL database that another node initialised gets its local directory
+    only: users, indexes and the shared secret are already in the database. Returns False then.
+    """
     if not root_password:
         raise DataDirError("the root password must not be empty")
+    filled = True
 
     def populate(_staging: Path, url: str) -> None:
-        asyncio.run(_fill_database(url, root_password, mirror_url))
+        nonlocal filled
+        filled = asyncio.run(_fill_database(url, root_password, mirror_url))
 
     build_datadir(datadir, populate, database_url)
+    return filled
 
 
 def build_datadir(

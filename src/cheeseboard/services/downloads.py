@@ -13,11 +13,13 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Protocol
 
-from cheeseboard.mirror.client import UpstreamClient
 from cheeseboard.mirror.errors import UpstreamError, UpstreamNotFound
-from cheeseboard.store.blobs import BlobMismatch, FileBlobStore
+from cheeseboard.store.blobs import BlobMismatch, BlobStore, FileBlobWriter
+from cheeseboard.store.s3 import S3Error, S3NotFound
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,16 @@ _CHUNK = 256 * 1024
 
 # Called after the blob is committed: (blob sha256, size, path of the stored blob).
 OnStored = Callable[[str, int, Path], Awaitable[None]]
+
+
+class Body(Protocol):
+    """Where the bytes come from: an upstream file, or an object in the bucket."""
+
+    @property
+    def size(self) -> int | None: ...
+
+    @property
+    def chunks(self) -> AsyncIterator[bytes]: ...
 
 
 class DownloadFailed(Exception):
@@ -39,8 +51,15 @@ class DownloadFailed(Exception):
 class Download:
     """One upstream file transfer and the state its readers follow."""
 
-    def __init__(self, url: str, expected_sha256: str | None, expected_size: int | None) -> None:
+    def __init__(
+        self,
+        url: str,
+        expected_sha256: str | None,
+        expected_size: int | None,
+        from_bucket: bool = False,
+    ) -> None:
         self.url = url
+        self.from_bucket = from_bucket  # copying a stored blob from S3, not fetching upstream
         self.expected_sha256 = expected_sha256
         self.size = expected_size
         self.written = 0
@@ -58,11 +77,17 @@ class Download:
         event, self._progress = self._progress, asyncio.Event()
         event.set()
 
-    async def run(self, client: UpstreamClient, blobs: FileBlobStore, on_stored: OnStored) -> None:
-        writer = blobs.writer()
+    async def run(
+        self,
+        source: AbstractAsyncContextManager[Body],
+        writer: FileBlobWriter,
+        blobs: BlobStore,
+        on_stored: OnStored | None = None,
+    ) -> None:
+        """Copy ``source`` into ``writer`` (a new blob, or a local copy of one in the bucket)."""
         self.tmp_path = writer.tmp_path
         try:
-            async with client.open_file(self.url) as upstream:
+            async with source as upstream:
                 if self.size is None:
                     self.size = upstream.size
                 async for chunk in upstream.chunks:
@@ -76,10 +101,10 @@ class Download:
             digest = await writer.commit(self.expected_sha256, self.size)
             self.blob_sha256 = digest
             self.blob_path = blobs.path(digest)
-        except (UpstreamError, BlobMismatch, OSError) as exc:
+        except (UpstreamError, BlobMismatch, OSError, S3Error) as exc:
             writer.abort()
             reason = exc.reason if isinstance(exc, UpstreamError) else str(exc)
-            not_found = isinstance(exc, UpstreamNotFound)
+            not_found = isinstance(exc, (UpstreamNotFound, S3NotFound))
             log.warning("download of %s failed: %s", self.url, reason)
             self.error = DownloadFailed(reason, not_found=not_found)
         except BaseException:
@@ -91,7 +116,7 @@ class Download:
             self.started.set()
             self.finished.set()
             self._notify()
-        if self.blob_sha256 is not None and self.blob_path is not None:
+        if self.blob_sha256 is not None and self.blob_path is not None and on_stored is not None:
             await on_stored(self.blob_sha256, self.written, self.blob_path)
 
     async def chunks(self) -> AsyncIterator[bytes]:

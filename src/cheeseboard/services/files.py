@@ -25,9 +25,10 @@ from cheeseboard.services.locks import SharedLocks
 from cheeseboard.services.wheels import extract_wheel_metadata
 from cheeseboard.store import queries
 from cheeseboard.store.accounts import IndexRecord
-from cheeseboard.store.blobs import FileBlobStore
+from cheeseboard.store.blobs import BlobStore
 from cheeseboard.store.db import Database
 from cheeseboard.store.queries import Change, FileRecord
+from cheeseboard.store.s3_blobs import S3BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class FileService:
         settings: Settings,
         db: Database,
         changes: ChangeFeed,
-        blobs: FileBlobStore,
+        blobs: BlobStore,
         client: UpstreamClient,
         locks: SharedLocks,
     ) -> None:
@@ -107,13 +108,21 @@ class FileService:
         stored = self._stored(record)
         if stored is not None:
             return stored
-        if index.type != "mirror" or not record.upstream_url:
+        is_mirror = index.type == "mirror" and bool(record.upstream_url)
+        if record.blob_sha256 is not None and isinstance(self._blobs, S3BlobStore):
+            # Stored by another node (or evicted here): clients get the bytes while this node
+            # copies them from the bucket.
+            download = self._start_fill(index, record, record.blob_sha256)
+        elif not is_mirror:
             raise NotFound(f"file {record.filename!r} is missing from storage")
-        if self._settings.offline:
+        elif self._settings.offline:
             raise NotFound(f"{record.filename} is not cached and the server is offline")
-        download = self._start_download(index, record)
+        else:
+            download = self._start_download(index, record)
         await download.started.wait()
         if download.error is not None:
+            if download.error.not_found and download.from_bucket and not is_mirror:
+                raise NotFound(f"file {record.filename!r} is missing from storage")
             if download.error.not_found:
                 raise NotFound(f"upstream has no {record.filename}")
             raise UpstreamFailed(f"fetching {record.filename} failed: {download.error.reason}")
@@ -121,6 +130,26 @@ class FileService:
             assert download.blob_sha256 is not None
             return StoredFile(record, download.blob_path, download.blob_sha256, download.written)
         return PendingFile(record, download)
+
+    def redirect_url(self, record: FileRecord) -> str | None:
+        """A presigned bucket URL for a stored file, when ``--blob-redirect`` asks for them."""
+        seconds = self._settings.blob_redirect
+        if not seconds or record.blob_sha256 is None or not isinstance(self._blobs, S3BlobStore):
+            return None
+        return self._blobs.presign(record.blob_sha256, record.filename, seconds)
+
+    async def open_complete(self, index: IndexRecord, record: FileRecord) -> StoredFile:
+        """Like ``open``, waiting until the bytes are all here (to read inside the file)."""
+        opened = await self.open(index, record)
+        if isinstance(opened, StoredFile):
+            return opened
+        download = opened.download
+        await download.finished.wait()
+        if download.error is not None or download.blob_path is None:
+            reason = download.error.reason if download.error else "no file"
+            raise UpstreamFailed(f"fetching {record.filename} failed: {reason}")
+        assert download.blob_sha256 is not None
+        return StoredFile(record, download.blob_path, download.blob_sha256, download.written)
 
     def _stored(self, record: FileRecord) -> StoredFile | None:
         if record.blob_sha256 is None:
@@ -132,6 +161,34 @@ class FileService:
             log.error("blob %s of %s is missing", record.blob_sha256, record.filename)
             return None
         return StoredFile(record, path, record.blob_sha256, size)
+
+    def _start_fill(self, index: IndexRecord, record: FileRecord, sha256: str) -> Download:
+        """A local copy of a stored file from the bucket, shared by this process's readers."""
+        assert isinstance(self._blobs, S3BlobStore)
+        key = (index.id, record.filename)
+        download = self._downloads.get(key)
+        if download is not None:
+            return download
+        download = Download(f"s3:{sha256}", sha256, None, from_bucket=True)
+        self._downloads[key] = download
+        task = asyncio.create_task(self._run_fill(key, sha256, download))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return download
+
+    async def _run_fill(self, key: tuple[int, str], sha256: str, download: Download) -> None:
+        assert isinstance(self._blobs, S3BlobStore)
+        try:
+            writer = self._blobs.cache_writer()
+            await download.run(self._blobs.source(sha256), writer, self._blobs)
+        except Exception as exc:
+            log.exception("copying %s from the bucket failed", sha256)
+            if download.error is None:
+                download.error = DownloadFailed(str(exc))
+            download.started.set()
+            download.finished.set()
+        finally:
+            self._downloads.pop(key, None)
 
     def _start_download(self, index: IndexRecord, record: FileRecord) -> Download:
         key = (index.id, record.filename)
@@ -154,6 +211,18 @@ class FileService:
             async with self._locks.hold(f"file:{index.id}:{record.filename}", _DOWNLOAD_LOCK_WAIT):
                 current = await self._db.read(queries.file_by_filename, index.id, record.filename)
                 done = self._stored(current[0]) if current else None
+                stored_sha = current[0].blob_sha256 if current else None
+                if (
+                    done is None
+                    and stored_sha is not None
+                    and isinstance(self._blobs, S3BlobStore)
+                    and await self._blobs.has(stored_sha)
+                ):
+                    # Another node stored it while we waited: copy it from the bucket.
+                    download.from_bucket = True
+                    source = self._blobs.source(stored_sha)
+                    await download.run(source, self._blobs.cache_writer(), self._blobs)
+                    return
                 if done is not None:
                     # Another worker stored it while we waited for the lock.
                     download.blob_path, download.blob_sha256 = done.path, done.sha256
@@ -165,7 +234,8 @@ class FileService:
                 async def on_stored(digest: str, size: int, path: Path) -> None:
                     await self._record_stored(index, record, digest, size, path)
 
-                await download.run(self._client, self._blobs, on_stored)
+                upstream = self._client.open_file(download.url)
+                await download.run(upstream, self._blobs.writer(), self._blobs, on_stored)
         except Exception as exc:
             log.exception("download of %s failed", record.filename)
             if download.error is None:
@@ -196,8 +266,10 @@ class FileService:
         if record.packagetype != "bdist_wheel":
             raise NotFound(f"{record.filename} is not a wheel: no .metadata")
         advertised = record.core_metadata_sha256
-        if advertised and self._blobs.exists(advertised):
-            return self._blobs.path(advertised)
+        if advertised:
+            here = await self._blobs.local(advertised)
+            if here is not None:
+                return here
         upstream = record.upstream_url
         if advertised and upstream and index.type == "mirror" and not self._settings.offline:
             fetch = self._fetch_metadata_once(advertised, upstream + ".metadata")
@@ -205,15 +277,7 @@ class FileService:
             if proxied is not None:
                 return proxied
         # Fall back to the wheel itself: store it if needed, then read METADATA out of it.
-        opened = await self.open(index, record)
-        if isinstance(opened, PendingFile):
-            await opened.download.finished.wait()
-            if opened.download.error is not None or opened.download.blob_path is None:
-                reason = opened.download.error.reason if opened.download.error else "no file"
-                raise UpstreamFailed(f"fetching {record.filename} failed: {reason}")
-            wheel_path = opened.download.blob_path
-        else:
-            wheel_path = opened.path
+        wheel_path = (await self.open_complete(index, record)).path
         metadata = await asyncio.to_thread(extract_wheel_metadata, wheel_path)
         if metadata is None:
             raise NotFound(f"{record.filename} has no readable METADATA")
@@ -222,10 +286,10 @@ class FileService:
             raise UpstreamFailed(
                 f"METADATA of {record.filename} does not match the advertised sha256"
             )
-        await store_small_blob(self._blobs, self._db, metadata)
+        stored_path = await store_small_blob(self._blobs, self._db, metadata)
         if not advertised:
             await self._changes.write(_record_core_metadata, record, digest)
-        return self._blobs.path(digest)
+        return stored_path
 
     def prefetch_metadata(
         self, index: IndexRecord, project: str, links: Sequence[UpstreamLink]
@@ -265,8 +329,9 @@ class FileService:
         return task
 
     async def _proxy_metadata(self, url: str, expected: str) -> Path | None:
-        if self._blobs.claim(expected):
-            return self._blobs.path(expected)
+        here = await self._blobs.local(expected)
+        if here is not None:
+            return here
         try:
             raw = await self._client.fetch_page(url, accept="*/*")
         except UpstreamError as exc:
@@ -275,8 +340,7 @@ class FileService:
         if raw is None or sha256_of(raw.body) != expected:
             log.warning("upstream .metadata at %s does not match its advertised sha256", url)
             return None
-        digest = await store_small_blob(self._blobs, self._db, raw.body)
-        return self._blobs.path(digest)
+        return await store_small_blob(self._blobs, self._db, raw.body)
 
     async def close(self) -> None:
         for task in [*self._tasks, *self._metadata_fetches.values()]:
@@ -306,15 +370,15 @@ def _record_core_metadata(tx: Transaction, record: FileRecord, digest: str) -> N
     tx.log(record.index_id, queries.project_name(tx.conn, record.project_id), "mirror-file")
 
 
-async def put_small_blob(blobs: FileBlobStore, data: bytes) -> str:
+async def put_small_blob(blobs: BlobStore, data: bytes) -> str:
     """Put small bytes (core metadata) in the blob store; the caller records the blob row."""
     writer = blobs.writer()
     writer.write(data)
     return await writer.commit()
 
 
-async def store_small_blob(blobs: FileBlobStore, db: Database, data: bytes) -> str:
-    """Put small bytes in the blob store and record the blob row; returns the sha256."""
+async def store_small_blob(blobs: BlobStore, db: Database, data: bytes) -> Path:
+    """Put small bytes in the blob store and record the blob row; returns the local path."""
     digest = await put_small_blob(blobs, data)
     await db.write(queries.add_blob, digest, len(data))
-    return digest
+    return blobs.path(digest)

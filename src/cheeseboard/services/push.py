@@ -20,7 +20,7 @@ from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.services.pages import file_path
 from cheeseboard.store import queries
 from cheeseboard.store.accounts import IndexRecord
-from cheeseboard.store.blobs import FileBlobStore
+from cheeseboard.store.blobs import BlobStore
 from cheeseboard.store.db import Database
 from cheeseboard.store.queries import FileRecord, NewFile, ReleaseRecord
 
@@ -75,7 +75,7 @@ class PushService:
         db: Database,
         changes: ChangeFeed,
         indexes: IndexRegistry,
-        blobs: FileBlobStore,
+        blobs: BlobStore,
         client: UpstreamClient,
     ) -> None:
         self._db = db
@@ -167,9 +167,10 @@ class PushService:
         for f in sorted(chosen, key=lambda f: (f.packagetype == "doczip", f.filename)):
             assert f.sha256 is not None
             fields = _form_fields(display, release.version, release.metadata, f)
-            status, text = await self._client.post_upload(
-                posturl, fields, f.filename, self._blobs.path(f.sha256), auth
-            )
+            path = await self._blobs.local(f.blob_sha256 or f.sha256)
+            if path is None:
+                raise PushFailed(f"the bytes of {f.filename} are missing from storage")
+            status, text = await self._client.post_upload(posturl, fields, f.filename, path, auth)
             what = "store_doczip" if f.packagetype == "doczip" else "upload"
             log.append([status, what, f.filename, "->", posturl])
             if status != 200:

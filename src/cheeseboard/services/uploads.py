@@ -36,7 +36,7 @@ from cheeseboard.services.pages import PageService
 from cheeseboard.services.wheels import ARCHIVE_ERRORS, UnreadableArchive, archive_error_reason
 from cheeseboard.store import queries
 from cheeseboard.store.accounts import IndexRecord
-from cheeseboard.store.blobs import FileBlobStore
+from cheeseboard.store.blobs import BlobStore
 from cheeseboard.store.db import Database
 from cheeseboard.store.queries import NewFile
 
@@ -74,7 +74,7 @@ class UploadService:
         settings: Settings,
         db: Database,
         changes: ChangeFeed,
-        blobs: FileBlobStore,
+        blobs: BlobStore,
         pages: PageService,
     ) -> None:
         self._settings = settings

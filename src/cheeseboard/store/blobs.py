@@ -1,7 +1,9 @@
-"""Content-addressed blob storage behind a small interface (filesystem now, S3 later).
+"""Content-addressed blob storage: a local directory, alone or as the cache of an S3 bucket.
 
 Every write is staged in a local temporary file while it is hashed, so readers can follow a file
 that is still arriving, and nothing reaches its final name unless its size and sha256 check out.
+With S3 (store/s3_blobs.py) a verified blob is published to the bucket before its local copy is
+installed, so no database row can name a blob the bucket does not have.
 """
 
 from __future__ import annotations
@@ -11,12 +13,16 @@ import hashlib
 import os
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Protocol
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")  # fullmatch: "$" accepts a trailing newline
 _CHUNK = 256 * 1024
+
+
+# Called with (staged file, sha256, size) once a blob is verified, before it is installed locally.
+Publish = Callable[[Path, str, int], Awaitable[None]]
 
 
 class BlobMismatch(ValueError):
@@ -39,19 +45,32 @@ class BlobWriter(Protocol):
 
 
 class BlobStore(Protocol):
-    """Where file bytes live, addressed by their sha256."""
+    """Where file bytes live, addressed by their sha256: FileBlobStore, or S3BlobStore (a bucket
+    with a local cache). ``path`` is always local; ``local`` fetches into it when needed."""
 
-    def writer(self) -> BlobWriter: ...
+    remote: bool
 
-    def exists(self, sha256: str) -> bool: ...
+    def path(self, sha256: str) -> Path: ...
 
-    def local_path(self, sha256: str) -> Path | None:
-        """A path the HTTP server can send directly, or None if the store is remote."""
+    def writer(self) -> FileBlobWriter: ...
+
+    def exists(self, sha256: str) -> bool:
+        """Whether there is a local copy (cheap; no network)."""
         ...
+
+    def claim(self, sha256: str) -> bool: ...
+
+    def local_path(self, sha256: str) -> Path | None: ...
+
+    async def local(self, sha256: str) -> Path | None: ...
+
+    async def has(self, sha256: str) -> bool: ...
 
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]: ...
 
     async def delete(self, sha256: str) -> None: ...
+
+    def clean_tmp(self) -> int: ...
 
 
 def hash_file(path: Path, on_chunk: Callable[[int], None] | None = None) -> tuple[str, int]:
@@ -102,8 +121,9 @@ def check_sha256(sha256: str) -> str:
 class FileBlobWriter:
     """Stage bytes in ``<root>/.tmp`` while hashing them."""
 
-    def __init__(self, store: FileBlobStore) -> None:
+    def __init__(self, store: FileBlobStore, publish: Publish | None = None) -> None:
         self._store = store
+        self._publish = publish
         self.tmp_path = store.tmp_dir / f"{uuid.uuid4().hex}.part"
         self._file = open(self.tmp_path, "wb", buffering=0)  # noqa: SIM115 - closed in commit/abort
         self._hash = hashlib.sha256()
@@ -130,6 +150,8 @@ class FileBlobWriter:
                 raise BlobMismatch(f"expected sha256 {expected_sha256}, got {digest}")
             await asyncio.to_thread(os.fsync, self._file.fileno())
             self._file.close()
+            if self._publish is not None:
+                await self._publish(self.tmp_path, digest, self.size)
             await asyncio.to_thread(self._store.install, self.tmp_path, digest)
         except BaseException:
             self.abort()
@@ -144,6 +166,8 @@ class FileBlobWriter:
 
 class FileBlobStore:
     """Blobs at ``<root>/ab/cd/<sha256>``; fsync + rename, so a crash leaves no half file."""
+
+    remote = False  # every blob is here: nothing to fetch, nothing to redirect to
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -184,6 +208,13 @@ class FileBlobStore:
 
     def local_path(self, sha256: str) -> Path | None:
         return self.path(sha256)
+
+    async def local(self, sha256: str) -> Path | None:
+        """A local path of the blob, marked in use (``claim``); None if it is nowhere."""
+        return self.path(sha256) if self.claim(sha256) else None
+
+    async def has(self, sha256: str) -> bool:
+        return self.exists(sha256)
 
     async def read(
         self, sha256: str, start: int = 0, end: int | None = None

@@ -118,6 +118,18 @@ def set_info(conn: Connection, key: str, value: str) -> None:
     conn.execute(insert(server_info).values(key=key, value=value))
 
 
+def shared_secret(conn: Connection, candidate: str) -> str:
+    """The secret every node signs with: the stored one, or ``candidate`` if none is yet.
+
+    Writers run one at a time, so nodes starting together agree on the first one stored.
+    """
+    stored = get_info(conn, "secret")
+    if stored is not None:
+        return stored
+    conn.execute(insert(server_info).values(key="secret", value=candidate))
+    return candidate
+
+
 # --- projects and files ------------------------------------------------------------------------
 
 

@@ -25,7 +25,7 @@ def distinct_bucket_keys(locks: SharedLocks) -> tuple[str, str]:
 
 async def test_same_key_serialises(tmp_path: Path) -> None:
     """A second task waits until the first holder of the key is done."""
-    locks = SharedLocks(tmp_path / "locks")
+    locks = SharedLocks.in_directory(tmp_path / "locks")
     events: list[str] = []
     inside = asyncio.Event()
     release = asyncio.Event()
@@ -53,7 +53,7 @@ async def test_same_key_serialises(tmp_path: Path) -> None:
 
 async def test_many_tasks_never_overlap(tmp_path: Path) -> None:
     """Under contention at most one task is inside the key at a time, and all get in."""
-    locks = SharedLocks(tmp_path)
+    locks = SharedLocks.in_directory(tmp_path)
     inside = 0
     peak = 0
     done = 0
@@ -74,7 +74,7 @@ async def test_many_tasks_never_overlap(tmp_path: Path) -> None:
 
 async def test_different_keys_run_concurrently(tmp_path: Path) -> None:
     """Holders of keys in different buckets do not wait for each other."""
-    locks = SharedLocks(tmp_path)
+    locks = SharedLocks.in_directory(tmp_path)
     key_a, key_b = distinct_bucket_keys(locks)
     both_inside = asyncio.Event()
     count = 0
@@ -93,7 +93,7 @@ async def test_different_keys_run_concurrently(tmp_path: Path) -> None:
 
 async def test_timeout_raises_lock_timeout(tmp_path: Path) -> None:
     """Waiting longer than the timeout for a held key raises LockTimeout naming the key."""
-    locks = SharedLocks(tmp_path)
+    locks = SharedLocks.in_directory(tmp_path)
     async with locks.hold("busy", LONG):
         start = time.monotonic()
         with pytest.raises(LockTimeout, match="busy"):
@@ -113,7 +113,7 @@ def test_lock_timeout_is_a_timeout_error() -> None:
 
 async def test_exception_in_body_releases(tmp_path: Path) -> None:
     """An exception inside the block releases the key for the next holder."""
-    locks = SharedLocks(tmp_path)
+    locks = SharedLocks.in_directory(tmp_path)
     with pytest.raises(RuntimeError):
         async with locks.hold("k", LONG):
             raise RuntimeError("boom")
@@ -123,7 +123,7 @@ async def test_exception_in_body_releases(tmp_path: Path) -> None:
 
 async def test_cancelled_waiter_leaves_no_trace(tmp_path: Path) -> None:
     """Cancelling a task waiting for a key keeps the lock usable and the tables clean."""
-    locks = SharedLocks(tmp_path)
+    locks = SharedLocks.in_directory(tmp_path)
     async with locks.hold("k", LONG):
 
         async def waiter() -> None:
@@ -142,7 +142,7 @@ async def test_cancelled_waiter_leaves_no_trace(tmp_path: Path) -> None:
 
 async def test_two_instances_exclude_each_other(tmp_path: Path) -> None:
     """SharedLocks objects over one directory (as in two processes) exclude each other."""
-    one, two = SharedLocks(tmp_path), SharedLocks(tmp_path)
+    one, two = SharedLocks.in_directory(tmp_path), SharedLocks.in_directory(tmp_path)
     async with one.hold("file:1:x.whl", LONG):
         with pytest.raises(LockTimeout):
             async with two.hold("file:1:x.whl", 0.1):
@@ -153,7 +153,7 @@ async def test_two_instances_exclude_each_other(tmp_path: Path) -> None:
 
 async def test_other_instance_waits_then_gets_in(tmp_path: Path) -> None:
     """A holder in another 'process' gets the key once the first releases it."""
-    one, two = SharedLocks(tmp_path), SharedLocks(tmp_path)
+    one, two = SharedLocks.in_directory(tmp_path), SharedLocks.in_directory(tmp_path)
     order: list[str] = []
     holding = asyncio.Event()
 
@@ -175,7 +175,7 @@ async def test_other_instance_waits_then_gets_in(tmp_path: Path) -> None:
 
 async def test_timeout_covers_both_waits(tmp_path: Path) -> None:
     """The timeout is one deadline for the in-process and the cross-process wait together."""
-    other_process, locks = SharedLocks(tmp_path), SharedLocks(tmp_path)
+    other_process, locks = SharedLocks.in_directory(tmp_path), SharedLocks.in_directory(tmp_path)
     async with other_process.hold("k", LONG):
 
         async def queued_behind_local_holder() -> float:
@@ -200,7 +200,7 @@ async def test_timeout_covers_both_waits(tmp_path: Path) -> None:
 
 async def test_lock_files_are_bucketed(tmp_path: Path) -> None:
     """Keys map to a bounded set of lock files inside the directory."""
-    locks = SharedLocks(tmp_path / "new" / "dir")
+    locks = SharedLocks.in_directory(tmp_path / "new" / "dir")
     paths = {locks._bucket_path(f"key{n}") for n in range(3000)}
     assert len(paths) <= 1024
     assert all(p.parent == tmp_path / "new" / "dir" and p.suffix == ".lock" for p in paths)
