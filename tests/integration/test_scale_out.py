@@ -12,6 +12,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -28,8 +29,15 @@ from cheeseboard.store.db import migrate
 from cheeseboard.store.pg_changes import SerialWatcher
 from cheeseboard.store.serial import SerialFile
 from tests.support.api import call, upload_dist
-from tests.support.packages import build_wheel, installer_env
-from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory
+from tests.support.packages import Dist, build_wheel, installer_env
+from tests.support.seaweed import SeaweedServer
+from tests.support.server import (
+    ROOT_PASSWORD,
+    CheeseboardServer,
+    ServerFactory,
+    free_port,
+    server_command,
+)
 from tests.support.upstream import Fault, UpstreamServer
 
 ROOT = ("root", ROOT_PASSWORD)
@@ -305,3 +313,147 @@ def test_fifty_requests_over_three_nodes_cause_one_upstream_download(
     assert html_upstream.count(wheel.filename, "GET") == 1, html_upstream.requests
     for node in servers:
         assert "Traceback" not in node.log()
+
+
+def test_killing_a_node_under_load_loses_no_acknowledged_upload(
+    nodes: Callable[..., list[CheeseboardServer]], tmp_path: Path
+) -> None:
+    """Uploads and reads spread over three nodes; one node is SIGKILLed mid-run (process group,
+    as a crash or the OOM killer would). The other two answer every request meanwhile; every
+    upload any node acknowledged, the dead one's included, is listed and downloads intact from
+    the survivors, and from the dead node once it is back."""
+    a, b, c = nodes(3)
+    assert call(a.url, "PUT", "/alice", {"password": ALICE[1]}, auth=ROOT)[0] == 201
+    assert call(a.url, "PUT", "/alice/dev", {"bases": []}, auth=ROOT)[0] == 200
+    wheels = [build_wheel(tmp_path / "d", f"load{n % 5}", f"1.{n}") for n in range(120)]
+    acked: list[tuple[Dist, str]] = []  # (wheel, node that acknowledged it)
+    survivor_errors: list[str] = []
+    reads = 0
+    killed = threading.Event()
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def uploader(share: list[Dist]) -> None:
+        for n, wheel in enumerate(share):
+            node = (a, b, c)[n % 3]
+            if node is c and killed.is_set():
+                node = (a, b)[n % 2]  # the load balancer's health check took C out
+            try:
+                status, text = upload_dist(node.url, "alice/dev", wheel, ALICE, timeout=30)
+            except OSError as exc:  # C died with the request in flight: not acknowledged
+                if node is not c or not killed.is_set():
+                    survivor_errors.append(f"upload to {node.url}: {exc}")
+                continue
+            if status == 200:
+                with lock:
+                    acked.append((wheel, node.url))
+            elif node is not c or not killed.is_set():
+                survivor_errors.append(f"upload to {node.url}: {status} {text[:200]}")
+
+    def reader(n: int) -> None:
+        nonlocal reads
+        while not done.is_set():
+            node = (a, b)[n % 2]
+            n += 1
+            try:
+                page_files(node, "alice/dev", f"load{n % 5}")
+                with lock:
+                    reads += 1
+            except OSError as exc:
+                survivor_errors.append(f"read from {node.url}: {exc}")
+
+    with ThreadPoolExecutor(10) as pool:
+        readers = [pool.submit(reader, n) for n in range(4)]
+        uploads = [pool.submit(uploader, wheels[n::6]) for n in range(6)]
+        # Kill C once it has acknowledged a few uploads, with more of them in flight.
+        deadline = time.monotonic() + 30
+        while sum(url == c.url for _, url in acked) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        killed.set()  # first: requests in flight to C fail from here on
+        c.kill()
+        for future in uploads:
+            future.result()
+        done.set()
+        for future in readers:
+            future.result()
+
+    assert survivor_errors == []
+    assert reads > 50
+    on_c = [wheel for wheel, url in acked if url == c.url]
+    assert len(on_c) >= 3, "the killed node acknowledged no uploads before it died"
+    assert len(acked) >= 100, len(acked)
+    print(f"{len(acked)} uploads acknowledged ({len(on_c)} by the killed node), {reads} reads")
+    c.start()
+    for node in (a, b, c):
+        listed: dict[str, str] = {}
+        for project in {wheel.name for wheel, _ in acked}:
+            listed |= {
+                name: sha for name, (_, sha) in page_files(node, "alice/dev", project).items()
+            }
+        for wheel, _ in acked:
+            assert listed.get(wheel.filename) == wheel.sha256, (node.url, wheel.filename)
+    for wheel in on_c:
+        url, _ = page_files(b, "alice/dev", wheel.name)[wheel.filename]
+        status, body = fetch(url)
+        assert status == 200 and hashlib.sha256(body).hexdigest() == wheel.sha256
+    for node in (a, b):
+        assert "Traceback" not in node.log()
+
+
+def test_s3_outage_refuses_uploads_cleanly_and_a_dead_bucket_stops_startup(
+    s3_server: SeaweedServer,
+    postgres_url: str,
+    html_upstream: UpstreamServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the bucket's service gone, an upload gets 503 with the reason and nothing is stored;
+    files the node has cached still download; a node cannot start on an unusable bucket."""
+    private = SeaweedServer(s3_server.weed, tmp_path / "s3")
+    private.start()
+    try:
+        private.create_bucket("outage")
+        for name, value in private.env.items():
+            monkeypatch.setenv(name, value)
+        factory = ServerFactory(tmp_path, database_url=postgres_url, blob_url=private.url("outage"))
+        try:
+            node = factory.start(html_upstream.simple_url, name="node")
+            assert call(node.url, "PUT", "/alice", {"password": ALICE[1]}, auth=ROOT)[0] == 201
+            assert call(node.url, "PUT", "/alice/dev", {"bases": []}, auth=ROOT)[0] == 200
+            before = build_wheel(tmp_path / "d", "weather", "1.0")
+            assert upload_dist(node.url, "alice/dev", before, ALICE)[0] == 200
+            private.stop()
+            during = build_wheel(tmp_path / "d", "weather", "2.0")
+            status, text = upload_dist(node.url, "alice/dev", during, ALICE)
+            assert status == 503 and "file storage is unavailable" in text, (status, text)
+            listed = page_files(node, "alice/dev", "weather")
+            assert set(listed) == {before.filename}
+            assert not list((node.datadir / "blobs" / ".tmp").iterdir())
+            status, body = fetch(listed[before.filename][0])
+            assert status == 200 and hashlib.sha256(body).hexdigest() == before.sha256
+            assert "Traceback" not in node.log()
+            # A node cannot start on a bucket it cannot write and read.
+            late = factory.init(html_upstream.simple_url, name="late")
+            started = subprocess.run(
+                server_command(
+                    "serve",
+                    "--datadir",
+                    str(late),
+                    "--port",
+                    str(free_port()),
+                    "--database-url",
+                    postgres_url,
+                    "--blob-url",
+                    private.url("outage"),
+                ),
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert started.returncode != 0
+            assert "cannot use s3://outage/cb" in started.stderr, started.stderr
+            assert private.env["AWS_SECRET_ACCESS_KEY"] not in started.stderr
+        finally:
+            factory.stop_all()
+    finally:
+        private.stop()
