@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -53,13 +54,14 @@ from cheeseboard.store.blobs import BlobStore, FileBlobStore
 from cheeseboard.store.db import Database
 from cheeseboard.store.pg_changes import SerialWatcher
 from cheeseboard.store.s3 import S3Client, S3Error, S3Location
-from cheeseboard.store.s3_blobs import S3BlobStore
+from cheeseboard.store.s3_blobs import CacheTrimmer, S3BlobStore
 from cheeseboard.store.serial import SerialFile
 from cheeseboard.web import actions as web_actions
 from cheeseboard.web import pages as web_pages
 from cheeseboard.web import static as web_static
 
 SETTINGS_ENV = "CHEESEBOARD__SETTINGS_JSON"
+_CACHE_TRIM_INTERVAL = 60.0  # seconds between checks of a node's local copies of bucket blobs
 log = logging.getLogger(__name__)
 
 
@@ -85,6 +87,12 @@ def create_app(settings: Settings) -> Starlette:
         client = UpstreamClient(settings.request_timeout)
         await client.start()
         blobs = await open_blob_store(settings)
+        trimming = None
+        if isinstance(blobs, S3BlobStore):
+            trimmer = CacheTrimmer(
+                blobs.cache, settings.blob_cache_size, settings.datadir / "cache-trim.lock"
+            )
+            trimming = asyncio.create_task(trimmer.run(_CACHE_TRIM_INTERVAL))
         file_service = FileService(settings, db, changes, blobs, client, locks)
         pages = PageService(
             settings,
@@ -130,6 +138,9 @@ def create_app(settings: Settings) -> Starlette:
                 await watcher.stop()
             await locks.close()
             await client.close()
+            if trimming is not None:
+                trimming.cancel()
+                await asyncio.gather(trimming, return_exceptions=True)
             if isinstance(blobs, S3BlobStore):
                 await blobs.client.close()
             await db.close()

@@ -204,6 +204,12 @@ OPTIONS: tuple[Option, ...] = (
         "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (default: DATADIR/blobs)",
     ),
     Option(
+        "blob-cache-size",
+        _to_body_size,
+        10 * 1024**3,
+        "with --blob-url, bytes of files each node keeps locally (least recently used go first)",
+    ),
+    Option(
         "blob-redirect",
         _to_redirect_seconds,
         0,
@@ -263,6 +269,7 @@ class Settings:
     offline: bool = False
     database_url: str | None = None
     blob_url: str | None = None
+    blob_cache_size: int = 10 * 1024**3
     blob_redirect: int = 0
     secret_file: str | None = None
     outside_url: str | None = None

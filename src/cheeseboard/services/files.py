@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,7 @@ from cheeseboard.store.s3_blobs import S3BlobStore
 
 log = logging.getLogger(__name__)
 
+_CACHE_TOUCH_AFTER = 3600.0  # a served local copy of a bucket blob is marked used this often
 _DOWNLOAD_LOCK_WAIT = 3600.0  # another worker may be fetching a large file; wait for it
 
 
@@ -156,9 +158,13 @@ class FileService:
             return None
         path = self._blobs.path(record.blob_sha256)
         try:
-            size = path.stat().st_size
+            stat = path.stat()
+            size = stat.st_size
+            if self._blobs.remote and time.time() - stat.st_mtime > _CACHE_TOUCH_AFTER:
+                self._blobs.claim(record.blob_sha256)  # recently used: the cache keeps it
         except FileNotFoundError:
-            log.error("blob %s of %s is missing", record.blob_sha256, record.filename)
+            if not self._blobs.remote:  # with a bucket, a local copy comes and goes
+                log.error("blob %s of %s is missing", record.blob_sha256, record.filename)
             return None
         return StoredFile(record, path, record.blob_sha256, size)
 

@@ -11,6 +11,10 @@ layout: ``<prefix>/ab/cd/<sha256>``.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import logging
+import os
+import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
@@ -19,6 +23,8 @@ from cheeseboard.store.blobs import FileBlobStore, FileBlobWriter, check_sha256
 from cheeseboard.store.s3 import S3Client, S3Location, S3NotFound, S3Object
 
 _PUBLISH_CONCURRENCY = 8
+_TRIM_TO = 0.9  # a trim leaves room, so the next one is not due at the next download
+log = logging.getLogger(__name__)
 
 
 def object_name(sha256: str) -> str:
@@ -140,3 +146,76 @@ async def publish_local_blobs(url: str, cache: FileBlobStore, sha256s: Iterable[
 
         await asyncio.gather(*(publish(sha256) for sha256 in sha256s))
     return added
+
+
+class CacheTrimmer:
+    """Keeps a node's local copies of bucket blobs within a byte budget, least recently used
+    first (a copy's mtime is refreshed when it is served, at most hourly: FileService._stored).
+
+    Dropping a copy is always safe: the bucket has the blob, and the next request for it copies
+    it again. One worker per node trims at a time (a lock file); the others skip their turn.
+    """
+
+    def __init__(self, cache: FileBlobStore, budget: int, lock_path: Path) -> None:
+        self._cache = cache
+        self._budget = budget
+        self._lock_path = lock_path
+
+    def _copies(self) -> list[tuple[float, int, str]]:
+        found: list[tuple[float, int, str]] = []
+        for first in os.scandir(self._cache.root):
+            if len(first.name) != 2 or not first.is_dir(follow_symlinks=False):
+                continue  # .tmp and anything else that is not a blob directory
+            for second in os.scandir(first.path):
+                if not second.is_dir(follow_symlinks=False):
+                    continue
+                for entry in os.scandir(second.path):
+                    if len(entry.name) == 64 and entry.is_file(follow_symlinks=False):
+                        stat = entry.stat(follow_symlinks=False)
+                        found.append((stat.st_mtime, stat.st_size, entry.path))
+        return found
+
+    def trim_once(self) -> tuple[int, int]:
+        """Remove the least recently used copies if over budget: (files, bytes) removed."""
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return 0, 0  # another worker of this node is at it
+            copies = self._copies()
+            total = sum(size for _, size, _ in copies)
+            if total <= self._budget:
+                return 0, 0
+            removed = freed = 0
+            for _, size, path in sorted(copies):
+                if total - freed <= self._budget * _TRIM_TO:
+                    break
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    continue
+                removed += 1
+                freed += size
+            return removed, freed
+        finally:
+            os.close(fd)
+
+    async def run(self, interval: float) -> None:
+        """Trim now and every ``interval`` seconds, until cancelled."""
+        while True:
+            started = time.monotonic()
+            try:
+                removed, freed = await asyncio.to_thread(self.trim_once)
+            except OSError as exc:
+                log.warning("trimming the local blob cache failed: %s", exc)
+            else:
+                if removed:
+                    log.info(
+                        "local blob cache over %d bytes: dropped %d copies (%d bytes) in %.2f s",
+                        self._budget,
+                        removed,
+                        freed,
+                        time.monotonic() - started,
+                    )
+            await asyncio.sleep(interval)
