@@ -19,6 +19,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 from urllib.parse import urljoin
 
 import pytest
@@ -27,6 +28,8 @@ from cheeseboard.services.locks import LockTimeout, SharedLocks
 from cheeseboard.store import pg_changes
 from cheeseboard.store.db import migrate
 from cheeseboard.store.pg_changes import SerialWatcher
+from cheeseboard.store.s3 import S3Client, S3Location
+from cheeseboard.store.s3_blobs import object_name
 from cheeseboard.store.serial import SerialFile
 from tests.support.api import call, upload_dist
 from tests.support.packages import Dist, build_wheel, installer_env
@@ -457,3 +460,78 @@ def test_s3_outage_refuses_uploads_cleanly_and_a_dead_bucket_stops_startup(
             factory.stop_all()
     finally:
         private.stop()
+
+
+def _bucket(s3_url: str) -> set[str]:
+    async def names() -> set[str]:
+        async with S3Client(S3Location.from_url(s3_url)) as client:
+            return {name async for name, _, _ in client.list("")}
+
+    return asyncio.run(names())
+
+
+def _gc(node: CheeseboardServer, postgres_url: str, s3_url: str, *args: str) -> Any:
+    return subprocess.run(
+        server_command(
+            "gc",
+            "--datadir",
+            str(node.datadir),
+            "--database-url",
+            postgres_url,
+            "--blob-url",
+            s3_url,
+            *args,
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_gc_of_the_bucket_removes_only_what_no_row_names(
+    scale_factory: ServerFactory,
+    html_upstream: UpstreamServer,
+    postgres_url: str,
+    s3_url: str,
+    tmp_path: Path,
+) -> None:
+    """gc --blob-url: a removed release's objects go (not on a dry run, not while young); named
+    objects and objects that are not blobs stay; a named object gone missing is reported."""
+    node = scale_factory.start(html_upstream.simple_url, name="node")
+    assert call(node.url, "PUT", "/alice", {"password": ALICE[1]}, auth=ROOT)[0] == 201
+    assert call(node.url, "PUT", "/alice/dev", {"bases": []}, auth=ROOT)[0] == 200
+    keep = build_wheel(tmp_path / "d", "keeper", "1.0")
+    drop = build_wheel(tmp_path / "d", "dropper", "1.0")
+    for wheel in (keep, drop):
+        assert upload_dist(node.url, "alice/dev", wheel, ALICE)[0] == 200
+    assert call(node.url, "DELETE", "/alice/dev/dropper/1.0", auth=ALICE)[0] == 200
+
+    async def put_foreign() -> None:
+        async with S3Client(S3Location.from_url(s3_url)) as client:
+            await client.put_bytes("notes/readme.txt", b"not a blob")
+
+    asyncio.run(put_foreign())
+    keep_name, drop_name = object_name(keep.sha256), object_name(drop.sha256)
+    assert {keep_name, drop_name, "notes/readme.txt"} <= _bucket(s3_url)
+
+    young = _gc(node, postgres_url, s3_url)  # default --min-age: everything is young
+    assert young.returncode == 0, young.stderr
+    assert drop_name in _bucket(s3_url)
+    dry = _gc(node, postgres_url, s3_url, "--min-age", "0", "--dry-run")
+    assert dry.returncode == 0 and "would remove" in dry.stdout, dry.stdout + dry.stderr
+    assert drop_name in _bucket(s3_url)
+    done = _gc(node, postgres_url, s3_url, "--min-age", "0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    left = _bucket(s3_url)
+    assert drop_name not in left and keep_name in left and "notes/readme.txt" in left
+    url, _ = page_files(node, "alice/dev", "keeper")[keep.filename]
+    assert fetch(url)[0] == 200
+
+    async def lose_keep() -> None:
+        async with S3Client(S3Location.from_url(s3_url)) as client:
+            await client.delete(keep_name)
+
+    asyncio.run(lose_keep())
+    damaged = _gc(node, postgres_url, s3_url, "--min-age", "0")
+    assert damaged.returncode == 1
+    assert f"alice/dev/{keep.filename}" in damaged.stdout, damaged.stdout

@@ -5,6 +5,7 @@ All errors end here with a one-line message and a non-zero exit, never a traceba
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -192,8 +193,16 @@ def backup(datadir: Path, out: Path, always_copy: bool) -> None:
     show_default=True,
     help="seconds: younger blobs are kept (an upload may be committing); 0 only when stopped",
 )
+@click.option(
+    "--blob-url",
+    envvar="CHEESEBOARD_BLOB_URL",
+    default=None,
+    help="collect this S3 bucket (s3://bucket/prefix?endpoint=...) instead of DATADIR/blobs",
+)
 @click.option("--dry-run", is_flag=True, help="report what would be removed, remove nothing")
-def gc(datadir: Path, database_url: str | None, min_age: float, dry_run: bool) -> None:
+def gc(
+    datadir: Path, database_url: str | None, blob_url: str | None, min_age: float, dry_run: bool
+) -> None:
     """Remove stored files that nothing names (left by crashes, removals, deleted indexes).
 
     Exits 1 if uploaded files are missing their bytes (they are named in the report).
@@ -203,14 +212,18 @@ def gc(datadir: Path, database_url: str | None, min_age: float, dry_run: bool) -
     from cheeseboard.services.blob_gc import BlobCollector
     from cheeseboard.store.blobs import FileBlobStore
     from cheeseboard.store.db import engine_for
+    from cheeseboard.store.s3 import S3Error
 
     if not is_initialised(datadir):
         _fail(f"{datadir} is not a cheeseboard data directory")
     engine = engine_for(database_url or f"sqlite:///{datadir / 'cheeseboard.sqlite'}", write=True)
     try:
-        collector = BlobCollector(FileBlobStore(datadir / "blobs"), engine, min_age)
-        report = collector.run(dry_run=dry_run)
-    except (OSError, SQLAlchemyError) as exc:
+        if blob_url:
+            report = asyncio.run(_collect_bucket(blob_url, engine, min_age, dry_run))
+        else:
+            collector = BlobCollector(FileBlobStore(datadir / "blobs"), engine, min_age)
+            report = collector.run(dry_run=dry_run)
+    except (OSError, SQLAlchemyError, S3Error, ValueError) as exc:
         _fail(f"gc of {datadir} stopped: {exc}")
         return
     finally:
@@ -218,6 +231,14 @@ def gc(datadir: Path, database_url: str | None, min_age: float, dry_run: bool) -
     click.echo(f"gc {datadir}: {report.describe(dry_run)}")
     if report.lost_uploads:
         sys.exit(1)
+
+
+async def _collect_bucket(url: str, engine: Any, min_age: float, dry_run: bool) -> Any:
+    from cheeseboard.services.bucket_gc import BucketCollector
+    from cheeseboard.store.s3 import S3Client, S3Location
+
+    async with S3Client(S3Location.from_url(url)) as client:
+        return await BucketCollector(client, engine, min_age).run(dry_run=dry_run)
 
 
 main.add_command(export_command)

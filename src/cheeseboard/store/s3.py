@@ -772,6 +772,17 @@ class S3Client:
                 raise S3Error("HEAD", self._where(key), 200, "InvalidResponse", "no Content-Length")
             return response.content_length
 
+    async def modified(self, name: str) -> float | None:
+        """The object's LastModified (epoch seconds), or None if it does not exist."""
+        key = self.key(name)
+        response = await self._send("HEAD", "HEAD", key)
+        async with response:
+            if response.status == 404:
+                return None
+            if response.status != 200:
+                raise await self._error(response, "HEAD", key)
+            return _parse_time(response.headers.get("Last-Modified", ""))
+
     async def put_bytes(self, name: str, data: bytes) -> None:
         """Store a small object from memory (the payload hash is signed, so S3 checks it)."""
         await self._call(

@@ -57,10 +57,9 @@ class S3BlobStore:
         return FileBlobWriter(self.cache)
 
     async def _publish(self, staged: Path, sha256: str, size: int) -> None:
-        name = object_name(sha256)
-        if await self.client.head(name) == size:
-            return  # content-addressed: the same name holds the same bytes
-        await self.client.put_file(name, staged, size, sha256)
+        # Always a PUT, even if the bucket has these bytes: it makes the object young again, so
+        # a concurrent gc (services/bucket_gc.py) keeps it until the new row names it.
+        await self.client.put_file(object_name(sha256), staged, size, sha256)
 
     def exists(self, sha256: str) -> bool:
         """Whether the local cache has the blob (``has`` asks the bucket too)."""
@@ -129,7 +128,7 @@ class S3BlobStore:
 
 async def publish_local_blobs(url: str, cache: FileBlobStore, sha256s: Iterable[str]) -> int:
     """Put blobs of a local directory into the bucket of ``url`` (import); returns how many
-    were not there yet."""
+    were not there yet. Existing ones are put again, which keeps a concurrent gc off them."""
     limit = asyncio.Semaphore(_PUBLISH_CONCURRENCY)
     added = 0
     async with S3Client(S3Location.from_url(url)) as client:
@@ -141,8 +140,8 @@ async def publish_local_blobs(url: str, cache: FileBlobStore, sha256s: Iterable[
             size = path.stat().st_size
             async with limit:
                 if await client.head(object_name(sha256)) != size:
-                    await store._publish(path, sha256, size)
                     added += 1
+                await store._publish(path, sha256, size)  # also makes existing ones young
 
         await asyncio.gather(*(publish(sha256) for sha256 in sha256s))
     return added
