@@ -96,8 +96,9 @@ def _read_marker(source: Path) -> dict[str, Any]:
     if marker.get("database_url") == "external":
         raise BackupError(
             f"the metadata database of {source} is external (PostgreSQL): back it up with the "
-            f"database's own tools (pg_dump) and copy {source / 'blobs'} and {source / 'secret'}; "
-            "'backup' copies the embedded SQLite database only"
+            "database's own tools (pg_dump), and the files with the S3 service's tools (with "
+            f"--blob-url) or by copying {source / 'blobs'}; 'backup' copies the embedded SQLite "
+            "database only (docs/scale-out.md)"
         )
     if not (source / DATABASE).is_file():
         raise BackupError(f"{source / DATABASE} does not exist")
