@@ -153,6 +153,21 @@ def test_init_twice_is_refused(tmp_path: Path) -> None:
     assert (datadir / "secret").read_text() == before
 
 
+def test_older_server_on_a_newer_schema_refuses_in_one_line(tmp_path: Path) -> None:
+    """A node left on an older version after another migrated the database says so, no
+    traceback."""
+    import sqlite3
+
+    datadir = tmp_path / "data"
+    assert _run("init", "--datadir", str(datadir), "--root-password", "pw").returncode == 0
+    with sqlite3.connect(datadir / "cheeseboard.sqlite") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = 'f00dfacecafe'")
+    result = _run("serve", "--datadir", str(datadir), "--port", str(free_port()))
+    assert result.returncode == 2, result.stderr
+    assert "migrated by a newer cheeseboard" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_repeated_stop_signals_still_stop_the_server(tmp_path: Path) -> None:
     """A burst of SIGTERM/SIGINT (make forwarding, double Ctrl-C) stops the server promptly."""
     datadir = tmp_path / "data"

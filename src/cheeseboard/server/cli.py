@@ -129,6 +129,7 @@ def serve(datadir: Path | None, config_file: Path | None, **cli: Any) -> None:
 def run_server(settings: Settings) -> None:
     """Prepare the data directory (init if asked, migrate) and run the HTTP server."""
     from cheeseboard.server.runner import StorageError, run
+    from cheeseboard.store.db import SchemaTooNew
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -150,7 +151,7 @@ def run_server(settings: Settings) -> None:
         log.info("setting %s from %s", name, source)
     try:
         run(settings)
-    except StorageError as exc:
+    except (StorageError, SchemaTooNew) as exc:
         _fail(str(exc))
 
 

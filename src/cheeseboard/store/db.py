@@ -22,10 +22,12 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from alembic.util.exc import CommandError
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import OperationalError
 
+from cheeseboard import __version__
 from cheeseboard.core import metrics
 
 _BUSY_TIMEOUT_MS = 30_000
@@ -105,6 +107,10 @@ def engine_for(url: str, write: bool = False) -> Engine:
     return _make_engine(url, "BEGIN IMMEDIATE" if write else "BEGIN", 1)
 
 
+class SchemaTooNew(Exception):
+    """The database schema is newer than this version knows: an older node after an upgrade."""
+
+
 def migrate(url: str) -> None:
     """Bring the schema to the newest revision (runs before workers start)."""
     engine = _make_engine(url, "BEGIN IMMEDIATE", 1)
@@ -117,7 +123,16 @@ def migrate(url: str) -> None:
             # Nodes starting at once: one migrates, the others wait here and then find it done.
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})")
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        try:
+            command.upgrade(config, "head")
+        except CommandError as exc:
+            if "Can't locate revision" not in str(exc):
+                raise
+            raise SchemaTooNew(
+                "the database was migrated by a newer cheeseboard than this one "
+                f"({__version__}): upgrade this server (a node of a cluster must run the "
+                "version the others run)"
+            ) from None
     engine.dispose()
 
 
