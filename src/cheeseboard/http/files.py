@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from cheeseboard.http.responses import BlobResponse, FollowResponse
 from cheeseboard.http.state import index_of, services
-from cheeseboard.services.errors import NotFound, UpstreamFailed
+from cheeseboard.services.errors import NotFound
 from cheeseboard.services.files import PendingFile
 from cheeseboard.store.queries import FileRecord
 
@@ -48,12 +48,7 @@ async def _file(request: Request, filename: str) -> Response:
         if "range" not in request.headers:
             return FollowResponse(request, download.chunks(), download.size, record.sha256)
         # Ranges are answered from the stored file once it is complete and verified.
-        await download.finished.wait()
-        if download.error is not None or download.blob_path is None:
-            reason = download.error.reason if download.error else "no file"
-            raise UpstreamFailed(f"fetching {filename} failed: {reason}")
-        assert download.blob_sha256 is not None
-        return BlobResponse(request, download.blob_path, download.blob_sha256, download.written)
+        opened = await opened.complete()
     return BlobResponse(request, opened.path, opened.sha256, opened.size)
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,6 +104,21 @@ def _all_named(conn: Connection) -> set[str]:
     return named
 
 
+def report_missing(engine: Engine, report: GcReport, stored: Callable[[str], bool]) -> None:
+    """Name the file rows whose bytes are not ``stored`` (mirror: heals; upload: lost)."""
+    query = (
+        select(users.c.name, indexes.c.name, indexes.c.type, files.c.filename, files.c.blob_sha256)
+        .select_from(files.join(indexes).join(users))
+        .where(files.c.blob_sha256.is_not(None))
+        .order_by(files.c.id)
+    )
+    with engine.connect() as conn:
+        for user, index, kind, filename, sha256 in conn.execute(query):
+            if not stored(sha256):
+                missing = report.refetchable if kind == "mirror" else report.lost_uploads
+                missing.append(f"{user}/{index}/{filename}")
+
+
 class BlobCollector:
     """One collection over a blob store and its database."""
 
@@ -172,23 +187,7 @@ class BlobCollector:
         self.report.rows_dropped += len(gone)
 
     def _check_rows(self) -> None:
-        """Name the file rows whose bytes are missing (mirror: heals; upload: lost)."""
-        query = (
-            select(
-                users.c.name, indexes.c.name, indexes.c.type, files.c.filename, files.c.blob_sha256
-            )
-            .select_from(files.join(indexes).join(users))
-            .where(files.c.blob_sha256.is_not(None))
-            .order_by(files.c.id)
-        )
-        with self.engine.connect() as conn:
-            for user, index, kind, filename, sha256 in conn.execute(query):
-                if self.store.exists(sha256):
-                    continue
-                name = f"{user}/{index}/{filename}"
-                (self.report.refetchable if kind == "mirror" else self.report.lost_uploads).append(
-                    name
-                )
+        report_missing(self.engine, self.report, self.store.exists)
 
     def _clean_staged(self, cutoff: float, dry_run: bool) -> None:
         """Staged files (``.tmp``) left by a crash; the server also clears them at startup.

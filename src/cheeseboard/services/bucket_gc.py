@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 
-from cheeseboard.services.blob_gc import GcReport, _all_named, _named
+from cheeseboard.services.blob_gc import GcReport, _all_named, _named, report_missing
 from cheeseboard.store.s3 import S3Client
 from cheeseboard.store.s3_blobs import object_name
-from cheeseboard.store.schema import blobs, files, indexes, users
+from cheeseboard.store.schema import blobs
 
 
 class BucketCollector:
@@ -66,23 +66,5 @@ class BucketCollector:
                     conn.execute(delete(blobs).where(blobs.c.sha256 == sha256))
             self.report.collected += 1
             self.report.collected_bytes += size
-        self._check_rows(present)
+        report_missing(self.engine, self.report, present.__contains__)
         return self.report
-
-    def _check_rows(self, present: set[str]) -> None:
-        """Name the file rows whose object is missing (mirror: heals; upload: lost)."""
-        query = (
-            select(
-                users.c.name, indexes.c.name, indexes.c.type, files.c.filename, files.c.blob_sha256
-            )
-            .select_from(files.join(indexes).join(users))
-            .where(files.c.blob_sha256.is_not(None))
-            .order_by(files.c.id)
-        )
-        with self.engine.connect() as conn:
-            for user, index, kind, filename, sha256 in conn.execute(query):
-                if sha256 in present:
-                    continue
-                name = f"{user}/{index}/{filename}"
-                target = self.report.refetchable if kind == "mirror" else self.report.lost_uploads
-                target.append(name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +53,16 @@ class PendingFile:
 
     record: FileRecord
     download: Download
+
+    async def complete(self) -> StoredFile:
+        """Wait for the whole file, verified and stored; raises UpstreamFailed."""
+        download = self.download
+        await download.finished.wait()
+        if download.error is not None or download.blob_path is None:
+            reason = download.error.reason if download.error else "no file"
+            raise UpstreamFailed(f"fetching {self.record.filename} failed: {reason}")
+        assert download.blob_sha256 is not None
+        return StoredFile(self.record, download.blob_path, download.blob_sha256, download.written)
 
 
 class FileService:
@@ -143,15 +153,7 @@ class FileService:
     async def open_complete(self, index: IndexRecord, record: FileRecord) -> StoredFile:
         """Like ``open``, waiting until the bytes are all here (to read inside the file)."""
         opened = await self.open(index, record)
-        if isinstance(opened, StoredFile):
-            return opened
-        download = opened.download
-        await download.finished.wait()
-        if download.error is not None or download.blob_path is None:
-            reason = download.error.reason if download.error else "no file"
-            raise UpstreamFailed(f"fetching {record.filename} failed: {reason}")
-        assert download.blob_sha256 is not None
-        return StoredFile(record, download.blob_path, download.blob_sha256, download.written)
+        return opened if isinstance(opened, StoredFile) else await opened.complete()
 
     def _stored(self, record: FileRecord) -> StoredFile | None:
         if record.blob_sha256 is None:
@@ -168,88 +170,91 @@ class FileService:
             return None
         return StoredFile(record, path, record.blob_sha256, size)
 
+    def _shared(
+        self,
+        index: IndexRecord,
+        record: FileRecord,
+        make: Callable[[], Download],
+        run: Callable[[Download], Awaitable[None]],
+    ) -> Download:
+        """The transfer of this file already under way in this process, or ``make()`` a new one
+        and ``run`` it as a task of its own (a client hanging up does not cancel it)."""
+        key = (index.id, record.filename)
+        download = self._downloads.get(key)
+        if download is not None:
+            return download
+        download = self._downloads[key] = make()
+
+        async def supervised() -> None:
+            try:
+                await run(download)
+            except Exception as exc:
+                log.exception("transfer of %s failed", record.filename)
+                if download.error is None:
+                    download.error = DownloadFailed(str(exc))
+                download.started.set()
+                download.finished.set()
+            finally:
+                self._downloads.pop(key, None)
+
+        task = asyncio.create_task(supervised())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return download
+
     def _start_fill(self, index: IndexRecord, record: FileRecord, sha256: str) -> Download:
         """A local copy of a stored file from the bucket, shared by this process's readers."""
-        assert isinstance(self._blobs, S3BlobStore)
-        key = (index.id, record.filename)
-        download = self._downloads.get(key)
-        if download is not None:
-            return download
-        download = Download(f"s3:{sha256}", sha256, None, from_bucket=True)
-        self._downloads[key] = download
-        task = asyncio.create_task(self._run_fill(key, sha256, download))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return download
+        blobs = self._blobs
+        assert isinstance(blobs, S3BlobStore)
 
-    async def _run_fill(self, key: tuple[int, str], sha256: str, download: Download) -> None:
-        assert isinstance(self._blobs, S3BlobStore)
-        try:
-            writer = self._blobs.cache_writer()
-            await download.run(self._blobs.source(sha256), writer, self._blobs)
-        except Exception as exc:
-            log.exception("copying %s from the bucket failed", sha256)
-            if download.error is None:
-                download.error = DownloadFailed(str(exc))
-            download.started.set()
-            download.finished.set()
-        finally:
-            self._downloads.pop(key, None)
+        async def fill(download: Download) -> None:
+            await download.run(blobs.source(sha256), blobs.cache_writer(), blobs)
+
+        return self._shared(
+            index, record, lambda: Download(f"s3:{sha256}", sha256, None, from_bucket=True), fill
+        )
 
     def _start_download(self, index: IndexRecord, record: FileRecord) -> Download:
-        key = (index.id, record.filename)
-        download = self._downloads.get(key)
-        if download is not None:
-            return download
         assert record.upstream_url is not None
-        download = Download(record.upstream_url, record.sha256, record.size)
-        self._downloads[key] = download
-        task = asyncio.create_task(self._run_download(index, record, download))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return download
+        url = record.upstream_url
+        return self._shared(
+            index,
+            record,
+            lambda: Download(url, record.sha256, record.size),
+            lambda download: self._run_download(index, record, download),
+        )
 
     async def _run_download(
         self, index: IndexRecord, record: FileRecord, download: Download
     ) -> None:
-        key = (index.id, record.filename)
-        try:
-            async with self._locks.hold(f"file:{index.id}:{record.filename}", _DOWNLOAD_LOCK_WAIT):
-                current = await self._db.read(queries.file_by_filename, index.id, record.filename)
-                done = self._stored(current[0]) if current else None
-                stored_sha = current[0].blob_sha256 if current else None
-                if (
-                    done is None
-                    and stored_sha is not None
-                    and isinstance(self._blobs, S3BlobStore)
-                    and await self._blobs.has(stored_sha)
-                ):
-                    # Another node stored it while we waited: copy it from the bucket.
-                    download.from_bucket = True
-                    source = self._blobs.source(stored_sha)
-                    await download.run(source, self._blobs.cache_writer(), self._blobs)
-                    return
-                if done is not None:
-                    # Another worker stored it while we waited for the lock.
-                    download.blob_path, download.blob_sha256 = done.path, done.sha256
-                    download.written = download.size = done.size
-                    download.started.set()
-                    download.finished.set()
-                    return
+        async with self._locks.hold(f"file:{index.id}:{record.filename}", _DOWNLOAD_LOCK_WAIT):
+            current = await self._db.read(queries.file_by_filename, index.id, record.filename)
+            done = self._stored(current[0]) if current else None
+            stored_sha = current[0].blob_sha256 if current else None
+            if (
+                done is None
+                and stored_sha is not None
+                and isinstance(self._blobs, S3BlobStore)
+                and await self._blobs.has(stored_sha)
+            ):
+                # Another node stored it while we waited: copy it from the bucket.
+                download.from_bucket = True
+                source = self._blobs.source(stored_sha)
+                await download.run(source, self._blobs.cache_writer(), self._blobs)
+                return
+            if done is not None:
+                # Another worker stored it while we waited for the lock.
+                download.blob_path, download.blob_sha256 = done.path, done.sha256
+                download.written = download.size = done.size
+                download.started.set()
+                download.finished.set()
+                return
 
-                async def on_stored(digest: str, size: int, path: Path) -> None:
-                    await self._record_stored(index, record, digest, size, path)
+            async def on_stored(digest: str, size: int, path: Path) -> None:
+                await self._record_stored(index, record, digest, size, path)
 
-                upstream = self._client.open_file(download.url)
-                await download.run(upstream, self._blobs.writer(), self._blobs, on_stored)
-        except Exception as exc:
-            log.exception("download of %s failed", record.filename)
-            if download.error is None:
-                download.error = DownloadFailed(str(exc))
-            download.started.set()
-            download.finished.set()
-        finally:
-            self._downloads.pop(key, None)
+            upstream = self._client.open_file(download.url)
+            await download.run(upstream, self._blobs.writer(), self._blobs, on_stored)
 
     async def _record_stored(
         self, index: IndexRecord, record: FileRecord, digest: str, size: int, path: Path

@@ -759,8 +759,8 @@ class S3Client:
 
     # -- objects -----------------------------------------------------------------------------
 
-    async def head(self, name: str) -> int | None:
-        """The object's size, or None if it does not exist."""
+    async def _head(self, name: str) -> tuple[str, aiohttp.ClientResponse] | None:
+        """(key, answer) of a HEAD of the object, or None if it does not exist."""
         key = self.key(name)
         response = await self._send("HEAD", "HEAD", key)
         async with response:
@@ -768,20 +768,22 @@ class S3Client:
                 return None
             if response.status != 200:
                 raise await self._error(response, "HEAD", key)
-            if response.content_length is None:
-                raise S3Error("HEAD", self._where(key), 200, "InvalidResponse", "no Content-Length")
-            return response.content_length
+            return key, response
+
+    async def head(self, name: str) -> int | None:
+        """The object's size, or None if it does not exist."""
+        found = await self._head(name)
+        if found is None:
+            return None
+        key, response = found
+        if response.content_length is None:
+            raise S3Error("HEAD", self._where(key), 200, "InvalidResponse", "no Content-Length")
+        return response.content_length
 
     async def modified(self, name: str) -> float | None:
         """The object's LastModified (epoch seconds), or None if it does not exist."""
-        key = self.key(name)
-        response = await self._send("HEAD", "HEAD", key)
-        async with response:
-            if response.status == 404:
-                return None
-            if response.status != 200:
-                raise await self._error(response, "HEAD", key)
-            return _parse_time(response.headers.get("Last-Modified", ""))
+        found = await self._head(name)
+        return None if found is None else _parse_time(found[1].headers.get("Last-Modified", ""))
 
     async def put_bytes(self, name: str, data: bytes) -> None:
         """Store a small object from memory (the payload hash is signed, so S3 checks it)."""
