@@ -86,6 +86,30 @@ def _to_principals(value: object) -> tuple[str, ...]:
     )
 
 
+def _to_url_prefixes(value: object) -> tuple[str, ...]:
+    """A list or comma-separated string of http(s) URL prefixes."""
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    prefixes = tuple(str(item).strip() for item in items if str(item).strip())
+    for prefix in prefixes:
+        if not prefix.startswith(("http://", "https://")):
+            raise ValueError(f"expected http:// or https:// URL prefixes, got {prefix!r}")
+    return prefixes
+
+
+def _to_networks(value: object) -> tuple[str, ...]:
+    """A list or comma-separated string of IP addresses or networks (CIDR), checked here."""
+    import ipaddress
+
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    networks = tuple(str(item).strip() for item in items if str(item).strip())
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ValueError(f"not an IP address or network: {network!r}") from None
+    return networks
+
+
 def _to_body_size(value: object) -> int:
     number = int(str(value))
     if number <= 0:
@@ -230,7 +254,28 @@ OPTIONS: tuple[Option, ...] = (
         "restrict-modify",
         _to_principals,
         ("root",),
-        "who may create users and indexes (comma-separated users, :group, :AUTHENTICATED:)",
+        "who may create users and indexes (comma-separated users, :group, :AUTHENTICATED:); "
+        "never rights over other users' accounts or indexes",
+    ),
+    Option(
+        "open-registration",
+        _to_bool,
+        False,
+        "devpi-server's default: anyone may create a user, and users create indexes under "
+        "their own name (mirror indexes stay root's)",
+    ),
+    Option(
+        "push-allow",
+        _to_url_prefixes,
+        (),
+        "URL prefixes that external pushes may target although they are on loopback, "
+        "link-local or private addresses (those are refused otherwise)",
+    ),
+    Option(
+        "trusted-proxies",
+        _to_networks,
+        (),
+        "addresses (or CIDR networks) of reverse proxies whose X-Forwarded-For names the client",
     ),
     Option(
         "max-upload-size",
@@ -276,6 +321,9 @@ class Settings:
     page_max_age: int = 60
     mirror_page_max_age: int = 600
     restrict_modify: tuple[str, ...] = ("root",)
+    open_registration: bool = False
+    push_allow: tuple[str, ...] = ()
+    trusted_proxies: tuple[str, ...] = ()
     max_upload_size: int = 1024**3
     login_attempts: int = 10
     login_window: float = 300.0
@@ -297,7 +345,8 @@ class Settings:
     def from_json(cls, text: str) -> Settings:
         data = json.loads(text)
         data["datadir"] = Path(data["datadir"])
-        data["restrict_modify"] = tuple(data["restrict_modify"])
+        for name in ("restrict_modify", "push_allow", "trusted_proxies"):
+            data[name] = tuple(data[name])
         return cls(**data)
 
 

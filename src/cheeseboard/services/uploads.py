@@ -30,9 +30,10 @@ from cheeseboard.server.settings import Settings
 from cheeseboard.services.artifacts import artifact_metadata
 from cheeseboard.services.auth import Forbidden, Identity, Unauthorized
 from cheeseboard.services.changes import ChangeFeed, Transaction
-from cheeseboard.services.errors import CheeseboardError, NotFound, UpstreamFailed
+from cheeseboard.services.errors import CheeseboardError, NotFound
 from cheeseboard.services.files import put_small_blob
 from cheeseboard.services.pages import PageService
+from cheeseboard.services.upstream_names import refuse_upstream_name
 from cheeseboard.services.wheels import ARCHIVE_ERRORS, UnreadableArchive, archive_error_reason
 from cheeseboard.store import queries
 from cheeseboard.store.accounts import IndexRecord
@@ -148,8 +149,8 @@ class UploadService:
                         f"on non-volatile index {index.fullname}",
                         409,
                     )
-            elif not index.config.get("allow_upstream_names", False):
-                await self._refuse_upstream_name(index, project)
+            else:
+                await refuse_upstream_name(self._db, self._pages, index, project)
             size = writer.size
             await writer.commit(sha256, size)
         except BaseException:
@@ -232,26 +233,6 @@ class UploadService:
         )
         await self._changes.write(_store_docs, index.id, project, form.name, new, identity.user)
         return Uploaded(project, version, filename, sha256, True)
-
-    async def _refuse_upstream_name(self, index: IndexRecord, project: str) -> None:
-        """The first upload of a name a base mirror knows needs ``allow_upstream_names``."""
-        if await self._db.read(queries.project_exists_on, index.id, project):
-            return  # not the first upload of this name here
-        try:
-            mirrors = await self._pages.upstream_holders(index, project)
-        except UpstreamFailed as exc:
-            raise UploadRefused(
-                f"cannot check whether {project!r} exists upstream ({exc.message}); "
-                "retry later or set allow_upstream_names=True on the index",
-                503,
-            ) from exc
-        if mirrors:
-            raise UploadRefused(
-                f"{project!r} exists on {', '.join(mirrors)}; uploading it to {index.fullname} "
-                "would shadow the public package. Set allow_upstream_names=True on the index "
-                "(and mirror_whitelist if both should be visible) to allow it.",
-                403,
-            )
 
 
 def _doc_zip_problem(path: Path) -> str | None:

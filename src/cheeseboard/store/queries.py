@@ -345,11 +345,16 @@ def _filenames_elsewhere(
 
 
 def project_exists_on(conn: Connection, index_id: int, name: str) -> bool:
-    """Whether ``name`` has any file on the index (a stage project exists through its files)."""
+    """Whether ``name`` has a release file on the index (a stage project exists through its
+    files; a doc zip alone does not make it one)."""
     query = (
         select(files.c.id)
         .join(projects, projects.c.id == files.c.project_id)
-        .where(projects.c.index_id == index_id, projects.c.name == name)
+        .where(
+            projects.c.index_id == index_id,
+            projects.c.name == name,
+            files.c.packagetype != "doczip",
+        )
         .limit(1)
     )
     return conn.scalar(query) is not None
