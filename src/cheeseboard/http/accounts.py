@@ -12,9 +12,17 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
 
 from cheeseboard.http import simple
+from cheeseboard.http.access import (
+    CREATE_INDEX,
+    CREATE_USER,
+    MANAGE_INDEX,
+    MANAGE_USER,
+    PUBLIC,
+    READ,
+    GuardedRoute,
+)
 from cheeseboard.http.state import index_of, services
 from cheeseboard.services.errors import BadRequest, CheeseboardError
 
@@ -165,11 +173,12 @@ async def index(request: Request) -> Response:
     return envelope(201, message=f"index {user_name}/{name} deleted")
 
 
-_INDEX_METHODS = ["GET", "HEAD", "PUT", "PATCH", "DELETE"]
+_USER = {"GET": PUBLIC, "PUT": CREATE_USER, "PATCH": MANAGE_USER, "DELETE": MANAGE_USER}
+_INDEX = {"GET": READ, "PUT": CREATE_INDEX, "PATCH": MANAGE_INDEX, "DELETE": MANAGE_INDEX}
 routes = [
-    Route("/", list_users, methods=["GET", "HEAD"]),
-    Route("/{user}", user, methods=["GET", "HEAD", "PUT", "PATCH", "DELETE"]),
-    Route("/{user}/", user, methods=["GET", "HEAD", "PUT", "PATCH", "DELETE"]),
-    Route("/{user}/{index}", index, methods=_INDEX_METHODS),
-    Route("/{user}/{index}/", index, methods=_INDEX_METHODS),
+    GuardedRoute("/", list_users, GET=PUBLIC),
+    GuardedRoute("/{user}", user, **_USER),
+    GuardedRoute("/{user}/", user, **_USER),
+    GuardedRoute("/{user}/{index}", index, **_INDEX),
+    GuardedRoute("/{user}/{index}/", index, **_INDEX),
 ]

@@ -25,6 +25,7 @@ from cheeseboard.http import (
     tokens,
     upload,
 )
+from cheeseboard.http.access import unguarded
 from cheeseboard.http.access_log import AccessLog
 from cheeseboard.http.client_address import ClientAddress
 from cheeseboard.http.consistency import CatchUp
@@ -172,6 +173,10 @@ def create_app(settings: Settings) -> Starlette:
             S3Error: storage_error,
         },
     )
+    missing = unguarded(app.routes)
+    if missing:
+        # docs/security.md: every route says who may call it (http/access.py).
+        raise RuntimeError(f"routes without an access rule: {', '.join(missing)}")
     app.add_middleware(CatchUp)
     app.add_middleware(ClientAddress)
     app.add_middleware(DevpiHeaders)

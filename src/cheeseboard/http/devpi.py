@@ -10,10 +10,10 @@ import os
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cheeseboard import __version__
+from cheeseboard.http.access import PUBLIC, READ, GuardedRoute
 from cheeseboard.http.accounts import envelope
 from cheeseboard.http.state import base_url, services
 from cheeseboard.services.auth import Unauthorized
@@ -103,8 +103,8 @@ async def status(request: Request) -> Response:
 
 
 routes = [
-    Route("/+api", api, methods=["GET", "HEAD"]),
-    Route("/+status", status, methods=["GET", "HEAD"]),
-    Route("/{user}/+api", api, methods=["GET", "HEAD"]),
-    Route("/{user}/{index}/+api", api, methods=["GET", "HEAD"]),
+    GuardedRoute("/+api", api, GET=PUBLIC),
+    GuardedRoute("/+status", status, GET=PUBLIC),
+    GuardedRoute("/{user}/+api", api, GET=PUBLIC),
+    GuardedRoute("/{user}/{index}/+api", api, GET=READ),
 ]

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
-from starlette.routing import Route
 
 from cheeseboard.core.names import is_valid_project_name
+from cheeseboard.http.access import READ, GuardedRoute
 from cheeseboard.http.responses import etag_matches
 from cheeseboard.http.state import index_of, services
 from cheeseboard.services.errors import BadRequest, NotFound
@@ -97,8 +97,6 @@ async def doc_root(request: Request) -> Response:
 
 
 routes = [
-    Route("/{user}/{index}/{project}/{version}/+doc", doc_root, methods=["GET", "HEAD"]),
-    Route(
-        "/{user}/{index}/{project}/{version}/+doc/{path:path}", doc_page, methods=["GET", "HEAD"]
-    ),
+    GuardedRoute("/{user}/{index}/{project}/{version}/+doc", doc_root, GET=READ),
+    GuardedRoute("/{user}/{index}/{project}/{version}/+doc/{path:path}", doc_page, GET=READ),
 ]

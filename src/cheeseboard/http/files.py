@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
 
+from cheeseboard.http.access import READ, GuardedRoute
 from cheeseboard.http.responses import BlobResponse, FollowResponse
 from cheeseboard.http.state import index_of, services
 from cheeseboard.services.errors import NotFound
@@ -61,6 +61,6 @@ async def _metadata(request: Request, filename: str) -> Response:
 
 
 routes = [
-    Route("/{user}/{index}/+f/{h3}/{h13}/{filename}", hashed_file, methods=["GET", "HEAD"]),
-    Route("/{user}/{index}/+e/{where}/{filename}", hashed_file, methods=["GET", "HEAD"]),
+    GuardedRoute("/{user}/{index}/+f/{h3}/{h13}/{filename}", hashed_file, GET=READ),
+    GuardedRoute("/{user}/{index}/+e/{where}/{filename}", hashed_file, GET=READ),
 ]

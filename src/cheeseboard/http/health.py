@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
 
 from cheeseboard import __version__
 from cheeseboard.core import metrics
+from cheeseboard.http.access import PUBLIC, GuardedRoute
 from cheeseboard.http.state import services
 
 
@@ -42,6 +42,6 @@ async def metrics_endpoint(request: Request) -> Response:
 
 
 routes = [
-    Route("/-/health", health, methods=["GET", "HEAD"]),
-    Route("/-/metrics", metrics_endpoint, methods=["GET", "HEAD"]),
+    GuardedRoute("/-/health", health, GET=PUBLIC),
+    GuardedRoute("/-/metrics", metrics_endpoint, GET=PUBLIC),
 ]

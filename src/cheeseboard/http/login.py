@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from cheeseboard.http.access import SIGN_IN, GuardedRoute
 from cheeseboard.http.accounts import envelope, json_body
 from cheeseboard.http.state import services
 from cheeseboard.services.errors import BadRequest
@@ -21,4 +21,4 @@ async def login(request: Request) -> Response:
     return envelope(result=result, type_="proxyauth", message="login successful")
 
 
-routes = [Route("/+login", login, methods=["POST"])]
+routes = [GuardedRoute("/+login", login, POST=SIGN_IN)]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
 
 from cheeseboard.core.names import is_valid_project_name, normalize_project_name
 from cheeseboard.http import responses
+from cheeseboard.http.access import READ, GuardedRoute
 from cheeseboard.http.state import base_url, index_of, services
 from cheeseboard.services.errors import NotFound
 
@@ -43,8 +43,8 @@ async def project_json(request: Request) -> Response:
 
 
 routes = [
-    Route("/{user}/{index}/+pypi/{project}/json", project_json, methods=["GET", "HEAD"]),
-    Route("/{user}/{index}/+pypi/{project}/json/", project_json, methods=["GET", "HEAD"]),
-    Route("/{user}/{index}/+pypi/{project}/{version}/json", project_json, methods=["GET", "HEAD"]),
-    Route("/{user}/{index}/+pypi/{project}/{version}/json/", project_json, methods=["GET", "HEAD"]),
+    GuardedRoute("/{user}/{index}/+pypi/{project}/json", project_json, GET=READ),
+    GuardedRoute("/{user}/{index}/+pypi/{project}/json/", project_json, GET=READ),
+    GuardedRoute("/{user}/{index}/+pypi/{project}/{version}/json", project_json, GET=READ),
+    GuardedRoute("/{user}/{index}/+pypi/{project}/{version}/json/", project_json, GET=READ),
 ]

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from cheeseboard.http import simple
+from cheeseboard.http.access import READ, REMOVE, GuardedRoute
 from cheeseboard.http.accounts import envelope, json_body, wants_json
 from cheeseboard.http.state import base_url, index_of, services
 from cheeseboard.services.errors import BadRequest, NotFound
@@ -70,11 +70,11 @@ async def release_file(request: Request) -> Response:
     return envelope(message=f"package {record.filename!r} deleted")
 
 
-_READ_DELETE = ["GET", "HEAD", "DELETE"]
+_VERSION = {"GET": READ, "DELETE": REMOVE, "PATCH": REMOVE}
 routes = [
-    Route("/{user}/{index}/+f/{h3}/{h13}/{filename}", release_file, methods=["DELETE"]),
-    Route("/{user}/{index}/{project}", project, methods=_READ_DELETE),
-    Route("/{user}/{index}/{project}/", project, methods=_READ_DELETE),
-    Route("/{user}/{index}/{project}/{version}", version, methods=[*_READ_DELETE, "PATCH"]),
-    Route("/{user}/{index}/{project}/{version}/", version, methods=[*_READ_DELETE, "PATCH"]),
+    GuardedRoute("/{user}/{index}/+f/{h3}/{h13}/{filename}", release_file, DELETE=REMOVE),
+    GuardedRoute("/{user}/{index}/{project}", project, GET=READ, DELETE=REMOVE),
+    GuardedRoute("/{user}/{index}/{project}/", project, GET=READ, DELETE=REMOVE),
+    GuardedRoute("/{user}/{index}/{project}/{version}", version, **_VERSION),
+    GuardedRoute("/{user}/{index}/{project}/{version}/", version, **_VERSION),
 ]

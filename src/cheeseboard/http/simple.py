@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
 
 from cheeseboard.core.names import is_valid_project_name, normalize_project_name
 from cheeseboard.core.negotiation import Representation, negotiate
+from cheeseboard.http.access import READ, GuardedRoute
 from cheeseboard.http.responses import page_response
 from cheeseboard.http.state import index_of, services
 from cheeseboard.services.errors import NotAcceptable, NotFound
@@ -83,9 +83,9 @@ async def refresh(request: Request) -> Response:
 
 
 routes = [
-    Route("/{user}/{index}/+simple/{project}/refresh", refresh, methods=["POST"]),
-    Route("/{user}/{index}/+simple/", project_list, methods=["GET", "HEAD"]),
-    Route("/{user}/{index}/+simple", add_slash, methods=["GET", "HEAD"]),
-    Route("/{user}/{index}/+simple/{project}/", project_page, methods=["GET", "HEAD"]),
-    Route("/{user}/{index}/+simple/{project}", add_slash, methods=["GET", "HEAD"]),
+    GuardedRoute("/{user}/{index}/+simple/{project}/refresh", refresh, POST=READ),
+    GuardedRoute("/{user}/{index}/+simple/", project_list, GET=READ),
+    GuardedRoute("/{user}/{index}/+simple", add_slash, GET=READ),
+    GuardedRoute("/{user}/{index}/+simple/{project}/", project_page, GET=READ),
+    GuardedRoute("/{user}/{index}/+simple/{project}", add_slash, GET=READ),
 ]

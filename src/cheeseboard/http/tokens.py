@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from cheeseboard.http.access import MANAGE_USER, GuardedRoute
 from cheeseboard.http.accounts import envelope, json_body
 from cheeseboard.http.state import services
 from cheeseboard.services.errors import BadRequest
@@ -33,6 +33,6 @@ async def token(request: Request) -> Response:
 
 
 routes = [
-    Route("/{user}/+tokens", tokens, methods=["GET", "POST"]),
-    Route("/{user}/+tokens/{token_id}", token, methods=["DELETE"]),
+    GuardedRoute("/{user}/+tokens", tokens, GET=MANAGE_USER, POST=MANAGE_USER),
+    GuardedRoute("/{user}/+tokens/{token_id}", token, DELETE=MANAGE_USER),
 ]

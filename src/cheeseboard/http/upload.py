@@ -10,10 +10,10 @@ from collections.abc import AsyncIterator
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
 from starlette.types import Message, Receive
 
 from cheeseboard.core.uploads import UploadError, parse_upload_form
+from cheeseboard.http.access import PUSH, UPLOAD, GuardedRoute
 from cheeseboard.http.accounts import envelope, json_body
 from cheeseboard.http.state import index_of, services
 from cheeseboard.services.errors import BadRequest
@@ -107,8 +107,9 @@ async def upload(request: Request) -> Response:
 
 
 routes = [
-    Route("/{user}/{index}/", upload, methods=["POST"]),
-    Route("/{user}/{index}", upload, methods=["POST"]),
-    Route("/{user}/{index}/", push, methods=["PUSH"]),
-    Route("/{user}/{index}", push, methods=["PUSH"]),
+    # A POST with a JSON body is a push (devpi-client's way), checked as PUSH.
+    GuardedRoute("/{user}/{index}/", upload, POST=UPLOAD),
+    GuardedRoute("/{user}/{index}", upload, POST=UPLOAD),
+    GuardedRoute("/{user}/{index}/", push, PUSH=PUSH),
+    GuardedRoute("/{user}/{index}", push, PUSH=PUSH),
 ]

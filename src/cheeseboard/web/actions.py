@@ -9,9 +9,9 @@ from urllib.parse import urlsplit
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
 
 from cheeseboard.core.names import normalize_project_name
+from cheeseboard.http.access import PUBLIC, REMOVE, SIGN_IN, SIGNED_IN, GuardedRoute
 from cheeseboard.http.state import index_of, services
 from cheeseboard.services.auth import Unauthorized
 from cheeseboard.services.errors import BadRequest
@@ -143,9 +143,9 @@ async def refresh(request: Request) -> Response:
 
 
 routes = [
-    Route("/+web/login", login_form, methods=["GET", "HEAD"]),
-    Route("/+web/login", login, methods=["POST"]),
-    Route("/+web/logout", logout, methods=["POST"]),
-    Route("/{user}/{index}/{project}/+refresh", refresh, methods=["POST"]),
-    Route("/{user}/{index}/{project}/{version}/+{action}", version_action, methods=["POST"]),
+    GuardedRoute("/+web/login", login_form, GET=PUBLIC),
+    GuardedRoute("/+web/login", login, POST=SIGN_IN),
+    GuardedRoute("/+web/logout", logout, POST=SIGN_IN),
+    GuardedRoute("/{user}/{index}/{project}/+refresh", refresh, POST=SIGNED_IN),
+    GuardedRoute("/{user}/{index}/{project}/{version}/+{action}", version_action, POST=REMOVE),
 ]

@@ -11,8 +11,10 @@ handed a web page by accident.
 from __future__ import annotations
 
 from starlette.datastructures import Headers
-from starlette.routing import Match, Route
+from starlette.routing import Match
 from starlette.types import Scope
+
+from cheeseboard.http.access import GuardedRoute
 
 
 def is_browser(headers: Headers) -> bool:
@@ -24,7 +26,7 @@ def is_browser(headers: Headers) -> bool:
     return "application/xhtml+xml" in accept or headers.get("user-agent", "").startswith("Mozilla/")
 
 
-class BrowserRoute(Route):
+class BrowserRoute(GuardedRoute):
     """A route that matches only a browser's request, and never a ``+…`` segment (those are the
     API's own: ``+simple``, ``+f``, ``+api``), so the API route behind it answers everyone else."""
 

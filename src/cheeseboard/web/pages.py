@@ -10,10 +10,10 @@ import time
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
 
 from cheeseboard import __version__
 from cheeseboard.core.names import normalize_project_name
+from cheeseboard.http.access import PUBLIC, READ, GuardedRoute
 from cheeseboard.http.state import AppServices, base_url, index_of, services
 from cheeseboard.services.errors import BadRequest, NotFound
 from cheeseboard.store import browse
@@ -162,16 +162,15 @@ async def search_page(request: Request) -> Response:
     )
 
 
-_PAGE = ["GET", "HEAD"]
 routes = [
-    BrowserRoute("/", home, methods=_PAGE),
-    BrowserRoute("/{user}", user_page, methods=_PAGE),
-    BrowserRoute("/{user}/", user_page, methods=_PAGE),
-    BrowserRoute("/{user}/{index}", index_page, methods=_PAGE),
-    BrowserRoute("/{user}/{index}/", index_page, methods=_PAGE),
-    BrowserRoute("/{user}/{index}/{project}", project_page, methods=_PAGE),
-    BrowserRoute("/{user}/{index}/{project}/", project_page, methods=_PAGE),
-    BrowserRoute("/{user}/{index}/{project}/{version}", project_page, methods=_PAGE),
-    BrowserRoute("/{user}/{index}/{project}/{version}/", project_page, methods=_PAGE),
+    BrowserRoute("/", home, GET=PUBLIC),
+    BrowserRoute("/{user}", user_page, GET=PUBLIC),
+    BrowserRoute("/{user}/", user_page, GET=PUBLIC),
+    BrowserRoute("/{user}/{index}", index_page, GET=READ),
+    BrowserRoute("/{user}/{index}/", index_page, GET=READ),
+    BrowserRoute("/{user}/{index}/{project}", project_page, GET=READ),
+    BrowserRoute("/{user}/{index}/{project}/", project_page, GET=READ),
+    BrowserRoute("/{user}/{index}/{project}/{version}", project_page, GET=READ),
+    BrowserRoute("/{user}/{index}/{project}/{version}/", project_page, GET=READ),
 ]
-search_routes = [Route("/+search", search_page, methods=_PAGE)]
+search_routes = [GuardedRoute("/+search", search_page, GET=READ)]

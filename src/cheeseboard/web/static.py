@@ -14,8 +14,8 @@ from importlib import resources
 from pygments.formatters import HtmlFormatter
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
+from cheeseboard.http.access import PUBLIC, GuardedRoute
 from cheeseboard.services.errors import NotFound
 
 _TYPES = {
@@ -77,4 +77,4 @@ async def static(request: Request) -> Response:
     return Response(asset.body, media_type=asset.content_type, headers=headers)
 
 
-routes = [Route("/+static/{name}", static, methods=["GET", "HEAD"])]
+routes = [GuardedRoute("/+static/{name}", static, GET=PUBLIC)]
