@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.packages import Dist
-from tests.support.server import CheeseboardServer
+from tests.support.packages import Dist, build_sdist, build_wheel
+from tests.support.server import CheeseboardServer, ServerFactory
+from tests.support.upstream import UpstreamServer
+
+HOSTS = 200  # distinct Host values, as an anonymous attacker would send
+BIG_RELEASES = 600  # a project whose JSON document is large (~300 kB)
+RSS_BOUND = 20 * 1024 * 1024
 
 
 def _get(url: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
@@ -87,6 +94,89 @@ def test_json_api_revalidates_with_etag(mirror_server: CheeseboardServer) -> Non
     status, headers, _ = _get(url)
     assert status == 200 and headers["etag"].startswith('"')
     assert _get(url, **{"If-None-Match": headers["etag"]})[0] == 304
+
+
+def _tree_rss(pid: int) -> int:
+    """Summed VmRSS of ``pid`` and its descendants (the server and its workers), in bytes."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        todo.extend(children.get(current, []))
+        with open(f"/proc/{current}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
+def _big_project(upstream: UpstreamServer, dest: Path) -> None:
+    for number in range(BIG_RELEASES):
+        upstream.add(build_sdist(dest, "bigproj", f"0.{number}"))
+    upstream.add(build_wheel(dest, "bigproj", f"0.{BIG_RELEASES}"))
+
+
+def test_host_header_values_do_not_grow_the_cache(
+    mirror_server: CheeseboardServer, html_upstream: UpstreamServer, tmp_path: Path
+) -> None:
+    """200 requests with distinct Host headers leave RSS within 20 MB; each answer uses its Host."""
+    _big_project(html_upstream, tmp_path / "big")
+    url = f"{mirror_server.url}root/pypi/+pypi/bigproj/json"
+    for _ in range(3):  # warm up: page fetched, metadata read, allocator settled
+        assert _get(url)[0] == 200
+    assert mirror_server.process is not None
+    before = _tree_rss(mirror_server.process.pid)
+    etags = set()
+    for number in range(HOSTS):
+        host = f"h{number}.example.org"
+        status, headers, body = _get(url, Host=host)
+        assert status == 200, body
+        document = json.loads(body)
+        assert len(document["releases"]) == BIG_RELEASES + 1
+        assert document["info"]["version"] == f"0.{BIG_RELEASES}"
+        assert document["urls"][0]["url"].startswith(f"http://{host}/root/pypi/+f/")
+        assert document["info"]["package_url"] == f"http://{host}/root/pypi/+simple/bigproj/"
+        etags.add(headers["etag"])
+    grown = _tree_rss(mirror_server.process.pid) - before
+    assert grown < RSS_BOUND, f"RSS grew by {grown / 1e6:.1f} MB for {HOSTS} Host values"
+    assert len(etags) == HOSTS  # different bytes, different validators
+
+
+def test_equivalent_version_spellings_share_one_document(
+    mirror_server: CheeseboardServer,
+) -> None:
+    """1.0, 1.0.0, 1.00.0 ... name one release: same bytes, same ETag (one cache entry)."""
+    answers = {
+        _get(f"{mirror_server.url}root/pypi/+pypi/lib-a/{spelling}/json")[1]["etag"]
+        for spelling in ("1.0", "1.0.0", "1.00.0", "01.0", "1.0.0.0.0")
+    }
+    assert len(answers) == 1
+
+
+def test_outside_url_wins_over_host(
+    server_factory: ServerFactory, html_upstream: UpstreamServer
+) -> None:
+    """With --outside-url every URL in the document is under it, whatever Host says."""
+    server = server_factory.start(
+        html_upstream.simple_url, "--outside-url", "https://pypi.example.com/mirror/"
+    )
+    status, _, body = _get(f"{server.url}root/pypi/+pypi/lib-a/json", Host="evil.example")
+    assert status == 200, body
+    document = json.loads(body)
+    assert document["urls"] and all(
+        entry["url"].startswith("https://pypi.example.com/mirror/root/pypi/+f/")
+        for entry in document["urls"]
+    )
+    assert b"evil.example" not in body
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

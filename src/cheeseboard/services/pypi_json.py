@@ -3,11 +3,19 @@
 ``info`` comes from the core metadata of the chosen release's wheel (fetched once through the
 file service), so mirrored and uploaded projects answer alike. Results are cached on the page
 entry and so invalidated with it.
+
+The cache is keyed only by what the page holds (the release chosen), never by client input: a
+document is rendered once with a placeholder where the server's base URL goes, and each answer
+substitutes its base (``--outside-url``, else the request's own, as devpi does) into the cached
+bytes. Caching per ``Host`` header once let 100 anonymous requests grow a worker by 193 MB
+(issue 17, item 8); the substitution costs one pass over the bytes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
 from typing import Any
 
 from packaging.version import InvalidVersion, Version
@@ -24,6 +32,21 @@ from cheeseboard.services.errors import CheeseboardError, NotFound
 from cheeseboard.services.files import FileService
 from cheeseboard.services.pages import CachedPage, PageService, Rendered
 from cheeseboard.store.accounts import IndexRecord
+
+# Stands for the base URL in cached documents. Random per process, so no project metadata can
+# contain it (a user cannot guess it, and it never leaves the process); plain ASCII letters, so
+# JSON encodes it unchanged.
+BASE_PLACEHOLDER = f"cheeseboard-base-{secrets.token_hex(16)}/"
+_PLACEHOLDER_BYTES = BASE_PLACEHOLDER.encode()
+
+
+def with_base(template: Rendered, base_url: str) -> Rendered:
+    """The cached ``template`` with ``base_url`` in place of the placeholder; its ETag differs per
+    base, since the bytes do."""
+    encoded = json.dumps(base_url)[1:-1].encode()  # a quote or backslash in Host stays a string
+    body = encoded.join(template.body.split(_PLACEHOLDER_BYTES))
+    tag = hashlib.sha256(template.etag.encode() + b"\0" + encoded).hexdigest()[:40]
+    return Rendered(body, f'"{tag}-pypi"')
 
 
 def _is_prerelease(version: str) -> bool:
@@ -77,6 +100,35 @@ def _file_entry(link: FileLink, base_url: str) -> dict[str, Any]:
     }
 
 
+def _releases(page: ProjectPage) -> dict[str, list[FileLink]]:
+    releases: dict[str, list[FileLink]] = {}
+    for link in page.files:
+        if link.version:
+            releases.setdefault(link.version, []).append(link)
+    return releases
+
+
+def _choose(
+    index: IndexRecord,
+    page: ProjectPage,
+    releases: dict[str, list[FileLink]],
+    version: str | None,
+) -> str:
+    """The release a request means: PyPI's pick for the project, else the one ``version``
+    names canonically; raises NotFound."""
+    if version is None:
+        yanked = {v for v, links in releases.items() if all(x.yanked is not None for x in links)}
+        chosen = latest_version(list(releases), yanked)
+        if chosen is None:
+            raise NotFound(f"project {page.name!r} has no releases on {index.fullname}")
+        return chosen
+    wanted = canonical_version(version)
+    matches = [v for v in releases if canonical_version(v) == wanted]
+    if not matches:
+        raise NotFound(f"no version {version!r} of {page.name!r} on {index.fullname}")
+    return matches[0]
+
+
 class PypiJsonService:
     """Build and cache JSON API documents."""
 
@@ -87,38 +139,32 @@ class PypiJsonService:
     async def document(
         self, index: IndexRecord, name: str, version: str | None, base_url: str
     ) -> tuple[CachedPage, Rendered]:
-        """The JSON document for a project (``version`` None) or one release; raises NotFound."""
+        """The JSON document for a project (``version`` None) or one release, its URLs under
+        ``base_url``; raises NotFound."""
         cached = await self._pages.project_page(index, name)
         page = cached.page
         assert isinstance(page, ProjectPage)
-        key = f"pypi-json:{base_url}:{version or ''}"
-        rendered = cached.extras.get(key)
-        if rendered is None:
-            body = await self._build(index, page, version, base_url)
-            rendered = Rendered.of(json.dumps(body, indent=None).encode(), "pypi")
-            cached.extras[key] = rendered
-        return cached, rendered
+        releases = _releases(page)
+        chosen = _choose(index, page, releases, version)
+        # Keyed by the release found, not the string asked for: "1.0", "1.0.0", "1.0.0.0"...
+        # are one entry.
+        key = f"pypi-json:{'release' if version else 'project'}:{chosen}"
+        template = cached.extras.get(key)
+        if template is None:
+            body = await self._build(index, page, releases, chosen, version is None)
+            template = Rendered.of(json.dumps(body, indent=None).encode(), "pypi")
+            cached.extras[key] = template
+        return cached, with_base(template, base_url)
 
     async def _build(
-        self, index: IndexRecord, page: ProjectPage, version: str | None, base_url: str
+        self,
+        index: IndexRecord,
+        page: ProjectPage,
+        releases: dict[str, list[FileLink]],
+        chosen: str,
+        with_releases: bool,
     ) -> dict[str, Any]:
-        releases: dict[str, list[FileLink]] = {}
-        for link in page.files:
-            if link.version:
-                releases.setdefault(link.version, []).append(link)
-        if version is None:
-            yanked = {
-                v for v, links in releases.items() if all(x.yanked is not None for x in links)
-            }
-            chosen = latest_version(list(releases), yanked)
-            if chosen is None:
-                raise NotFound(f"project {page.name!r} has no releases on {index.fullname}")
-        else:
-            wanted = canonical_version(version)
-            matches = [v for v in releases if canonical_version(v) == wanted]
-            if not matches:
-                raise NotFound(f"no version {version!r} of {page.name!r} on {index.fullname}")
-            chosen = matches[0]
+        base_url = BASE_PLACEHOLDER
         links = releases[chosen]
         info = await self._info(index, page, chosen, links, base_url)
         document: dict[str, Any] = {
@@ -128,7 +174,7 @@ class PypiJsonService:
             "vulnerabilities": [],
             "ownership": {"organization": None, "roles": []},
         }
-        if version is None:
+        if with_releases:
             document["releases"] = {
                 v: [_file_entry(link, base_url) for link in files]
                 for v, files in sorted(releases.items(), key=lambda kv: version_sort_key(kv[0]))
