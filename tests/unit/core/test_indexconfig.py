@@ -7,9 +7,12 @@ from collections.abc import Mapping, Sequence
 import pytest
 
 from cheeseboard.core.indexconfig import (
+    MAX_BASES,
+    MAX_LIST_ENTRIES,
     MIRROR_KEYS,
     STAGE_KEYS,
     ConfigError,
+    EntrySet,
     config_is_noop,
     new_index_config,
     patch_index_config,
@@ -500,3 +503,103 @@ def test_noop_detection() -> None:
     assert config_is_noop(current, patch(current, ["mirror_whitelist+=six"]))
     assert config_is_noop(current, patch(current, {"volatile": "true"}))
     assert not config_is_noop(current, patch(current, ["title=X"]))
+
+
+# --- list sizes and the cost of list edits (issue 17, item 10) -----------------------------
+
+
+def _names(count: int, prefix: str = "user") -> list[str]:
+    return [f"{prefix}{i}" for i in range(count)]
+
+
+@pytest.mark.parametrize("key", ["acl_upload", "acl_toxresult_upload", "mirror_whitelist"])
+def test_list_settings_hold_at_most_the_bound(key: str) -> None:
+    """A PUT with more entries than MAX_LIST_ENTRIES is refused naming the bound; the bound fits."""
+    assert len(stage({key: _names(MAX_LIST_ENTRIES)})[key]) == MAX_LIST_ENTRIES  # type: ignore[arg-type]
+    message = error({key: _names(MAX_LIST_ENTRIES + 1)})
+    assert message == (
+        f"The '{key}' setting can hold at most {MAX_LIST_ENTRIES} entries, "
+        f"not {MAX_LIST_ENTRIES + 1}"
+    )
+
+
+def test_bases_are_bounded_lower() -> None:
+    """More than MAX_BASES bases are refused before any is looked up."""
+    looked_up: list[str] = []
+
+    def existing(name: str) -> bool:
+        looked_up.append(name)
+        return True
+
+    bases = [f"u/i{n}" for n in range(MAX_BASES + 1)]
+    with pytest.raises(ConfigError) as info:
+        new_index_config("alice", {"bases": bases}, existing, fullname="alice/dev")
+    assert f"at most {MAX_BASES} entries" in str(info.value)
+    assert looked_up == []
+    ok = new_index_config("alice", {"bases": bases[:MAX_BASES]}, existing, fullname="alice/dev")
+    assert len(ok["bases"]) == MAX_BASES  # type: ignore[arg-type]
+
+
+def test_the_reviewed_25k_name_removal_is_refused_by_the_bound() -> None:
+    """The review's ``acl_upload-=`` with 25,000 names (37 s before) is a 400 at once."""
+    current = stage() | {"acl_upload": _names(25_000)}
+    with pytest.raises(ConfigError) as info:
+        patch(current, ["acl_upload-=" + ",".join(_names(25_000))])
+    assert str(info.value) == (
+        f"The 'acl_upload' setting can hold at most {MAX_LIST_ENTRIES} entries, not 25000"
+    )
+
+
+def test_appending_item_by_item_stops_at_the_bound() -> None:
+    """Thousands of single ``k+=v`` items are refused at the first one past the bound."""
+    items = [f"acl_upload+=u{i}" for i in range(20_000)]
+    with pytest.raises(ConfigError) as info:
+        patch(stage(), items)
+    assert str(info.value).endswith(f"not {MAX_LIST_ENTRIES + 1}")
+    full = patch(stage(), items[: MAX_LIST_ENTRIES - 1])
+    assert full["acl_upload"] == ["alice", *(f"u{i}" for i in range(MAX_LIST_ENTRIES - 1))]
+
+
+def test_a_stored_list_past_the_bound_can_still_shrink() -> None:
+    """A list stored before the bound existed can be edited down (not locked by its size)."""
+    current = stage() | {"acl_upload": _names(MAX_LIST_ENTRIES + 5)}
+    after = patch(current, ["acl_upload-=" + ",".join(_names(5))])
+    assert after["acl_upload"] == _names(MAX_LIST_ENTRIES + 5)[5:]
+
+
+def test_list_items_edit_one_working_copy() -> None:
+    """Mixed items act in order on one list: add, remove, set, add again."""
+    after = patch(
+        stage(),
+        ["acl_upload+=bob,carol", "acl_upload-=alice", "acl_upload+=dave", "mirror_whitelist=six"],
+    )
+    assert after["acl_upload"] == ["bob", "carol", "dave"]
+    after = patch(stage(), ["acl_upload+=bob", "acl_upload=erin", "acl_upload+=frank"])
+    assert after["acl_upload"] == ["erin", "frank"]
+    with pytest.raises(ConfigError, match="doesn't have value 'bob'"):
+        patch(stage(), ["acl_upload+=bob", "acl_upload-=bob", "acl_upload-=bob"])
+
+
+class CountedName(str):
+    """A string that counts how often it is compared for equality (class-wide)."""
+
+    comparisons = 0
+
+    def __eq__(self, other: object) -> bool:
+        CountedName.comparisons += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+def test_list_edits_do_linear_work() -> None:
+    """Removing and adding n entries compares O(n) times, not n²/2 as a list scan does."""
+    n = MAX_LIST_ENTRIES
+    entries = EntrySet("acl_upload", [CountedName(f"user{i}") for i in range(n)])
+    CountedName.comparisons = 0
+    # Equal values but other objects, so no lookup can shortcut by identity.
+    entries.remove([CountedName(f"user{i}") for i in range(n - 1)])
+    entries.add([CountedName(f"new{i}") for i in range(n - 1)])
+    entries.add([CountedName(f"new{i}") for i in range(n - 1)])  # all present already
+    assert CountedName.comparisons <= 4 * n, CountedName.comparisons
+    assert entries.entries() == ["user999", *(f"new{i}" for i in range(n - 1))]
