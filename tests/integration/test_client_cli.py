@@ -38,8 +38,12 @@ def server(
     tmp_path_factory: pytest.TempPathFactory, upstream: UpstreamServer
 ) -> Iterator[CheeseboardServer]:
     factory = ServerFactory(tmp_path_factory.mktemp("client-cli"))
+    port = free_port()
     try:
-        yield factory.start(upstream.simple_url)
+        # test_push_and_getjson pushes to this very server (loopback): allow it explicitly.
+        yield factory.start(
+            upstream.simple_url, "--push-allow", f"http://127.0.0.1:{port}/", port=port
+        )
     finally:
         factory.stop_all()
 

@@ -131,6 +131,9 @@ def test_push_to_external_index(
     """push with posturl uploads files and doc zip through another index's legacy upload API."""
     assert _doc_upload(mirror_server, "local/dev", "p", "1.0") == 200
     other = server_factory.start(html_upstream.simple_url, name="external")
+    # The target is on loopback: pushes there need the operator's allowance (--push-allow).
+    mirror_server.extra_args += ["--push-allow", f"{other.url}ext/"]
+    mirror_server.restart()
     assert call(other.url, "PUT", "/ext", {"password": "ext-secret"}, auth=ROOT)[0] == 201
     assert call(other.url, "PUT", "/ext/rel", {}, auth=ROOT)[0] == 200
     request = {

@@ -127,7 +127,7 @@ def create_app(settings: Settings) -> Starlette:
             UploadService(settings, db, changes, blobs, pages),
             ReleaseService(db, changes, pages),
             server_uuid or "",
-            PushService(db, changes, indexes, blobs, client),
+            PushService(db, changes, indexes, blobs, client, pages, settings.push_allow),
             TokenService(changes, auth, indexes),
             SearchService(db, indexes),
         )

@@ -48,10 +48,16 @@ async def push(request: Request) -> Response:
     """devpi's push: ``PUSH`` (or ``POST`` with JSON) of ``{name, version, targetindex}``."""
     app = services(request)
     index = index_of(request)
-    identity = await app.auth.identify(request.headers)
     body = await json_body(request)
     if not isinstance(body, dict):
         raise BadRequest("push needs a JSON object")
+    target = body.get("targetindex")
+    if isinstance(target, str):
+        # A scoped upload token may push only between indexes its scope covers: both of them.
+        identity = await app.auth.identify(request.headers, "upload", index.fullname)
+        await app.auth.identify(request.headers, "upload", target)
+    else:
+        identity = await app.auth.identify(request.headers)  # external: no scope covers it
     log = await app.push.push(identity, index, body)
     return envelope(result=log, type_="actionlog")
 

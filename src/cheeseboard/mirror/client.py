@@ -5,22 +5,34 @@ Fetching returns raw pages (bytes, type, URL, validators); parsing and policy li
 
 from __future__ import annotations
 
+import errno
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urljoin
 
 import aiohttp
 
 from cheeseboard import __version__
 from cheeseboard.core import metrics
-from cheeseboard.mirror.errors import UpstreamNotFound, UpstreamUnavailable
+from cheeseboard.mirror.errors import UpstreamNotFound, UpstreamRefused, UpstreamUnavailable
+from cheeseboard.mirror.outbound import (
+    CURRENT_HOP,
+    GuardedResolver,
+    OutboundPolicy,
+    OutboundRefused,
+    check_url,
+)
 
 # JSON first: real PyPI answers with PEP 691; HTML-only mirrors still send HTML (standards §3).
 PAGE_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
     "text/html;q=0.01"
 )
+MAX_REDIRECTS = 10
+_REDIRECTS = (301, 302, 303, 307, 308)
 MAX_PAGE_BYTES = 64 * 1024 * 1024
 """Largest upstream page (simple page, JSON API document, .metadata) read into memory, counted
 after decompression, so a gzip bomb stops here too. numpy's page is about 1.5 MB and the biggest
@@ -50,14 +62,25 @@ class UpstreamFile:
 
 
 class UpstreamClient:
-    """GETs against upstream indexes with our timeouts, limits and error mapping."""
+    """GETs against upstream indexes with our timeouts, limits and error mapping.
+
+    Every request names the OutboundPolicy it runs under (mirror/outbound.py); redirects are
+    followed here, hop by hop, so that each hop is checked against it.
+    """
 
     def __init__(self, request_timeout: float) -> None:
         self._timeout = request_timeout
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=100, limit_per_host=32, ttl_dns_cache=300)
+        # aiohttp's own DNS cache would hand out addresses without asking the guarded resolver;
+        # the resolver caches instead, and filters on every use.
+        connector = aiohttp.TCPConnector(
+            limit=100,
+            limit_per_host=32,
+            use_dns_cache=False,
+            resolver=GuardedResolver(aiohttp.DefaultResolver()),
+        )
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers={"User-Agent": f"cheeseboard/{__version__}"},
@@ -76,6 +99,27 @@ class UpstreamClient:
             raise RuntimeError("UpstreamClient.start() was not called")
         return self._session
 
+    async def _send(
+        self, method: str, url: str, policy: OutboundPolicy, redirects: int, **kwargs: Any
+    ) -> aiohttp.ClientResponse:
+        """One request, following up to ``redirects`` redirects; each hop's URL is checked
+        before it is asked, and its addresses at connect time (GuardedResolver).
+
+        Raises OutboundRefused, aiohttp's errors, or UpstreamUnavailable for too many hops.
+        """
+        for _ in range(redirects + 1):
+            token = CURRENT_HOP.set(check_url(url, policy))
+            try:
+                response = await self.session.request(method, url, allow_redirects=False, **kwargs)
+            finally:
+                CURRENT_HOP.reset(token)
+            location = response.headers.get("Location")
+            if not (redirects and response.status in _REDIRECTS and location):
+                return response
+            response.release()
+            url = urljoin(str(response.url), location)
+        raise UpstreamUnavailable(url, f"more than {redirects} redirects")
+
     async def _read_capped(self, response: aiohttp.ClientResponse, url: str) -> bytes:
         declared = response.content_length
         if declared is not None and declared > MAX_PAGE_BYTES:
@@ -90,11 +134,16 @@ class UpstreamClient:
         return b"".join(parts)
 
     async def fetch_page(
-        self, url: str, accept: str = PAGE_ACCEPT, etag: str | None = None
+        self,
+        url: str,
+        policy: OutboundPolicy,
+        accept: str = PAGE_ACCEPT,
+        etag: str | None = None,
     ) -> RawPage | None:
         """GET a page; None means 304 (our copy with ``etag`` is current).
 
-        Raises UpstreamNotFound for 404/410 and UpstreamUnavailable for anything else unusable.
+        Raises UpstreamNotFound for 404/410, UpstreamRefused when ``policy`` forbids a hop, and
+        UpstreamUnavailable for anything else unusable.
         """
         metrics.count("upstream_requests_total")
         timeout = aiohttp.ClientTimeout(total=self._timeout)
@@ -102,9 +151,10 @@ class UpstreamClient:
         if etag:
             headers["If-None-Match"] = etag
         try:
-            async with self.session.get(
-                url, headers=headers, timeout=timeout, max_redirects=10
-            ) as response:
+            response = await self._send(
+                "GET", url, policy, MAX_REDIRECTS, headers=headers, timeout=timeout
+            )
+            async with response:
                 if response.status == 304 and etag:
                     return None
                 if response.status in (404, 410):
@@ -122,11 +172,13 @@ class UpstreamClient:
                     if serial.isascii() and serial.isdigit() and len(serial) < 19
                     else None,
                 )
+        except OutboundRefused as exc:
+            raise UpstreamRefused(url, exc.reason) from exc
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             raise _unavailable(url, exc, f"no answer within {self._timeout:g}s") from exc
 
     @asynccontextmanager
-    async def open_file(self, url: str) -> AsyncIterator[UpstreamFile]:
+    async def open_file(self, url: str, policy: OutboundPolicy) -> AsyncIterator[UpstreamFile]:
         """Stream a file. The body may be large, so only connect and read stalls time out."""
         metrics.count("upstream_requests_total")
         metrics.count("file_downloads_total")
@@ -134,14 +186,17 @@ class UpstreamClient:
             total=None, sock_connect=self._timeout, sock_read=self._timeout
         )
         try:
-            async with self.session.get(
+            response = await self._send(
+                "GET",
                 url,
+                policy,
+                MAX_REDIRECTS,
                 timeout=timeout,
-                max_redirects=10,
                 # Files must arrive as stored: a gzip-encoded .tar.gz would hash differently.
                 headers={"Accept-Encoding": "identity"},
                 auto_decompress=False,
-            ) as response:
+            )
+            async with response:
                 if response.status in (404, 410):
                     raise UpstreamNotFound(url, f"upstream answered {response.status}")
                 if response.status != 200:
@@ -151,19 +206,27 @@ class UpstreamClient:
                     size=response.content_length,
                     chunks=self._chunks(response, url),
                 )
+        except OutboundRefused as exc:
+            raise UpstreamRefused(url, exc.reason) from exc
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             raise _unavailable(url, exc, f"stalled for {self._timeout:g}s") from exc
 
     async def post_upload(
         self,
         url: str,
+        policy: OutboundPolicy,
         fields: list[tuple[str, str]],
         filename: str,
         path: Path,
         auth: tuple[str, str] | None,
-    ) -> tuple[int, str]:
-        """POST a legacy-API upload form (the file streamed from ``path``); returns status and
-        the start of the answer. Raises UpstreamUnavailable when the index cannot be reached."""
+    ) -> int:
+        """POST a legacy-API upload form (the file streamed from ``path``); returns the status.
+
+        Redirects are not followed (they would carry the credentials elsewhere) and the answer's
+        body is not read: whatever the target says stays there, so a push cannot be used to read
+        a server it reaches. Raises UpstreamRefused when ``policy`` forbids the URL, and
+        UpstreamUnavailable with a short reason of our own when the index cannot be reached.
+        """
         metrics.count("upstream_requests_total")
         form = aiohttp.FormData(quote_fields=False)
         for key, value in fields:
@@ -172,17 +235,20 @@ class UpstreamClient:
             total=None, sock_connect=self._timeout, sock_read=self._timeout * 6
         )
         basic = aiohttp.BasicAuth(*auth) if auth else None
-        try:
-            with path.open("rb") as handle:
-                form.add_field(
-                    "content", handle, filename=filename, content_type="application/octet-stream"
+        with path.open("rb") as handle:  # our storage failing is not the target's fault
+            form.add_field(
+                "content", handle, filename=filename, content_type="application/octet-stream"
+            )
+            try:
+                response = await self._send(
+                    "POST", url, policy, 0, data=form, auth=basic, timeout=timeout
                 )
-                async with self.session.post(
-                    url, data=form, auth=basic, timeout=timeout, allow_redirects=False
-                ) as response:
-                    return response.status, (await response.text(errors="replace"))[:500]
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise _unavailable(url, exc, f"no answer within {self._timeout * 6:g}s") from exc
+                response.release()
+                return response.status
+            except OutboundRefused as exc:
+                raise UpstreamRefused(url, exc.reason) from exc
+            except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
+                raise UpstreamUnavailable(url, short_reason(exc)) from exc
 
     async def _chunks(self, response: aiohttp.ClientResponse, url: str) -> AsyncIterator[bytes]:
         try:
@@ -190,6 +256,25 @@ class UpstreamClient:
                 yield chunk
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _unavailable(url, exc, f"stalled for {self._timeout:g}s") from exc
+
+
+def short_reason(exc: BaseException) -> str:
+    """A few words of our own for a failed connection, never the peer's answer."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "host not found"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "TLS handshake failed"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return (
+            "connection refused" if exc.os_error.errno == errno.ECONNREFUSED else "cannot connect"
+        )
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return "connection closed"
+    if isinstance(exc, aiohttp.InvalidURL | ValueError):
+        return "invalid URL"
+    return "connection failed"
 
 
 def _unavailable(url: str, exc: BaseException, timeout_reason: str) -> UpstreamUnavailable:

@@ -18,3 +18,8 @@ class UpstreamNotFound(UpstreamError):
 
 class UpstreamUnavailable(UpstreamError):
     """Raised on timeouts, connection failures, 5xx and other unusable answers."""
+
+
+class UpstreamRefused(UpstreamUnavailable):
+    """Raised when the outbound policy forbids the request (a loopback, link-local or private
+    address that is not allowed); nothing was sent."""

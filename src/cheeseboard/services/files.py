@@ -17,12 +17,15 @@ from pathlib import Path
 from cheeseboard.core.distfiles import is_safe_filename, parse_dist_filename, version_sort_key
 from cheeseboard.mirror.client import UpstreamClient
 from cheeseboard.mirror.errors import UpstreamError
+from cheeseboard.mirror.outbound import OutboundPolicy
 from cheeseboard.mirror.parse import UpstreamLink
 from cheeseboard.server.settings import Settings
 from cheeseboard.services.changes import ChangeFeed, Epochs, Transaction
 from cheeseboard.services.downloads import Download, DownloadFailed, sha256_of
 from cheeseboard.services.errors import NotFound, UpstreamFailed
+from cheeseboard.services.indexes import mirror_config
 from cheeseboard.services.locks import SharedLocks
+from cheeseboard.services.mirror import mirror_policy
 from cheeseboard.services.wheels import extract_wheel_metadata
 from cheeseboard.store import queries
 from cheeseboard.store.accounts import IndexRecord
@@ -253,7 +256,7 @@ class FileService:
             async def on_stored(digest: str, size: int, path: Path) -> None:
                 await self._record_stored(index, record, digest, size, path)
 
-            upstream = self._client.open_file(download.url)
+            upstream = self._client.open_file(download.url, self._policy(index))
             await download.run(upstream, self._blobs.writer(), self._blobs, on_stored)
 
     async def _record_stored(
@@ -283,7 +286,7 @@ class FileService:
                 return here
         upstream = record.upstream_url
         if advertised and upstream and index.type == "mirror" and not self._settings.offline:
-            fetch = self._fetch_metadata_once(advertised, upstream + ".metadata")
+            fetch = self._fetch_metadata_once(advertised, upstream + ".metadata", index)
             proxied = await asyncio.shield(fetch)  # a client hanging up must not cancel it
             if proxied is not None:
                 return proxied
@@ -329,22 +332,27 @@ class FileService:
         _, newest = max(candidates, key=lambda pair: version_sort_key(pair[0]))
         assert newest.core_metadata_sha256 is not None
         if not self._blobs.exists(newest.core_metadata_sha256):
-            self._fetch_metadata_once(newest.core_metadata_sha256, newest.url + ".metadata")
+            self._fetch_metadata_once(newest.core_metadata_sha256, newest.url + ".metadata", index)
 
-    def _fetch_metadata_once(self, sha256: str, url: str) -> asyncio.Task[Path | None]:
+    def _policy(self, index: IndexRecord) -> OutboundPolicy:
+        return mirror_policy(mirror_config(index, self._settings.mirror_cache_expiry))
+
+    def _fetch_metadata_once(
+        self, sha256: str, url: str, index: IndexRecord
+    ) -> asyncio.Task[Path | None]:
         task = self._metadata_fetches.get(sha256)
         if task is None:
-            task = asyncio.create_task(self._proxy_metadata(url, sha256))
+            task = asyncio.create_task(self._proxy_metadata(url, sha256, self._policy(index)))
             self._metadata_fetches[sha256] = task
             task.add_done_callback(lambda _: self._metadata_fetches.pop(sha256, None))
         return task
 
-    async def _proxy_metadata(self, url: str, expected: str) -> Path | None:
+    async def _proxy_metadata(self, url: str, expected: str, policy: OutboundPolicy) -> Path | None:
         here = await self._blobs.local(expected)
         if here is not None:
             return here
         try:
-            raw = await self._client.fetch_page(url, accept="*/*")
+            raw = await self._client.fetch_page(url, policy, accept="*/*")
         except UpstreamError as exc:
             log.info("upstream .metadata unavailable (%s); reading the wheel instead", exc.reason)
             return None

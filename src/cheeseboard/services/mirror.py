@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from cheeseboard.core.distfiles import packagetype_of, parse_dist_filename
 from cheeseboard.mirror.client import UpstreamClient
 from cheeseboard.mirror.errors import UpstreamError, UpstreamNotFound, UpstreamUnavailable
+from cheeseboard.mirror.outbound import OutboundPolicy
 from cheeseboard.mirror.parse import (
     PageFormatError,
     UpstreamLink,
@@ -58,12 +59,13 @@ class MirrorRefresher:
     async def fetch(self, config: MirrorConfig, name: str, etag: str | None) -> Fetched:
         """Raises UpstreamUnavailable; UpstreamNotFound becomes ``Fetched(not_found=True)``."""
         page_url = f"{config.simple_url}{name}/"
+        policy = mirror_policy(config)
         facts_task: asyncio.Task[bytes | None] | None = None
         if config.json_api_url and config.simple_url not in self._complete_upstreams:
-            facts_task = asyncio.create_task(self._fetch_facts(config.json_api_url, name))
+            facts_task = asyncio.create_task(self._fetch_facts(config.json_api_url, name, policy))
         try:
             try:
-                raw = await self._client.fetch_page(page_url, etag=etag)
+                raw = await self._client.fetch_page(page_url, policy, etag=etag)
             except UpstreamNotFound:
                 return Fetched(None, not_found=True)
             if raw is None:
@@ -88,10 +90,10 @@ class MirrorRefresher:
             if facts_task is not None:
                 facts_task.cancel()
 
-    async def _fetch_facts(self, template: str, name: str) -> bytes | None:
+    async def _fetch_facts(self, template: str, name: str, policy: OutboundPolicy) -> bytes | None:
         url = template.format(name=name)
         try:
-            raw = await self._client.fetch_page(url, accept="application/json")
+            raw = await self._client.fetch_page(url, policy, accept="application/json")
         except UpstreamError as exc:
             log.info("upstream JSON API gave nothing for %s: %s", name, exc.reason)
             return None
@@ -105,6 +107,13 @@ class MirrorRefresher:
             [] if fetched.page is None else [_new_file(link, name) for link in fetched.page.links]
         )
         return await self._changes.write(_store, index.id, name, fetched, rows, time.time())
+
+
+def mirror_policy(config: MirrorConfig) -> OutboundPolicy:
+    """Where a mirror's requests may go: anywhere public, and its own upstream's origin even if
+    that is loopback or private (root configured it); links to other non-public hosts are
+    refused (DESIGN.md §7)."""
+    return OutboundPolicy.for_mirror(config.simple_url, config.json_api_url)
 
 
 async def _parse(page_url: str, body: bytes, content_type: str, final_url: str) -> UpstreamPage:

@@ -3,6 +3,12 @@
 Unlike devpi, which commits the files it managed before hitting a conflict, a push here checks
 every file against the target first and then writes all of them in one transaction: it either
 happens completely or not at all. Files are content-addressed, so nothing is copied but rows.
+
+Who may push: an authenticated user who may upload to or manage the source index (a push
+publishes its releases elsewhere, with this server's bandwidth), and for an internal target also
+upload to it. An external target (``posturl``) must pass the outbound policy: loopback, private
+and link-local addresses only when ``--push-allow`` lists the URL (mirror/outbound.py). The
+target's answers are reduced to their status: its body is never shown to the caller.
 """
 
 from __future__ import annotations
@@ -13,11 +19,14 @@ from cheeseboard.core import acl
 from cheeseboard.core.distfiles import canonical_version, parse_dist_filename
 from cheeseboard.core.names import normalize_project_name
 from cheeseboard.mirror.client import UpstreamClient
+from cheeseboard.mirror.errors import UpstreamRefused, UpstreamUnavailable
+from cheeseboard.mirror.outbound import OutboundPolicy, OutboundRefused, check_url
 from cheeseboard.services.auth import Forbidden, Identity, Unauthorized
 from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.errors import BadRequest, CheeseboardError, NotFound
 from cheeseboard.services.indexes import IndexRegistry
-from cheeseboard.services.pages import file_path
+from cheeseboard.services.pages import PageService, file_path
+from cheeseboard.services.upstream_names import refuse_upstream_name
 from cheeseboard.store import queries
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.blobs import BlobStore
@@ -77,12 +86,16 @@ class PushService:
         indexes: IndexRegistry,
         blobs: BlobStore,
         client: UpstreamClient,
+        pages: PageService,
+        push_allow: tuple[str, ...] = (),
     ) -> None:
         self._db = db
         self._changes = changes
         self._indexes = indexes
         self._blobs = blobs
         self._client = client
+        self._pages = pages
+        self._policy = OutboundPolicy(push_allow, "--push-allow")
 
     async def push(
         self, identity: Identity, source: IndexRecord, request: dict[str, Any]
@@ -90,6 +103,7 @@ class PushService:
         """Push ``name==version`` to ``targetindex``; returns devpi's action log."""
         name, version = request.get("name"), request.get("version")
         target_name = request.get("targetindex")
+        _check_source(identity, source)
         if not isinstance(name, str) or not isinstance(version, str):
             raise BadRequest("push needs 'name' and 'version'")
         if not isinstance(target_name, str):
@@ -109,6 +123,9 @@ class PushService:
             raise Forbidden(f"no permission to push to {target.fullname}: {decision.reason}")
         project = normalize_project_name(name)
         release, chosen = await self._release(source, name, version, request)
+        if any(f.packagetype != "doczip" for f in chosen):
+            # The dependency-confusion guard, as for an upload (a doc zip alone creates nothing).
+            await refuse_upstream_name(self._db, self._pages, target, project)
         await self._check_conflicts(target, chosen)
         display = str(release.metadata.get("name") or name)
         await self._changes.write(
@@ -158,6 +175,10 @@ class PushService:
         posturl = str(request["posturl"])
         if not posturl.startswith(("http://", "https://")):
             raise BadRequest(f"posturl must be an http(s) URL, got {posturl!r}")
+        try:
+            check_url(posturl, self._policy)  # before anything is read or sent
+        except OutboundRefused as exc:
+            raise Forbidden(f"push to {posturl} refused: {exc.reason}") from exc
         user, password = request.get("username"), request.get("password")
         auth = (str(user), str(password or "")) if user else None
         release, chosen = await self._release(source, name, version, request)
@@ -170,12 +191,22 @@ class PushService:
             path = await self._blobs.local(f.blob_sha256 or f.sha256)
             if path is None:
                 raise PushFailed(f"the bytes of {f.filename} are missing from storage")
-            status, text = await self._client.post_upload(posturl, fields, f.filename, path, auth)
+            try:
+                status = await self._client.post_upload(
+                    posturl, self._policy, fields, f.filename, path, auth
+                )
+            except UpstreamRefused as exc:
+                raise Forbidden(f"push to {posturl} refused: {exc.reason}") from exc
+            except UpstreamUnavailable as exc:
+                raise PushFailed(
+                    f"{posturl} failed for {f.filename}: {exc.reason}; "
+                    f"pushed before it: {[entry[2] for entry in log]}"
+                ) from exc
             what = "store_doczip" if f.packagetype == "doczip" else "upload"
             log.append([status, what, f.filename, "->", posturl])
             if status != 200:
                 raise PushFailed(
-                    f"{posturl} answered {status} for {f.filename}: {text.strip()[:200]}; "
+                    f"{posturl} answered {status} for {f.filename}; "
                     f"pushed before it: {[entry[2] for entry in log[:-1]]}"
                 )
         return log
@@ -190,6 +221,17 @@ class PushService:
                     f"{f.filename} already exists with other content on non-volatile "
                     f"{target.fullname}; nothing was pushed"
                 )
+
+
+def _check_source(identity: Identity, source: IndexRecord) -> None:
+    """A push needs someone who may upload to the source index or manage it (owner, root)."""
+    if identity.anonymous:
+        raise Unauthorized(f"pushing from {source.fullname} needs authentication")
+    if identity.user in ("root", source.user):
+        return
+    decision = acl.may_upload(identity.user, source.config.get("acl_upload", ()))
+    if not decision.allowed:
+        raise Forbidden(f"no permission to push from {source.fullname}: {decision.reason}")
 
 
 def _store_push(
