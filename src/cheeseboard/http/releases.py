@@ -45,6 +45,7 @@ async def version(request: Request) -> Response:
         return envelope(result=data, type_="versiondata")
     identity = await app.auth.identify(request.headers)
     if request.method == "PATCH":
+        app.releases.permit(identity, index, f"yank {name}")  # before reading the body
         body = await json_body(request)
         yanked = body.get("yanked") if isinstance(body, dict) else None
         if not isinstance(body, dict) or not isinstance(yanked, bool | str):

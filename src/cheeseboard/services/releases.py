@@ -175,7 +175,8 @@ class ReleaseService:
     # --- changing -----------------------------------------------------------------------------
 
     @staticmethod
-    def _permit(identity: Identity, index: IndexRecord, what: str) -> None:
+    def permit(identity: Identity, index: IndexRecord, what: str) -> None:
+        """Raise Unauthorized/Forbidden unless ``identity`` may remove or yank on ``index``."""
         decision = acl.may_delete_files(
             identity.user, index.user, index.config.get("acl_upload", ())
         )
@@ -185,7 +186,7 @@ class ReleaseService:
             raise Forbidden(f"{what}: {decision.reason}")
 
     def _check(self, identity: Identity, index: IndexRecord, force: bool, what: str) -> None:
-        self._permit(identity, index, what)
+        self.permit(identity, index, what)
         if not index.config.get("volatile", True):
             if not force:
                 raise Forbidden(f"{what}: {index.fullname} is non-volatile; use force")
@@ -235,7 +236,7 @@ class ReleaseService:
         """Yank with ``reason`` ("" for none) or un-yank with None; files stay downloadable."""
         _, releases, files = await self._load(index, project)
         release = _find(releases, version, project)
-        self._permit(identity, index, ("un-yank" if reason is None else "yank") + f" {project}")
+        self.permit(identity, index, ("un-yank" if reason is None else "yank") + f" {project}")
         file_ids = [f.id for f in _files_of(files, release)]
         await self._changes.write(
             _yank, index.id, normalize_project_name(project), release.id, file_ids, reason
