@@ -256,6 +256,21 @@ def test_every_route_declares_a_rule_for_each_method() -> None:
     assert all(case.route.access[case.method] in known for case in CASES)
 
 
+def test_docs_state_the_rules_the_code_declares() -> None:
+    """docs/security.md's table says, for each rule, exactly which identities it admits."""
+    text = (Path(__file__).parents[2] / "docs" / "security.md").read_text()
+    rows = {}
+    for line in text.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 2 + len(access.IDENTITIES) and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = cells[2:]
+    assert set(rows) == {rule.name for rule in access.RULES}
+    for rule in access.RULES:
+        cells = zip(access.IDENTITIES, rows[rule.name], strict=True)
+        documented = {identity for identity, cell in cells if cell == "yes"}
+        assert documented == rule.admits, rule.name
+
+
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_route_answers_each_identity_as_its_rule_says(fixture: Fixture, case: Case) -> None:
     """Refused identities get 401/403 and change nothing; admitted ones get past the check."""
