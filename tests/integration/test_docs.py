@@ -127,9 +127,13 @@ def test_security_and_cache_headers(server: CheeseboardServer) -> None:
     assert headers["content-security-policy"] == CSP
 
 
-def test_latest_and_stable(server: CheeseboardServer) -> None:
+def test_latest_and_stable(server: CheeseboardServer, tmp_path: Path) -> None:
     assert fetch(server, "/local/dev/p/+latest/+doc/")[2] == INDEX_HTML.encode()
     assert upload_docs(server, "2.0", doc_zip({"index.html": "v2"}))[0] == 200
+    # Docs attach to an existing release only (issue 17): 3.0rc1 needs a file first.
+    assert upload_docs(server, "3.0rc1", doc_zip({"index.html": "v3rc1"}))[0] == 400
+    rc = build_wheel(tmp_path, "p", "3.0rc1")
+    assert twine_upload(f"{server.url}local/dev/", *LOCAL, rc.path).returncode == 0
     assert upload_docs(server, "3.0rc1", doc_zip({"index.html": "v3rc1"}))[0] == 200
     status, headers, body = fetch(server, "/local/dev/p/+latest/+doc/")
     assert (status, body) == (200, b"v3rc1")

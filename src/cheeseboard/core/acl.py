@@ -1,8 +1,21 @@
 """Who may do what: pure permission rules, each answering with a reason.
 
-Safe defaults (DESIGN.md §7): only the principals in ``restrict_modify`` (root by default) create
-users and indexes; users change their own account; index owners manage their indexes; uploads go
-to ``acl_upload`` only (root is not implicit there, as in devpi).
+Safe defaults (DESIGN.md §7): only root creates users and indexes. Two settings widen only the
+*create* rights, never rights over what belongs to someone else:
+
+- ``--restrict-modify`` names principals (users, ``:group``, ``:AUTHENTICATED:``, ``:ANONYMOUS:``)
+  that may create users, and indexes for any user but root (root's namespace holds the mirror and
+  the indexes everyone trusts). devpi lets those principals change and delete every account and
+  index as well; with ``:AUTHENTICATED:`` that let any user change root's password.
+- ``--open-registration`` is devpi-server's default: anyone, even anonymous, registers a user, and
+  a logged-in user creates stage indexes under their own name.
+
+Accounts are changed and deleted by their user or root, indexes by their owner or root. Mirrors
+make the server fetch from a URL of the creator's choice, so creating one or changing its
+``mirror_url`` is root's alone. Uploads go to ``acl_upload`` only (root is not implicit there, as
+in devpi).
+
+Every refusal names the option that would allow the action, in one sentence the API returns as is.
 """
 
 from __future__ import annotations
@@ -12,6 +25,8 @@ from dataclasses import dataclass
 
 ANONYMOUS = ":ANONYMOUS:"
 AUTHENTICATED = ":AUTHENTICATED:"
+ROOT = "root"
+_OPTIONS = "see --restrict-modify / --open-registration"
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,23 +44,92 @@ def _matches(user: str | None, principals: Iterable[str]) -> bool:
     return False
 
 
-def may_manage(user: str | None, restrict_modify: Iterable[str]) -> Decision:
-    """Create users, create indexes for anyone, change or delete any user or index."""
-    if user == "root" or _matches(user, restrict_modify):
-        return Decision(True, f"{user} may manage users and indexes")
-    return Decision(False, "only " + ", ".join(sorted({"root", *restrict_modify})) + " may do that")
+def _who(restrict_modify: Iterable[str]) -> str:
+    """``root`` and the other principals of ``--restrict-modify``, for a message."""
+    others = sorted(set(restrict_modify) - {ROOT})
+    return ", ".join([ROOT, *others])
 
 
-def may_modify_user(user: str | None, target: str, restrict_modify: Iterable[str]) -> Decision:
-    if user is not None and user == target:
-        return Decision(True, "users manage their own account")
-    return may_manage(user, restrict_modify)
+def _self_and_root(name: str) -> str:
+    return ROOT if name == ROOT else f"{name} and {ROOT}"
 
 
-def may_modify_index(user: str | None, owner: str, restrict_modify: Iterable[str]) -> Decision:
-    if user is not None and user == owner:
-        return Decision(True, "owners manage their indexes")
-    return may_manage(user, restrict_modify)
+def may_create_user(
+    user: str | None, restrict_modify: Iterable[str], open_registration: bool
+) -> Decision:
+    """Register a new account (``PUT /<name>``)."""
+    if user == ROOT:
+        return Decision(True, "root creates users")
+    if open_registration:
+        return Decision(True, "--open-registration: anyone may create a user")
+    if _matches(user, restrict_modify):
+        return Decision(True, f"{user or 'anonymous'} is in --restrict-modify")
+    return Decision(False, f"creating users is limited to {_who(restrict_modify)} ({_OPTIONS})")
+
+
+def may_create_index(
+    user: str | None,
+    owner: str,
+    restrict_modify: Iterable[str],
+    open_registration: bool,
+    mirror: bool = False,
+) -> Decision:
+    """Create the index ``owner/…``; ``mirror`` for ``type=mirror``."""
+    if user == ROOT:
+        return Decision(True, "root creates indexes")
+    if mirror:
+        return Decision(
+            False,
+            "creating mirror indexes is limited to root "
+            "(a mirror makes the server fetch from the URL it names)",
+        )
+    if open_registration and user is not None and user == owner:
+        return Decision(True, "--open-registration: users create indexes under their own name")
+    if _matches(user, restrict_modify) and owner != ROOT:
+        return Decision(True, f"{user or 'anonymous'} is in --restrict-modify")
+    if owner == ROOT:
+        return Decision(False, f"creating indexes of root is limited to root ({_OPTIONS})")
+    own = ", or users under their own name" if open_registration else ""
+    return Decision(
+        False, f"creating indexes is limited to {_who(restrict_modify)}{own} ({_OPTIONS})"
+    )
+
+
+def may_modify_user(user: str | None, target: str) -> Decision:
+    """Change the account ``target`` (password, email, …) or delete it."""
+    if user is not None and user in (ROOT, target):
+        return Decision(True, "users manage their own account; root manages all")
+    return Decision(
+        False,
+        f"changing or deleting user {target} is limited to {_self_and_root(target)} "
+        "(no option grants it to others)",
+    )
+
+
+def may_set_pwhash(user: str | None) -> Decision:
+    """Store a given password hash instead of hashing a password: its parameters decide what
+    every later login for the account costs, so only root (and ``import``) may choose them."""
+    if user == ROOT:
+        return Decision(True, "root may set a password hash")
+    return Decision(False, "setting pwhash is limited to root: send 'password' instead")
+
+
+def may_modify_index(user: str | None, owner: str) -> Decision:
+    """Change or delete the index ``owner/…``."""
+    if user is not None and user in (ROOT, owner):
+        return Decision(True, "owners manage their indexes; root manages all")
+    return Decision(
+        False,
+        f"changing or deleting indexes of {owner} is limited to {_self_and_root(owner)} "
+        "(no option grants it to others)",
+    )
+
+
+def may_point_mirror(user: str | None) -> Decision:
+    """Change a mirror's ``mirror_url``: the server fetches from it (and for anyone reading it)."""
+    if user == ROOT:
+        return Decision(True, "root points mirrors")
+    return Decision(False, "changing mirror_url is limited to root")
 
 
 def may_upload(user: str | None, acl_upload: Iterable[str]) -> Decision:
@@ -56,6 +140,6 @@ def may_upload(user: str | None, acl_upload: Iterable[str]) -> Decision:
 
 def may_delete_files(user: str | None, owner: str, acl_upload: Iterable[str]) -> Decision:
     """Remove or yank releases: uploaders, the owner and root."""
-    if user is not None and user in ("root", owner):
+    if user is not None and user in (ROOT, owner):
         return Decision(True, "owner or root")
     return may_upload(user, acl_upload)

@@ -1,8 +1,9 @@
 """Validation of legacy uploads (``POST /legacy``): the form, the file name and the metadata.
 
 Pure functions, in the order the upload route calls them: ``parse_upload_form`` on the non-file
-multipart fields, ``Digests.verify`` once the file is hashed, ``check_file_upload`` on its name and
-``check_artifact_metadata`` on the METADATA/PKG-INFO read from it. Each refusal is an
+multipart fields, ``Digests.verify`` once the file is hashed, ``check_file_upload`` on its name,
+``check_artifact_metadata`` on the METADATA/PKG-INFO read from it and ``check_existing_file``
+against what the index already holds under that name. Each refusal is an
 ``UploadError`` carrying a 400 and a message meant for the uploader. The field list follows the
 legacy API as twine, uv, poetry, pdm and hatch send it (standards §1.12).
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from cheeseboard.core.distfiles import (
     canonical_version,
@@ -288,3 +289,37 @@ def check_artifact_metadata(
             f"version {_shown(form.version)}"
         )
     return fields
+
+
+# What storing a file whose name the index may already hold does: "new" (no such file yet),
+# "identical" (same bytes: nothing to write), "replace" (other bytes on a volatile index).
+Existing = Literal["new", "identical", "replace"]
+
+
+def check_existing_file(
+    filename: str,
+    sha256: str,
+    existing_sha256: str | None,
+    *,
+    volatile: bool,
+    index_name: str,
+) -> Existing:
+    """Decide an upload of ``filename`` (bytes hashing to ``sha256``) against the index's file of
+    that name (``existing_sha256``, None if there is none). A non-volatile index never changes
+    a file's bytes: other bytes are refused with 409 "File already exists" (twine's
+    ``--skip-existing`` looks for it); a volatile one lets the last upload win.
+
+    The answer is only true inside the write transaction that stores the file: checked before,
+    eight concurrent uploads of one name all saw "new" and all were stored (issue 17, item 7).
+    """
+    if existing_sha256 is None:
+        return "new"
+    if existing_sha256 == sha256:
+        return "identical"
+    if volatile:
+        return "replace"
+    raise UploadError(
+        f"File already exists: {filename} with different content is already on non-volatile "
+        f"index {index_name}",
+        409,
+    )

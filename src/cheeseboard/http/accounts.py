@@ -24,6 +24,7 @@ from cheeseboard.http.access import (
     GuardedRoute,
 )
 from cheeseboard.http.state import index_of, services
+from cheeseboard.services.auth import ANONYMOUS, Identity, Unauthorized
 from cheeseboard.services.errors import BadRequest, CheeseboardError
 
 
@@ -105,8 +106,18 @@ async def _object_body(request: Request) -> dict[str, Any]:
     return body
 
 
+async def _reader(request: Request) -> Identity:
+    """Who reads a user listing: bad or stale credentials read as anonymous, as in devpi (they
+    only decide whether emails show)."""
+    try:
+        return await services(request).auth.identify(request.headers, action="read")
+    except Unauthorized:
+        return ANONYMOUS
+
+
 async def list_users(request: Request) -> Response:
-    return envelope(result=services(request).accounts.all_users(), type_="list:userconfig")
+    viewer = await _reader(request)
+    return envelope(result=services(request).accounts.all_users(viewer), type_="list:userconfig")
 
 
 async def user(request: Request) -> Response:
@@ -114,11 +125,13 @@ async def user(request: Request) -> Response:
     name = request.path_params["user"]
     if request.method in ("GET", "HEAD"):
         found = app.accounts.get_user(name)
-        return envelope(result=app.accounts.user_view(found), type_="userconfig")
+        viewer = await _reader(request)
+        return envelope(result=app.accounts.user_view(found, viewer), type_="userconfig")
     identity = await app.auth.identify(request.headers)
     if request.method == "PUT":
         created = await app.accounts.create_user(identity, name, await _object_body(request))
-        return envelope(201, app.accounts.user_view(created), "userconfig", "user created")
+        view = app.accounts.user_view(created, identity)
+        return envelope(201, view, "userconfig", "user created")
     if request.method == "PATCH":
         body = await _object_body(request)
         password_changed = await app.accounts.modify_user(identity, name, body)
@@ -129,7 +142,7 @@ async def user(request: Request) -> Response:
             result = {"password": token, "expiration": app.auth.tokens.lifetime}
             return envelope(result=result, type_="userpassword", message="user updated")
         return envelope(message="user updated")
-    await app.accounts.delete_user(identity, name)
+    await app.accounts.delete_user(identity, name, force="force" in request.query_params)
     return envelope(message=f"user {name!r} deleted")
 
 
@@ -169,7 +182,8 @@ async def index(request: Request) -> Response:
             error_on_noop="error_on_noop" in request.query_params,
         )
         return envelope(result=await app.accounts.index_view(changed, False), type_="indexconfig")
-    await app.accounts.delete_index(identity, user_name, name)
+    force = "force" in request.query_params
+    await app.accounts.delete_index(identity, user_name, name, force=force)
     return envelope(201, message=f"index {user_name}/{name} deleted")
 
 

@@ -1,7 +1,14 @@
 """Users and indexes: create, change, delete, in the devpi shapes the management API returns.
 
 Every operation takes the acting identity and checks permissions first (core.acl); refusals
-raise Unauthorized for anonymous callers and Forbidden otherwise, and change nothing.
+raise Unauthorized for anonymous callers and Forbidden otherwise, with the rule's reason as the
+whole message, and change nothing.
+
+Bases: any existing index may be listed as a base of one's own index (inheriting is reading, and
+every index is readable; root/pypi is everyone's base). Listing one gives no say over it: its
+owner or root deletes it with ``?force``, which drops it from the dependents' bases in the same
+transaction. Without ``?force`` the delete is refused with the dependents named, so nobody
+removes a base by accident, and nobody can make someone else's index undeletable.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from cheeseboard.services.auth import AuthService, Forbidden, Identity, Unauthor
 from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.errors import BadRequest, CheeseboardError, NotFound
 from cheeseboard.services.indexes import IndexRegistry
-from cheeseboard.services.users import hash_password
+from cheeseboard.services.users import hash_password, pwhash_problem
 from cheeseboard.store import accounts, queries
 from cheeseboard.store.accounts import USER_FIELDS, IndexRecord, UserRecord
 from cheeseboard.store.db import Database
@@ -37,12 +44,36 @@ class Conflict(CheeseboardError):
     status = 409
 
 
-def _require(decision: acl.Decision, identity: Identity, what: str) -> None:
+def _require(decision: acl.Decision, identity: Identity) -> None:
     if decision.allowed:
         return
     if identity.anonymous:
-        raise Unauthorized(f"{what}: authentication required")
-    raise Forbidden(f"{what}: {decision.reason}")
+        raise Unauthorized(decision.reason)
+    raise Forbidden(decision.reason)
+
+
+_JSON_TYPES = {
+    list: "a list",
+    dict: "an object",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+}
+
+
+def _user_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The account fields of a PUT/PATCH body: text fields must be strings (or null), since a
+    list or object there reached the database and answered 500; custom_data is any JSON."""
+    values: dict[str, Any] = {}
+    for field in USER_FIELDS:
+        if field not in body:
+            continue
+        value = body[field]
+        if field != "custom_data" and value is not None and not isinstance(value, str):
+            kind = _JSON_TYPES.get(type(value), type(value).__name__)
+            raise BadRequest(f"user field '{field}' must be a string, not {kind}")
+        values[field] = value
+    return values
 
 
 def _iso(timestamp: float | None) -> str | None:
@@ -70,13 +101,16 @@ class AccountService:
 
     # --- views -----------------------------------------------------------------------------
 
-    def user_view(self, user: UserRecord) -> dict[str, Any]:
+    def user_view(self, user: UserRecord, viewer: Identity) -> dict[str, Any]:
+        """devpi's ``userconfig``; the email only for the user themselves and root (anyone may
+        list users, and addresses are not for harvesting)."""
         view: dict[str, Any] = {"username": user.name, "created": _iso(user.created)}
         if user.modified:
             view["modified"] = _iso(user.modified)
+        private = viewer.user not in (acl.ROOT, user.name)
         for field in USER_FIELDS:
             value = getattr(user, field)
-            if value is not None:
+            if value is not None and not (private and field == "email"):
                 view[field] = value
         view["indexes"] = {
             index.name: dict(index.config)
@@ -85,8 +119,8 @@ class AccountService:
         }
         return view
 
-    def all_users(self) -> dict[str, Any]:
-        return {user.name: self.user_view(user) for user in self._auth.users()}
+    def all_users(self, viewer: Identity) -> dict[str, Any]:
+        return {user.name: self.user_view(user, viewer) for user in self._auth.users()}
 
     def get_user(self, name: str) -> UserRecord:
         user = self._auth.user(name)
@@ -105,8 +139,12 @@ class AccountService:
     async def create_user(
         self, identity: Identity, name: str, body: Mapping[str, Any]
     ) -> UserRecord:
+        settings = self._settings
         _require(
-            acl.may_manage(identity.user, self._settings.restrict_modify), identity, "create user"
+            acl.may_create_user(
+                identity.user, settings.restrict_modify, settings.open_registration
+            ),
+            identity,
         )
         try:
             checked_segment_name("user", name)
@@ -115,23 +153,32 @@ class AccountService:
         unknown = sorted(set(body) - _USER_KEYS)
         if unknown:
             raise BadRequest("Unknown keys in user config: " + ", ".join(unknown))
-        pwhash = self._password_hash(body)
+        extra = _user_fields(body)
+        pwhash = self._password_hash(identity, body)
         if pwhash is None:
             raise BadRequest("password needs to be set")
-        extra = {field: body[field] for field in USER_FIELDS if field in body}
         if self._auth.user(name) is not None:
             raise Conflict(f"user {name!r} already exists")
         await self._changes.write(_create_user, name, pwhash, extra)
         return self.get_user(name)
 
     @staticmethod
-    def _password_hash(body: Mapping[str, Any]) -> str | None:
-        if body.get("password"):
-            return hash_password(str(body["password"]))
-        if body.get("pwhash"):
-            pwhash = str(body["pwhash"])
-            if not pwhash.startswith("$argon2"):
-                raise BadRequest("pwhash must be an argon2 hash")
+    def _password_hash(identity: Identity, body: Mapping[str, Any]) -> str | None:
+        """The hash to store from ``password`` (hashed here) or ``pwhash`` (root only, within
+        the bounds of services/users.py); None if the body sets neither."""
+        password = body.get("password")
+        if password:
+            if not isinstance(password, str):
+                raise BadRequest("user field 'password' must be a string")
+            return hash_password(password)
+        pwhash = body.get("pwhash")
+        if pwhash:
+            _require(acl.may_set_pwhash(identity.user), identity)
+            if not isinstance(pwhash, str):
+                raise BadRequest("user field 'pwhash' must be a string")
+            problem = pwhash_problem(pwhash)
+            if problem is not None:
+                raise BadRequest(problem)
             return pwhash
         return None
 
@@ -139,33 +186,25 @@ class AccountService:
         """Change account fields; returns True if the password changed. Other keys are ignored,
         as devpi does (clients send back the whole user config)."""
         user = self.get_user(name)
-        _require(
-            acl.may_modify_user(identity.user, user.name, self._settings.restrict_modify),
-            identity,
-            f"modify user {name}",
-        )
-        values: dict[str, Any] = {f: body[f] for f in USER_FIELDS if f in body}
-        pwhash = self._password_hash(body)
+        _require(acl.may_modify_user(identity.user, user.name), identity)
+        values = _user_fields(body)
+        pwhash = self._password_hash(identity, body)
         if pwhash is not None:
             values["pwhash"] = pwhash
         await self._changes.write(_update_user, name, values)
         return pwhash is not None
 
-    async def delete_user(self, identity: Identity, name: str) -> None:
+    async def delete_user(self, identity: Identity, name: str, force: bool = False) -> None:
+        """Delete the account and its indexes; ``force`` as for ``delete_index``."""
         user = self.get_user(name)
-        _require(
-            acl.may_manage(identity.user, self._settings.restrict_modify),
-            identity,
-            f"delete user {name}",
-        )
-        if user.name == "root":
+        _require(acl.may_modify_user(identity.user, user.name), identity)
+        if user.name == acl.ROOT:
             raise Forbidden("root cannot be deleted")
         owned = [ix for ix in self._indexes.all() if ix.user == name]
         for index in owned:
             if not index.config.get("volatile", True):
                 raise Forbidden(f"user {name} has non-volatile index {index.fullname}")
-            self._refuse_if_base(index, ignore_owner=name)
-        await self._changes.write(_delete_user, name, [ix.id for ix in owned])
+        await self._changes.write(_delete_user, name, force)
 
     # --- indexes ------------------------------------------------------------------------------
 
@@ -184,11 +223,15 @@ class AccountService:
     ) -> IndexRecord:
         owner = self.get_user(user)
         fullname = f"{user}/{name}"
-        _require(
-            acl.may_manage(identity.user, self._settings.restrict_modify),
-            identity,
-            f"no permission to create index {fullname}",
+        settings = self._settings
+        decision = acl.may_create_index(
+            identity.user,
+            owner.name,
+            settings.restrict_modify,
+            settings.open_registration,
+            mirror=body.get("type") == "mirror",
         )
+        _require(decision, identity)
         try:
             checked_segment_name("index", name)
             config = new_index_config(
@@ -210,11 +253,7 @@ class AccountService:
         error_on_noop: bool = False,
     ) -> IndexRecord:
         index = self.get_index(user, name)
-        _require(
-            acl.may_modify_index(identity.user, index.user, self._settings.restrict_modify),
-            identity,
-            f"no permission to modify index {index.fullname}",
-        )
+        _require(acl.may_modify_index(identity.user, index.user), identity)
         try:
             config = patch_index_config(
                 current=index.config,
@@ -225,6 +264,8 @@ class AccountService:
             )
         except ConfigError as exc:
             raise BadRequest(str(exc)) from exc
+        if config.get("mirror_url") != index.config.get("mirror_url"):
+            _require(acl.may_point_mirror(identity.user), identity)
         if config_is_noop(index.config, config):
             if error_on_noop:
                 raise BadRequest("the modification would not change anything")
@@ -232,24 +273,16 @@ class AccountService:
         await self._changes.write(_update_index, index.id, config)
         return self.get_index(user, name)
 
-    async def delete_index(self, identity: Identity, user: str, name: str) -> None:
+    async def delete_index(
+        self, identity: Identity, user: str, name: str, force: bool = False
+    ) -> None:
+        """Delete the index; one that others list as a base only with ``force``, which removes
+        it from their bases in the same transaction (see the module docstring)."""
         index = self.get_index(user, name)
-        _require(
-            acl.may_modify_index(identity.user, index.user, self._settings.restrict_modify),
-            identity,
-            f"no permission to delete index {index.fullname}",
-        )
+        _require(acl.may_modify_index(identity.user, index.user), identity)
         if not index.config.get("volatile", True):
             raise Forbidden(f"index {index.fullname} non-volatile, cannot delete")
-        self._refuse_if_base(index)
-        await self._changes.write(_delete_index, index.id)
-
-    def _refuse_if_base(self, index: IndexRecord, ignore_owner: str | None = None) -> None:
-        for other in self._indexes.all():
-            if other.user == ignore_owner:
-                continue
-            if index.fullname in other.config.get("bases", ()):
-                raise Conflict(f"index {index.fullname} is a base of {other.fullname}")
+        await self._changes.write(_delete_index, index.id, force)
 
 
 # --- transactions (run on the database thread) ---------------------------------------------
@@ -265,11 +298,35 @@ def _update_user(tx: Transaction, name: str, values: dict[str, Any]) -> None:
     tx.log(None, None, "user-modified")
 
 
-def _delete_user(tx: Transaction, name: str, index_ids: list[int]) -> None:
+def _delete_user(tx: Transaction, name: str, force: bool) -> None:
+    owned = [ix for ix in accounts.load_indexes(tx.conn) if ix.user == name]
+    _drop_from_bases(tx, owned, force)
     accounts.delete_user(tx.conn, name)
     tx.log(None, None, "user-deleted")
-    for index_id in index_ids:
-        tx.log(index_id, None, "index-deleted")
+    for index in owned:
+        tx.log(index.id, None, "index-deleted")
+
+
+def _drop_from_bases(tx: Transaction, doomed: list[IndexRecord], force: bool) -> None:
+    """Before ``doomed`` go: refuse (Conflict) if other indexes list them as bases, or with
+    ``force`` remove them from those bases. Read in the transaction, so a base added meanwhile
+    is seen."""
+    names = {index.fullname for index in doomed}
+    ids = {index.id for index in doomed}
+    for other in accounts.load_indexes(tx.conn):
+        bases = other.config.get("bases") or []
+        if other.id in ids or not names.intersection(bases):
+            continue
+        if not force:
+            used = ", ".join(sorted(names.intersection(bases)))
+            raise Conflict(
+                f"index {used} is a base of {other.fullname}: "
+                "delete with ?force to remove it from the bases of the indexes using it"
+            )
+        config = dict(other.config)
+        config["bases"] = [base for base in bases if base not in names]
+        accounts.update_index_config(tx.conn, other.id, config)
+        tx.log(other.id, None, "index-modified")
 
 
 def _create_index(tx: Transaction, owner: str, name: str, config: dict[str, Any]) -> None:
@@ -285,6 +342,8 @@ def _update_index(tx: Transaction, index_id: int, config: dict[str, Any]) -> Non
     tx.log(index_id, None, "index-modified")
 
 
-def _delete_index(tx: Transaction, index_id: int) -> None:
+def _delete_index(tx: Transaction, index_id: int, force: bool) -> None:
+    doomed = [ix for ix in accounts.load_indexes(tx.conn) if ix.id == index_id]
+    _drop_from_bases(tx, doomed, force)
     accounts.delete_index(tx.conn, index_id)
     tx.log(index_id, None, "index-deleted")

@@ -1,8 +1,10 @@
 """Reading the core metadata out of an uploaded file, with limits against hostile archives.
 
 A wheel's is its ``*.dist-info/METADATA`` (see ``services.wheels``); an sdist's is the
-``<top>/PKG-INFO`` beside its single top-level directory. Nothing is extracted to disk. An
-archive that is corrupt, truncated, ambiguous or over a limit has no readable metadata:
+``<top>/PKG-INFO`` beside its single top-level directory. Nothing is extracted to disk, but
+installers extract sdists, so members they could be tricked with are refused: links (symbolic or
+hard), devices, absolute and ``..`` paths. An archive that is corrupt, truncated, ambiguous,
+holds such a member or is over a limit has no readable metadata:
 ``read_artifact_metadata`` answers None, ``artifact_metadata`` raises UnreadableArchive saying
 why, and the caller refuses the upload with that reason.
 
@@ -57,6 +59,7 @@ _TAR_KINDS: dict[bytes, MemberKind] = {
     b"2": "link",
 }
 _CHECKSUM_SIGNED = struct.Struct("148b8x356b")
+_MAX_SHOWN = 100  # characters of a member's name or link target quoted in a refusal
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +220,24 @@ class _TopLevel:
         return len(parts) == 2 and parts[1] == "PKG-INFO"
 
 
+def _shown(text: str) -> str:
+    """``text`` quoted for a refusal, cut short so a hostile name is not echoed back whole."""
+    shown = repr(text[: _MAX_SHOWN + 1])
+    return shown if len(shown) <= _MAX_SHOWN else shown[:_MAX_SHOWN] + "…"
+
+
+def _refuse_link(name: str, what: str, target: str | None = None) -> UnreadableArchive:
+    """The refusal of a link member. Nothing is extracted here, but installers extract sdists:
+    pip 23.2.1 followed an absolute or ``../`` symlink (or a hard link, or a link and then a
+    regular file of the same name) and wrote outside its build directory (issue 17, item 5).
+    A real sdist has no need of links, so every one is refused, whatever it points at."""
+    pointing = "" if target is None else f" to {_shown(target)}"
+    return UnreadableArchive(
+        f"member {_shown(name)} is a {what}{pointing}, not a regular file or directory: "
+        "links in sdists are refused"
+    )
+
+
 # -- zip sdists -------------------------------------------------------------------------------
 
 
@@ -246,6 +267,9 @@ def _zip_pkg_info(path: Path, limits: ArchiveLimits) -> bytes:
         for info in infos:
             parts = tree.parts(info.filename)
             kind = _zip_kind(info)
+            if kind == "link":
+                # A zip symlink's target is its data, which is not read for a refusal.
+                raise _refuse_link(info.filename, "symbolic link")
             if tree.is_pkg_info(parts):
                 if found is not None or kind != "file":
                     raise UnreadableArchive("PKG-INFO is there twice, or is not a regular file")
@@ -379,6 +403,7 @@ def _tar_pkg_info(stream: io.BufferedIOBase, limits: ArchiveLimits) -> bytes:
     members = extended = 0
     pax: dict[str, str] = {}  # from an "x" header, for the next member
     long_name: str | None = None  # from a GNU "L" header, for the next member
+    long_link: str | None = None  # from a GNU "K" header, for the next member
     while True:
         header = source.read_exact(_BLOCK)
         if header == _ZERO_BLOCK:
@@ -399,6 +424,8 @@ def _tar_pkg_info(stream: io.BufferedIOBase, limits: ArchiveLimits) -> bytes:
                 _pax_records(data)  # global defaults: only checked
             elif typeflag == b"L":
                 long_name = _text(data.split(b"\0", 1)[0])
+            elif typeflag == b"K":
+                long_link = _text(data.split(b"\0", 1)[0])
             continue
         members += 1
         if members > limits.max_members:
@@ -411,10 +438,13 @@ def _tar_pkg_info(stream: io.BufferedIOBase, limits: ArchiveLimits) -> bytes:
                 raise UnreadableArchive("bad pax size")
             size = int(pax["size"])
         name = pax.get("path") or long_name or _ustar_name(header)
-        pax, long_name = {}, None
+        target = pax.get("linkpath") or long_link or _text(header[157:257].split(b"\0", 1)[0])
+        pax, long_name, long_link = {}, None, None
         if kind == "file" and typeflag == b"\0" and name.endswith("/"):
             kind = "dir"  # pre-POSIX directory entry
         parts = tree.parts(name)
+        if kind == "link":
+            raise _refuse_link(name, "symbolic link" if typeflag == b"2" else "hard link", target)
         data_size = size if kind == "file" else 0  # only regular files carry data
         if tree.is_pkg_info(parts):
             if found is not None or kind != "file":

@@ -3,7 +3,10 @@
 The file is copied from the request into a staged blob while its digests are computed, so memory
 stays flat whatever its size. Nothing is trusted from the form that the artifact can tell: name
 and version are read from the file's own METADATA / PKG-INFO. The release, the file row and the
-change log entry are written in one transaction after the blob is committed.
+change log entry are written in one transaction after the blob is committed; that transaction
+is also where an existing file of the same name is decided on (``check_existing_file``), so that
+of concurrent uploads of one name with different bytes to a non-volatile index exactly one is
+stored.
 """
 
 from __future__ import annotations
@@ -17,13 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from cheeseboard.core import acl
 from cheeseboard.core.distfiles import canonical_version
 from cheeseboard.core.names import is_valid_project_name, normalize_project_name
 from cheeseboard.core.uploads import (
+    Existing,
     UploadError,
     UploadForm,
     check_artifact_metadata,
+    check_existing_file,
     check_file_upload,
 )
 from cheeseboard.server.settings import Settings
@@ -39,7 +46,7 @@ from cheeseboard.store import queries
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.blobs import BlobStore
 from cheeseboard.store.db import Database
-from cheeseboard.store.queries import NewFile
+from cheeseboard.store.queries import FileRecord, NewFile
 
 
 class UploadRefused(CheeseboardError):
@@ -137,19 +144,14 @@ class UploadService:
                 raise UploadRefused(exc.message, exc.status) from exc
             # For a wheel, METADATA is exactly what PEP 658's ``.metadata`` serves.
             core_metadata = metadata_bytes if packagetype == "bdist_wheel" else None
+            # An early answer that spares storing the bytes; _store_upload decides again.
             existing = await self._db.read(queries.file_by_filename, index.id, filename)
-            if existing is not None:
-                record = existing[0]
-                if record.sha256 == sha256:
-                    writer.abort()
-                    return Uploaded(project, record.version or version, filename, sha256, False)
-                if not index.config.get("volatile", True):
-                    raise UploadRefused(
-                        f"File already exists: {filename} with different content is already "
-                        f"on non-volatile index {index.fullname}",
-                        409,
-                    )
-            else:
+            record = existing[0] if existing is not None else None
+            outcome = _existing_outcome(index, filename, sha256, record)
+            if outcome == "identical" and record is not None:
+                writer.abort()
+                return Uploaded(project, record.version or version, filename, sha256, False)
+            if outcome == "new":
                 await refuse_upstream_name(self._db, self._pages, index, project)
             size = writer.size
             await writer.commit(sha256, size)
@@ -172,9 +174,11 @@ class UploadService:
             upstream_url=None,
         )
         display = str(metadata.get("name") or project)
-        await self._changes.write(
-            _store_upload, index.id, project, display, new, metadata, identity.user, core_metadata
+        same = await self._changes.write(
+            _store_upload, index, project, display, new, metadata, identity.user, core_metadata
         )
+        if same is not None:  # a concurrent upload of the same bytes was first
+            return Uploaded(project, same.version or version, filename, sha256, False)
         return Uploaded(project, version, filename, sha256, True)
 
     async def upload_docs(
@@ -187,16 +191,19 @@ class UploadService:
         """Store a documentation zip for a release (devpi's ``:action=doc_upload``).
 
         It is served for download at its ``+f`` URL and listed in the version's ``+links``,
-        never on simple pages. Without a version it belongs to the newest release.
+        never on simple pages. Without a version it belongs to the newest release. It attaches
+        to a release the index has (as devpi refuses docs without a registration), and passes
+        the dependency-confusion guard: documentation must not be a way to bring in a name that
+        a base mirror serves (issue 17, item 6).
         """
         self.check_permission(identity, index)
         if not is_valid_project_name(form.name):
             raise UploadRefused(f"{form.name!r} is not a valid project name", 400)
         project = normalize_project_name(form.name)
-        latest = await self._db.read(queries.latest_version, index.id, project)
-        version = form.version or latest
-        if not version:
-            raise UploadRefused(f"no release of {project} to attach documentation to", 400)
+        await refuse_upstream_name(self._db, self._pages, index, project)
+        version = await self._db.read(_doc_release, index.id, project, form.version)
+        if version is None:
+            raise UploadRefused(_no_release(project, form.version, index), 400)
         filename = f"{project}-{version}.doc.zip"
         writer = self._blobs.writer()
         try:
@@ -208,12 +215,12 @@ class UploadService:
             if problem is not None:
                 raise UploadRefused(f"documentation must be a zip file: {problem}", 400)
             sha256 = writer.hexdigest()
+            # An early answer that spares storing the bytes; _store_docs decides again.
             existing = await self._db.read(queries.file_by_filename, index.id, filename)
-            if existing is not None and existing[0].sha256 == sha256:
+            record = existing[0] if existing is not None else None
+            if _existing_outcome(index, filename, sha256, record) == "identical":
                 writer.abort()
                 return Uploaded(project, version, filename, sha256, False)
-            if existing is not None and not index.config.get("volatile", True):
-                raise UploadRefused(f"File already exists: {filename} on {index.fullname}", 409)
             size = writer.size
             await writer.commit(sha256, size)
         except BaseException:
@@ -231,8 +238,10 @@ class UploadService:
             core_metadata_sha256=None,
             upstream_url=None,
         )
-        await self._changes.write(_store_docs, index.id, project, form.name, new, identity.user)
-        return Uploaded(project, version, filename, sha256, True)
+        same = await self._changes.write(
+            _store_docs, index, project, form.name, form.version, new, identity.user
+        )
+        return Uploaded(project, version, filename, sha256, same is None)
 
 
 def _doc_zip_problem(path: Path) -> str | None:
@@ -251,46 +260,97 @@ def _doc_zip_problem(path: Path) -> str | None:
     return None
 
 
+def _existing_outcome(
+    index: IndexRecord, filename: str, sha256: str, existing: FileRecord | None
+) -> Existing:
+    """``check_existing_file`` for ``index``, its 409 as an UploadRefused."""
+    try:
+        return check_existing_file(
+            filename,
+            sha256,
+            existing.sha256 if existing is not None else None,
+            volatile=bool(index.config.get("volatile", True)),
+            index_name=index.fullname,
+        )
+    except UploadError as exc:
+        raise UploadRefused(exc.message, exc.status) from exc
+
+
+def _identical_or_refused(tx: Transaction, index: IndexRecord, new: NewFile) -> FileRecord | None:
+    """The file of ``new``'s name already on the index if it has the same bytes (nothing to
+    write); None if ``new`` may be written. Raises UploadRefused (409) on a non-volatile index
+    that holds other bytes: raised inside the write transaction, it rolls everything back."""
+    assert new.sha256 is not None
+    existing = queries.file_by_filename(tx.conn, index.id, new.filename)
+    record = existing[0] if existing is not None else None
+    if _existing_outcome(index, new.filename, new.sha256, record) == "identical":
+        return record
+    return None
+
+
+def _doc_release(conn: Connection, index_id: int, project: str, version: str) -> str | None:
+    """The stored version of the release a doc zip for ``version`` ("" = the newest) attaches
+    to; None if the index has no such release."""
+    if not version:
+        return queries.latest_version(conn, index_id, project)
+    return queries.release_version(conn, index_id, project, canonical_version(version))
+
+
+def _no_release(project: str, version: str, index: IndexRecord) -> str:
+    which = f"{project} {version}" if version else f"of {project}"
+    return (
+        f"no release {which} on {index.fullname} to attach documentation to: "
+        "upload a file of that release first"
+    )
+
+
 def _store_upload(
     tx: Transaction,
-    index_id: int,
+    index: IndexRecord,
     project: str,
     display_name: str,
     new: NewFile,
     metadata: dict[str, Any],
     uploader: str | None,
     core_metadata: bytes | None,
-) -> None:
+) -> FileRecord | None:
+    """Write the upload; return the identical file instead if one was stored meanwhile."""
     assert new.sha256 is not None and new.size is not None and new.version is not None
-    project_id = queries.ensure_stage_project(tx.conn, index_id, project, display_name)
+    same = _identical_or_refused(tx, index, new)
+    if same is not None:
+        return same
+    project_id = queries.ensure_stage_project(tx.conn, index.id, project, display_name)
     queries.upsert_release(
         tx.conn, project_id, new.version, canonical_version(new.version), metadata
     )
-    queries.put_stage_file(tx.conn, index_id, project_id, new, uploader)
+    queries.put_stage_file(tx.conn, index.id, project_id, new, uploader)
     queries.add_blob(tx.conn, new.sha256, new.size)
     if core_metadata is not None and new.core_metadata_sha256:
         queries.add_blob(tx.conn, new.core_metadata_sha256, len(core_metadata))
-    tx.log(index_id, project, "upload")
+    tx.log(index.id, project, "upload")
+    return None
 
 
 def _store_docs(
     tx: Transaction,
-    index_id: int,
+    index: IndexRecord,
     project: str,
     display_name: str,
+    asked_version: str,
     new: NewFile,
     uploader: str | None,
-) -> None:
+) -> FileRecord | None:
+    """Write the doc zip; return the identical one instead if it was stored meanwhile.
+
+    The release is looked up again: it may have been removed since the upload began."""
     assert new.sha256 is not None and new.size is not None and new.version is not None
-    project_id = queries.ensure_stage_project(tx.conn, index_id, project, display_name)
-    queries.upsert_release(
-        tx.conn,
-        project_id,
-        new.version,
-        canonical_version(new.version),
-        {"name": display_name, "version": new.version},
-        replace_metadata=False,
-    )
-    queries.put_stage_file(tx.conn, index_id, project_id, new, uploader)
+    if _doc_release(tx.conn, index.id, project, asked_version) != new.version:
+        raise UploadRefused(_no_release(project, asked_version or new.version, index), 400)
+    same = _identical_or_refused(tx, index, new)
+    if same is not None:
+        return same
+    project_id = queries.ensure_stage_project(tx.conn, index.id, project, display_name)
+    queries.put_stage_file(tx.conn, index.id, project_id, new, uploader)
     queries.add_blob(tx.conn, new.sha256, new.size)
-    tx.log(index_id, project, "doc-upload")
+    tx.log(index.id, project, "doc-upload")
+    return None

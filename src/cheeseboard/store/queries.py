@@ -407,10 +407,27 @@ def latest_version(conn: Connection, index_id: int, name: str) -> str | None:
     return max(versions, key=version_sort_key) if versions else None
 
 
+def release_version(conn: Connection, index_id: int, name: str, canonical: str) -> str | None:
+    """The version, as stored, of the stage project's release that is ``canonical``; None if the
+    index has no such release (a doc zip attaches only to an existing one)."""
+    return conn.scalar(
+        select(releases.c.version)
+        .join(projects, projects.c.id == releases.c.project_id)
+        .where(
+            projects.c.index_id == index_id,
+            projects.c.name == name,
+            releases.c.canonical_version == canonical,
+        )
+    )
+
+
 def put_stage_file(
     conn: Connection, index_id: int, project_id: int, new: NewFile, uploader: str | None
 ) -> None:
-    """Insert an uploaded file, or replace the row of the same filename (volatile indexes)."""
+    """Insert an uploaded file, or replace the row of the same filename (volatile indexes).
+
+    The caller decides in the same write transaction whether a row of that name may be
+    replaced (``core.uploads.check_existing_file``); this only writes."""
     values = {f: getattr(new, f) for f in _FILE_FIELDS}
     existing = conn.scalar(
         select(files.c.id).where(files.c.index_id == index_id, files.c.filename == new.filename)

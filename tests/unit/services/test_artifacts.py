@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from cheeseboard.services.artifacts import DEFAULT_LIMITS, ArchiveLimits, read_artifact_metadata
+from cheeseboard.services.artifacts import (
+    DEFAULT_LIMITS,
+    ArchiveLimits,
+    artifact_metadata,
+    read_artifact_metadata,
+)
+from cheeseboard.services.wheels import UnreadableArchive
 from tests.support.packages import build_sdist, build_wheel
 
 PKG_INFO = b"Metadata-Version: 2.1\r\nName: foo\nVersion: 1.0\n\n\xc3\xa9 no final newline"
@@ -159,11 +165,60 @@ def test_dot_slash_names(tmp_path: Path) -> None:
     assert read(make_tar(tmp_path / "foo-1.0.tar.gz", members)) == PKG_INFO
 
 
-def test_symlink_elsewhere_is_fine(tmp_path: Path) -> None:
-    """Links other than PKG-INFO are allowed: nothing is extracted."""
-    members = [*sdist_members(), special_member("foo-1.0/README", tarfile.SYMTYPE, "PKG-INFO")]
-    members.append(special_member("foo-1.0/copy", tarfile.LNKTYPE, "foo-1.0/PKG-INFO"))
-    assert read(make_tar(tmp_path / "foo-1.0.tar.gz", members)) == PKG_INFO
+LINKS: dict[str, list[tuple[tarfile.TarInfo, bytes]]] = {
+    "absolute-symlink": [special_member("foo-1.0/evil", tarfile.SYMTYPE, "/etc/cron.d")],
+    "dotdot-symlink": [special_member("foo-1.0/evil", tarfile.SYMTYPE, "../../outside")],
+    "harmless-symlink": [special_member("foo-1.0/evil", tarfile.SYMTYPE, "PKG-INFO")],
+    "hardlink": [special_member("foo-1.0/evil", tarfile.LNKTYPE, "/etc/passwd")],
+    "hardlink-inside": [special_member("foo-1.0/evil", tarfile.LNKTYPE, "foo-1.0/PKG-INFO")],
+    # The link makes "evil" point outside; the file written "through" it lands there.
+    "link-then-file": [
+        special_member("foo-1.0/evil", tarfile.SYMTYPE, "/tmp"),
+        file_member("foo-1.0/evil", b"owned\n"),
+    ],
+}
+
+
+@pytest.mark.parametrize("tar_format", [tarfile.PAX_FORMAT, tarfile.GNU_FORMAT], ids=["pax", "gnu"])
+@pytest.mark.parametrize("case", list(LINKS))
+def test_tar_links_refused(tmp_path: Path, case: str, tar_format: int) -> None:
+    """Every symlink or hard link in a tar sdist is refused, naming the member and its target."""
+    path = make_tar(
+        tmp_path / "foo-1.0.tar.gz", [*sdist_members(), *LINKS[case]], "w:gz", tar_format
+    )
+    with pytest.raises(UnreadableArchive) as refused:
+        artifact_metadata(path, path.name)
+    link = LINKS[case][0][0]
+    assert "'foo-1.0/evil'" in str(refused.value)
+    assert repr(link.linkname) in str(refused.value)
+    assert "links in sdists are refused" in str(refused.value)
+    kind = "symbolic link" if link.type == tarfile.SYMTYPE else "hard link"
+    assert kind in str(refused.value)
+
+
+def test_tar_long_link_names_refused(tmp_path: Path) -> None:
+    """A link whose name and target need pax/GNU long headers is refused with both shown cut."""
+    long_name = "foo-1.0/" + "d/" * 200 + "evil"
+    long_target = "../" * 200 + "etc/passwd"
+    for tar_format in (tarfile.PAX_FORMAT, tarfile.GNU_FORMAT):
+        members = [*sdist_members(), special_member(long_name, tarfile.SYMTYPE, long_target)]
+        path = make_tar(tmp_path / "foo-1.0.tar.gz", members, "w:gz", tar_format)
+        with pytest.raises(UnreadableArchive) as refused:
+            artifact_metadata(path, path.name)
+        message = str(refused.value)
+        assert "'foo-1.0/d/d/" in message and "'../../" in message
+        assert len(message) < 400  # hostile names are not echoed back whole
+
+
+def test_zip_symlink_refused(tmp_path: Path) -> None:
+    """A zip sdist member marked S_IFLNK in its Unix mode is refused, naming it."""
+    path = make_zip(
+        tmp_path / "foo-1.0.zip",
+        {"foo-1.0/PKG-INFO": PKG_INFO, "foo-1.0/evil": b"/etc/cron.d"},
+        {"foo-1.0/evil": stat.S_IFLNK | 0o777},
+    )
+    with pytest.raises(UnreadableArchive, match=r"'foo-1\.0/evil' is a symbolic link"):
+        artifact_metadata(path, path.name)
 
 
 def test_zip_sdist(tmp_path: Path) -> None:
