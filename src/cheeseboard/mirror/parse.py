@@ -25,6 +25,13 @@ from cheeseboard.core.distfiles import is_safe_filename
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _UPLOAD_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?Z")
 _SIZE = re.compile(r"[0-9]{1,18}")
+MAX_FILE_SIZE = 2**40
+"""Largest file size believed (1 TiB; PyPI's largest files are a few GB). Anything larger is an
+error or an attack (2**63 overflows SQLite's INTEGER and broke the project for good): unknown."""
+MAX_PAGE_LINKS = 100_000
+"""Most file links one upstream page may list. PyPI's biggest real pages list tens of thousands
+of files; a page with 300k links took ~1 GB to parse and store, so a larger one is refused as
+upstream failing (502, or the cached page). The byte cap is ``client.MAX_PAGE_BYTES``."""
 _URL_SCHEMES = ("http", "https")
 # Fed after an HTML page in strict mode: it is seen as a tag only if the page ended outside a tag,
 # comment or quoted attribute value, i.e. was not cut off in the middle of its markup.
@@ -101,8 +108,11 @@ def _absolute(base_url: str, href: str) -> tuple[str, str] | None:
 
 
 def _size(value: object) -> int | None:
-    """A JSON size: a non-negative int (a bool is not a size)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    """A file size: a non-negative int up to MAX_FILE_SIZE, or the ASCII digits of one (a bool
+    is not a size); anything else is unknown."""
+    if isinstance(value, str):
+        value = int(value) if _SIZE.fullmatch(value) else None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_FILE_SIZE:
         return value
     return None
 
@@ -148,6 +158,8 @@ class _AnchorCollector(HTMLParser):
             return
         self.tags += 1
         if tag == "a":
+            if len(self.anchors) >= MAX_PAGE_LINKS:
+                raise PageFormatError(f"upstream page lists more than {MAX_PAGE_LINKS} links")
             self.anchors.append(dict(attrs))
         elif tag == "base" and not self._based:
             # Only the first <base href> counts (HTML's "frozen base URL"); one that does not
@@ -168,8 +180,8 @@ class _AnchorCollector(HTMLParser):
 def parse_html_page(body: bytes, base_url: str) -> UpstreamPage:
     """Read a PEP 503 page: links with sha256 fragments, requires-python, yanked, core metadata.
 
-    Lenient: any bytes give a page (possibly without links). ``parse_simple_page`` is the strict
-    entry point for upstream answers."""
+    Lenient: any bytes give a page (possibly without links), short of MAX_PAGE_LINKS links.
+    ``parse_simple_page`` is the strict entry point for upstream answers."""
     return _html_page(body.decode("utf-8", errors="replace"), base_url, strict=False)
 
 
@@ -202,7 +214,7 @@ def _html_page(text: str, base_url: str, *, strict: bool) -> UpstreamPage:
                 filename=filename,
                 url=url,
                 sha256=_sha256_from_fragment(fragment),
-                size=int(size) if size and _SIZE.fullmatch(size) else None,
+                size=_size(size),
                 requires_python=attrs.get("data-requires-python") or None,
                 yanked=(attrs.get("data-yanked") or "") if "data-yanked" in attrs else None,
                 upload_time=_clean_upload_time(attrs.get("data-upload-time")),
@@ -238,6 +250,8 @@ def parse_json_page(body: bytes, base_url: str) -> UpstreamPage:
     raw_files = document.get("files")
     if not isinstance(raw_files, list):
         raise PageFormatError("upstream JSON has no 'files' list")
+    if len(raw_files) > MAX_PAGE_LINKS:
+        raise PageFormatError(f"upstream page lists more than {MAX_PAGE_LINKS} files")
     links: list[UpstreamLink] = []
     for entry in raw_files:
         if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):

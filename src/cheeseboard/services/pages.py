@@ -4,6 +4,11 @@ A cached page stays valid until the change feed reports a change to its project 
 or another worker) or, for mirrors, until it is older than the mirror's cache expiry. A refresh is
 single-flight per project across tasks and worker processes; when upstream fails, the stale page is
 served and upstream is left alone for a short back-off.
+
+Costs an anonymous caller can impose stay bounded (DESIGN.md §7): a name upstream does not have
+leaves no row and no changelog entry, only an entry in a bounded in-memory cache of not-found
+pages (MAX_MISSING_NAMES); a forced refresh (devpi's refresh button) fetches a project at most
+once per FORCED_REFRESH_INTERVAL, and concurrent ones share that fetch.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import hashlib
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -54,6 +60,13 @@ from cheeseboard.store.queries import Change, FileRecord, ProjectRecord
 log = logging.getLogger(__name__)
 
 _STALE_RETRY_SECONDS = 30.0  # after an upstream failure, serve stale this long before retrying
+MAX_MISSING_NAMES = 10_000
+"""Not-found pages kept in memory (names; the least recently stored goes first). Random names
+then cost a few MB at most, and one upstream request each per expiry while remembered."""
+FORCED_REFRESH_INTERVAL = 10.0
+"""Seconds after a forced refresh of a project during which another one does not fetch again:
+twenty anonymous refreshes of a 4,000-file page cost one upstream fetch, not twenty."""
+_FORCED_ENTRIES = 100_000  # forced-refresh times remembered; the oldest go first
 _GZIP_MIN_BYTES = 1024
 _UNSAFE_PATH_CHARS = re.compile(r"[^A-Za-z0-9_.-]")
 
@@ -172,6 +185,9 @@ class PageService:
         self._refresher = refresher
         self._locks = locks
         self._pages: dict[str, dict[int, CachedPage]] = {}  # project -> index id -> page
+        # Pages saying "no such project", bounded: their names come from anyone's requests.
+        self._missing: OrderedDict[str, dict[int, CachedPage]] = OrderedDict()
+        self._forced: OrderedDict[tuple[int, str], float] = OrderedDict()  # monotonic end times
         self._lists: dict[int, CachedPage] = {}
         self._attempts: dict[tuple[int, str], _Attempt] = {}  # (index id, project), oldest first
         # Pages built from rows read before a change was applied are served but not cached.
@@ -186,8 +202,10 @@ class PageService:
         if change.project is not None:
             # Drop the project in every index: stage pages include their bases' files.
             self._pages.pop(change.project, None)
+            self._missing.pop(change.project, None)
         else:
             self._pages.clear()
+            self._missing.clear()
         self._epochs.bump(change.project)
         if change.kind != "mirror-checked":
             self._lists.clear()
@@ -195,9 +213,27 @@ class PageService:
 
     # --- project pages -----------------------------------------------------------------------
 
+    def _cached(self, name: str, index_id: int) -> CachedPage | None:
+        page = self._pages.get(name, {}).get(index_id)
+        return page if page is not None else self._missing.get(name, {}).get(index_id)
+
+    def _keep(self, name: str, index_id: int, page: CachedPage) -> None:
+        """Cache a page: found ones without bound (they are real projects), not-found ones in
+        the bounded ``_missing``."""
+        if page.found:
+            self._pages.setdefault(name, {})[index_id] = page
+            if name in self._missing:
+                self._missing[name].pop(index_id, None)
+            return
+        self._pages.get(name, {}).pop(index_id, None)
+        self._missing.setdefault(name, {})[index_id] = page
+        self._missing.move_to_end(name)
+        while len(self._missing) > MAX_MISSING_NAMES:
+            self._missing.popitem(last=False)
+
     async def project_page(self, index: IndexRecord, name: str) -> CachedPage:
         """The page of ``name`` (normalized) on ``index``. Raises NotFound or UpstreamFailed."""
-        cached = self._pages.get(name, {}).get(index.id)
+        cached = self._cached(name, index.id)
         if index.type == "mirror":
             page = await self._mirror_page(index, name, cached)
         elif cached is not None and (
@@ -225,7 +261,7 @@ class PageService:
             async with self._locks.hold(f"page:{index.id}:{name}", self._lock_wait):
                 if self._changes.behind():
                     await self._changes.catch_up()
-                current = self._pages.get(name, {}).get(index.id)
+                current = self._cached(name, index.id)
                 if current is not None and self._usable(current, config.cache_expiry):
                     return current  # another task refreshed it while we waited
                 attempt = self._attempts.get((index.id, name))
@@ -242,7 +278,7 @@ class PageService:
                 return await self._refresh(index, name, stored if stored.checked_at else None)
         except LockTimeout:
             # Another task or worker has been refreshing longer than we wait (a huge page?).
-            known = self._pages.get(name, {}).get(index.id) or cached
+            known = self._cached(name, index.id) or cached
             if known is not None and known.found and known.checked_at is not None:
                 known.stale_reason = known.stale_reason or "a refresh is still running"
                 return known
@@ -284,14 +320,40 @@ class PageService:
             previous.stale_reason = exc.reason
             previous.retry_at = time.monotonic() + min(_STALE_RETRY_SECONDS, config.cache_expiry)
             if self._epochs.current(name, ticket):
-                self._pages.setdefault(name, {})[index.id] = previous
+                self._keep(name, index.id, previous)
             self._attempted(index, name, previous)
             return previous
+        if fetched.not_found and (previous is None or not previous.found):
+            # Nothing to forget: remember the answer in memory only, so that random names
+            # leave no project row and no changelog entry behind.
+            page = self._not_found(index, name, ticket)
+            self._attempted(index, name, page)
+            return page
         if self._after_fetch is not None and fetched.page is not None:
             self._after_fetch(index, name, fetched.page.links)
         project, records = await self._refresher.store(index, name, fetched)
         page = self._build(index, name, project, records, ticket)
         self._attempted(index, name, page)
+        return page
+
+    def _not_found(self, index: IndexRecord, name: str, ticket: int) -> CachedPage:
+        """Upstream's "no such project", checked now, cached in memory (bounded)."""
+        page = CachedPage(
+            page=ProjectPage(
+                index=index.fullname,
+                name=name,
+                files=(),
+                versions=(),
+                last_serial=self._changes.serial,
+                status=None,
+                status_reason=None,
+            ),
+            last_modified=formatdate(time.time(), usegmt=True),
+            checked_at=time.time(),
+            found=False,
+        )
+        if self._epochs.current(name, ticket):
+            self._keep(name, index.id, page)
         return page
 
     def _attempted(
@@ -348,7 +410,7 @@ class PageService:
             found=found,
         )
         if self._epochs.current(name, ticket):
-            self._pages.setdefault(name, {})[index.id] = cached
+            self._keep(name, index.id, cached)
         return cached
 
     # --- stage pages ---------------------------------------------------------------------------
@@ -401,9 +463,7 @@ class PageService:
                 log.debug("%s/%s: %s", index.fullname, name, decision.reason)
                 continue
             try:
-                part = await self._mirror_page(
-                    member, name, self._pages.get(name, {}).get(member.id)
-                )
+                part = await self._mirror_page(member, name, self._cached(name, member.id))
             except UpstreamFailed:
                 if holders:
                     continue  # local files are still worth serving
@@ -434,7 +494,7 @@ class PageService:
             valid_until=valid_until,
         )
         if self._epochs.current(name, ticket):
-            self._pages.setdefault(name, {})[index.id] = cached
+            self._keep(name, index.id, cached)
         return cached
 
     async def members_for(self, index: IndexRecord, name: str) -> list[tuple[IndexRecord, bool]]:
@@ -447,18 +507,51 @@ class PageService:
 
     async def refresh(self, index: IndexRecord, name: str) -> list[str]:
         """Fetch ``name`` from upstream now in every mirror of ``index``'s resolution order
-        (devpi's refresh button); returns the mirrors refreshed."""
+        (devpi's refresh button); returns the mirrors refreshed.
+
+        Anyone may ask, so it is bounded: a project refreshed this way less than
+        FORCED_REFRESH_INTERVAL ago is not fetched again, and a refresh that waited for another
+        one of the same project (any process of this node) takes that one's outcome.
+        """
         refreshed = []
         for fullname in resolution_order(index.fullname, self._nodes()):
             member = self._registry.by_name(fullname)
             if member is None or member.type != "mirror" or self._settings.offline:
                 continue
-            timeout = self._settings.request_timeout * 4
-            async with self._locks.hold(f"page:{member.id}:{name}", timeout):
-                previous = await self._load(member, name)
-                await self._refresh(member, name, previous if previous.checked_at else None)
+            await self._forced_refresh(member, name)
             refreshed.append(member.fullname)
         return refreshed
+
+    async def _forced_refresh(self, member: IndexRecord, name: str) -> None:
+        key = (member.id, name)
+        queued_at = time.monotonic()
+        last = self._forced.get(key)
+        if last is not None and queued_at - last < FORCED_REFRESH_INTERVAL:
+            return
+        try:
+            async with self._locks.hold(f"page:{member.id}:{name}", self._lock_wait):
+                attempt = self._attempts.get(key)
+                if attempt is not None and attempt.ended >= queued_at:
+                    return  # the refresh we queued behind has just fetched it
+                previous = await self._load(member, name)
+                if not previous.found:
+                    previous = self._cached(name, member.id) or previous
+                try:
+                    await self._refresh(member, name, previous if previous.checked_at else None)
+                finally:
+                    self._forced_at(key)
+        except LockTimeout:
+            return  # another process has been refreshing it all this time
+
+    def _forced_at(self, key: tuple[int, str]) -> None:
+        now = time.monotonic()
+        self._forced.pop(key, None)
+        self._forced[key] = now
+        while self._forced:
+            oldest, at = next(iter(self._forced.items()))
+            if at >= now - FORCED_REFRESH_INTERVAL and len(self._forced) <= _FORCED_ENTRIES:
+                break
+            del self._forced[oldest]
 
     async def upstream_holders(self, index: IndexRecord, name: str) -> list[str]:
         """The mirrors in ``index``'s resolution order that know ``name`` upstream.
@@ -470,7 +563,7 @@ class PageService:
             member = self._registry.by_name(fullname)
             if member is None or member.type != "mirror":
                 continue
-            part = await self._mirror_page(member, name, self._pages.get(name, {}).get(member.id))
+            part = await self._mirror_page(member, name, self._cached(name, member.id))
             if part.found:
                 holders.append(member.fullname)
         return holders
