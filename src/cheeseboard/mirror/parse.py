@@ -108,13 +108,15 @@ def _absolute(base_url: str, href: str) -> tuple[str, str] | None:
 
 
 def _size(value: object) -> int | None:
-    """A file size: a non-negative int up to MAX_FILE_SIZE, or the ASCII digits of one (a bool
-    is not a size); anything else is unknown."""
-    if isinstance(value, str):
-        value = int(value) if _SIZE.fullmatch(value) else None
+    """A JSON size: a non-negative int up to MAX_FILE_SIZE (a bool is not a size)."""
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_FILE_SIZE:
         return value
     return None
+
+
+def _html_size(value: str | None) -> int | None:
+    """A ``data-size`` attribute: ASCII digits of a size up to MAX_FILE_SIZE."""
+    return _size(int(value)) if value and _SIZE.fullmatch(value) else None
 
 
 def _hex_sha256(value: object) -> str | None:
@@ -214,7 +216,7 @@ def _html_page(text: str, base_url: str, *, strict: bool) -> UpstreamPage:
                 filename=filename,
                 url=url,
                 sha256=_sha256_from_fragment(fragment),
-                size=_size(size),
+                size=_html_size(size),
                 requires_python=attrs.get("data-requires-python") or None,
                 yanked=(attrs.get("data-yanked") or "") if "data-yanked" in attrs else None,
                 upload_time=_clean_upload_time(attrs.get("data-upload-time")),

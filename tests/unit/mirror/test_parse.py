@@ -519,3 +519,30 @@ def test_enrich_without_facts_and_page_fields() -> None:
     assert result.links[0] == page.links[0]
     assert result.links[1].size == 1
     assert (result.status, result.is_json) == ("archived", False)
+
+
+def test_absurd_sizes_are_unknown() -> None:
+    """Sizes past 1 TiB (2**63 overflowed SQLite and broke the project) are read as unknown."""
+    entry = {"filename": "foo-1.0.tar.gz", "url": "foo-1.0.tar.gz", "hashes": {}}
+    for size, expected in ((2**63, None), (2**40 + 1, None), (-1, None), (1234, 1234)):
+        body = json.dumps({"meta": {"api-version": "1.0"}, "files": [{**entry, "size": size}]})
+        assert parse_json_page(body.encode(), BASE).links[0].size == expected
+    html = f'<a href="foo-1.0.tar.gz" data-size="{10**17}">f</a>'.encode()
+    assert parse_html_page(html, BASE).links[0].size is None
+    document = {"releases": {"1.0": [{"filename": "foo-1.0.tar.gz", "size": 2**64}]}}
+    assert parse_pypi_json(json.dumps(document).encode())["foo-1.0.tar.gz"].size is None
+
+
+def test_pages_with_too_many_links_are_refused() -> None:
+    """A page listing more than MAX_PAGE_LINKS files is upstream failing, HTML or JSON."""
+    from cheeseboard.mirror.parse import MAX_PAGE_LINKS
+
+    count = MAX_PAGE_LINKS + 1
+    html = ("<html>" + '<a href="foo-1.0.tar.gz">f</a>' * count + "</html>").encode()
+    with pytest.raises(PageFormatError, match="more than"):
+        parse_simple_page(html, "text/html", BASE)
+    files = [{"filename": "foo-1.0.tar.gz", "url": "foo-1.0.tar.gz", "hashes": {}}] * count
+    with pytest.raises(PageFormatError, match="more than"):
+        parse_json_page(json.dumps({"files": files}).encode(), BASE)
+    fine = ("<html>" + '<a href="foo-1.0.tar.gz">f</a>' * MAX_PAGE_LINKS + "</html>").encode()
+    assert len(parse_simple_page(fine, "text/html", BASE).links) == MAX_PAGE_LINKS
