@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import uuid
 
 from granian.constants import Interfaces
@@ -25,6 +26,38 @@ log = logging.getLogger("cheeseboard.server")
 # clients' heads (long tokens and cookies included) and above what nginx (8 KiB a line) or h11
 # (16 KiB) accept. Bodies are read in chunks of at most this size: no measurable upload cost.
 HTTP1_MAX_BUFFER = 64 * 1024
+
+# Seconds a client has to send a request's head (line and headers), from the moment the server
+# starts waiting for it; then the connection is closed. Real clients need milliseconds, even over
+# slow links (a head is a few hundred bytes). Granian's default, 30 s, let 3,000 slowloris sockets
+# hold every connection slot for 30 s, and /-/health waited that long (issue 17).
+HEADER_READ_TIMEOUT = 10
+
+# File descriptors each worker keeps for its own use beyond client connections: the database,
+# blobs being read or written, upstream and S3 connections, logs.
+_RESERVED_FILES = 512
+_MIN_CONNECTIONS = 1024
+_MAX_OPEN_FILES = 65536
+
+
+def connection_limit() -> int:
+    """Concurrent connections per worker (Granian's ``backpressure``): as many as the file limit
+    allows after raising its soft value to the hard one, minus what the worker needs itself.
+
+    Granian holds one slot per connection until it closes, so a slot count below what slow
+    clients can open lets them lock everyone out until their header timeout ends; a count above
+    the file limit would make ``accept`` fail instead (EMFILE). Connections beyond the limit wait
+    in the listen backlog.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = _MAX_OPEN_FILES if hard == resource.RLIM_INFINITY else min(hard, _MAX_OPEN_FILES)
+    if wanted > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))  # workers inherit it
+            soft = wanted
+        except (ValueError, OSError):
+            pass  # keep the soft limit we have
+    return max(_MIN_CONNECTIONS, soft - _RESERVED_FILES)
 
 
 class _Server(MPServer):
@@ -68,12 +101,14 @@ def run(settings: Settings) -> None:
     if leftovers:
         log.info("removed %d unfinished staged files", leftovers)
     os.environ[SETTINGS_ENV] = settings.to_json()
+    connections = connection_limit()
     log.info(
-        "serving %s on http://%s:%d/ with %d worker(s)",
+        "serving %s on http://%s:%d/ with %d worker(s), up to %d connections each",
         settings.datadir,
         settings.host,
         settings.port,
         settings.workers,
+        connections,
     )
     _Server(
         "cheeseboard.http.app:app_from_environment",
@@ -85,5 +120,8 @@ def run(settings: Settings) -> None:
         log_access=False,  # our own AccessLog middleware writes one line per request
         log_level=settings.log_level,  # type: ignore[arg-type]
         backlog=2048,
-        http1_settings=HTTP1Settings(max_buffer_size=HTTP1_MAX_BUFFER),
+        backpressure=connections,
+        http1_settings=HTTP1Settings(
+            max_buffer_size=HTTP1_MAX_BUFFER, header_read_timeout=HEADER_READ_TIMEOUT * 1000
+        ),
     ).serve()
