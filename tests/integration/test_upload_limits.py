@@ -405,6 +405,108 @@ def test_max_upload_size_refuses_chunked_body(
     assert _get(limited_server, "/local/stable/+simple/fits/")[0] == 200
 
 
+# --- non-file form fields ------------------------------------------------------------------------
+
+FIELD_BYTES = 1_000_000  # each field just under the 1 MiB a single field may hold
+FIELD_COUNT = 60  # 60 MB of fields in all, far past the 8 MiB they may hold together
+FIELD_GROWTH_LIMIT = 25 * MiB
+
+
+def _field_parts(count: int, size: int, name: str) -> tuple[list[bytes], int]:
+    """Multipart parts for ``count`` text fields ``name<i>`` of ``size`` bytes, and their total
+    length; the 1 MiB filler chunk is shared, so the test holds it once."""
+    filler = b"x" * min(size, MiB)
+    parts: list[bytes] = []
+    for number in range(count):
+        field = name if count == 1 else f"{name}{number}"
+        parts.append(
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{field}"\r\n\r\n'.encode()
+        )
+        left = size
+        while left:
+            parts.append(filler[:left])
+            left -= min(left, len(filler))
+        parts.append(b"\r\n")
+    parts.append(f"--{BOUNDARY}--\r\n".encode())
+    return parts, sum(len(part) for part in parts)
+
+
+def _post_fields(server: CheeseboardServer, parts: list[bytes], length: int) -> Reply:
+    """POST the multipart ``parts`` (``length`` bytes declared) to local/stable as ``local``."""
+    headers = {
+        "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
+        "Authorization": basic(*LOCAL),
+        "Content-Length": str(length),
+    }
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
+    started = time.monotonic()
+    send_error = None
+    try:
+        try:
+            connection.request("POST", "/local/stable/", body=iter(parts), headers=headers)
+        except (BrokenPipeError, ConnectionResetError) as exc:
+            send_error = repr(exc)  # refused mid-body; the answer may still be readable
+        try:
+            response = connection.getresponse()
+            status, text = response.status, response.read().decode(errors="replace")
+        except (ConnectionError, http.client.HTTPException) as exc:
+            return Reply(None, repr(exc), time.monotonic() - started, send_error)
+    finally:
+        connection.close()
+    return Reply(status, text, time.monotonic() - started, send_error)
+
+
+@pytest.mark.parametrize(
+    ("count", "size", "name", "words"),
+    [
+        (1, 50 * 1000 * 1000, "description", "form field 'description' is larger than 1048576"),
+        (FIELD_COUNT, FIELD_BYTES, "Classifier", "larger than 8388608 bytes in total"),
+    ],
+    ids=["one-50MB-field", "60-fields-of-1MB"],
+)
+def test_form_fields_are_bounded(
+    server_factory: ServerFactory,
+    html_upstream: UpstreamServer,
+    tmp_path: Path,
+    count: int,
+    size: int,
+    name: str,
+    words: str,
+) -> None:
+    """Non-file fields past 1 MiB each or 8 MiB in all get 413 naming the field, and the worker
+    never holds them: its RSS grows by far less than the 50-60 MB sent."""
+    server = server_factory.start(html_upstream.simple_url, "--workers", "1")
+    _setup_local_stable(server)
+    small = build_wheel(tmp_path / "small", "warm-up", "1.0")
+    assert _upload(server, small).status == 200  # the upload path's code is in the baseline
+    workers = _workers(server, 1)
+    exact_peak = all(_reset_peak(pid) for pid in workers)
+    parts, length = _field_parts(count, size, name)
+    with RssSampler(workers) as sampler:
+        time.sleep(4 * SAMPLE_SECONDS)
+        baseline = max(sampler.samples)
+        reply = _post_fields(server, parts, length)
+        time.sleep(2 * SAMPLE_SECONDS)
+    assert sampler.error is None, sampler.error
+    growth = max(sampler.samples) - baseline
+    hwm_growth = sum(_status_bytes(pid, "VmHWM") for pid in workers) - baseline
+    measured = (
+        f"{count} field(s) of {size / MiB:.1f} MiB ({length / MiB:.1f} MiB body): {reply.status} "
+        f"in {reply.seconds:.2f} s (send error: {reply.send_error}); worker RSS baseline "
+        f"{baseline / MiB:.1f} MiB, sampled growth {growth / MiB:.1f} MiB"
+        + (f", VmHWM growth {hwm_growth / MiB:.1f} MiB" if exact_peak else "")
+    )
+    print("\n" + measured)
+    assert reply.status == 413, (measured, reply.text)
+    assert words in reply.text, reply.text
+    assert growth < FIELD_GROWTH_LIMIT, measured
+    if exact_peak:
+        assert hwm_growth < FIELD_GROWTH_LIMIT, measured
+    assert _get(server, "/local/stable/+simple/warm-up/")[0] == 200  # still serving
+    fits = build_wheel(tmp_path / "fits", "fits", "1.0")
+    assert _upload(server, fits).status == 200
+
+
 # --- several workers, one truth -----------------------------------------------------------------
 
 
