@@ -1,12 +1,16 @@
-"""Login tokens: signed, expiring, and dead once the user's password changes.
+"""Login tokens: signed, expiring, and dead once the account's password or identity changes.
 
 A token is ``<payload>.<signature>`` in URL-safe base64: the payload names the user, the expiry
-and a fingerprint of the user's current password hash; the signature is an HMAC-SHA256 with the
-server secret (shared by all workers and nodes). Changing the password changes the fingerprint,
-so every earlier token stops working, which devpi's tokens do not do.
+and a fingerprint of what the token is bound to (the caller's ``binding``: the account's random
+id and its current password hash, store/accounts.py); the signature is an HMAC-SHA256 with the
+server secret (shared by all workers and nodes). Changing the password, or deleting the user and
+creating one of the same name (a new id, even with the same hash), changes the fingerprint, so
+every earlier token stops working, which devpi's tokens do not do.
 
-A scoped token (``cheeseboard token -c``) carries a fourth field, its id: the server keeps a row
-per id with the token's scope (the indexes it may upload to), so deleting the row revokes it.
+A login token's fourth field is null and its fifth a random nonce. A scoped token (``cheeseboard
+token -c``) carries its id as the fourth field: the server keeps a row per id with the token's
+scope (the indexes it may upload to), so deleting the row revokes it.
+A login token revoked early (web sign-out) is known by its ``digest`` (services/auth.py).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import json
+import secrets
 import time
 from dataclasses import dataclass
 
@@ -29,8 +34,8 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def password_fingerprint(pwhash: str) -> str:
-    return hashlib.sha256(pwhash.encode()).hexdigest()[:16]
+def binding_fingerprint(binding: str) -> str:
+    return hashlib.sha256(binding.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,7 @@ class TokenCheck:
     user: str | None
     reason: str
     token_id: str | None = None  # set for scoped tokens
+    expires: float | None = None  # set for valid tokens: a cached check must end then
 
 
 class TokenSigner:
@@ -52,14 +58,18 @@ class TokenSigner:
     def _sign(self, payload: str) -> str:
         return _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
 
-    def issue(self, user: str, pwhash: str, now: float | None = None) -> str:
+    def issue(self, user: str, binding: str, now: float | None = None) -> str:
+        """A login token for ``user``, valid while the account's ``binding`` is unchanged."""
         expires = int((time.time() if now is None else now) + self.lifetime)
-        payload = _b64(json.dumps([user, expires, password_fingerprint(pwhash)]).encode())
+        # No scoped id, and a nonce: two sign-ins in one second must not share a token, or
+        # revoking one (signing out) would end the other.
+        fields = [user, expires, binding_fingerprint(binding), None, secrets.token_urlsafe(9)]
+        payload = _b64(json.dumps(fields).encode())
         return f"{payload}.{self._sign(payload)}"
 
-    def issue_scoped(self, user: str, pwhash: str, token_id: str, expires: float) -> str:
+    def issue_scoped(self, user: str, binding: str, token_id: str, expires: float) -> str:
         """A token whose scope lives server-side under ``token_id``."""
-        fields = [user, int(expires), password_fingerprint(pwhash), token_id]
+        fields = [user, int(expires), binding_fingerprint(binding), token_id]
         payload = _b64(json.dumps(fields).encode())
         return f"{payload}.{self._sign(payload)}"
 
@@ -75,8 +85,10 @@ class TokenSigner:
         return owner if isinstance(owner, str) else None
 
     def check(
-        self, token: str, user: str, pwhash: str | None, now: float | None = None
+        self, token: str, user: str, binding: str | None, now: float | None = None
     ) -> TokenCheck:
+        """Whether ``token`` is valid for ``user`` whose account is bound to ``binding`` (None:
+        no such user)."""
         payload, dot, signature = token.partition(".")
         if not dot or not hmac.compare_digest(signature, self._sign(payload)):
             return TokenCheck(None, "not a token of this server")
@@ -84,20 +96,29 @@ class TokenSigner:
             owner, expires, fingerprint, *rest = json.loads(_unb64(payload))
         except (ValueError, TypeError):
             return TokenCheck(None, "malformed token")
-        token_id = str(rest[0]) if rest else None
+        token_id = str(rest[0]) if rest and rest[0] is not None else None
         if owner != user:
             return TokenCheck(None, "token of another user")
+        if not isinstance(expires, int | float) or isinstance(expires, bool):
+            return TokenCheck(None, "malformed token")
         if (time.time() if now is None else now) >= expires:
             return TokenCheck(None, "token expired")
-        if pwhash is None or fingerprint != password_fingerprint(pwhash):
-            return TokenCheck(None, "password changed since the token was issued")
-        return TokenCheck(user, "valid token", token_id)
+        if binding is None or fingerprint != binding_fingerprint(binding):
+            return TokenCheck(
+                None, "password changed or account recreated since the token was issued"
+            )
+        return TokenCheck(user, "valid token", token_id, float(expires))
 
     def derive(self, purpose: str, value: str) -> str:
         """A keyed digest of ``value`` for one ``purpose`` (the web UI's CSRF tokens): only the
         server can make it, and it cannot be turned back into ``value``."""
         message = f"{purpose}\0{value}".encode()
         return _b64(hmac.new(self._secret, message, hashlib.sha256).digest())
+
+    @staticmethod
+    def digest(token: str) -> str:
+        """How a revoked token is recorded: a digest, so the table holds nothing usable."""
+        return hashlib.sha256(token.encode()).hexdigest()
 
     @staticmethod
     def looks_like_token(secret: str) -> bool:

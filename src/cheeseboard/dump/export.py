@@ -36,7 +36,9 @@ from cheeseboard.store.db import engine_for
 from cheeseboard.store.schema import files, indexes, projects, releases, users
 
 Progress = Callable[[str, int], None]  # (what, bytes just copied)
-_SKIP = {"id", "user_id", "index_id", "project_id"}
+# Database ids, and the account identity tokens are bound to (users.uid): an imported user is a
+# new account, so tokens issued before (say, to a user deleted since) stay dead.
+_SKIP = {"id", "user_id", "index_id", "project_id", "uid"}
 
 
 def columns(table: Table, row: Any) -> dict[str, Any]:

@@ -138,7 +138,7 @@ async def user(request: Request) -> Response:
         record = app.auth.user(name)
         if password_changed and identity.user == name and record is not None:
             # devpi answers a password change with a fresh token (earlier ones are now dead).
-            token = app.auth.tokens.issue(name, record.pwhash)
+            token = app.auth.issue_token(record)
             result = {"password": token, "expiration": app.auth.tokens.lifetime}
             return envelope(result=result, type_="userpassword", message="user updated")
         return envelope(message="user updated")

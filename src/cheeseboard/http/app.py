@@ -178,7 +178,7 @@ def create_app(settings: Settings) -> Starlette:
         # docs/security.md: every route says who may call it (http/access.py).
         raise RuntimeError(f"routes without an access rule: {', '.join(missing)}")
     app.add_middleware(CatchUp)
-    app.add_middleware(ClientAddress)
+    app.add_middleware(ClientAddress, settings=settings)
     app.add_middleware(DevpiHeaders)
     if settings.access_log:
         app.add_middleware(AccessLog)  # added last, so outermost: it also times the catch-up

@@ -287,7 +287,8 @@ OPTIONS: tuple[Option, ...] = (
         "login-attempts",
         _to_attempts,
         10,
-        "failed sign-ins allowed per user and per address within --login-window (429 beyond)",
+        "failed sign-ins allowed per user from one client address within --login-window, and "
+        "5 times that per address over all names (429 beyond)",
     ),
     Option(
         "login-window",

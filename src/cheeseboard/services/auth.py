@@ -1,8 +1,16 @@
 """Who is asking: HTTP Basic (and devpi's X-Devpi-Auth) credentials checked against users.
 
 argon2 is slow on purpose (tens of milliseconds), so a successful check is remembered per process
-under a keyed digest of the credentials until that user changes; installers sending credentials
-on every request then cost a dictionary lookup. Failed checks are not cached.
+under a keyed digest of the credentials until that user changes (and, for a token, until it
+expires); installers sending credentials on every request then cost a dictionary lookup. Failed
+checks are not cached. Concurrent requests with the same credentials share one check.
+
+Every check not answered from memory is an attempt counted before it runs, and password checks
+take turns (services/throttle.py): a burst of guesses gets ``--login-attempts`` checks, and
+argon2 never runs on more threads than there are cores.
+
+Login tokens revoked early (web sign-out) are kept as digests in the database and loaded by
+every worker and node on change, like users and scoped tokens.
 
 Scoped tokens (see services/tokens.py) may read and upload to their indexes, nothing else: every
 caller says what it is about to do (``action``), and a scoped token asking for more is refused.
@@ -17,22 +25,24 @@ import hashlib
 import hmac
 import secrets
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 from starlette.datastructures import Headers
 
-from cheeseboard.core.tokens import TokenSigner
+from cheeseboard.core.tokens import TokenCheck, TokenSigner
 from cheeseboard.services.errors import CheeseboardError
-from cheeseboard.services.throttle import LoginThrottle, client_address
+from cheeseboard.services.throttle import Attempt, LoginThrottle, VerifyGate, client_address
 from cheeseboard.services.users import verify_password
 from cheeseboard.store import accounts
 from cheeseboard.store.accounts import UserRecord
 from cheeseboard.store.db import Database
 from cheeseboard.store.queries import Change
-from cheeseboard.store.tokens import TokenRecord, load_tokens
+from cheeseboard.store.tokens import TokenRecord, load_revoked, load_tokens
 
 Action = Literal["read", "upload", "manage"]
+T = TypeVar("T")
 TOKEN_USER = "__token__"  # noqa: S105 - PyPI's convention: the token names its owner
 
 
@@ -82,24 +92,44 @@ def _credentials(headers: Headers) -> tuple[str, str] | None:
     return user, secret
 
 
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A remembered successful check: whose, which scoped token (if any), valid until when."""
+
+    user: str
+    token_id: str | None
+    expires: float | None  # a token's expiry; None for a password
+
+
 class AuthService:
     """Authenticate requests against the users table (kept in memory, refreshed on change)."""
 
     def __init__(
-        self, db: Database, tokens: TokenSigner, throttle: LoginThrottle | None = None
+        self,
+        db: Database,
+        tokens: TokenSigner,
+        throttle: LoginThrottle | None = None,
+        gate: VerifyGate | None = None,
     ) -> None:
         self._db = db
         self.tokens = tokens
         self.throttle = throttle or LoginThrottle(limit=10, window=300.0)
+        self.gate = gate or VerifyGate()
         self._users: dict[str, UserRecord] = {}
         self.scoped: dict[str, TokenRecord] = {}
-        # keyed digest of credentials -> (user, scoped token id or None)
-        self._verified: dict[bytes, tuple[str, str | None]] = {}
+        self._revoked: frozenset[str] = frozenset()
+        # keyed digest of credentials -> the outcome of their check
+        self._verified: dict[bytes, _Verified] = {}
+        self._in_flight: dict[bytes, asyncio.Future[_Verified]] = {}
+        self._generation = 0  # bumped on every reload: checks begun before are not cached
         self._key = secrets.token_bytes(32)
 
     async def load(self) -> None:
-        self._users = {u.name: u for u in await self._db.read(accounts.load_users)}
-        self.scoped = {t.id: t for t in await self._db.read(load_tokens)}
+        users = {u.name: u for u in await self._db.read(accounts.load_users)}
+        scoped = {t.id: t for t in await self._db.read(load_tokens)}
+        revoked = frozenset(await self._db.read(load_revoked, time.time()))
+        self._users, self.scoped, self._revoked = users, scoped, revoked
+        self._generation += 1
         self._verified.clear()
 
     async def on_change(self, change: Change) -> None:
@@ -111,6 +141,26 @@ class AuthService:
 
     def users(self) -> list[UserRecord]:
         return sorted(self._users.values(), key=lambda u: u.name)
+
+    def issue_token(self, user: UserRecord) -> str:
+        """A login token for ``user``, bound to its account and password."""
+        return self.tokens.issue(user.name, user.token_binding)
+
+    def check_token(self, token: str, user: str) -> TokenCheck:
+        """Whether ``token`` is a valid, unrevoked token of ``user`` (an HMAC, no argon2)."""
+        record = self._users.get(user)
+        check = self.tokens.check(token, user, record.token_binding if record else None)
+        if check.user is not None and self.tokens.digest(token) in self._revoked:
+            return TokenCheck(None, "token revoked (signed out)")
+        return check
+
+    def session_user(self, token: str) -> str | None:
+        """The user a browser's session token signs in (a login token, never a scoped one)."""
+        owner = self.tokens.owner(token)
+        if owner is None:
+            return None
+        check = self.check_token(token, owner)
+        return owner if check.user is not None and check.token_id is None else None
 
     async def identify(
         self, headers: Headers, action: Action = "manage", index: str | None = None
@@ -125,38 +175,75 @@ class AuthService:
             user = self.tokens.owner(secret) or user
         digest = hmac.new(self._key, f"{user}\0{secret}".encode(), hashlib.sha256).digest()
         known = self._verified.get(digest)
-        if known is None or known[0] != user:
-            known = (user, await self._throttled_verify(user, secret))
+        if known is not None and (
+            known.user != user or (known.expires is not None and time.time() >= known.expires)
+        ):
+            del self._verified[digest]  # an expired token: check it again (and refuse it)
+            known = None
+        if known is None:
+            known = await self._shared_verify(digest, user, secret)
+        if known.token_id is not None:
+            self._check_scope(known.token_id, action, index)
+        return Identity(user)
+
+    async def _shared_verify(self, digest: bytes, user: str, secret: str) -> _Verified:
+        """``_throttled_verify`` once for concurrent requests with the same credentials (a
+        client's parallel first requests cost one check and one attempt), remembered on success
+        unless the users changed meanwhile."""
+        running = self._in_flight.get(digest)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[_Verified] = asyncio.get_running_loop().create_future()
+        self._in_flight[digest] = future
+        generation = self._generation
+        try:
+            known = await self._throttled_verify(user, secret)
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: only the waiters (if any) re-raise it
+            raise
+        except BaseException:  # cancelled: the waiters try again themselves
+            future.set_exception(Unauthorized("the sign-in was interrupted; try again"))
+            future.exception()
+            raise
+        finally:
+            del self._in_flight[digest]
+        future.set_result(known)
+        if generation == self._generation:
             if len(self._verified) > 10_000:
                 self._verified.clear()
             self._verified[digest] = known
-        if known[1] is not None:
-            self._check_scope(known[1], action, index)
-        return Identity(user)
+        return known
 
-    async def _throttled_verify(self, user: str, secret: str) -> str | None:
-        """``_verify``, refused early while the user or the client address is blocked."""
-        address = client_address.get()
-        self.throttle.check(user, address)
+    async def _throttled_verify(self, user: str, secret: str) -> _Verified:
+        """``_verify``, counted as an attempt before it runs (services/throttle.py)."""
+        attempt = self.throttle.reserve(user, client_address.get())
+        return await self._settled(attempt, self._verify(user, secret))
+
+    @staticmethod
+    async def _settled(attempt: Attempt, check: Awaitable[T]) -> T:
         try:
-            token_id = await self._verify(user, secret)
+            result = await check
         except Unauthorized:
-            self.throttle.failed(user, address)
+            attempt.failed()
             raise
-        self.throttle.succeeded(user)
-        return token_id
+        except BaseException:
+            attempt.abandoned()
+            raise
+        attempt.succeeded()
+        return result
 
-    async def _verify(self, user: str, secret: str) -> str | None:
-        """Check a password or token; the scoped token's id, else None."""
+    async def _verify(self, user: str, secret: str) -> _Verified:
+        """Check a password or token."""
         record = self._users.get(user)
         if record is not None and self.tokens.looks_like_token(secret):
-            check = self.tokens.check(secret, user, record.pwhash)
+            check = self.check_token(secret, user)
             if check.user is None:
                 raise Unauthorized(f"user {user!r} could not be authenticated: {check.reason}")
-            return check.token_id
+            return _Verified(user, check.token_id, check.expires)
         if record is None or not await self.check_password(record, secret):
             raise Unauthorized(f"user {user!r} could not be authenticated")
-        return None
+        return _Verified(user, None, None)
 
     def _check_scope(self, token_id: str, action: Action, index: str | None) -> None:
         scoped = self.scoped.get(token_id)
@@ -170,16 +257,19 @@ class AuthService:
         raise Forbidden(f"token {token_id} may only upload to {allowed}")
 
     async def check_password(self, record: UserRecord, password: str) -> bool:
-        return await asyncio.to_thread(verify_password, record.pwhash, password)
+        """argon2 in a thread, in turn (one per user and per address, one per core)."""
+        async with self.gate.turn(record.name, client_address.get()):
+            return await asyncio.to_thread(verify_password, record.pwhash, password)
 
     async def login(self, user: str, password: str) -> str:
         """A fresh token for ``user``; raises Unauthorized for a wrong password and
-        TooManyAttempts while the user or the client address is blocked."""
-        address = client_address.get()
-        self.throttle.check(user, address)
+        TooManyAttempts while the user is blocked from the client address (or the address)."""
+        attempt = self.throttle.reserve(user, client_address.get())
+        record = await self._settled(attempt, self._password_login(user, password))
+        return self.issue_token(record)
+
+    async def _password_login(self, user: str, password: str) -> UserRecord:
         record = self._users.get(user)
         if record is None or not await self.check_password(record, password):
-            self.throttle.failed(user, address)
             raise Unauthorized(f"user {user!r} could not be authenticated")
-        self.throttle.succeeded(user)
-        return self.tokens.issue(user, record.pwhash)
+        return record

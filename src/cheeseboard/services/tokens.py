@@ -2,8 +2,11 @@
 
 A token is signed like a login token and names its id; the row under that id holds the scope.
 Only the owner (with a password or login token, never another scoped token) or root creates,
-lists and revokes a user's tokens. Changing the password invalidates them all, as it does login
-tokens.
+lists and revokes a user's tokens. Changing the password, or deleting the user, invalidates them
+all, as it does login tokens (a user created again under the same name is another account).
+
+A login token can be revoked before it expires (``revoke_login``, the web UI's sign-out): its
+digest is stored until it would have expired, and every worker and node refuses it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.errors import BadRequest, NotFound
 from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.store import accounts
-from cheeseboard.store.tokens import TokenRecord, create_token, delete_token
+from cheeseboard.store.tokens import TokenRecord, create_token, delete_token, revoke
 
 DEFAULT_LIFETIME = 90 * 86_400
 MAX_LIFETIME = 366 * 86_400
@@ -87,7 +90,7 @@ class TokenService:
         await self._changes.write(_create, record)
         owner = self._auth.user(user)
         assert owner is not None  # checked above; users are only deleted with their tokens
-        token = self._auth.tokens.issue_scoped(user, owner.pwhash, record.id, record.expires)
+        token = self._auth.tokens.issue_scoped(user, owner.token_binding, record.id, record.expires)
         return {**token_view(record), "token": token}
 
     async def revoke(self, identity: Identity, user: str, token_id: str) -> None:
@@ -96,6 +99,21 @@ class TokenService:
         if found is None or found.user != user:
             raise NotFound(f"no token {token_id!r} of {user}")
         await self._changes.write(_delete, token_id)
+
+    async def revoke_login(self, token: str) -> None:
+        """End a login token now (web sign-out); a token that is not valid is left alone."""
+        owner = self._auth.tokens.owner(token)
+        check = self._auth.check_token(token, owner) if owner else None
+        if check is None or check.user is None or check.expires is None:
+            return
+        await self._changes.write(
+            _revoke_login, self._auth.tokens.digest(token), check.expires, time.time()
+        )
+
+
+def _revoke_login(tx: Transaction, digest: str, expires: float, now: float) -> None:
+    revoke(tx.conn, digest, expires, now)
+    tx.log(None, None, "token-revoked")
 
 
 def _create(tx: Transaction, record: TokenRecord) -> None:

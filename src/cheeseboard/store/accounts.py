@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
-from cheeseboard.store.schema import files, indexes, projects, tokens, users
+from cheeseboard.store.schema import files, indexes, new_uid, projects, tokens, users
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,13 @@ class UserRecord:
     custom_data: Any
     created: float
     modified: float | None
+    uid: str  # random per account (store/schema.py): recreating a name makes a new one
+
+    @property
+    def token_binding(self) -> str:
+        """What a token of this user signs (core/tokens.py): the account and its password, so
+        a password change or a deleted and recreated account ends earlier tokens."""
+        return f"{self.uid}\0{self.pwhash}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +61,17 @@ def load_users(conn: Connection) -> list[UserRecord]:
             r.custom_data,
             r.created,
             r.modified,
+            r.uid or "",
         )
         for r in rows
     ]
 
 
 def create_user(conn: Connection, name: str, pwhash: str, **extra: Any) -> int:
+    """A new account with a fresh ``uid`` (a caller cannot pass one: tokens bind to it)."""
+    extra.pop("uid", None)
     result = conn.execute(
-        insert(users).values(name=name, pwhash=pwhash, created=time.time(), **extra)
+        insert(users).values(name=name, pwhash=pwhash, uid=new_uid(), created=time.time(), **extra)
     )
     return int(result.inserted_primary_key[0])  # type: ignore[index]
 

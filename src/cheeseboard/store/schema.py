@@ -7,6 +7,8 @@ dialect-specific SQL that SQLAlchemy's Table cannot express. store/search.py que
 
 from __future__ import annotations
 
+import secrets
+
 from sqlalchemy import (
     JSON,
     Boolean,
@@ -24,12 +26,21 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+
+def new_uid() -> str:
+    """A fresh account identity: what login and scoped tokens are bound to, so that deleting a
+    user and creating one of the same name (even with the same password hash) kills old tokens."""
+    return secrets.token_hex(16)
+
+
 users = Table(
     "users",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("name", String(64), nullable=False, unique=True),
     Column("pwhash", Text, nullable=False),
+    # Random per account, never exported (dump/export.py); NULL-able on SQLite only (0005).
+    Column("uid", String(32), nullable=False, default=new_uid),
     Column("email", Text),
     Column("title", Text),
     Column("description", Text),
@@ -60,6 +71,15 @@ tokens = Table(
     Column("description", Text),
     Column("indexes", JSON, nullable=False),
     Column("created", Float, nullable=False),
+    Column("expires", Float, nullable=False),
+)
+
+# Login tokens revoked before they expire (web sign-out): a digest of each token, kept until the
+# token would have expired anyway. Every worker and node loads the set (services/auth.py).
+revoked_tokens = Table(
+    "revoked_tokens",
+    metadata,
+    Column("digest", String(64), primary_key=True),
     Column("expires", Float, nullable=False),
 )
 

@@ -1,4 +1,4 @@
-"""SQL for scoped API tokens (SQLAlchemy Core)."""
+"""SQL for scoped API tokens and revoked login tokens (SQLAlchemy Core)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Connection
 
-from cheeseboard.store.schema import tokens, users
+from cheeseboard.store.schema import revoked_tokens, tokens, users
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,3 +49,18 @@ def delete_token(conn: Connection, token_id: str) -> bool:
 
 def delete_user_tokens(conn: Connection, user_id: int) -> None:
     conn.execute(delete(tokens).where(tokens.c.user_id == user_id))
+
+
+def load_revoked(conn: Connection, now: float) -> set[str]:
+    """Digests of the revoked login tokens that have not expired yet."""
+    query = select(revoked_tokens.c.digest).where(revoked_tokens.c.expires > now)
+    return {str(digest) for digest in conn.scalars(query)}
+
+
+def revoke(conn: Connection, digest: str, expires: float, now: float) -> None:
+    """Record a revoked token until it would expire; rows of expired tokens go at the same time,
+    so the table holds only tokens that could still be presented."""
+    conn.execute(delete(revoked_tokens).where(revoked_tokens.c.expires <= now))
+    exists = conn.scalar(select(revoked_tokens.c.digest).where(revoked_tokens.c.digest == digest))
+    if exists is None:
+        conn.execute(insert(revoked_tokens).values(digest=digest, expires=expires))

@@ -94,7 +94,11 @@ async def login(request: Request) -> Response:
 
 
 async def logout(request: Request) -> Response:
-    await _checked_form(request)
+    """Sign out: the session's token is revoked server-side, not only forgotten by the browser."""
+    session, _ = await _checked_form(request)
+    token = sessions.session_token(request)
+    if session.user is not None and token is not None:
+        await services(request).tokens.revoke_login(token)
     response = _done("/", "Signed out.")
     sessions.clear_session(response)
     return response

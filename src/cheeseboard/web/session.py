@@ -1,8 +1,10 @@
 """Browser sessions and CSRF protection for the web UI's forms.
 
 The session cookie holds a login token (core/tokens.py): signed, expiring, dead once the password
-changes, valid on every worker and node; nothing is kept server-side. The cookie is HttpOnly and
-SameSite=Lax, and Secure when the server is reached over https.
+changes, valid on every worker and node. Signing out revokes that token server-side (a digest
+kept until it would expire, services/tokens.py), so a copied cookie, or the same token sent as
+Basic or X-Devpi-Auth credentials, stops working too. The cookie is HttpOnly and SameSite=Lax,
+and Secure when the server is reached over https.
 
 Every form that changes something carries a CSRF token that only the server can compute:
 a keyed digest of the session token (signed-in forms) or of a random value also sent as a cookie
@@ -53,12 +55,9 @@ def current(request: Request, auth: AuthService) -> Session:
     """The session this request carries; a stale or forged cookie counts as signed out."""
     token = request.cookies.get(SESSION_COOKIE)
     if token:
-        owner = auth.tokens.owner(token)
-        record = auth.user(owner) if owner else None
-        if owner and record is not None:
-            check = auth.tokens.check(token, owner, record.pwhash)
-            if check.user is not None and check.token_id is None:
-                return Session(owner, auth.tokens.derive("csrf", token))
+        owner = auth.session_user(token)
+        if owner is not None:
+            return Session(owner, auth.tokens.derive("csrf", token))
     anonymous_value = request.cookies.get(LOGIN_COOKIE) or ""
     return Session(None, auth.tokens.derive("login", anonymous_value) if anonymous_value else "")
 
@@ -116,6 +115,11 @@ def set_login_cookie(
         samesite="lax",
         secure=_secure(request, outside_url),
     )
+
+
+def session_token(request: Request) -> str | None:
+    """The login token in this request's session cookie, if any (to revoke it on sign-out)."""
+    return request.cookies.get(SESSION_COOKIE) or None
 
 
 def clear_session(response: Response) -> None:
