@@ -200,7 +200,7 @@ def test_user_modify_and_delete(server: CheeseboardServer, cli: Cli) -> None:
     cli.ok("login", "root", "--password", ROOT_PASSWORD)
     cli.ok("user", "-c", "shortlived", "password=short-pw")
     cli.ok("user", "-m", "shortlived", "email=s@example.org", "title=Short")
-    body = call(server.url, "GET", "/shortlived")[1]
+    body = call(server.url, "GET", "/shortlived", auth=ROOT)[1]
     assert body["result"]["email"] == "s@example.org"
     fails(cli("user", "--delete", "shortlived"), "not confirmed", "-y")
     assert call(server.url, "GET", "/shortlived")[0] == 200

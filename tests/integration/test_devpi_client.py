@@ -9,7 +9,8 @@ code and output and then the server's state through the HTTP API.
 
 Deviation from devpi, by design (DESIGN.md §7): only root creates users and indexes, so alice's
 indexes are created by root (``devpi index -c alice/dev``) and ``devpi index -c NAME`` as alice
-is refused with 403.
+is refused with 403 (``--open-registration`` restores devpi's default:
+tests/integration/test_account_security.py). Emails show only to their user and root.
 """
 
 from __future__ import annotations
@@ -272,8 +273,9 @@ def test_03_user_create(devpi: DevpiClient, world: World) -> None:
     assert {"alice", "root"} <= set(out.split())
     out = devpi.fails("user", "-c", "alice", f"password={ALICE[1]}", "email=alice@example.com")
     assert "409" in out
-    alice = _get(world, "/alice")
+    alice = call(world.url, "GET", "/alice", auth=ROOT)[1]["result"]
     assert alice["username"] == "alice" and alice["email"] == "alice@example.com"
+    assert "email" not in _get(world, "/alice")  # not shown to anonymous callers
     status, body = call(world.url, "POST", "/+login", {"user": "alice", "password": ALICE[1]})
     assert status == 200 and body["type"] == "proxyauth", body
 
@@ -550,7 +552,7 @@ def test_user_modify(devpi: DevpiClient, world: World) -> None:
     devpi.login("bob", "bob-pw-1")
     out = devpi.ok("user", "-m", "bob", "email=bob@example.com", "password=bob-pw-2")
     assert "user modified: bob" in out
-    assert _get(world, "/bob")["email"] == "bob@example.com"
+    assert call(world.url, "GET", "/bob", auth=ROOT)[1]["result"]["email"] == "bob@example.com"
     assert call(world.url, "POST", "/+login", {"user": "bob", "password": "bob-pw-2"})[0] == 200
     assert call(world.url, "POST", "/+login", {"user": "bob", "password": "bob-pw-1"})[0] == 401
 

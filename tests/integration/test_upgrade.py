@@ -280,7 +280,7 @@ def test_current_server_upgrades_the_oldest_store_in_place(
     assert _login(server, "root", ROOT_PASSWORD) == 200
     assert _login(server, *LOCAL) == 200
     assert _login(server, "local", "wrong") == 401
-    status, body = call(server.url, "GET", "/local")
+    status, body = call(server.url, "GET", "/local", auth=("root", ROOT_PASSWORD))
     assert status == 200 and body["result"]["email"] == "local@example.org"
     status, body = call(server.url, "GET", "/local/stable")
     assert status == 200
