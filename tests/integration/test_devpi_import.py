@@ -354,7 +354,7 @@ def _plugin_index_type(export: Path) -> None:
         (
             _missing_file,
             "dataindex.json: index alice/stable: file lib_a-1.0.tar.gz: "
-            "missing alice/stable/lib-a/1.0/lib_a-1.0.tar.gz",
+            "alice/stable/lib-a/1.0/lib_a-1.0.tar.gz is missing from the export",
         ),
         (_truncated_index, "dataindex.json is not valid JSON"),
         (_changed_byte, "alice/dev/app/2.0/app-2.0-py3-none-any.whl is damaged"),
@@ -378,6 +378,69 @@ def test_damaged_export_is_refused(
     assert "Traceback" not in result.stderr
     assert not target.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["export"]  # no staging directory left
+
+
+# --- links ---------------------------------------------------------------------------------
+
+SDIST = "alice/stable/lib-a/1.0/lib_a-1.0.tar.gz"
+
+
+def _unhashed(export: Path) -> None:
+    """The sdist's entry without hashes, as in old exports: the importer hashes what it finds,
+    so a link's target would come in with its own (correct) hash."""
+
+    def change(data: dict[str, Any]) -> None:
+        for desc in data["indexes"]["alice/stable"]["files"]:
+            if desc["relpath"] == SDIST:
+                desc["entrymapping"] = {}
+
+    _edit_index(export, change)
+
+
+def _absolute_link(export: Path, secret: Path) -> None:
+    (export / SDIST).unlink()
+    (export / SDIST).symlink_to(secret)
+
+
+def _relative_link(export: Path, secret: Path) -> None:
+    (export / SDIST).unlink()
+    depth = len(Path(SDIST).parts) - 1
+    (export / SDIST).symlink_to(Path(*[".."] * (depth + 1), secret.name))
+
+
+def _linked_directory(export: Path, secret: Path) -> None:
+    """A directory on the way is a link to one outside, holding the secret under the name."""
+    outside = secret.parent / "outside-version"
+    outside.mkdir()
+    (outside / Path(SDIST).name).write_bytes(secret.read_bytes())
+    shutil.rmtree(export / Path(SDIST).parent)
+    (export / Path(SDIST).parent).symlink_to(outside)
+
+
+def _link_inside(export: Path, secret: Path) -> None:
+    """Even a link to another file of the export is refused: an export holds files."""
+    (export / SDIST).unlink()
+    (export / SDIST).symlink_to(export / "alice/dev/app/2.0/app-2.0-py3-none-any.whl")
+
+
+@pytest.mark.parametrize("link", [_absolute_link, _relative_link, _linked_directory, _link_inside])
+def test_links_in_the_export_are_refused(
+    migration: Migration, tmp_path: Path, link: Callable[[Path, Path], None]
+) -> None:
+    """A symlink (to a file or a directory, in or out of the export) is never imported: a link
+    to the data directory's secret would otherwise be served as a release file."""
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"server secret that must never be served\n")
+    export = _copy(migration, tmp_path)
+    _unhashed(export)
+    link(export, secret)
+    target = tmp_path / "target"
+    result = _import(export, target)
+    assert result.returncode == 2, result.stdout + result.stderr
+    error = result.stderr.splitlines()[-1]
+    assert "alice/stable/lib-a/1.0/lib_a-1.0" in error and "is a link" in error, result.stderr
+    assert "refused" in error and "Traceback" not in result.stderr
+    assert not target.exists()
 
 
 # --- older exports ---------------------------------------------------------------------------

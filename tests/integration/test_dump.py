@@ -224,6 +224,34 @@ def test_changed_byte_in_a_file_is_refused(source: Source, tmp_path: Path) -> No
     assert not list(tmp_path.glob(".target*"))
 
 
+def _blob_of(dump: Path, filename: str) -> Path:
+    (record,) = [r for r in _records(dump) if r["kind"] == "file" and r["filename"] == filename]
+    sha256 = record["blob_sha256"]
+    return dump / "blobs" / sha256[:2] / sha256
+
+
+@pytest.mark.parametrize("where", ["file", "directory"])
+def test_linked_blob_is_refused(source: Source, tmp_path: Path, where: str) -> None:
+    """A blob that is a symlink (or sits in a linked directory) is refused, even with the right
+    bytes behind it: a link could as well name the data directory's secret."""
+    dump = _copy_dump(source, tmp_path)
+    blob = _blob_of(dump, "cbdevonly-0.1-py3-none-any.whl")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    if where == "file":
+        shutil.move(blob, outside / blob.name)
+        blob.symlink_to(outside / blob.name)
+    else:
+        shutil.move(blob.parent, outside / blob.parent.name)
+        blob.parent.symlink_to(outside / blob.parent.name)
+    target = tmp_path / "target"
+    result = cli("import", "--datadir", str(target), str(dump))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "is a link" in result.stderr and "refused" in result.stderr, result.stderr
+    assert blob.name in result.stderr and "records.jsonl line" in result.stderr
+    assert not target.exists()
+
+
 def test_truncated_records_are_refused(source: Source, tmp_path: Path) -> None:
     dump = _copy_dump(source, tmp_path)
     records = dump / "records.jsonl"

@@ -6,6 +6,10 @@ devpi writes users, index configs and version metadata as one JSON document,
 dump/format.py, so one importer loads both kinds of dump and its guarantees (nothing written on
 error, hashes checked while copying) hold for devpi too.
 
+Every file is read only if it is a regular file inside the export reached without a link
+(dump/format.py ``contained_file``): a link to a local file (the data directory's ``secret``, say)
+would otherwise become a release file anyone can download.
+
 What devpi knew is kept: password hashes (argon2 as they are, the legacy salted sha256 in the form
 services/users.py checks), index configs (bases, ACLs, whitelists, mirror settings), each file's
 sha256 (so its ``+f/<h[:3]>/<h[3:16]>/<name>`` URL stays the same), doc zips, upload times and
@@ -50,7 +54,7 @@ from cheeseboard.core.names import (
     checked_segment_name,
     normalize_project_name,
 )
-from cheeseboard.dump.format import DumpError
+from cheeseboard.dump.format import DumpError, contained_file
 from cheeseboard.services.indexes import DEFAULT_MIRROR_URL
 from cheeseboard.services.users import devpi_salted_hash
 from cheeseboard.services.wheels import extract_wheel_metadata
@@ -185,7 +189,11 @@ class DevpiExport:
             self._remove_scratch()  # every blob is copied before the first file record
 
     def blob_file(self, sha256: str) -> Path:
-        return self._blob_paths.get(sha256) or self._scratch_paths[sha256]
+        path = self._blob_paths.get(sha256)
+        if path is None:
+            return self._scratch_paths[sha256]
+        # Checked again right before the copy: the export may have changed since verify().
+        return contained_file(self.root, path.relative_to(self.root).as_posix())
 
     # --- reading dataindex.json --------------------------------------------------------------
 
@@ -394,9 +402,10 @@ class DevpiExport:
             version = _version_from_filename(filename, project, kind == _DOC)
         if not isinstance(version, str) or not version:
             raise self._error(where, "no version")
-        path = self.root / relpath
-        if not path.is_file():
-            raise self._error(where, f"missing {relpath}")
+        try:
+            path = contained_file(self.root, relpath)
+        except DumpError as error:
+            raise self._error(where, str(error)) from None
         mapping = desc.get("entrymapping") or {}
         if not isinstance(mapping, dict):
             raise self._error(where, "'entrymapping' is not an object")

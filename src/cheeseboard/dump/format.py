@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 FORMAT = "cheeseboard-dump"
@@ -42,6 +44,39 @@ class DumpError(Exception):
 
 def blob_path(root: Path, sha256: str) -> Path:
     return root / BLOBS / sha256[:2] / sha256
+
+
+def contained_file(root: Path, relpath: str) -> Path:
+    """``root / relpath`` if it is a regular file reached without a link and lying inside
+    ``root``; else a DumpError saying what it is.
+
+    A dump is read with the importing user's rights: a symbolic link in it to, say, the data
+    directory's ``secret`` would otherwise be imported as a release file and then served to
+    anyone (issue 17, item 11). ``root`` itself may be reached through links.
+    """
+    relative = PurePosixPath(relpath)
+    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+        raise DumpError(f"{relpath!r} points outside the export")
+    current = root
+    for part in relative.parts:
+        current = current / part
+        try:
+            info = os.lstat(current)
+        except FileNotFoundError:
+            raise DumpError(f"{relpath} is missing from the export") from None
+        except OSError as error:
+            raise DumpError(f"{relpath} is unreadable: {error}") from None
+        if stat.S_ISLNK(info.st_mode):
+            target = os.readlink(current)
+            raise DumpError(
+                f"{relpath} is a link ({current.relative_to(root)} -> {target}); an export holds "
+                "files, not links to them: refused"
+            )
+    if not stat.S_ISREG(info.st_mode):
+        raise DumpError(f"{relpath} is not a regular file")
+    if not current.resolve().is_relative_to(root.resolve()):
+        raise DumpError(f"{relpath} lies outside the export directory: refused")
+    return current
 
 
 @dataclass(frozen=True)

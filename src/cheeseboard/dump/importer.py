@@ -21,16 +21,17 @@ from sqlalchemy import Table, insert, select
 from sqlalchemy.engine import Connection
 
 from cheeseboard.dump.format import (
+    BLOBS,
     RECORDS,
     DumpError,
-    blob_path,
+    contained_file,
     describe,
     iter_records,
     read_header,
 )
 from cheeseboard.services.datadir import DataDirError, build_datadir, is_initialised
 from cheeseboard.store import queries
-from cheeseboard.store.blobs import FileBlobStore, copy_hashed, hash_file
+from cheeseboard.store.blobs import FileBlobStore, check_sha256, copy_hashed, hash_file
 from cheeseboard.store.db import engine_for
 from cheeseboard.store.s3 import S3Error
 from cheeseboard.store.s3_blobs import publish_local_blobs
@@ -53,7 +54,8 @@ class DumpSource(Protocol):
         files; ``where`` names the dump file and line for messages."""
 
     def blob_file(self, sha256: str) -> Path:
-        """The file holding a blob's bytes."""
+        """The file holding a blob's bytes: KeyError if the dump has none, DumpError if it is a
+        link or lies outside the dump."""
 
 
 class CheeseboardDump:
@@ -86,7 +88,8 @@ class CheeseboardDump:
             yield f"{RECORDS} line {number}", record
 
     def blob_file(self, sha256: str) -> Path:
-        return blob_path(self.root, sha256)
+        """The blob's file; a link, or anything but a file inside the dump, is a DumpError."""
+        return contained_file(self.root, f"{BLOBS}/{sha256[:2]}/{sha256}")
 
 
 @dataclass
@@ -238,7 +241,7 @@ class _Loader:
         self.report.count("release")
 
     def _blob(self, record: dict[str, Any]) -> None:
-        sha256, size = str(record["sha256"]).lower(), int(record["size"])
+        sha256, size = check_sha256(str(record["sha256"]).lower()), int(record["size"])
         self.blobs.add(sha256)
         if not self.store.claim(sha256):  # reuse marks it in use for a concurrent gc
             self._copy_blob(sha256, size)
