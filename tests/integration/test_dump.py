@@ -226,7 +226,7 @@ def test_changed_byte_in_a_file_is_refused(source: Source, tmp_path: Path) -> No
 
 def _blob_of(dump: Path, filename: str) -> Path:
     (record,) = [r for r in _records(dump) if r["kind"] == "file" and r["filename"] == filename]
-    sha256 = record["blob_sha256"]
+    sha256 = str(record["blob_sha256"])
     return dump / "blobs" / sha256[:2] / sha256
 
 
