@@ -238,9 +238,7 @@ class UploadService:
             core_metadata_sha256=None,
             upstream_url=None,
         )
-        same = await self._changes.write(
-            _store_docs, index, project, form.name, form.version, new, identity.user
-        )
+        same = await self._changes.write(_store_docs, index, project, form.name, new, identity.user)
         return Uploaded(project, version, filename, sha256, same is None)
 
 
@@ -336,7 +334,6 @@ def _store_docs(
     index: IndexRecord,
     project: str,
     display_name: str,
-    asked_version: str,
     new: NewFile,
     uploader: str | None,
 ) -> FileRecord | None:
@@ -344,8 +341,9 @@ def _store_docs(
 
     The release is looked up again: it may have been removed since the upload began."""
     assert new.sha256 is not None and new.size is not None and new.version is not None
-    if _doc_release(tx.conn, index.id, project, asked_version) != new.version:
-        raise UploadRefused(_no_release(project, asked_version or new.version, index), 400)
+    canonical = canonical_version(new.version)
+    if queries.release_version(tx.conn, index.id, project, canonical) is None:
+        raise UploadRefused(_no_release(project, new.version, index), 400)
     same = _identical_or_refused(tx, index, new)
     if same is not None:
         return same

@@ -13,6 +13,7 @@ from cheeseboard.core.uploads import (
     UploadError,
     UploadForm,
     check_artifact_metadata,
+    check_existing_file,
     check_file_upload,
     parse_upload_form,
 )
@@ -479,3 +480,23 @@ def test_digest_may_be_omitted_only_when_not_required() -> None:
         Digests(None, None, None).verify(md5, sha256, blake)
     with pytest.raises(UploadError, match="does not match"):
         Digests(None, "0" * 64, None).verify(md5, sha256, blake, required=False)
+
+
+@pytest.mark.parametrize("volatile", [True, False])
+def test_existing_file_new_or_identical(volatile: bool) -> None:
+    """No file of that name: new; the same bytes: identical, whatever the index's volatility."""
+    check = check_existing_file
+    assert check("p-1.0.tar.gz", "a" * 64, None, volatile=volatile, index_name="u/i") == "new"
+    same = check("p-1.0.tar.gz", "a" * 64, "a" * 64, volatile=volatile, index_name="u/i")
+    assert same == "identical"
+
+
+def test_existing_file_other_bytes() -> None:
+    """Other bytes: a volatile index replaces the file, a non-volatile one refuses with 409."""
+    other = ("p-1.0.tar.gz", "a" * 64, "b" * 64)
+    assert check_existing_file(*other, volatile=True, index_name="u/i") == "replace"
+    with pytest.raises(UploadError) as refused:
+        check_existing_file(*other, volatile=False, index_name="u/i")
+    assert refused.value.status == 409
+    assert refused.value.message.startswith("File already exists: p-1.0.tar.gz")
+    assert "non-volatile index u/i" in refused.value.message
