@@ -252,6 +252,97 @@ def test_linked_blob_is_refused(source: Source, tmp_path: Path, where: str) -> N
     assert not target.exists()
 
 
+def _rewrite(dump: Path, change: Any) -> None:
+    """Replace the dump's records by ``change(records)`` and fix the header to match."""
+    records = change(_records(dump))
+    data = "".join(json.dumps(record) + "\n" for record in records).encode()
+    (dump / "records.jsonl").write_bytes(data)
+    header = json.loads((dump / "cheeseboard-dump.json").read_text())
+    header["records_sha256"] = hashlib.sha256(data).hexdigest()
+    header["records"] = len(records)
+    (dump / "cheeseboard-dump.json").write_text(json.dumps(header))
+
+
+def _inserted_after(kind: str, extra: dict[str, Any]) -> Any:
+    """A change adding ``extra`` after the last record of ``kind``."""
+
+    def change(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        last = max(i for i, record in enumerate(records) if record["kind"] == kind)
+        return [*records[: last + 1], extra, *records[last + 1 :]]
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("record", "shown"),
+    [
+        ({"kind": "user", "name": "+api", "pwhash": "x"}, "user +api"),
+        ({"kind": "user", "name": "a/b", "pwhash": "x"}, "user a/b"),
+        ({"kind": "index", "name": "alice/+simple", "type": "stage", "config": {}}, "+simple"),
+        ({"kind": "index", "name": "alice/a b", "type": "stage", "config": {}}, "'a b'"),
+    ],
+    ids=["user-plus", "user-slash", "index-plus", "index-space"],
+)
+def test_invalid_user_and_index_names_are_refused(
+    source: Source, tmp_path: Path, record: dict[str, Any], shown: str
+) -> None:
+    """User and index names pass the API's own check on import; the error names the record."""
+    dump = _copy_dump(source, tmp_path)
+    _rewrite(dump, _inserted_after(record["kind"], record))
+    target = tmp_path / "target"
+    result = cli("import", "--datadir", str(target), str(dump))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "records.jsonl line" in result.stderr and shown in result.stderr, result.stderr
+    assert "characters that aren't allowed" in result.stderr, result.stderr
+    assert not target.exists()
+
+
+def _mirror_has(name: str) -> Any:
+    """The dump's mirror root/pypi has ``name`` cached too (as if someone had asked for it)."""
+    record = {"kind": "project", "index": "root/pypi", "name": name, "display_name": name}
+    return _inserted_after("project", {**record, "found": True})
+
+
+def test_import_applies_the_dependency_confusion_guard(source: Source, tmp_path: Path) -> None:
+    """A stage project whose name a base mirror has refuses the import, unless
+    --allow-upstream-names is given (then it is imported and reported)."""
+    dump = _copy_dump(source, tmp_path)
+    _rewrite(dump, _mirror_has("cbdevonly"))
+    target = tmp_path / "target"
+    result = cli("import", "--datadir", str(target), str(dump))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "'cbdevonly' exists on root/pypi" in result.stderr, result.stderr
+    assert "alice/dev would shadow the public package" in result.stderr
+    assert "--allow-upstream-names" in result.stderr
+    assert not target.exists()
+
+    result = cli("import", "--allow-upstream-names", "--datadir", str(target), str(dump))
+    assert result.returncode == 0, result.stderr
+    assert "warning: 'cbdevonly' exists on root/pypi" in result.stderr, result.stderr
+    assert "imported" in result.stdout
+
+
+def test_allow_upstream_names_on_the_index_lets_the_import_through(
+    source: Source, tmp_path: Path
+) -> None:
+    """A stage with allow_upstream_names keeps its project; a mirror row for a name no stage
+    holds changes nothing."""
+    dump = _copy_dump(source, tmp_path)
+
+    def allow(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for record in records:
+            if record["kind"] == "index" and record["name"] == "alice/dev":
+                record["config"] = {**record["config"], "allow_upstream_names": True}
+        return records
+
+    _rewrite(dump, _mirror_has("cbdevonly"))
+    _rewrite(dump, _mirror_has("cbnothere"))
+    _rewrite(dump, allow)
+    result = cli("import", "--datadir", str(tmp_path / "target"), str(dump))
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
+
+
 def test_truncated_records_are_refused(source: Source, tmp_path: Path) -> None:
     dump = _copy_dump(source, tmp_path)
     records = dump / "records.jsonl"

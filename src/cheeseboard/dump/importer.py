@@ -4,6 +4,13 @@ Into a new data directory the import builds the directory beside its final place
 in; into a populated one (``merge``) it writes in one database transaction and removes the blobs
 it added if anything fails. Either way an error names the dump file and record, and the target
 is left as it was.
+
+An import is a restore or a migration: it keeps the source's data as it was, with one exception.
+Like every path that creates a project, it applies the dependency-confusion guard (issue 17): a
+project the import gives its first release file on a stage, whose name a mirror in the stage's
+bases has cached (in the target or in the dump), refuses the whole import unless the stage has
+``allow_upstream_names`` or the operator, having checked the names listed, passes
+``--allow-upstream-names``; the import then reports them. See dump/upstream_names.py.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from typing import Any, Protocol
 from sqlalchemy import Table, insert, select
 from sqlalchemy.engine import Connection
 
+from cheeseboard.core.distfiles import is_safe_filename
+from cheeseboard.core.names import InvalidName, checked_project_name, checked_segment_name
 from cheeseboard.dump.format import (
     BLOBS,
     RECORDS,
@@ -29,6 +38,7 @@ from cheeseboard.dump.format import (
     iter_records,
     read_header,
 )
+from cheeseboard.dump.upstream_names import shadowing
 from cheeseboard.services.datadir import DataDirError, build_datadir, is_initialised
 from cheeseboard.store import queries
 from cheeseboard.store.blobs import FileBlobStore, check_sha256, copy_hashed, hash_file
@@ -98,11 +108,33 @@ class ImportReport:
 
     created: dict[str, int] = field(default_factory=dict)
     kept: list[str] = field(default_factory=list)  # merge: things that existed already
+    # Stage projects imported although a base mirror has the name (allowed by the operator).
+    shadowing: list[str] = field(default_factory=list)
     blob_bytes: int = 0
     seconds: float = 0.0
 
     def count(self, kind: str) -> None:
         self.created[kind] = self.created.get(kind, 0) + 1
+
+
+def _checked_names(*pairs: tuple[str, str]) -> None:
+    """Each ``(kind, name)`` passes the API's own check for user and index names (a ``+api``
+    user would shadow a route, ``a/b`` could never be addressed); else a DumpError."""
+    for kind, name in pairs:
+        try:
+            checked_segment_name(kind, name)
+        except InvalidName as error:
+            raise DumpError(str(error)) from None
+
+
+def _checked_project(name: str) -> None:
+    """A project record names its project normalized, as the store keys it."""
+    try:
+        normalized = checked_project_name(name)
+    except InvalidName as error:
+        raise DumpError(str(error)) from None
+    if normalized != name:
+        raise DumpError(f"project name {name!r} is not normalized (PEP 503: {normalized!r})")
 
 
 def _row(table: Table, record: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -143,6 +175,9 @@ class _Loader:
         self.project_ids: dict[tuple[int, str], int] = {}
         self.blobs: set[str] = set()
         self.touched: set[tuple[int, str]] = set()
+        # (index id, project) given their first release file by this import: the guard's input.
+        self.first_files: set[tuple[int, str]] = set()
+        self._had_files: set[tuple[int, str]] = set()
 
     def _insert(self, table: Table, values: dict[str, Any]) -> int:
         """Insert a row; its new id."""
@@ -162,6 +197,7 @@ class _Loader:
 
     def _user(self, record: dict[str, Any]) -> None:
         name = str(record["name"])
+        _checked_names(("user", name))
         if name in self.user_ids:
             if not self.merge and name != "root":
                 raise DumpError("the user exists twice in the dump")
@@ -175,7 +211,10 @@ class _Loader:
     def _index(self, record: dict[str, Any]) -> None:
         fullname = str(record["name"])
         owner, sep, name = fullname.partition("/")
-        if not sep or owner not in self.user_ids:
+        if not sep:
+            raise DumpError(f"index name {fullname!r} is not 'user/index'")
+        _checked_names(("user", owner), ("index", name))
+        if owner not in self.user_ids:
             raise DumpError(f"no user {owner!r} for the index")
         if fullname in self.index_ids:
             if not self.merge:
@@ -212,6 +251,7 @@ class _Loader:
     def _project(self, record: dict[str, Any]) -> None:
         index_id = self._index_id(record)
         name = str(record["name"])
+        _checked_project(name)
         existing = self._existing_project(index_id, name)
         if existing is not None:
             self.project_ids[(index_id, name)] = existing
@@ -271,6 +311,8 @@ class _Loader:
         self.report.blob_bytes += copied
 
     def _file(self, record: dict[str, Any]) -> None:
+        if not is_safe_filename(str(record["filename"])):
+            raise DumpError("not a file name cheeseboard can serve")
         index_id = self._index_id(record)
         project_id = self._project_id(index_id, str(record["project"]))
         sha256 = record.get("blob_sha256")
@@ -288,6 +330,13 @@ class _Loader:
                 raise DumpError("a different file of that name is on the index already")
             self.report.kept.append(describe(record))
             return
+        project = str(record["project"])
+        key = (index_id, project)
+        if record["packagetype"] != "doczip" and key not in self._had_files | self.first_files:
+            if queries.project_exists_on(self.conn, index_id, project):
+                self._had_files.add(key)
+            else:
+                self.first_files.add(key)
         values = _row(files, record, index_id=index_id, project_id=project_id)
         values.setdefault("created", time.time())
         self.conn.execute(insert(files).values(**values))
@@ -309,6 +358,19 @@ class _Loader:
         for index_id, project in sorted(self.touched):
             queries.log_change(self.conn, index_id, project, "upload")
 
+    def guard_upstream_names(self, allow: bool) -> None:
+        """Refuse (or, when ``allow``, report) stage projects that would shadow a mirror's."""
+        found = [item.message() for item in shadowing(self.conn, self.first_files)]
+        if found and not allow:
+            more = f"; and {len(found) - 5} more" if len(found) > 5 else ""
+            shown = "; ".join(found[:5]) + more
+            raise DumpError(
+                f"{self.source.name}: {shown}. Set allow_upstream_names=True on the index (and "
+                "mirror_whitelist if both should be visible), or import with "
+                "--allow-upstream-names to keep them as the source had them."
+            )
+        self.report.shadowing = found
+
     def undo_blobs(self) -> None:
         for path in self.added_blobs:
             path.unlink(missing_ok=True)
@@ -321,11 +383,13 @@ def _load(
     merge: bool,
     progress: Progress | None,
     blob_url: str | None = None,
+    allow_upstream_names: bool = False,
 ) -> ImportReport:
     loader = _Loader(conn, store, source, merge, progress)
     try:
         for where, record in source.records():
             loader.load(where, record)
+        loader.guard_upstream_names(allow_upstream_names)
         loader.log_changes()
         if blob_url:
             # Into the bucket before the rows commit: no row may name a blob it lacks.
@@ -347,8 +411,10 @@ def import_dump(
     database_url: str | None = None,
     blob_url: str | None = None,
     progress: Progress | None = None,
+    allow_upstream_names: bool = False,
 ) -> ImportReport:
-    """Load ``source`` into a new data directory, or into an existing one with ``merge``."""
+    """Load ``source`` into a new data directory, or into an existing one with ``merge``;
+    ``allow_upstream_names`` lets stage projects in that a base mirror has (reported)."""
     started = time.monotonic()
     source.verify()
     if is_initialised(datadir):
@@ -356,9 +422,9 @@ def import_dump(
             raise DumpError(
                 f"{datadir} holds a store already; import into a new directory, or pass --merge"
             )
-        report = _merge(source, datadir, database_url, blob_url, progress)
+        report = _merge(source, datadir, database_url, blob_url, progress, allow_upstream_names)
     else:
-        report = _fresh(source, datadir, database_url, blob_url, progress)
+        report = _fresh(source, datadir, database_url, blob_url, progress, allow_upstream_names)
     report.seconds = time.monotonic() - started
     return report
 
@@ -369,6 +435,7 @@ def _fresh(
     database_url: str | None,
     blob_url: str | None,
     progress: Progress | None,
+    allow_upstream_names: bool,
 ) -> ImportReport:
     reports: list[ImportReport] = []
 
@@ -377,7 +444,9 @@ def _fresh(
         try:
             with engine.begin() as conn:
                 store = FileBlobStore(staging / "blobs")
-                reports.append(_load(conn, store, source, False, progress, blob_url))
+                reports.append(
+                    _load(conn, store, source, False, progress, blob_url, allow_upstream_names)
+                )
                 if "root" not in {r.name for r in conn.execute(select(users.c.name))}:
                     raise DumpError(f"{source.name}: the dump has no user root")
                 queries.set_info(conn, "uuid", os.urandom(16).hex())
@@ -397,12 +466,13 @@ def _merge(
     database_url: str | None,
     blob_url: str | None,
     progress: Progress | None,
+    allow_upstream_names: bool,
 ) -> ImportReport:
     url = database_url or f"sqlite:///{datadir / 'cheeseboard.sqlite'}"
     engine = engine_for(url, write=True)
     try:
         with engine.begin() as conn:
             store = FileBlobStore(datadir / "blobs")
-            return _load(conn, store, source, True, progress, blob_url)
+            return _load(conn, store, source, True, progress, blob_url, allow_upstream_names)
     finally:
         engine.dispose()

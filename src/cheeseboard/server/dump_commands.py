@@ -111,9 +111,19 @@ def export_command(
     help="S3 bucket the server keeps files in (s3://bucket/prefix?endpoint=...)",
 )
 @click.option("--merge", is_flag=True, help="add to an existing store instead of a new one")
+@click.option(
+    "--allow-upstream-names",
+    is_flag=True,
+    help="import stage projects whose names a base mirror has (refused otherwise); listed",
+)
 @click.argument("source", type=click.Path(path_type=Path))
 def import_command(
-    datadir: Path, database_url: str | None, blob_url: str | None, merge: bool, source: Path
+    datadir: Path,
+    database_url: str | None,
+    blob_url: str | None,
+    merge: bool,
+    allow_upstream_names: bool,
+    source: Path,
 ) -> None:
     """Load a dump (from export, or a devpi-server export directory) into DATADIR."""
     try:
@@ -125,10 +135,13 @@ def import_command(
             database_url=database_url,
             blob_url=blob_url,
             progress=_Progress("imported"),
+            allow_upstream_names=allow_upstream_names,
         )
     except (DumpError, OSError) as error:
         _fail(str(error))
         return
+    for message in report.shadowing:
+        click.echo(f"cheeseboard-server: warning: {message} (--allow-upstream-names)", err=True)
     click.echo(_summary(report, datadir))
 
 
