@@ -235,7 +235,7 @@ def test_index_delete(server: CheeseboardServer, cli: Cli) -> None:
 def test_push_and_getjson(server: CheeseboardServer, cli: Cli, tmp_path: Path) -> None:
     _logged_in(server, cli, "pusher", "pusher-pw", "stable")
     _ensure_stage(server, "pusher", "pusher-pw", "dev", bases="pusher/stable")
-    fails(cli("index", "-c", "more"), "no permission", "only root")
+    fails(cli("index", "-c", "more"), "no permission", "limited to root", "--restrict-modify")
     cli.ok("use", "pusher/dev")
     wheel = build_wheel(tmp_path / "dist", "cbpushed", "1.0")
     cli.ok("upload", str(wheel.path))
