@@ -39,7 +39,8 @@ _USER_KEYS = {"password", "pwhash", *USER_FIELDS}
 
 
 class Conflict(CheeseboardError):
-    """Raised when the thing to create exists already."""
+    """Raised when the thing to create exists already, or an index to delete without
+    ``?force`` is a base of other indexes."""
 
     status = 409
 
