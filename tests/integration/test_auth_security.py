@@ -11,13 +11,19 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from importlib import resources
 from pathlib import Path
 from threading import Barrier
 from typing import TypeVar
 
 import pytest
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import IntegrityError
 
 from cheeseboard.services.users import hash_password
+from cheeseboard.store.db import engine_url, migrate
 from tests.integration.test_dump import cli
 from tests.integration.test_web_pages import Browser
 from tests.support.api import basic, call
@@ -204,3 +210,39 @@ def test_a_dump_carries_no_account_identity(server: CheeseboardServer, tmp_path:
     users = [record for record in map(json.loads, lines) if record["kind"] == "user"]
     assert "erin" in {user["name"] for user in users}
     assert all("uid" not in user for user in users)
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_migration_gives_existing_users_their_own_identity(
+    dialect: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """0005 on a store with users: each gets a distinct uid; PostgreSQL enforces one."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    if dialect == "postgresql":
+        url = request.getfixturevalue("postgres_url")
+    engine = create_engine(engine_url(url))
+    config = Config()
+    config.set_main_option(
+        "script_location", str(resources.files("cheeseboard.store") / "migrations")
+    )
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0004")
+            for name in ("root", "alice"):
+                conn.execute(
+                    text("INSERT INTO users (name, pwhash, created) VALUES (:n, 'h', 0)"),
+                    {"n": name},
+                )
+        migrate(url)
+        with engine.connect() as conn:
+            uids = conn.execute(text("SELECT uid FROM users")).scalars().all()
+            assert len(uids) == 2 and len(set(uids)) == 2 and all(len(u) == 32 for u in uids)
+            assert conn.execute(text("SELECT count(*) FROM revoked_tokens")).scalar() == 0
+            if dialect == "postgresql":
+                with pytest.raises(IntegrityError):
+                    conn.execute(
+                        text("INSERT INTO users (name, pwhash, created) VALUES ('x', 'h', 0)")
+                    )
+    finally:
+        engine.dispose()
