@@ -197,6 +197,26 @@ def test_install_works_offline_from_the_import(
     assert source.upstream.count("cbpublic-1.0-py3-none-any.whl") == 0
 
 
+def test_export_is_private_to_its_owner(source: Source, tmp_path: Path) -> None:
+    """The dump holds password hashes: directories 0700 and files 0600, as backups are; the
+    parent directory the export created keeps ordinary modes."""
+    out = tmp_path / "parent" / "private"
+    result = cli("export", "--datadir", str(source.server.datadir), str(out))
+    assert result.returncode == 0, result.stderr
+    paths = [out, *out.rglob("*")]
+    assert {"records.jsonl", "cheeseboard-dump.json", "blobs"} <= {p.name for p in paths}
+    modes = {p.relative_to(tmp_path).as_posix(): p.stat().st_mode & 0o777 for p in paths}
+    wrong = {
+        name: oct(mode)
+        for name, mode in modes.items()
+        if mode != (0o700 if (tmp_path / name).is_dir() else 0o600)
+    }
+    assert not wrong, wrong
+    assert len([p for p in paths if p.is_file()]) >= 4  # header, records and blobs
+    (tmp_path / "control").mkdir()  # what the user's umask gives a new directory
+    assert (tmp_path / "parent").stat().st_mode == (tmp_path / "control").stat().st_mode
+
+
 def _records(dump: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (dump / "records.jsonl").read_text().splitlines()]
 

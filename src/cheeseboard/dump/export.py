@@ -3,7 +3,8 @@
 Everything is read in one database transaction, so the dump is a consistent snapshot even while
 a server writes; records stream to disk as they are read and blobs are copied in chunks, so a dump
 of many gigabytes needs little memory. The dump is built beside ``OUT`` and renamed in when
-complete: an interrupted export leaves no directory that looks like a dump.
+complete: an interrupted export leaves no directory that looks like a dump. It holds password
+hashes, so it is created for its owner alone (directories 0700, files 0600), as backups are.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from cheeseboard.dump.format import (
     RecordWriter,
     blob_path,
 )
+from cheeseboard.services.backup import owner_only
 from cheeseboard.store import queries
 from cheeseboard.store.blobs import FileBlobStore, copy_hashed
 from cheeseboard.store.db import engine_for
@@ -158,7 +160,20 @@ def export_store(
     mirrored_files: bool = False,
     progress: Progress | None = None,
 ) -> Header:
-    """Write the store in ``datadir`` as a dump at ``out``; returns the header written."""
+    """Write the store in ``datadir`` as a dump at ``out`` (owner-only modes); returns the
+    header written."""
+    out.absolute().parent.mkdir(parents=True, exist_ok=True)  # the operator's, normal modes
+    with owner_only():
+        return _export(datadir, out, database_url, mirrored_files, progress)
+
+
+def _export(
+    datadir: Path,
+    out: Path,
+    database_url: str | None,
+    mirrored_files: bool,
+    progress: Progress | None,
+) -> Header:
     staging = _prepare(out)
     url = database_url or f"sqlite:///{datadir / 'cheeseboard.sqlite'}"
     engine = engine_for(url)

@@ -310,6 +310,22 @@ def copy_blobs(conn: Connection, copier: BlobCopier) -> None:
 # --- the whole backup -------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def owner_only() -> Iterator[None]:
+    """Directories and files created in the block are the owner's alone (0700 and 0600).
+
+    Backups and exports hold password hashes and, for backups, the server secret. A umask covers
+    every file the block creates, including those made by SQLite and by copies, without a chmod
+    race; hard links keep their source's mode. The umask is process-wide: for the offline
+    commands only, never inside the server.
+    """
+    previous = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
 def _copy_secret(source: Path, staging: Path) -> None:
     data = (source / "secret").read_bytes()
     fd = os.open(staging / "secret", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -352,11 +368,12 @@ def _build(
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.backup-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(mode=0o700)
     copier = BlobCopier(source / "blobs", staging / "blobs", link, progress)
     try:
-        (staging / "blobs").mkdir()
-        database_bytes = _fill(source, staging, marker, copier)
+        with owner_only():
+            staging.mkdir()
+            (staging / "blobs").mkdir()
+            database_bytes = _fill(source, staging, marker, copier)
         os.replace(staging, out)  # replaces an empty directory atomically
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
