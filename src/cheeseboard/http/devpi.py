@@ -16,7 +16,7 @@ from cheeseboard import __version__
 from cheeseboard.http.access import PUBLIC, READ, GuardedRoute
 from cheeseboard.http.accounts import envelope
 from cheeseboard.http.state import base_url, services
-from cheeseboard.services.auth import Unauthorized
+from cheeseboard.services.auth import Forbidden, Unauthorized
 from cheeseboard.services.errors import NotFound
 
 FEATURES = ["server-keyvalue-parsing", "push-no-docs", "push-only-docs", "push-register-project"]
@@ -79,7 +79,23 @@ async def api(request: Request) -> Response:
     return envelope(result=result, type_="apiconfig")
 
 
+# Facts about the host (where the data lives, which process serves, what it listens on) that
+# only help someone probing the machine: shown to root alone (issue 17).
+_HOST_DETAILS = ("serverdir", "host", "port", "pid")
+
+
+async def _is_root(request: Request) -> bool:
+    """Whether the request carries root's valid credentials (wrong ones count as anonymous:
+    the status page is public, it just shows less)."""
+    try:
+        identity = await services(request).auth.identify(request.headers)
+    except (Unauthorized, Forbidden):
+        return False
+    return identity.user == "root"
+
+
 async def status(request: Request) -> Response:
+    """devpi's ``/+status``; the host details only for root."""
     app = services(request)
     serial = app.changes.serial
     result = {
@@ -99,6 +115,9 @@ async def status(request: Request) -> Response:
         "metrics": [],
         "pid": os.getpid(),
     }
+    if not await _is_root(request):
+        for key in _HOST_DETAILS:
+            del result[key]
     return envelope(result=result, type_="status")
 
 
