@@ -154,7 +154,7 @@ def test_host_header_values_do_not_grow_the_cache(
 def test_equivalent_version_spellings_share_one_document(
     mirror_server: CheeseboardServer,
 ) -> None:
-    """1.0, 1.0.0, 1.00.0 ... name one release: same bytes, same ETag (one cache entry)."""
+    """1.0, 1.0.0, 1.00.0 ... name one release and get the same document and ETag."""
     answers = {
         _get(f"{mirror_server.url}root/pypi/+pypi/lib-a/{spelling}/json")[1]["etag"]
         for spelling in ("1.0", "1.0.0", "1.00.0", "01.0", "1.0.0.0.0")
