@@ -47,7 +47,7 @@ from cheeseboard.services.push import PushService
 from cheeseboard.services.pypi_json import PypiJsonService
 from cheeseboard.services.releases import ReleaseService
 from cheeseboard.services.search import SearchService
-from cheeseboard.services.throttle import LoginThrottle
+from cheeseboard.services.throttle import LoginThrottle, VerifyGate
 from cheeseboard.services.tokens import TokenService
 from cheeseboard.services.uploads import UploadService
 from cheeseboard.store import pg_changes, queries
@@ -106,7 +106,9 @@ def create_app(settings: Settings) -> Starlette:
         )
         secret = await _signing_secret(settings, db)
         throttle = LoginThrottle(settings.login_attempts, settings.login_window)
-        auth = AuthService(db, TokenSigner(secret), throttle)
+        # Password checks share the cores among the workers: argon2 work is bounded server-wide.
+        gate = VerifyGate(max(1, (os.cpu_count() or 1) // settings.workers))
+        auth = AuthService(db, TokenSigner(secret), throttle, gate)
         await auth.load()
         account_service = AccountService(settings, db, changes, auth, indexes)
         changes.subscribe(auth.on_change)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import stat
 import zipfile
 import zlib
 from pathlib import Path
@@ -52,15 +53,21 @@ ARCHIVE_ERRORS: tuple[type[BaseException], ...] = (
 def check_zip_entries(archive: zipfile.ZipFile) -> None:
     """Refuse zips that installers may read differently from us, as PyPI does for uploads.
 
-    Two members with one name (which one is "the" file depends on the reader), and members whose
-    data overlap the next member (the "overlapping files" zip bomb, where many names inflate one
-    stream). Only the central directory is read: this costs nothing whatever the archive's size.
+    Two members with one name (which one is "the" file depends on the reader), symbolic links
+    (an unpacker that honours them writes where the link points), and members whose data overlap
+    the next member (the "overlapping files" zip bomb, where many names inflate one stream). Only
+    the central directory is read: this costs nothing whatever the archive's size.
     """
     seen: set[str] = set()
     for info in archive.infolist():
         if info.filename in seen:
             raise UnreadableArchive(f"the archive has two members named {info.filename[:100]!r}")
         seen.add(info.filename)
+        # Unix writers (create_system 3) keep st_mode in the high 16 bits of external_attr.
+        if info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16):
+            raise UnreadableArchive(
+                f"member {info.filename[:100]!r} is a symbolic link: links are refused"
+            )
     ordered = sorted(archive.infolist(), key=lambda info: info.header_offset)
     ends = [*(info.header_offset for info in ordered[1:]), archive.start_dir]
     for info, end in zip(ordered, ends, strict=True):

@@ -163,3 +163,19 @@ def test_encrypted_member(tmp_path: Path) -> None:
     wheel = make_wheel(tmp_path / "x.whl", {name: METADATA})
     patch_member(wheel, name, 6, b"\x01\x00")
     assert extract_wheel_metadata(wheel) is None
+
+
+def test_symlink_member_refused_on_upload(tmp_path: Path) -> None:
+    """An uploaded wheel holding a symbolic link is refused, naming the member; without the
+    link the same wheel is read."""
+    path = tmp_path / "foo-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("foo-1.0.dist-info/METADATA", METADATA)
+        link = zipfile.ZipInfo("foo/escape")
+        link.create_system = 3
+        link.external_attr = (0o120777) << 16  # S_IFLNK | rwxrwxrwx
+        archive.writestr(link, "../../../../etc/cron.d/x")
+    with pytest.raises(wheels.UnreadableArchive, match="'foo/escape' is a symbolic link"):
+        wheels.read_wheel_metadata(path, strict=True)
+    plain = make_wheel(tmp_path / "plain.whl", {"foo-1.0.dist-info/METADATA": METADATA})
+    assert wheels.read_wheel_metadata(plain, strict=True) == METADATA
