@@ -341,6 +341,12 @@ def _unknown_password_hash(export: Path) -> None:
     _edit_index(export, lambda data: data["users"]["bob"].update(pwhash="plaintext"))
 
 
+def _costly_password_hash(export: Path) -> None:
+    """An argon2 hash asking for 1 GiB per check: every login for bob would run it."""
+    costly = "$argon2id$v=19$m=1048576,t=4,p=1$c29tZXNhbHQ$c29tZWhhc2hzb21laGFzaA"
+    _edit_index(export, lambda data: data["users"]["bob"].update(pwhash=costly))
+
+
 def _plugin_index_type(export: Path) -> None:
     def change(data: dict[str, Any]) -> None:
         data["indexes"]["alice/dev"]["indexconfig"]["type"] = "constrained"
@@ -360,9 +366,18 @@ def _plugin_index_type(export: Path) -> None:
         (_changed_byte, "alice/dev/app/2.0/app-2.0-py3-none-any.whl is damaged"),
         (_future_dumpversion, "dumpversion '3' is not supported"),
         (_unknown_password_hash, "user bob: a password hash cheeseboard cannot check"),
+        (_costly_password_hash, "user bob: pwhash memory cost m=1048576 exceeds the bound"),
         (_plugin_index_type, "index alice/dev: index type 'constrained'"),
     ],
-    ids=["missing-file", "truncated-json", "changed-byte", "dumpversion-3", "pwhash", "type"],
+    ids=[
+        "missing-file",
+        "truncated-json",
+        "changed-byte",
+        "dumpversion-3",
+        "pwhash",
+        "costly-pwhash",
+        "type",
+    ],
 )
 def test_damaged_export_is_refused(
     migration: Migration, tmp_path: Path, damage: Callable[[Path], None], expected: str

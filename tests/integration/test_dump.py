@@ -317,6 +317,22 @@ def test_invalid_user_and_index_names_are_refused(
     assert not target.exists()
 
 
+def test_a_costly_or_foreign_password_hash_is_refused(source: Source, tmp_path: Path) -> None:
+    """A dumped password hash whose argon2 cost is beyond the server's bounds (every login would
+    run it) refuses the import, naming the user and the bound; so does one that is not argon2."""
+    costly = "$argon2id$v=19$m=1048576,t=4,p=1$c29tZXNhbHQ$c29tZWhhc2hzb21laGFzaA"
+    for pwhash, shown in ((costly, "m=1048576 exceeds"), ("plain", "must be an argon2 hash")):
+        dump = _copy_dump(source, tmp_path)
+        record = {"kind": "user", "name": "carol", "pwhash": pwhash, "uid": "f" * 32}
+        _rewrite(dump, _inserted_after("user", record))
+        target = tmp_path / "target"
+        result = cli("import", "--datadir", str(target), str(dump))
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "user carol" in result.stderr and shown in result.stderr, result.stderr
+        assert not target.exists()
+        shutil.rmtree(dump)
+
+
 def _mirror_has(name: str) -> Any:
     """The dump's mirror root/pypi has ``name`` cached too (as if someone had asked for it)."""
     record = {"kind": "project", "index": "root/pypi", "name": name, "display_name": name}

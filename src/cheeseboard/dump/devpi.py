@@ -56,7 +56,7 @@ from cheeseboard.core.names import (
 )
 from cheeseboard.dump.format import DumpError, contained_file
 from cheeseboard.services.indexes import DEFAULT_MIRROR_URL
-from cheeseboard.services.users import devpi_salted_hash
+from cheeseboard.services.users import devpi_salted_hash, pwhash_problem
 from cheeseboard.services.wheels import extract_wheel_metadata
 
 DATAINDEX = "dataindex.json"
@@ -267,6 +267,9 @@ class DevpiExport:
     def _pwhash(self, name: str, config: dict[str, Any]) -> str:
         pwhash, salt = config.get("pwhash"), config.get("pwsalt")
         if isinstance(pwhash, str) and pwhash.startswith("$argon2"):
+            problem = pwhash_problem(pwhash)
+            if problem is not None:
+                raise self._error(f"user {name}", f"{problem}; set a new password on devpi")
             return pwhash
         if isinstance(pwhash, str) and isinstance(salt, str) and _legacy_hash(salt, pwhash):
             return devpi_salted_hash(salt, pwhash)

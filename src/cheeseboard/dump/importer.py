@@ -40,6 +40,7 @@ from cheeseboard.dump.format import (
 )
 from cheeseboard.dump.upstream_names import shadowing
 from cheeseboard.services.datadir import DataDirError, build_datadir, is_initialised
+from cheeseboard.services.users import DEVPI_SALTED_SHA256, pwhash_problem
 from cheeseboard.store import queries
 from cheeseboard.store.blobs import FileBlobStore, check_sha256, copy_hashed, hash_file
 from cheeseboard.store.db import engine_for
@@ -204,6 +205,13 @@ class _Loader:
             self.report.kept.append(f"user {name}")
             return
         values = _row(users, record)
+        # A fresh identity for every imported account (tokens bind to it, store/schema.py), and
+        # only hashes whose cost the server will ever run (services/users.py).
+        values.pop("uid", None)
+        pwhash = str(values.get("pwhash", ""))
+        problem = None if pwhash.startswith(DEVPI_SALTED_SHA256) else pwhash_problem(pwhash)
+        if problem is not None:
+            raise DumpError(f"user {name}: {problem}")
         values.setdefault("created", time.time())
         self.user_ids[name] = self._insert(users, values)
         self.report.count("user")
