@@ -231,7 +231,7 @@ def test_open_registration_lets_devpi_provisioning_scripts_run(
     )
     assert status == 403, body
     status, body = call(server.url, "PUT", "/other/dev", {}, auth=("newdev", "newdev-pw-1"))
-    assert status == 404, body  # no such user; for an existing one:
+    assert status == 403, body  # refused before anything is looked up; for an existing one too:
     assert call(server.url, "PUT", "/other", {"password": "other-pw"})[0] == 201
     status, body = call(server.url, "PUT", "/other/dev", {}, auth=("newdev", "newdev-pw-1"))
     assert status == 403 and "users under their own name" in _message(body), body

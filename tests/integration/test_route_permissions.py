@@ -244,7 +244,11 @@ def _request(fixture: Fixture, case: Case, identity: str) -> Answer:
     headers = {**API, **fixture.api_credentials(identity)}
     body = None
     if case.method not in ("GET", "DELETE"):
-        body = b""  # nothing to do: an admitted caller gets a 4xx about the body, not 401/403
+        # Admitted: nothing to do (a 4xx about the body, not 401/403). Refused: a body that is
+        # not even JSON, so a route that reads it before checking the caller answers 400.
+        admitted = identity in case.route.access[case.method].admits
+        body = b"" if admitted else b'{"not json'
+        headers["Content-Type"] = "application/json" if case.method != "POST" else "text/plain"
     return send(fixture.server, case.method, path, headers, body)
 
 

@@ -175,7 +175,7 @@ def test_sdists_with_links_are_refused(mirror_server: CheeseboardServer, tmp_pat
     for case, sdist in sdists.items():
         status, text = upload_dist(mirror_server.url, "local/stable", sdist, LOCAL)
         assert status == 400, (case, status, text)
-        assert f"'{top}/evil'" in text and "links in sdists are refused" in text, (case, text)
+        assert f"'{top}/evil'" in text and "link" in text and "are refused" in text, (case, text)
     assert _files(mirror_server, "linked-pkg") == {}
     status, text = upload_dist(mirror_server.url, "local/stable", base, LOCAL)
     assert status == 200, text  # the same sdist without links is fine

@@ -1,35 +1,62 @@
 """Who may call each route: every route of the app names, per method, the rule that admits a
-caller, and the app refuses to start with a route that names none.
+caller, checks it before its handler runs, and the app refuses to start with a route that names
+none.
 
-The rules are the permission model of docs/security.md in one table. The checks themselves stay
-where the data is (services call the pure decisions in ``core/acl.py``, which also see request
-bodies, e.g. a push's target index); this declaration is what they must agree with, and
-``tests/integration/test_route_permissions.py`` walks the app's own route list and proves it for
-every identity: anonymous, a wrong password, another user, a token scoped to another index, the
-owner and root. A new route without a rule fails at startup; a rule its code does not keep fails
-that test.
+The rules are the permission model of docs/security.md in one table, decided by the pure
+functions of ``core/acl.py``. A route checks its rule from the caller's credentials and the path
+alone, before any body is read, so a refused caller costs no parsing and learns nothing from
+validation errors. The services check again with everything the request says (a push's target
+index, a new index's type), through the same decisions. ``tests/integration/
+test_route_permissions.py`` walks the app's own route list and proves each rule for every
+identity: anonymous, a wrong password, another user, a token scoped to another index, the owner
+and root.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+
+from cheeseboard.core import acl
+from cheeseboard.http.state import services
+from cheeseboard.services.auth import Action, Forbidden, Identity, Unauthorized
+from cheeseboard.store.accounts import IndexRecord
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What a route's path names, for its rule: the user segment and the index (None when the
+    path has no index, or names one that does not exist: the handler answers 404 then)."""
+
+    user: str | None
+    index: IndexRecord | None
+    restrict_modify: tuple[str, ...]
+    open_registration: bool
+
+
+Check = Callable[[str | None, Target], acl.Decision | None]
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """Who a route admits, in words (``who``) and as the set of test identities it admits.
+    """Who a route admits: in words (``who``), as a decision on the caller and the path
+    (``check``; None: anyone, credentials not looked at; a check answering None leaves the
+    decision to the handler), and as the set of test identities it admits (``admits``).
 
-    ``admits`` names the identities of the permission test that get past the permission check;
-    the others are refused with 401 (no or wrong credentials) or 403.
+    ``action`` is what the credentials are asked for (a scoped token may read and upload only).
     """
 
     name: str
     who: str
     admits: frozenset[str]
+    check: Check | None = None
+    action: Action = "manage"
 
 
 # The identities the permission model is stated for (and tested with).
@@ -41,6 +68,53 @@ OWNER = "owner"
 ROOT = "root"
 IDENTITIES = (ANONYMOUS, WRONG_PASSWORD, OTHER_USER, SCOPED_ELSEWHERE, OWNER, ROOT)
 _EVERYONE = frozenset(IDENTITIES)
+
+
+def _signed_in(user: str | None, target: Target) -> acl.Decision:
+    return acl.Decision(user is not None, "sign in first")
+
+
+def _on_stage(decide: Callable[[str | None, IndexRecord], acl.Decision]) -> Check:
+    """A check on the path's index; None (the handler decides: 404, "not a stage") without one."""
+
+    def check(user: str | None, target: Target) -> acl.Decision | None:
+        if target.index is None or target.index.type != "stage":
+            return None
+        return decide(user, target.index)
+
+    return check
+
+
+def _acl_upload(index: IndexRecord) -> Any:
+    return index.config.get("acl_upload", ())
+
+
+def _may_push(user: str | None, index: IndexRecord) -> acl.Decision:
+    manage = acl.may_modify_index(user, index.user)
+    return manage if manage.allowed else acl.may_upload(user, _acl_upload(index))
+
+
+def _may_manage_index(user: str | None, target: Target) -> acl.Decision | None:
+    return None if target.index is None else acl.may_modify_index(user, target.index.user)
+
+
+def _may_create_index(user: str | None, target: Target) -> acl.Decision | None:
+    if target.user is None:
+        return None
+    return acl.may_create_index(user, target.user, target.restrict_modify, target.open_registration)
+
+
+def _may_manage_user(user: str | None, target: Target) -> acl.Decision | None:
+    return None if target.user is None else acl.may_modify_user(user, target.user)
+
+
+def _may_create_user(user: str | None, target: Target) -> acl.Decision:
+    return acl.may_create_user(user, target.restrict_modify, target.open_registration)
+
+
+def _root(user: str | None, target: Target) -> acl.Decision:
+    return acl.Decision(user == acl.ROOT, "root only")
+
 
 PUBLIC = Rule("public", "anyone; credentials are not looked at", _EVERYONE)
 SIGN_IN = Rule(
@@ -55,38 +129,50 @@ SIGNED_IN = Rule(
     "signed-in",
     "any user signed in to the web UI (a session, never a scoped token)",
     frozenset({OTHER_USER, OWNER, ROOT}),
+    _signed_in,
 )
 UPLOAD = Rule(
     "upload",
     "the principals in the index's acl_upload (the owner by default; root is not implied), "
     "or a token scoped to upload to that index",
     frozenset({OWNER}),
+    _on_stage(lambda user, index: acl.may_upload(user, _acl_upload(index))),
+    "upload",
 )
 PUSH = Rule(
     "push",
     "who may upload to or manage the source index (and upload to the target index); "
     "external targets also pass --push-allow",
     frozenset({OWNER, ROOT}),
+    _on_stage(_may_push),
+    "upload",  # a scoped token must cover the source; the handler checks it for the target
 )
 REMOVE = Rule(
     "remove",
     "the index's uploaders (acl_upload), its owner and root: remove or yank releases",
     frozenset({OWNER, ROOT}),
+    _on_stage(lambda user, index: acl.may_delete_files(user, index.user, _acl_upload(index))),
 )
-MANAGE_INDEX = Rule("manage-index", "the index's owner and root", frozenset({OWNER, ROOT}))
+MANAGE_INDEX = Rule(
+    "manage-index", "the index's owner and root", frozenset({OWNER, ROOT}), _may_manage_index
+)
 CREATE_INDEX = Rule(
     "create-index",
     "root and the principals in --restrict-modify; with --open-registration a user under "
     "their own name (stage indexes only)",
     frozenset({ROOT}),
+    _may_create_index,
 )
-MANAGE_USER = Rule("manage-user", "the user themselves and root", frozenset({OWNER, ROOT}))
+MANAGE_USER = Rule(
+    "manage-user", "the user themselves and root", frozenset({OWNER, ROOT}), _may_manage_user
+)
 CREATE_USER = Rule(
     "create-user",
     "root and the principals in --restrict-modify; anyone with --open-registration",
     frozenset({ROOT}),
+    _may_create_user,
 )
-ROOT_ONLY = Rule("root", "root only", frozenset({ROOT}))
+ROOT_ONLY = Rule("root", "root only", frozenset({ROOT}), _root)
 
 RULES = (
     PUBLIC,
@@ -105,28 +191,62 @@ RULES = (
 
 
 class GuardedRoute(Route):
-    """A Starlette route whose methods are the keys of ``access``, each with its Rule.
+    """A Starlette route whose methods are the keys of ``access``, each with its Rule, checked
+    before the handler runs.
 
     ``GuardedRoute("/{user}", user, GET=READ, PATCH=MANAGE_USER)``: HEAD comes with GET (and
-    answers as GET does), so it is never named.
+    answers as GET does), so it is never named. Callers are identified by their credentials
+    (HTTP Basic, ``X-Devpi-Auth``); the web UI's forms override ``identity`` to use the session.
     """
 
     def __init__(
         self,
         path: str,
-        endpoint: Callable[..., Any],
+        endpoint: Callable[[Request], Awaitable[Response]],
         **access: Rule,
     ) -> None:
         if not access:
             raise ValueError(f"route {path} names no method and no rule")
         if "HEAD" in access:
             raise ValueError(f"route {path}: HEAD follows GET, do not name it")
-        super().__init__(path, endpoint, methods=list(access))
         self.access: Mapping[str, Rule] = dict(access)
+
+        @functools.wraps(endpoint)
+        async def guarded(request: Request) -> Response:
+            await self._enforce(request, self.rule(request.method))
+            return await endpoint(request)
+
+        super().__init__(path, guarded, methods=list(access))
 
     def rule(self, method: str) -> Rule:
         """The rule for ``method`` (HEAD is GET's)."""
         return self.access["GET" if method == "HEAD" else method]
+
+    async def identity(self, request: Request, rule: Rule, index: IndexRecord | None) -> Identity:
+        """Who is calling: from the request's credentials, asked for ``rule.action``."""
+        fullname = index.fullname if index is not None else None
+        return await services(request).auth.identify(request.headers, rule.action, fullname)
+
+    async def _enforce(self, request: Request, rule: Rule) -> None:
+        """Raise Unauthorized (no or wrong credentials) or Forbidden unless ``rule`` admits
+        the caller for what the path names."""
+        if rule.check is None:
+            return
+        app = services(request)
+        params = request.path_params
+        index = None
+        if "index" in params:
+            index = app.indexes.get(params.get("user", ""), params["index"])
+        target = Target(
+            params.get("user"), index, app.settings.restrict_modify, app.settings.open_registration
+        )
+        identity = await self.identity(request, rule, index)
+        decision = rule.check(identity.user, target)
+        if decision is None or decision.allowed:
+            return
+        if identity.anonymous:
+            raise Unauthorized(decision.reason)
+        raise Forbidden(decision.reason)
 
 
 def unguarded(routes: Iterable[BaseRoute]) -> list[str]:

@@ -191,8 +191,6 @@ _USER = {"GET": PUBLIC, "PUT": CREATE_USER, "PATCH": MANAGE_USER, "DELETE": MANA
 _INDEX = {"GET": READ, "PUT": CREATE_INDEX, "PATCH": MANAGE_INDEX, "DELETE": MANAGE_INDEX}
 routes = [
     GuardedRoute("/", list_users, GET=PUBLIC),
-    GuardedRoute("/{user}", user, **_USER),
-    GuardedRoute("/{user}/", user, **_USER),
-    GuardedRoute("/{user}/{index}", index, **_INDEX),
-    GuardedRoute("/{user}/{index}/", index, **_INDEX),
+    *(GuardedRoute(path, user, **_USER) for path in ("/{user}", "/{user}/")),
+    *(GuardedRoute(path, index, **_INDEX) for path in ("/{user}/{index}", "/{user}/{index}/")),
 ]

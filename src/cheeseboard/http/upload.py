@@ -18,6 +18,7 @@ from cheeseboard.core.uploads import UploadError, parse_upload_form
 from cheeseboard.http.access import PUSH, UPLOAD, GuardedRoute
 from cheeseboard.http.accounts import envelope, json_body
 from cheeseboard.http.state import index_of, services
+from cheeseboard.services.auth import Unauthorized
 from cheeseboard.services.errors import BadRequest
 from cheeseboard.services.uploads import TooLarge, UploadRefused
 
@@ -103,6 +104,9 @@ async def push(request: Request) -> Response:
     """devpi's push: ``PUSH`` (or ``POST`` with JSON) of ``{name, version, targetindex}``."""
     app = services(request)
     index = index_of(request)
+    # Credentials first (wrong ones: 401), and no body is read for an anonymous caller.
+    if (await app.auth.identify(request.headers, "read")).anonymous:
+        raise Unauthorized(f"pushing from {index.fullname} needs authentication")
     body = await json_body(request)
     if not isinstance(body, dict):
         raise BadRequest("push needs a JSON object")

@@ -11,10 +11,11 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from cheeseboard.core.names import normalize_project_name
-from cheeseboard.http.access import PUBLIC, REMOVE, SIGN_IN, SIGNED_IN, GuardedRoute
+from cheeseboard.http.access import PUBLIC, REMOVE, SIGN_IN, SIGNED_IN, GuardedRoute, Rule
 from cheeseboard.http.state import index_of, services
-from cheeseboard.services.auth import Unauthorized
+from cheeseboard.services.auth import Identity, Unauthorized
 from cheeseboard.services.errors import BadRequest
+from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.web import session as sessions
 from cheeseboard.web.templating import FLASH_COOKIE, render
 
@@ -146,10 +147,18 @@ async def refresh(request: Request) -> Response:
     return _done(f"/{index.fullname}/{name}", f"Refreshed {name} from {what}.")
 
 
+class FormRoute(GuardedRoute):
+    """A form target of the web UI: the caller is whoever the session cookie names (scoped
+    tokens are never sessions), checked before the form is read."""
+
+    async def identity(self, request: Request, rule: Rule, index: IndexRecord | None) -> Identity:
+        return sessions.current(request, services(request).auth).identity
+
+
 routes = [
     GuardedRoute("/+web/login", login_form, GET=PUBLIC),
-    GuardedRoute("/+web/login", login, POST=SIGN_IN),
-    GuardedRoute("/+web/logout", logout, POST=SIGN_IN),
-    GuardedRoute("/{user}/{index}/{project}/+refresh", refresh, POST=SIGNED_IN),
-    GuardedRoute("/{user}/{index}/{project}/{version}/+{action}", version_action, POST=REMOVE),
+    FormRoute("/+web/login", login, POST=SIGN_IN),
+    FormRoute("/+web/logout", logout, POST=SIGN_IN),
+    FormRoute("/{user}/{index}/{project}/+refresh", refresh, POST=SIGNED_IN),
+    FormRoute("/{user}/{index}/{project}/{version}/+{action}", version_action, POST=REMOVE),
 ]
