@@ -211,7 +211,7 @@ class _Loader:
         pwhash = str(values.get("pwhash", ""))
         problem = None if pwhash.startswith(DEVPI_SALTED_SHA256) else pwhash_problem(pwhash)
         if problem is not None:
-            raise DumpError(f"user {name}: {problem}")
+            raise DumpError(problem)
         values.setdefault("created", time.time())
         self.user_ids[name] = self._insert(users, values)
         self.report.count("user")

@@ -517,7 +517,11 @@ def test_migration_backfills_existing_rows(tmp_path: Path) -> None:
         command.upgrade(config, "0003")
     now = time.time()
     with engine.begin() as conn:
-        owner = accounts.create_user(conn, "root", "not-a-hash")
+        # The users table as 0003 had it (no uid yet: that came with 0005).
+        owner = conn.execute(
+            text("INSERT INTO users (name, pwhash, created) VALUES ('root', 'x', :now)"),
+            {"now": now},
+        ).lastrowid
         stage = accounts.create_index(conn, owner, "dev", "stage", {})
         mirror = accounts.create_index(conn, owner, "pypi", "mirror", {})
         rows = [
@@ -582,6 +586,9 @@ class _Source:
         return self.blobs[sha256]
 
 
+ARGON2_HASH = "$argon2id$v=19$m=65536,t=3,p=4$c29tZXNhbHQ$c29tZWhhc2hzb21laGFzaA"
+
+
 def test_init_and_import_leave_a_searchable_store(tmp_path: Path) -> None:
     """``init`` creates the (empty) search table; ``import`` fills it through the triggers."""
     fresh = tmp_path / "fresh"
@@ -596,7 +603,7 @@ def test_init_and_import_leave_a_searchable_store(tmp_path: Path) -> None:
     metadata = {"name": "Imported.Cheese", "version": "3.0", "summary": "from a dump"}
     source = _Source(
         [
-            {"kind": "user", "name": "root", "pwhash": "not-a-hash"},
+            {"kind": "user", "name": "root", "pwhash": ARGON2_HASH},
             {"kind": "index", "name": "root/pypi", "type": "mirror", "config": {}},
             {"kind": "index", "name": "root/dev", "type": "stage", "config": {}},
             {"kind": "project", "index": "root/pypi", "name": "seen", "display_name": "Seen",
