@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from cheeseboard.server.cli import main
-from cheeseboard.server.settings import ENV_PREFIX, OPTIONS, resolve
+from cheeseboard.settings import ENV_PREFIX, OPTIONS, resolve
 from cheeseboard.store.s3 import S3Location
 from tests.support.services import service_missing
 

@@ -505,8 +505,8 @@ def _as_dumpversion_1(data: dict[str, Any], export: Path) -> None:
 
 
 def test_dumpversion_1_export(migration: Migration, tmp_path: Path) -> None:
-    from cheeseboard.dump.devpi import DevpiExport
-    from cheeseboard.dump.format import DumpError
+    from cheeseboard.ops.dump.devpi import DevpiExport
+    from cheeseboard.ops.dump.format import DumpError
 
     export = _copy(migration, tmp_path)
     _edit_index(export, lambda data: _as_dumpversion_1(data, export))

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from cheeseboard.http.ui.docs import doc_versions
 from cheeseboard.store.accounts import load_indexes
 from cheeseboard.store.db import Database
-from cheeseboard.web.docs import doc_versions
 from tests.support.api import call, doc_zip, twine_upload
 from tests.support.api import upload_docs as api_upload_docs
 from tests.support.packages import build_wheel

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, insert, select
 
-from cheeseboard.services.blob_gc import BlobCollector
+from cheeseboard.ops.blob_gc import BlobCollector
 from cheeseboard.store.blobs import FileBlobStore
 from cheeseboard.store.schema import blobs, files, indexes, projects
 from tests.support.api import call, upload_dist
@@ -145,7 +145,7 @@ def test_gc_reports_missing_bytes_and_mirror_files_heal(
 
 def test_collection_puts_back_a_blob_named_meanwhile(tmp_path: Path) -> None:
     """The re-check after setting a blob aside: a row that appeared since the scan wins."""
-    from cheeseboard.services.datadir import init_datadir
+    from cheeseboard.ops.datadir import init_datadir
 
     datadir = tmp_path / "data"
     init_datadir(datadir, "pw", "http://127.0.0.1:9/simple/")

@@ -919,7 +919,7 @@ def test_malformed_archives(target: Target, case: str) -> None:
 )
 def test_malformed_doc_zips(target: Target, archive: bytes, reason: str) -> None:
     """Documentation uploads that would break every page of the release are refused (a member
-    without a name made ZipInfo.is_dir() raise in web/docs.py: a 500 on each page)."""
+    without a name made ZipInfo.is_dir() raise in http/ui/docs.py: a 500 on each page)."""
     before = stored(target.server)
     status, text = upload_docs(target.server.url, "local/stage", GOOD, "1.0", archive, LOCAL)
     assert status == 400, text

@@ -24,7 +24,7 @@ from starlette.routing import Route
 from cheeseboard.http import access
 from cheeseboard.http.access import GuardedRoute
 from cheeseboard.http.app import create_app
-from cheeseboard.server.settings import Settings
+from cheeseboard.settings import Settings
 from tests.support.api import basic, upload_dist
 from tests.support.packages import Dist, build_wheel
 from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory
@@ -188,7 +188,7 @@ class Case:
     def web(self) -> bool:
         """Routes of the web UI identify callers by their session cookie, the APIs by
         credentials in headers."""
-        return str(self.route.endpoint.__module__).startswith("cheeseboard.web.")
+        return str(self.route.endpoint.__module__).startswith("cheeseboard.http.ui.")
 
     def __str__(self) -> str:
         return f"{self.method} {self.route.path}"

@@ -116,6 +116,12 @@ def test_settings_precedence_cli_env_file(tmp_path: Path) -> None:
         ("port: 1\n  bad: [\n", {}, "not valid YAML"),
         ("", {"CHEESEBOARD_WORKERS": "zero"}, "--workers from environment CHEESEBOARD_WORKERS"),
         ("", {"CHEESEBOARD_OFFLINE": "maybe"}, "--offline from environment"),
+        ("blob-url: http://bucket/\n", {}, "--blob-url from config file"),
+        (
+            "",
+            {"CHEESEBOARD_BLOB_URL": "s3://bucket/p?region=r", "AWS_ACCESS_KEY_ID": ""},
+            "--blob-url from environment CHEESEBOARD_BLOB_URL",
+        ),
     ],
 )
 def test_bad_settings_give_one_clear_line(

@@ -32,8 +32,10 @@ from cheeseboard.http.consistency import CatchUp
 from cheeseboard.http.devpi import DevpiHeaders
 from cheeseboard.http.errors import domain_error, http_error, os_error, storage_error
 from cheeseboard.http.state import AppServices
+from cheeseboard.http.ui import actions as web_actions
+from cheeseboard.http.ui import pages as web_pages
+from cheeseboard.http.ui import static as web_static
 from cheeseboard.mirror.client import UpstreamClient
-from cheeseboard.server.settings import Settings
 from cheeseboard.services.accounts import AccountService
 from cheeseboard.services.auth import AuthService
 from cheeseboard.services.changes import ChangeFeed
@@ -50,6 +52,7 @@ from cheeseboard.services.search import SearchService
 from cheeseboard.services.throttle import LoginThrottle, VerifyGate
 from cheeseboard.services.tokens import TokenService
 from cheeseboard.services.uploads import UploadService
+from cheeseboard.settings import Settings
 from cheeseboard.store import pg_changes, queries
 from cheeseboard.store.blobs import BlobStore, FileBlobStore
 from cheeseboard.store.db import Database
@@ -57,9 +60,6 @@ from cheeseboard.store.pg_changes import SerialWatcher
 from cheeseboard.store.s3 import S3Client, S3Error, S3Location
 from cheeseboard.store.s3_blobs import CacheTrimmer, S3BlobStore
 from cheeseboard.store.serial import SerialFile
-from cheeseboard.web import actions as web_actions
-from cheeseboard.web import pages as web_pages
-from cheeseboard.web import static as web_static
 
 SETTINGS_ENV = "CHEESEBOARD__SETTINGS_JSON"
 _CACHE_TRIM_INTERVAL = 60.0  # seconds between checks of a node's local copies of bucket blobs
@@ -163,7 +163,7 @@ def create_app(settings: Settings) -> Starlette:
             *pypi_json.routes,
             *upload.routes,
             *docs.routes,  # …/{project}/{version}/+doc/…, before the pages and releases
-            *web_pages.routes,  # browsers only (web/browser.py); everyone else falls through
+            *web_pages.routes,  # browsers only (http/ui/browser.py); everyone else falls through
             *releases.routes,
             *accounts.routes,  # last: its patterns are the most general
         ],

@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from cheeseboard.server.settings import Settings
 from cheeseboard.services.throttle import client_address
+from cheeseboard.settings import Settings
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

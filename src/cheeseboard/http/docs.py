@@ -19,8 +19,8 @@ from cheeseboard.core.names import is_valid_project_name
 from cheeseboard.http.access import READ, GuardedRoute
 from cheeseboard.http.responses import etag_matches
 from cheeseboard.http.state import index_of, services
+from cheeseboard.http.ui import docs
 from cheeseboard.services.errors import BadRequest, NotFound
-from cheeseboard.web import docs
 
 CONTENT_SECURITY_POLICY = "sandbox allow-scripts allow-popups allow-forms"
 CACHE_VERSIONED = "public, max-age=60"

@@ -9,9 +9,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from cheeseboard.http.ui.browser import is_browser
 from cheeseboard.services.errors import CheeseboardError, UpstreamFailed
 from cheeseboard.services.throttle import TooManyAttempts
-from cheeseboard.web.browser import is_browser
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def _wants_json(request: Request) -> bool:
 
 def _answer(request: Request, status: int, message: str, headers: dict[str, str]) -> Response:
     if is_browser(request.headers):
-        from cheeseboard.web.pages import error_page  # the web UI imports this module's peers
+        from cheeseboard.http.ui.pages import error_page  # the web UI imports this module's peers
 
         return error_page(request, status, message, headers)
     if _wants_json(request):

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from starlette.requests import Request
 
-from cheeseboard.server.settings import Settings
 from cheeseboard.services.accounts import AccountService
 from cheeseboard.services.auth import AuthService
 from cheeseboard.services.changes import ChangeFeed
@@ -20,6 +19,7 @@ from cheeseboard.services.releases import ReleaseService
 from cheeseboard.services.search import SearchService
 from cheeseboard.services.tokens import TokenService
 from cheeseboard.services.uploads import UploadService
+from cheeseboard.settings import Settings
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.db import Database
 

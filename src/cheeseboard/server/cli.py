@@ -15,12 +15,13 @@ from typing import Any
 import click
 
 from cheeseboard import __version__
+from cheeseboard.ops.backup import BackupError, backup_datadir, progress_on, sigterm_raises
+from cheeseboard.ops.blob_gc import DEFAULT_MIN_AGE
+from cheeseboard.ops.datadir import DataDirError, init_datadir, is_initialised
 from cheeseboard.server.dump_commands import export_command, import_command
-from cheeseboard.server.settings import OPTIONS, Settings, SettingsError, resolve
-from cheeseboard.services.backup import BackupError, backup_datadir, progress_on, sigterm_raises
-from cheeseboard.services.blob_gc import DEFAULT_MIN_AGE
-from cheeseboard.services.datadir import DataDirError, init_datadir, is_initialised
 from cheeseboard.services.indexes import DEFAULT_MIRROR_URL
+from cheeseboard.settings import OPTIONS, Settings, SettingsError, resolve
+from cheeseboard.store.s3 import S3Location
 
 ROOT_PASSWORD_ENV = "CHEESEBOARD_ROOT_PASSWORD"  # noqa: S105 - a variable name
 log = logging.getLogger("cheeseboard.server")
@@ -120,10 +121,22 @@ def serve(datadir: Path | None, config_file: Path | None, **cli: Any) -> None:
     given["datadir"] = datadir
     try:
         settings = resolve(given, config_file=config_file)
+        if settings.blob_url:
+            _check_blob_url(settings)
     except SettingsError as exc:
         _fail(str(exc))
         return
     run_server(settings)
+
+
+def _check_blob_url(settings: Settings) -> None:
+    """Endpoint, region and credentials of ``--blob-url`` must all be there before serving."""
+    assert settings.blob_url is not None
+    try:
+        S3Location.from_url(settings.blob_url)
+    except ValueError as exc:
+        source = settings.sources.get("blob-url", "the settings")
+        raise SettingsError(f"--blob-url from {source}: {exc}") from None
 
 
 def run_server(settings: Settings) -> None:
@@ -210,7 +223,7 @@ def gc(
     """
     from sqlalchemy.exc import SQLAlchemyError
 
-    from cheeseboard.services.blob_gc import BlobCollector
+    from cheeseboard.ops.blob_gc import BlobCollector
     from cheeseboard.store.blobs import FileBlobStore
     from cheeseboard.store.db import engine_for
     from cheeseboard.store.s3 import S3Error
@@ -235,7 +248,7 @@ def gc(
 
 
 async def _collect_bucket(url: str, engine: Any, min_age: float, dry_run: bool) -> Any:
-    from cheeseboard.services.bucket_gc import BucketCollector
+    from cheeseboard.ops.bucket_gc import BucketCollector
     from cheeseboard.store.s3 import S3Client, S3Location
 
     async with S3Client(S3Location.from_url(url)) as client:

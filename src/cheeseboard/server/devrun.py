@@ -13,8 +13,8 @@ from pathlib import Path
 
 import click
 
+from cheeseboard.ops.datadir import DataDirError, init_datadir, is_initialised
 from cheeseboard.server.cli import main as server_main
-from cheeseboard.services.datadir import DataDirError, init_datadir, is_initialised
 
 
 def main(argv: list[str] | None = None) -> None:

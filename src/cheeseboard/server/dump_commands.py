@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from cheeseboard.dump.format import HEADER, DumpError
-from cheeseboard.dump.importer import CheeseboardDump, DumpSource, ImportReport, import_dump
+from cheeseboard.ops.dump.format import HEADER, DumpError
+from cheeseboard.ops.dump.importer import CheeseboardDump, DumpSource, ImportReport, import_dump
 
 _DEVPI_INDEX = "dataindex.json"
 
@@ -46,7 +46,7 @@ def open_dump(path: Path) -> DumpSource:
     if (path / HEADER).exists():
         return CheeseboardDump(path)
     if (path / _DEVPI_INDEX).exists():
-        from cheeseboard.dump.devpi import DevpiExport
+        from cheeseboard.ops.dump.devpi import DevpiExport
 
         return DevpiExport(path)
     if not path.is_dir():
@@ -73,8 +73,8 @@ def export_command(
     datadir: Path, database_url: str | None, include_mirrored_files: bool, out: Path
 ) -> None:
     """Write the store as a dump directory OUT (users, indexes, releases, files, docs)."""
-    from cheeseboard.dump.export import export_store
-    from cheeseboard.services.datadir import is_initialised
+    from cheeseboard.ops.datadir import is_initialised
+    from cheeseboard.ops.dump.export import export_store
 
     if not is_initialised(datadir):
         _fail(f"{datadir} is not a cheeseboard data directory")

@@ -13,7 +13,7 @@ from granian.http import HTTP1Settings
 from granian.server.mp import MPServer
 
 from cheeseboard.http.app import SETTINGS_ENV
-from cheeseboard.server.settings import Settings
+from cheeseboard.settings import Settings
 from cheeseboard.store.blobs import FileBlobStore
 from cheeseboard.store.db import migrate
 from cheeseboard.store.s3 import S3Client, S3Error, S3Location

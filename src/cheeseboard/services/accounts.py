@@ -25,12 +25,12 @@ from cheeseboard.core.indexconfig import (
     patch_index_config,
 )
 from cheeseboard.core.names import InvalidName, checked_segment_name
-from cheeseboard.server.settings import Settings
 from cheeseboard.services.auth import AuthService, Forbidden, Identity, Unauthorized
 from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.errors import BadRequest, CheeseboardError, NotFound
 from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.services.users import hash_password, pwhash_problem
+from cheeseboard.settings import Settings
 from cheeseboard.store import accounts, queries
 from cheeseboard.store.accounts import USER_FIELDS, IndexRecord, UserRecord
 from cheeseboard.store.db import Database

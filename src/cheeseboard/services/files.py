@@ -14,19 +14,19 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cheeseboard.archives.wheels import extract_wheel_metadata
 from cheeseboard.core.distfiles import is_safe_filename, parse_dist_filename, version_sort_key
 from cheeseboard.mirror.client import UpstreamClient
 from cheeseboard.mirror.errors import UpstreamError
 from cheeseboard.mirror.outbound import OutboundPolicy
 from cheeseboard.mirror.parse import UpstreamLink
-from cheeseboard.server.settings import Settings
 from cheeseboard.services.changes import ChangeFeed, Epochs, Transaction
 from cheeseboard.services.downloads import Download, DownloadFailed, sha256_of
 from cheeseboard.services.errors import NotFound, UpstreamFailed
 from cheeseboard.services.indexes import mirror_config
 from cheeseboard.services.locks import SharedLocks
 from cheeseboard.services.mirror import mirror_policy
-from cheeseboard.services.wheels import extract_wheel_metadata
+from cheeseboard.settings import Settings
 from cheeseboard.store import queries
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.blobs import BlobStore

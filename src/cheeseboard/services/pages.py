@@ -46,12 +46,12 @@ from cheeseboard.core.sro import (
 )
 from cheeseboard.mirror.errors import UpstreamUnavailable
 from cheeseboard.mirror.parse import UpstreamLink
-from cheeseboard.server.settings import Settings
 from cheeseboard.services.changes import ChangeFeed, Epochs
 from cheeseboard.services.errors import NotFound, UpstreamFailed
 from cheeseboard.services.indexes import IndexRegistry, mirror_config
 from cheeseboard.services.locks import LockTimeout, SharedLocks
 from cheeseboard.services.mirror import MirrorRefresher
+from cheeseboard.settings import Settings
 from cheeseboard.store import queries
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.db import Database

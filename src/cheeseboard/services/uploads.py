@@ -22,6 +22,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from cheeseboard.archives.artifacts import artifact_metadata
+from cheeseboard.archives.wheels import ARCHIVE_ERRORS, UnreadableArchive, archive_error_reason
 from cheeseboard.core import acl
 from cheeseboard.core.distfiles import canonical_version
 from cheeseboard.core.names import is_valid_project_name, normalize_project_name
@@ -33,15 +35,13 @@ from cheeseboard.core.uploads import (
     check_existing_file,
     check_file_upload,
 )
-from cheeseboard.server.settings import Settings
-from cheeseboard.services.artifacts import artifact_metadata
 from cheeseboard.services.auth import Forbidden, Identity, Unauthorized
 from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.errors import CheeseboardError, NotFound
 from cheeseboard.services.files import put_small_blob
 from cheeseboard.services.pages import PageService
 from cheeseboard.services.upstream_names import refuse_upstream_name
-from cheeseboard.services.wheels import ARCHIVE_ERRORS, UnreadableArchive, archive_error_reason
+from cheeseboard.settings import Settings
 from cheeseboard.store import queries
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.blobs import BlobStore
@@ -245,7 +245,7 @@ class UploadService:
 def _doc_zip_problem(path: Path) -> str | None:
     """Why a documentation upload can't be stored, or None.
 
-    Docs are checked member by member when served (web/docs.py); here only what would break
+    Docs are checked member by member when served (http/ui/docs.py); here only what would break
     every page of the release: not a zip, or a member without a name (ZipInfo.is_dir() raises
     IndexError on it, a 500 for each page).
     """

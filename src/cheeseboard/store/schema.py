@@ -39,7 +39,7 @@ users = Table(
     Column("id", Integer, primary_key=True),
     Column("name", String(64), nullable=False, unique=True),
     Column("pwhash", Text, nullable=False),
-    # Random per account, never exported (dump/export.py); NULL-able on SQLite only (0005).
+    # Random per account, never exported (ops/dump/export.py); NULL-able on SQLite only (0005).
     Column("uid", String(32), nullable=False, default=new_uid),
     Column("email", Text),
     Column("title", Text),

@@ -18,6 +18,8 @@ from pathlib import Path
 import atheris
 
 with atheris.instrument_imports(include=["cheeseboard"]):
+    from cheeseboard.archives.artifacts import ArchiveLimits, artifact_metadata
+    from cheeseboard.archives.wheels import UnreadableArchive
     from cheeseboard.core.distfiles import is_safe_filename, parse_dist_filename
     from cheeseboard.core.indexconfig import ConfigError, new_index_config
     from cheeseboard.core.metadata import parse_core_metadata
@@ -28,8 +30,6 @@ with atheris.instrument_imports(include=["cheeseboard"]):
         check_file_upload,
         parse_upload_form,
     )
-    from cheeseboard.services.artifacts import ArchiveLimits, artifact_metadata
-    from cheeseboard.services.wheels import UnreadableArchive
 
 from tests.unit.fuzz.strategies import ARCHIVE_SUFFIXES
 

@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cheeseboard.services.artifacts import MAX_XZ_MEMORY, ArchiveLimits, artifact_metadata
-from cheeseboard.services.wheels import UnreadableArchive
+from cheeseboard.archives.artifacts import MAX_XZ_MEMORY, ArchiveLimits, artifact_metadata
+from cheeseboard.archives.wheels import UnreadableArchive
 from tests.unit.fuzz.counting import counted
 from tests.unit.fuzz.strategies import FUZZ
 

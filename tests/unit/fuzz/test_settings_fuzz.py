@@ -10,7 +10,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cheeseboard.server.settings import OPTIONS, Settings, SettingsError, resolve
+from cheeseboard.settings import OPTIONS, Settings, SettingsError, resolve
 from tests.unit.fuzz.counting import counted
 from tests.unit.fuzz.strategies import FUZZ, FUZZ_SLOW, hostile_text
 

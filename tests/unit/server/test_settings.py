@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cheeseboard.server.settings import OPTIONS, Settings, SettingsError, resolve
+from cheeseboard.settings import OPTIONS, Settings, SettingsError, resolve
 
 
 def config(tmp_path: Path, text: str) -> Path:

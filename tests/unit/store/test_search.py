@@ -19,8 +19,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from cheeseboard.core.distfiles import canonical_version
 from cheeseboard.core.names import normalize_project_name
-from cheeseboard.dump.importer import import_dump
-from cheeseboard.services.datadir import init_datadir
+from cheeseboard.ops.datadir import init_datadir
+from cheeseboard.ops.dump.importer import import_dump
 from cheeseboard.services.errors import BadRequest
 from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.services.search import SearchPage, SearchService
@@ -568,7 +568,7 @@ def test_migration_backfills_existing_rows(tmp_path: Path) -> None:
 
 @dataclass
 class _Source:
-    """A dump source (dump/importer.py's DumpSource) of records held in memory."""
+    """A dump source (ops/dump/importer.py's DumpSource) of records held in memory."""
 
     items: list[dict[str, Any]]
     name: str = "memory"

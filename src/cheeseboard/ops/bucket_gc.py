@@ -1,6 +1,6 @@
 """``gc`` for an S3 bucket (``--blob-url``): delete objects that no row names.
 
-The same rules as services/blob_gc.py, with the bucket's LastModified as the age: objects younger
+The same rules as ops/blob_gc.py, with the bucket's LastModified as the age: objects younger
 than ``min_age`` are kept, since an upload may be about to commit the row that names it. Storing a
 blob always PUTs it, even when the bucket has those bytes already (store/s3_blobs.py), so reusing
 an old object makes it young again. Just before deleting, under the database's write lock, the
@@ -17,7 +17,7 @@ import time
 from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 
-from cheeseboard.services.blob_gc import GcReport, _all_named, _named, report_missing
+from cheeseboard.ops.blob_gc import GcReport, _all_named, _named, report_missing
 from cheeseboard.store.s3 import S3Client
 from cheeseboard.store.s3_blobs import object_name
 from cheeseboard.store.schema import blobs

@@ -1,4 +1,4 @@
-"""``cheeseboard-server import``: load a dump (ours, or devpi's through dump/devpi.py).
+"""``cheeseboard-server import``: load a dump (ours, or devpi's through ops/dump/devpi.py).
 
 Into a new data directory the import builds the directory beside its final place and renames it
 in; into a populated one (``merge``) it writes in one database transaction and removes the blobs
@@ -29,7 +29,8 @@ from sqlalchemy.engine import Connection
 
 from cheeseboard.core.distfiles import is_safe_filename
 from cheeseboard.core.names import InvalidName, checked_project_name, checked_segment_name
-from cheeseboard.dump.format import (
+from cheeseboard.ops.datadir import DataDirError, build_datadir, is_initialised
+from cheeseboard.ops.dump.format import (
     BLOBS,
     RECORDS,
     DumpError,
@@ -38,8 +39,7 @@ from cheeseboard.dump.format import (
     iter_records,
     read_header,
 )
-from cheeseboard.dump.upstream_names import shadowing
-from cheeseboard.services.datadir import DataDirError, build_datadir, is_initialised
+from cheeseboard.ops.dump.upstream_names import shadowing
 from cheeseboard.services.users import DEVPI_SALTED_SHA256, pwhash_problem
 from cheeseboard.store import queries
 from cheeseboard.store.blobs import FileBlobStore, check_sha256, copy_hashed, hash_file

@@ -30,8 +30,8 @@ from sqlalchemy import Select, create_engine, func, literal, null, select, union
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from cheeseboard.ops.datadir import MARKER
 from cheeseboard.progress import transfer_progress
-from cheeseboard.services.datadir import MARKER
 from cheeseboard.store.blobs import check_sha256, copy_hashed, hash_file
 from cheeseboard.store.schema import blobs, files, indexes, users
 

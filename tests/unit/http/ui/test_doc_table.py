@@ -5,8 +5,8 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
+from cheeseboard.http.ui.docs import load_table
 from cheeseboard.services.pypi_json import latest_version
-from cheeseboard.web.docs import load_table
 
 
 def test_a_doc_zip_member_without_a_name_is_skipped(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from cheeseboard.services.backup import LineProgress
+from cheeseboard.ops.backup import LineProgress
 
 
 def test_a_line_at_the_start_then_one_per_interval() -> None:

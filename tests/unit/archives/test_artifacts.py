@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from cheeseboard.services.artifacts import (
+from cheeseboard.archives.artifacts import (
     DEFAULT_LIMITS,
     ArchiveLimits,
     artifact_metadata,
     read_artifact_metadata,
 )
-from cheeseboard.services.wheels import UnreadableArchive
+from cheeseboard.archives.wheels import UnreadableArchive
 from tests.support.packages import build_sdist, build_wheel
 
 PKG_INFO = b"Metadata-Version: 2.1\r\nName: foo\nVersion: 1.0\n\n\xc3\xa9 no final newline"

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-from cheeseboard.services.wheels import (
+from cheeseboard.archives.wheels import (
     ARCHIVE_ERRORS,
     UnreadableArchive,
     archive_error_reason,

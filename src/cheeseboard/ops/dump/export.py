@@ -1,4 +1,4 @@
-"""``cheeseboard-server export``: write a store as a dump (see dump/format.py).
+"""``cheeseboard-server export``: write a store as a dump (see ops/dump/format.py).
 
 Everything is read in one database transaction, so the dump is a consistent snapshot even while
 a server writes; records stream to disk as they are read and blobs are copied in chunks, so a dump
@@ -22,7 +22,8 @@ from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection
 
 from cheeseboard import __version__
-from cheeseboard.dump.format import (
+from cheeseboard.ops.backup import owner_only
+from cheeseboard.ops.dump.format import (
     BLOBS,
     HEADER,
     RECORDS,
@@ -31,7 +32,6 @@ from cheeseboard.dump.format import (
     RecordWriter,
     blob_path,
 )
-from cheeseboard.services.backup import owner_only
 from cheeseboard.store import queries
 from cheeseboard.store.blobs import FileBlobStore, copy_hashed
 from cheeseboard.store.db import engine_for

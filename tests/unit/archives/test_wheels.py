@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cheeseboard.services import wheels
-from cheeseboard.services.wheels import extract_wheel_metadata
+from cheeseboard.archives import wheels
+from cheeseboard.archives.wheels import extract_wheel_metadata
 from tests.support.packages import build_sdist, build_wheel
 
 METADATA = (

@@ -42,7 +42,7 @@ def _highlight_css() -> str:
 
 def _load() -> dict[str, Asset]:
     assets: dict[str, Asset] = {}
-    folder = resources.files("cheeseboard.web") / "static"
+    folder = resources.files("cheeseboard.http.ui") / "static"
     for entry in folder.iterdir():
         suffix = "." + entry.name.rsplit(".", 1)[-1]
         if suffix not in _TYPES:

@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from cheeseboard import __version__
-from cheeseboard.web.session import CSRF_FIELD, Session
-from cheeseboard.web.static import asset_url
+from cheeseboard.http.ui.session import CSRF_FIELD, Session
+from cheeseboard.http.ui.static import asset_url
 
 # The web UI's own pages run only our script from our origin; README images may come from any
 # https host (as on PyPI). Nothing may frame the pages (clickjacking of the yank/delete buttons).
@@ -83,7 +83,7 @@ def ago(value: str | float | None) -> str:
 
 
 environment = Environment(
-    loader=PackageLoader("cheeseboard.web", "templates"),
+    loader=PackageLoader("cheeseboard.http.ui", "templates"),
     autoescape=select_autoescape(default=True, default_for_string=True),
     undefined=StrictUndefined,
     trim_blocks=True,

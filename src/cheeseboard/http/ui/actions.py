@@ -1,5 +1,5 @@
 """The web UI's forms: sign in and out, yank and un-yank, remove a version, refresh a mirror
-project. Each needs a signed-in session and the form's CSRF token (web/session.py); the
+project. Each needs a signed-in session and the form's CSRF token (http/ui/session.py); the
 permission checks are the services' own, the same as for the API."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from starlette.responses import RedirectResponse, Response
 from cheeseboard.core.names import normalize_project_name
 from cheeseboard.http.access import PUBLIC, REMOVE, SIGN_IN, SIGNED_IN, GuardedRoute, Rule
 from cheeseboard.http.state import index_of, services
+from cheeseboard.http.ui import session as sessions
+from cheeseboard.http.ui.templating import FLASH_COOKIE, render
 from cheeseboard.services.auth import Identity, Unauthorized
 from cheeseboard.services.errors import BadRequest
 from cheeseboard.store.accounts import IndexRecord
-from cheeseboard.web import session as sessions
-from cheeseboard.web.templating import FLASH_COOKIE, render
 
 MAX_FORM_BYTES = 64 * 1024
 

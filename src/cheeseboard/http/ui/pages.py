@@ -1,7 +1,7 @@
 """The web UI's pages: home, user, index, project and version, search, and the error page.
 
-Pages answer browsers only (web/browser.py); the same URLs give installers and devpi-client
-their simple pages and JSON. Nothing here changes state: forms post to web/actions.py.
+Pages answer browsers only (http/ui/browser.py); the same URLs give installers and devpi-client
+their simple pages and JSON. Nothing here changes state: forms post to http/ui/actions.py.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from cheeseboard import __version__
 from cheeseboard.core.names import normalize_project_name
 from cheeseboard.http.access import PUBLIC, READ, GuardedRoute
 from cheeseboard.http.state import AppServices, base_url, index_of, services
+from cheeseboard.http.ui import session as sessions
+from cheeseboard.http.ui.browser import BrowserRoute
+from cheeseboard.http.ui.templating import render
+from cheeseboard.http.ui.views import project_view
 from cheeseboard.services.errors import BadRequest, NotFound
 from cheeseboard.store import browse
 from cheeseboard.store.accounts import IndexRecord
-from cheeseboard.web import session as sessions
-from cheeseboard.web.browser import BrowserRoute
-from cheeseboard.web.templating import render
-from cheeseboard.web.views import project_view
 
 PROJECTS_PER_PAGE = 100
 

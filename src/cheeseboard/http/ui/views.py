@@ -18,12 +18,12 @@ from cheeseboard.core.distfiles import canonical_version, version_sort_key
 from cheeseboard.core.names import normalize_project_name
 from cheeseboard.core.pages import FileLink, ProjectPage
 from cheeseboard.http.state import AppServices
+from cheeseboard.http.ui.readme import render_description_async
 from cheeseboard.services.errors import NotFound
 from cheeseboard.store import docs as store_docs
 from cheeseboard.store import queries
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.queries import ReleaseRecord
-from cheeseboard.web.readme import render_description_async
 
 
 @dataclass(slots=True)

@@ -11,8 +11,8 @@ import pytest
 import readme_renderer.rst
 from markupsafe import Markup, escape
 
-from cheeseboard.web import readme
-from cheeseboard.web.readme import (
+from cheeseboard.http.ui import readme
+from cheeseboard.http.ui.readme import (
     MAX_DESCRIPTION_CHARS,
     render_description,
     render_description_async,

@@ -3,12 +3,12 @@
 devpi writes users, index configs and version metadata as one JSON document,
 ``DIR/dataindex.json``, and every file beside it (``user/index/project/version/name``, doc zips as
 ``user/index/project-version.doc.zip``). ``DevpiExport`` reads that as the record stream of
-dump/format.py, so one importer loads both kinds of dump and its guarantees (nothing written on
+ops/dump/format.py, so one importer loads both kinds of dump and its guarantees (nothing written on
 error, hashes checked while copying) hold for devpi too.
 
 Every file is read only if it is a regular file inside the export reached without a link
-(dump/format.py ``contained_file``): a link to a local file (the data directory's ``secret``, say)
-would otherwise become a release file anyone can download.
+(ops/dump/format.py ``contained_file``): a link to a local file (the data directory's
+``secret``, say) would otherwise become a release file anyone can download.
 
 What devpi knew is kept: password hashes (argon2 as they are, the legacy salted sha256 in the form
 services/users.py checks), index configs (bases, ACLs, whitelists, mirror settings), each file's
@@ -34,6 +34,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from cheeseboard.archives.wheels import extract_wheel_metadata
 from cheeseboard.core.distfiles import (
     canonical_version,
     is_safe_filename,
@@ -54,10 +55,9 @@ from cheeseboard.core.names import (
     checked_segment_name,
     normalize_project_name,
 )
-from cheeseboard.dump.format import DumpError, contained_file
+from cheeseboard.ops.dump.format import DumpError, contained_file
 from cheeseboard.services.indexes import DEFAULT_MIRROR_URL
 from cheeseboard.services.users import devpi_salted_hash, pwhash_problem
-from cheeseboard.services.wheels import extract_wheel_metadata
 
 DATAINDEX = "dataindex.json"
 DUMPVERSIONS = ("1", "2")
@@ -142,7 +142,7 @@ class _Index:
 
 
 class DevpiExport:
-    """A ``devpi-export`` directory as a DumpSource (see dump/importer.py)."""
+    """A ``devpi-export`` directory as a DumpSource (see ops/dump/importer.py)."""
 
     def __init__(self, root: Path, warn: Warn = _stderr) -> None:
         self.root = root

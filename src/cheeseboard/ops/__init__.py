@@ -1,0 +1,1 @@
+"""Offline tools: backup, garbage collection, the data directory, export and import."""
