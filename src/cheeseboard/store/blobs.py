@@ -14,6 +14,8 @@ import os
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -44,15 +46,45 @@ class BlobWriter(Protocol):
     def abort(self) -> None: ...
 
 
+class BlobBody(Protocol):
+    """A blob's bytes on their way: the size, if known, and the bytes in pieces."""
+
+    @property
+    def size(self) -> int | None: ...
+
+    @property
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+
 class BlobStore(Protocol):
     """Where file bytes live, addressed by their sha256: FileBlobStore, or S3BlobStore (a bucket
-    with a local cache). ``path`` is always local; ``local`` fetches into it when needed."""
+    with a local cache). ``path`` is always local; ``local`` fetches into it when needed.
+
+    Services use stores through this interface only (docs: DESIGN.md §3, no ``isinstance`` on a
+    concrete store above store/); what only a bucket can do answers "nothing to do" here.
+    """
 
     remote: bool
+    """Whether the blobs live elsewhere and local copies come and go (a bucket)."""
 
     def path(self, sha256: str) -> Path: ...
 
-    def writer(self) -> FileBlobWriter: ...
+    def writer(self) -> FileBlobWriter:
+        """Put a new blob: stored (in the bucket too, if any) when ``commit`` returns."""
+        ...
+
+    def cache_writer(self) -> FileBlobWriter:
+        """Fill a local copy of a blob the store already has (see ``source``)."""
+        ...
+
+    def source(self, sha256: str) -> AbstractAsyncContextManager[BlobBody]:
+        """The stored blob as a stream, to fill a local copy while clients are sent it."""
+        ...
+
+    def presign(self, sha256: str, filename: str, expires: int) -> str | None:
+        """A URL that lets its holder GET the blob as ``filename`` for ``expires`` seconds;
+        None if the store has no such URLs (a local directory)."""
+        ...
 
     def exists(self, sha256: str) -> bool:
         """Whether there is a local copy (cheap; no network)."""
@@ -71,6 +103,14 @@ class BlobStore(Protocol):
     async def delete(self, sha256: str) -> None: ...
 
     def clean_tmp(self) -> int: ...
+
+    async def start(self) -> None:
+        """Start the store's background work (trimming a bucket's local cache), if it has any."""
+        ...
+
+    async def close(self) -> None:
+        """Stop the background work and release connections."""
+        ...
 
 
 def hash_file(path: Path, on_chunk: Callable[[int], None] | None = None) -> tuple[str, int]:
@@ -164,6 +204,12 @@ class FileBlobWriter:
         self.tmp_path.unlink(missing_ok=True)
 
 
+@dataclass(frozen=True, slots=True)
+class _LocalBody:
+    size: int
+    chunks: AsyncIterator[bytes]
+
+
 class FileBlobStore:
     """Blobs at ``<root>/ab/cd/<sha256>``; fsync + rename, so a crash leaves no half file."""
 
@@ -180,6 +226,27 @@ class FileBlobStore:
 
     def writer(self) -> FileBlobWriter:
         return FileBlobWriter(self)
+
+    def cache_writer(self) -> FileBlobWriter:
+        return FileBlobWriter(self)
+
+    def source(self, sha256: str) -> AbstractAsyncContextManager[BlobBody]:
+        """The local blob as a stream (raises FileNotFoundError if it is not here)."""
+        return self._source(sha256)
+
+    @asynccontextmanager
+    async def _source(self, sha256: str) -> AsyncIterator[BlobBody]:
+        size = self.path(sha256).stat().st_size
+        yield _LocalBody(size, self.read(sha256))
+
+    def presign(self, sha256: str, filename: str, expires: int) -> str | None:
+        return None  # nothing to redirect to: the server sends local files itself
+
+    async def start(self) -> None:
+        pass  # nothing runs in the background
+
+    async def close(self) -> None:
+        pass  # no connections
 
     def install(self, tmp_path: Path, sha256: str) -> None:
         target = self.path(sha256)

@@ -37,12 +37,34 @@ class S3BlobStore:
 
     remote = True
 
-    def __init__(self, cache: FileBlobStore, client: S3Client) -> None:
+    def __init__(
+        self,
+        cache: FileBlobStore,
+        client: S3Client,
+        trimmer: CacheTrimmer | None = None,
+        trim_interval: float = 60.0,
+    ) -> None:
         self.cache = cache
         self.client = client
         self.root = cache.root
         self.tmp_dir = cache.tmp_dir
         self._fetches: dict[str, asyncio.Task[Path | None]] = {}
+        self._trimmer = trimmer
+        self._trim_interval = trim_interval
+        self._trimming: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Open the bucket's connections and start trimming the local cache (if a trimmer)."""
+        await self.client.start()
+        if self._trimmer is not None:
+            self._trimming = asyncio.create_task(self._trimmer.run(self._trim_interval))
+
+    async def close(self) -> None:
+        if self._trimming is not None:
+            self._trimming.cancel()
+            await asyncio.gather(self._trimming, return_exceptions=True)
+            self._trimming = None
+        await self.client.close()
 
     def path(self, sha256: str) -> Path:
         """Where the local copy is (or would be)."""
@@ -107,7 +129,7 @@ class S3BlobStore:
         clients are sent them."""
         return self.client.get(object_name(sha256))
 
-    def presign(self, sha256: str, filename: str, expires: int) -> str:
+    def presign(self, sha256: str, filename: str, expires: int) -> str | None:
         """A URL that lets its holder GET the blob, saved as ``filename``, for ``expires`` s."""
         return self.client.presign_get(object_name(sha256), expires, filename)
 
