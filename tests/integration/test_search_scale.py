@@ -62,9 +62,10 @@ def _words(rng: random.Random) -> list[str]:
 def _fill(conn: Connection, rng: random.Random, words: list[str]) -> tuple[list[str], Counter[str]]:
     """A stage with PROJECTS projects (1-3 releases each) and a mirror with MIRROR_NAMES names.
 
-    The rows are what uploads and mirror refreshes write (store/queries.py), inserted with one
-    executemany per table: the triggers under test run for every row all the same, and the
-    setup takes seconds instead of the ~15 s that 70,000 single statements cost.
+    The rows are what uploads and mirror refreshes write (store/project_rows.py and
+    release_rows.py), inserted with one executemany per table: the triggers under test run for
+    every row all the same, and the setup takes seconds instead of the ~15 s that 70,000 single
+    statements cost.
     """
     weights = list(itertools.accumulate(1 / (rank + 1) for rank in range(len(words))))
 

@@ -4,8 +4,9 @@ Pure functions, in the order the upload route calls them: ``parse_upload_form`` 
 multipart fields, ``Digests.verify`` once the file is hashed, ``check_file_upload`` on its name,
 ``check_artifact_metadata`` on the METADATA/PKG-INFO read from it and ``check_existing_file``
 against what the index already holds under that name. Each refusal is an
-``UploadError`` carrying a 400 and a message meant for the uploader. The field list follows the
-legacy API as twine, uv, poetry, pdm and hatch send it (standards §1.12).
+``UploadError`` with a message meant for the uploader (``FileExists`` for other bytes under a
+taken name on a non-volatile index); the HTTP layer picks their status codes. The field list follows the
+legacy API as twine, uv, poetry, pdm and hatch send it (docs/standards.md §1.12).
 """
 
 from __future__ import annotations
@@ -50,12 +51,15 @@ _MAX_SHOWN = 100  # characters of client input quoted back in a message
 
 
 class UploadError(Exception):
-    """Raised when an upload is refused; ``message`` is safe to show, ``status`` is the HTTP one."""
+    """Raised when an upload is refused as invalid; ``message`` is safe to show."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-        self.status = status
+
+
+class FileExists(UploadError):
+    """Raised when a non-volatile index already holds other bytes under the file's name."""
 
 
 def _shown(value: str) -> str:
@@ -318,8 +322,7 @@ def check_existing_file(
         return "identical"
     if volatile:
         return "replace"
-    raise UploadError(
+    raise FileExists(
         f"File already exists: {filename} with different content is already on non-volatile "
-        f"index {index_name}",
-        409,
+        f"index {index_name}"
     )

@@ -1,7 +1,7 @@
 """The devpi-shaped management API: ``/`` (users), ``/<user>``, ``/<user>/<index>``.
 
-Answers use devpi's envelope ``{"result", "type", "message"}`` and status codes (reference
-devpi-protocol.md §2), so devpi-client can drive it.
+Answers use devpi's envelope ``{"result", "type", "message"}`` and status codes
+(docs/devpi-protocol.md §2), so devpi-client can drive it.
 """
 
 from __future__ import annotations
@@ -54,8 +54,6 @@ MAX_JSON_BODY = 1024 * 1024
 
 class BodyTooLarge(CheeseboardError):
     """Raised when a JSON request body is larger than MAX_JSON_BODY."""
-
-    status = 413
 
 
 async def _limited_body(request: Request, limit: int) -> bytes:

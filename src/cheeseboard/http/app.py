@@ -53,7 +53,7 @@ from cheeseboard.services.throttle import LoginThrottle, VerifyGate
 from cheeseboard.services.tokens import TokenService
 from cheeseboard.services.uploads import UploadService
 from cheeseboard.settings import Settings
-from cheeseboard.store import pg_changes, queries
+from cheeseboard.store import info, pg_changes
 from cheeseboard.store.blobs import BlobStore, FileBlobStore
 from cheeseboard.store.db import Database
 from cheeseboard.store.pg_changes import SerialWatcher
@@ -115,7 +115,7 @@ def create_app(settings: Settings) -> Starlette:
         changes.subscribe(indexes.on_change)
         changes.subscribe(pages.on_change)
         changes.subscribe(file_service.on_change)
-        server_uuid = await db.read(queries.get_info, "uuid")
+        server_uuid = await db.read(info.get_info, "uuid")
         app.state.services = AppServices(
             settings,
             db,
@@ -206,7 +206,7 @@ async def _signing_secret(settings: Settings, db: Database) -> bytes:
     if not pg_changes.is_postgres(settings.db_url):
         return local
     # Several nodes share the database, so they share the secret stored there: the first node's.
-    shared = await db.write(queries.shared_secret, local.decode())
+    shared = await db.write(info.shared_secret, local.decode())
     return shared.encode()
 
 

@@ -9,11 +9,47 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from cheeseboard.http.accounts import BodyTooLarge
 from cheeseboard.http.ui.browser import is_browser
-from cheeseboard.services.errors import CheeseboardError, UpstreamFailed
+from cheeseboard.http.ui.docs import DocTooLarge, DocZipUnreadable
+from cheeseboard.services.accounts import Conflict
+from cheeseboard.services.auth import Forbidden, Unauthorized
+from cheeseboard.services.errors import (
+    BadRequest,
+    CheeseboardError,
+    NotAcceptable,
+    NotFound,
+    UpstreamFailed,
+)
+from cheeseboard.services.push import PushConflict, PushFailed
 from cheeseboard.services.throttle import TooManyAttempts
+from cheeseboard.services.uploads import TooLarge, UploadConflict, UploadRefused
+from cheeseboard.services.upstream_names import UpstreamNameShadowed, UpstreamNameUnchecked
 
 log = logging.getLogger(__name__)
+
+# The one table of domain errors to status codes, walked in order with isinstance: a subclass
+# comes before its base (UploadConflict before UploadRefused). Anything else is a logged 500.
+STATUSES: tuple[tuple[type[CheeseboardError], int], ...] = (
+    (BadRequest, 400),
+    (UploadConflict, 409),
+    (UploadRefused, 400),
+    (Unauthorized, 401),
+    (Forbidden, 403),  # CsrfRejected too
+    (UpstreamNameShadowed, 403),
+    (NotFound, 404),
+    (NotAcceptable, 406),
+    (Conflict, 409),
+    (PushConflict, 409),
+    (TooLarge, 413),
+    (BodyTooLarge, 413),
+    (DocTooLarge, 413),
+    (DocZipUnreadable, 422),
+    (TooManyAttempts, 429),
+    (UpstreamFailed, 502),
+    (PushFailed, 502),
+    (UpstreamNameUnchecked, 503),
+)
 
 # A full disk (or quota) is the operator's to fix, not a bug: 507 with the reason, no traceback.
 _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -33,17 +69,35 @@ def _answer(request: Request, status: int, message: str, headers: dict[str, str]
     return PlainTextResponse(message + "\n", status_code=status, headers=headers)
 
 
+def status_of(exc: CheeseboardError) -> int | None:
+    """The status code ``exc`` answers with; None if the table has no entry for it."""
+    for cls, status in STATUSES:
+        if isinstance(exc, cls):
+            return status
+    return None
+
+
 async def domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CheeseboardError)
+    status = status_of(exc)
+    if status is None:  # a domain error nobody mapped is a bug: keep its traceback
+        log.error(
+            "%s %s failed: unmapped %s",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+            exc_info=exc,
+        )
+        status = 500
     headers = {"Cache-Control": "no-store"}
     if isinstance(exc, UpstreamFailed):
         headers["Retry-After"] = "30"
     if isinstance(exc, TooManyAttempts):
         headers["Retry-After"] = str(exc.retry_after)
-    if exc.status == 401 and not is_browser(request.headers):
-        # Lets pip, uv and twine fall back to their keyring or prompt (standards §1.12).
+    if status == 401 and not is_browser(request.headers):
+        # Lets pip, uv and twine fall back to their keyring or prompt (docs/standards.md §1.12).
         headers["WWW-Authenticate"] = 'Basic realm="cheeseboard"'
-    return _answer(request, exc.status, exc.message, headers)
+    return _answer(request, status, exc.message, headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

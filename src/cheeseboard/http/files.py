@@ -10,7 +10,7 @@ from cheeseboard.http.responses import BlobResponse, FollowResponse
 from cheeseboard.http.state import index_of, services
 from cheeseboard.services.errors import NotFound
 from cheeseboard.services.files import PendingFile
-from cheeseboard.store.queries import FileRecord
+from cheeseboard.store.records import FileRecord
 
 _METADATA = ".metadata"
 

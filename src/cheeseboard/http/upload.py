@@ -1,4 +1,4 @@
-"""The legacy upload API: ``POST /<user>/<index>/`` multipart (reference standards.md §1.12).
+"""The legacy upload API: ``POST /<user>/<index>/`` multipart (docs/standards.md §1.12).
 
 Success is a plain 200 (twine accepts nothing else); uploads are never redirected.
 """
@@ -20,7 +20,7 @@ from cheeseboard.http.accounts import envelope, json_body
 from cheeseboard.http.state import index_of, services
 from cheeseboard.services.auth import Unauthorized
 from cheeseboard.services.errors import BadRequest
-from cheeseboard.services.uploads import TooLarge, UploadRefused
+from cheeseboard.services.uploads import TooLarge, refused
 
 _CHUNK = 1024 * 1024
 # The non-file fields (name, version, digests, README, classifiers, …) are held in memory, so
@@ -146,7 +146,7 @@ async def upload(request: Request) -> Response:
         try:
             parsed = parse_upload_form(fields, request.query_params.get(":action"))
         except UploadError as exc:
-            raise UploadRefused(exc.message, exc.status) from exc
+            raise refused(exc) from exc
         if parsed.action in ("submit", "register"):
             return PlainTextResponse("OK")  # registration is implicit; poetry may send it
         content = form.get("content")

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from cheeseboard import __version__
 from cheeseboard.services.indexes import DEFAULT_MIRROR_URL
 from cheeseboard.services.users import hash_password
-from cheeseboard.store import accounts, queries
+from cheeseboard.store import accounts, changelog_rows, info
 from cheeseboard.store.db import Database, migrate
 
 MARKER = ".cheeseboard"
@@ -43,7 +43,7 @@ def _check_target(datadir: Path) -> None:
 
 def _fill(conn: Connection, root_password: str, mirror_url: str | None) -> bool:
     """Create root and root/pypi; False if the database is filled already (another node's)."""
-    if queries.get_info(conn, "uuid") is not None:
+    if info.get_info(conn, "uuid") is not None:
         return False
     root_id = accounts.create_user(conn, "root", hash_password(root_password))
     if mirror_url is not None:
@@ -55,8 +55,8 @@ def _fill(conn: Connection, root_password: str, mirror_url: str | None) -> bool:
             "mirror_web_url_fmt": "https://pypi.org/project/{name}/",
         }
         accounts.create_index(conn, root_id, "pypi", "mirror", config)
-    queries.log_change(conn, None, None, "index-created")
-    queries.set_info(conn, "uuid", secrets.token_hex(16))
+    changelog_rows.log_change(conn, None, None, "index-created")
+    info.set_info(conn, "uuid", secrets.token_hex(16))
     return True
 
 

@@ -31,7 +31,7 @@ from cheeseboard.services.errors import BadRequest, CheeseboardError, NotFound
 from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.services.users import hash_password, pwhash_problem
 from cheeseboard.settings import Settings
-from cheeseboard.store import accounts, queries
+from cheeseboard.store import accounts, project_rows
 from cheeseboard.store.accounts import USER_FIELDS, IndexRecord, UserRecord
 from cheeseboard.store.db import Database
 
@@ -41,8 +41,6 @@ _USER_KEYS = {"password", "pwhash", *USER_FIELDS}
 class Conflict(CheeseboardError):
     """Raised when the thing to create exists already, or an index to delete without
     ``?force`` is a base of other indexes."""
-
-    status = 409
 
 
 def _require(decision: acl.Decision, identity: Identity) -> None:
@@ -132,7 +130,7 @@ class AccountService:
     async def index_view(self, index: IndexRecord, with_projects: bool) -> dict[str, Any]:
         view = dict(index.config)
         if with_projects:
-            view["projects"] = await self._db.read(queries.project_names, index.id)
+            view["projects"] = await self._db.read(project_rows.project_names, index.id)
         return view
 
     # --- users -------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ from cheeseboard.services.users import verify_password
 from cheeseboard.store import accounts
 from cheeseboard.store.accounts import UserRecord
 from cheeseboard.store.db import Database
-from cheeseboard.store.queries import Change
+from cheeseboard.store.records import Change
 from cheeseboard.store.tokens import TokenRecord, load_revoked, load_tokens
 
 Action = Literal["read", "upload", "manage"]
@@ -49,13 +49,9 @@ TOKEN_USER = "__token__"  # noqa: S105 - PyPI's convention: the token names its 
 class Unauthorized(CheeseboardError):
     """Raised when credentials are missing for an action that needs them, or are wrong."""
 
-    status = 401
-
 
 class Forbidden(CheeseboardError):
     """Raised when the authenticated user may not do what they asked."""
-
-    status = 403
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,9 +14,9 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.engine import Connection
 
-from cheeseboard.store import pg_changes, queries
+from cheeseboard.store import changelog_rows, pg_changes
 from cheeseboard.store.db import Database
-from cheeseboard.store.queries import Change
+from cheeseboard.store.records import Change
 from cheeseboard.store.serial import SerialFile
 
 Listener = Callable[[Change], Awaitable[None] | None]
@@ -32,7 +32,7 @@ class Transaction:
         self.changes: list[Change] = []
 
     def log(self, index_id: int | None, project: str | None, kind: str) -> int:
-        serial = queries.log_change(self.conn, index_id, project, kind)
+        serial = changelog_rows.log_change(self.conn, index_id, project, kind)
         self.changes.append(Change(serial, index_id, project, kind))
         return serial
 
@@ -84,7 +84,7 @@ class ChangeFeed:
         self._listeners.append(listener)
 
     async def start(self) -> None:
-        self.applied = await self._db.read(queries.max_serial)
+        self.applied = await self._db.read(changelog_rows.max_serial)
         self._serial_file.advance(self.applied)
 
     @property
@@ -99,7 +99,7 @@ class ChangeFeed:
         async with self._lock:
             if not self.behind():
                 return
-            changes = await self._db.read(queries.changes_since, self.applied)
+            changes = await self._db.read(changelog_rows.changes_since, self.applied)
             for change in changes:
                 await self._apply(change)
 

@@ -27,11 +27,11 @@ from cheeseboard.services.indexes import mirror_config
 from cheeseboard.services.locks import SharedLocks
 from cheeseboard.services.mirror import mirror_policy
 from cheeseboard.settings import Settings
-from cheeseboard.store import queries
+from cheeseboard.store import project_rows
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.blobs import BlobStore
 from cheeseboard.store.db import Database
-from cheeseboard.store.queries import Change, FileRecord
+from cheeseboard.store.records import Change, FileRecord
 from cheeseboard.store.s3_blobs import S3BlobStore
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class FileService:
         found = self._records.get(key)
         if found is None:
             ticket = self._epochs.ticket()
-            found = await self._db.read(queries.file_by_filename, index.id, filename)
+            found = await self._db.read(project_rows.file_by_filename, index.id, filename)
             if found is None:
                 raise NotFound(f"no file {filename!r} on {index.fullname}")
             if self._epochs.current(found[1], ticket):  # else the row may be outdated already
@@ -231,7 +231,7 @@ class FileService:
         self, index: IndexRecord, record: FileRecord, download: Download
     ) -> None:
         async with self._locks.hold(f"file:{index.id}:{record.filename}", _DOWNLOAD_LOCK_WAIT):
-            current = await self._db.read(queries.file_by_filename, index.id, record.filename)
+            current = await self._db.read(project_rows.file_by_filename, index.id, record.filename)
             done = self._stored(current[0]) if current else None
             stored_sha = current[0].blob_sha256 if current else None
             if (
@@ -377,16 +377,16 @@ def _record_cached(
     metadata_sha: str | None,
     metadata_size: int,
 ) -> None:
-    visible = queries.record_cached_file(tx.conn, record.id, digest, size, metadata_sha)
+    visible = project_rows.record_cached_file(tx.conn, record.id, digest, size, metadata_sha)
     if metadata_sha is not None:
-        queries.add_blob(tx.conn, metadata_sha, metadata_size)
-    project = queries.project_name(tx.conn, record.project_id)
+        project_rows.add_blob(tx.conn, metadata_sha, metadata_size)
+    project = project_rows.project_name(tx.conn, record.project_id)
     tx.log(record.index_id, project, "mirror-file" if visible else "mirror-file-cached")
 
 
 def _record_core_metadata(tx: Transaction, record: FileRecord, digest: str) -> None:
-    queries.set_core_metadata(tx.conn, record.id, digest)
-    tx.log(record.index_id, queries.project_name(tx.conn, record.project_id), "mirror-file")
+    project_rows.set_core_metadata(tx.conn, record.id, digest)
+    tx.log(record.index_id, project_rows.project_name(tx.conn, record.project_id), "mirror-file")
 
 
 async def put_small_blob(blobs: BlobStore, data: bytes) -> str:
@@ -399,5 +399,5 @@ async def put_small_blob(blobs: BlobStore, data: bytes) -> str:
 async def store_small_blob(blobs: BlobStore, db: Database, data: bytes) -> Path:
     """Put small bytes in the blob store and record the blob row; returns the local path."""
     digest = await put_small_blob(blobs, data)
-    await db.write(queries.add_blob, digest, len(data))
+    await db.write(project_rows.add_blob, digest, len(data))
     return blobs.path(digest)

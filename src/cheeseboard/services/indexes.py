@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from cheeseboard.store import accounts
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.db import Database
-from cheeseboard.store.queries import Change
+from cheeseboard.store.records import Change
 
 DEFAULT_MIRROR_URL = "https://pypi.org/simple/"
 

@@ -26,9 +26,9 @@ from cheeseboard.mirror.parse import (
 )
 from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.indexes import MirrorConfig
-from cheeseboard.store import queries
+from cheeseboard.store import project_rows
 from cheeseboard.store.accounts import IndexRecord
-from cheeseboard.store.queries import FileRecord, NewFile, ProjectRecord
+from cheeseboard.store.records import FileRecord, NewFile, ProjectRecord
 
 log = logging.getLogger(__name__)
 
@@ -148,14 +148,14 @@ def _store(
     tx: Transaction, index_id: int, name: str, fetched: Fetched, rows: list[NewFile], now: float
 ) -> tuple[ProjectRecord | None, list[FileRecord]]:
     if fetched.not_found:
-        changed = queries.save_mirror_not_found(tx.conn, index_id, name, now)
+        changed = project_rows.save_mirror_not_found(tx.conn, index_id, name, now)
     elif fetched.page is None:
-        project = queries.get_project(tx.conn, index_id, name)
+        project = project_rows.get_project(tx.conn, index_id, name)
         if project is not None:
-            queries.mark_checked(tx.conn, project.id, now)
+            project_rows.mark_checked(tx.conn, project.id, now)
         changed = False
     else:
-        changed = queries.save_mirror_page(
+        changed = project_rows.save_mirror_page(
             tx.conn,
             index_id,
             name,
@@ -169,4 +169,4 @@ def _store(
         )
     # Even an unchanged page is logged so other workers pick up the new check time.
     tx.log(index_id, name, "mirror-page" if changed else "mirror-checked")
-    return queries.project_with_files(tx.conn, index_id, name)
+    return project_rows.project_with_files(tx.conn, index_id, name)

@@ -52,10 +52,10 @@ from cheeseboard.services.indexes import IndexRegistry, mirror_config
 from cheeseboard.services.locks import LockTimeout, SharedLocks
 from cheeseboard.services.mirror import MirrorRefresher
 from cheeseboard.settings import Settings
-from cheeseboard.store import queries
+from cheeseboard.store import project_rows
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.db import Database
-from cheeseboard.store.queries import Change, FileRecord, ProjectRecord
+from cheeseboard.store.records import Change, FileRecord, ProjectRecord
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +373,7 @@ class PageService:
     async def _load(self, index: IndexRecord, name: str) -> CachedPage:
         """Build the page from the database and cache it."""
         ticket = self._epochs.ticket()
-        project, records = await self._db.read(queries.project_with_files, index.id, name)
+        project, records = await self._db.read(project_rows.project_with_files, index.id, name)
         return self._build(index, name, project, records, ticket)
 
     def _build(
@@ -437,7 +437,7 @@ class PageService:
         names = resolution_order(index.fullname, nodes)
         order = [ix for fullname in names if (ix := self._registry.by_name(fullname)) is not None]
         stages = [ix for ix in order if ix.type != "mirror"]
-        stage_files = await self._db.read(queries.stage_files, [ix.id for ix in stages], name)
+        stage_files = await self._db.read(project_rows.stage_files, [ix.id for ix in stages], name)
         holders = {ix.fullname for ix in stages if stage_files.get(ix.id)}
         decision = mirror_decision(name, index.fullname, names, nodes, holders.__contains__)
         return order, stage_files, holders, decision
@@ -581,7 +581,7 @@ class PageService:
             for fullname in resolution_order(index.fullname, self._nodes())
             if (member := self._registry.by_name(fullname)) is not None
         ]
-        names = await self._db.read(queries.project_names_of, [m.id for m in members])
+        names = await self._db.read(project_rows.project_names_of, [m.id for m in members])
         listing = ProjectList(index.fullname, tuple(names), self._changes.serial)
         cached = CachedPage(page=listing, last_modified=formatdate(time.time(), usegmt=True))
         if epoch == self._lists_epoch:  # else a change applied during the read outdated it

@@ -27,11 +27,11 @@ from cheeseboard.services.errors import BadRequest, CheeseboardError, NotFound
 from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.services.pages import PageService, file_path
 from cheeseboard.services.upstream_names import refuse_upstream_name
-from cheeseboard.store import queries
+from cheeseboard.store import project_rows, release_rows
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.blobs import BlobStore
 from cheeseboard.store.db import Database
-from cheeseboard.store.queries import FileRecord, NewFile, ReleaseRecord
+from cheeseboard.store.records import FileRecord, NewFile, ReleaseRecord
 
 _FILE_FIELDS = ("version", "packagetype", "sha256", "size", "requires_python", "yanked")
 
@@ -39,13 +39,9 @@ _FILE_FIELDS = ("version", "packagetype", "sha256", "size", "requires_python", "
 class PushConflict(CheeseboardError):
     """Raised when the target already has one of the files with different bytes."""
 
-    status = 409
-
 
 class PushFailed(CheeseboardError):
     """Raised when an external index refused a pushed file."""
-
-    status = 502
 
 
 def _form_fields(
@@ -150,7 +146,9 @@ class PushService:
         self, source: IndexRecord, name: str, version: str, request: dict[str, Any]
     ) -> tuple[ReleaseRecord, list[FileRecord]]:
         project = normalize_project_name(name)
-        record, releases, files = await self._db.read(queries.project_releases, source.id, project)
+        record, releases, files = await self._db.read(
+            release_rows.project_releases, source.id, project
+        )
         wanted = canonical_version(version)
         release = next((r for r in releases if r.canonical_version == wanted), None)
         chosen = [f for f in files if f.version and canonical_version(f.version) == wanted]
@@ -213,7 +211,7 @@ class PushService:
 
     async def _check_conflicts(self, target: IndexRecord, chosen: list[FileRecord]) -> None:
         for f in chosen:
-            existing = await self._db.read(queries.file_by_filename, target.id, f.filename)
+            existing = await self._db.read(project_rows.file_by_filename, target.id, f.filename)
             if existing is None or existing[0].sha256 == f.sha256:
                 continue
             if not target.config.get("volatile", True):
@@ -244,8 +242,8 @@ def _store_push(
     files: list[FileRecord],
     pusher: str | None,
 ) -> None:
-    project_id = queries.ensure_stage_project(tx.conn, target_id, project, display)
-    queries.upsert_release(tx.conn, project_id, version, canonical_version(version), metadata)
+    project_id = project_rows.ensure_stage_project(tx.conn, target_id, project, display)
+    release_rows.upsert_release(tx.conn, project_id, version, canonical_version(version), metadata)
     for f in files:
         new = NewFile(
             filename=f.filename,
@@ -254,5 +252,5 @@ def _store_push(
             upstream_url=None,
             **{field: getattr(f, field) for field in _FILE_FIELDS},
         )
-        queries.put_stage_file(tx.conn, target_id, project_id, new, pusher)
+        project_rows.put_stage_file(tx.conn, target_id, project_id, new, pusher)
     tx.log(target_id, project, "push")

@@ -18,10 +18,10 @@ from cheeseboard.services.auth import Forbidden, Identity, Unauthorized
 from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.errors import BadRequest, NotFound
 from cheeseboard.services.pages import PageService, file_path
-from cheeseboard.store import queries
+from cheeseboard.store import project_rows, release_rows
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.db import Database
-from cheeseboard.store.queries import FileRecord, ReleaseRecord
+from cheeseboard.store.records import FileRecord, ReleaseRecord
 
 # Metadata keys devpi lists in versiondata; lists default to [], the rest to "".
 _LIST_KEYS = (
@@ -51,7 +51,7 @@ class ReleaseService:
         if index.type != "stage":
             raise BadRequest(f"{index.fullname} is a mirror: its projects follow upstream")
         name = normalize_project_name(project)
-        record, releases, files = await self._db.read(queries.project_releases, index.id, name)
+        record, releases, files = await self._db.read(release_rows.project_releases, index.id, name)
         if record is None or not (releases or files):
             raise NotFound(f"no project {project!r} on {index.fullname}")
         return record.id, releases, files
@@ -222,7 +222,7 @@ class ReleaseService:
         self, identity: Identity, index: IndexRecord, record: FileRecord, force: bool
     ) -> None:
         self._check(identity, index, force, f"remove {record.filename}")
-        name = await self._db.read(queries.project_name, record.project_id) or ""
+        name = await self._db.read(project_rows.project_name, record.project_id) or ""
         await self._changes.write(_remove, index.id, record.project_id, name, [], [record.id])
 
     async def yank(
@@ -265,9 +265,9 @@ def _remove(
     release_ids: list[int],
     file_ids: list[int],
 ) -> None:
-    queries.delete_file_rows(tx.conn, file_ids)
-    queries.delete_release_rows(tx.conn, release_ids)
-    queries.delete_project_if_empty(tx.conn, project_id)
+    release_rows.delete_file_rows(tx.conn, file_ids)
+    release_rows.delete_release_rows(tx.conn, release_ids)
+    release_rows.delete_project_if_empty(tx.conn, project_id)
     tx.log(index_id, name, "remove")
 
 
@@ -279,5 +279,5 @@ def _yank(
     file_ids: list[int],
     reason: str | None,
 ) -> None:
-    queries.set_yanked(tx.conn, release_id, file_ids, reason)
+    release_rows.set_yanked(tx.conn, release_id, file_ids, reason)
     tx.log(index_id, name, "yank" if reason is not None else "unyank")

@@ -53,8 +53,6 @@ ADDRESS_FACTOR = 5  # failures per address, over all names, as a multiple of the
 class TooManyAttempts(CheeseboardError):
     """Raised while a (user, address) pair or an address is blocked after failed sign-ins."""
 
-    status = 429
-
     def __init__(self, message: str, retry_after: int) -> None:
         super().__init__(message)
         self.retry_after = retry_after

@@ -29,6 +29,7 @@ from cheeseboard.core.distfiles import canonical_version
 from cheeseboard.core.names import is_valid_project_name, normalize_project_name
 from cheeseboard.core.uploads import (
     Existing,
+    FileExists,
     UploadError,
     UploadForm,
     check_artifact_metadata,
@@ -42,25 +43,30 @@ from cheeseboard.services.files import put_small_blob
 from cheeseboard.services.pages import PageService
 from cheeseboard.services.upstream_names import refuse_upstream_name
 from cheeseboard.settings import Settings
-from cheeseboard.store import queries
+from cheeseboard.store import project_rows, release_rows
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.blobs import BlobStore
 from cheeseboard.store.db import Database
-from cheeseboard.store.queries import FileRecord, NewFile
+from cheeseboard.store.records import FileRecord, NewFile
 
 
 class UploadRefused(CheeseboardError):
-    """Raised with the status an upload check chose (400, 403, 409, 413)."""
+    """Raised when an upload (its form, file name, metadata or doc zip) is invalid."""
 
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
+
+class UploadConflict(UploadRefused):
+    """Raised when a non-volatile index already holds other bytes under the file's name."""
+
+
+def refused(exc: UploadError) -> UploadRefused:
+    """The service error for a refusal of the pure upload checks in core/uploads.py."""
+    if isinstance(exc, FileExists):
+        return UploadConflict(exc.message)
+    return UploadRefused(exc.message)
 
 
 class TooLarge(CheeseboardError):
     """Raised when an upload body exceeds --max-upload-size."""
-
-    status = 413
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +121,7 @@ class UploadService:
         try:
             project, version, packagetype = check_file_upload(form, filename)
         except UploadError as exc:
-            raise UploadRefused(exc.message, exc.status) from exc
+            raise refused(exc) from exc
         writer = self._blobs.writer()
         try:
             md5, blake2 = hashlib.md5(usedforsecurity=False), hashlib.blake2b(digest_size=32)
@@ -141,11 +147,11 @@ class UploadService:
                     raise UploadError(f"cannot read metadata from {filename}: {exc}") from exc
                 metadata = check_artifact_metadata(form, filename, metadata_bytes)
             except UploadError as exc:
-                raise UploadRefused(exc.message, exc.status) from exc
+                raise refused(exc) from exc
             # For a wheel, METADATA is exactly what PEP 658's ``.metadata`` serves.
             core_metadata = metadata_bytes if packagetype == "bdist_wheel" else None
             # An early answer that spares storing the bytes; _store_upload decides again.
-            existing = await self._db.read(queries.file_by_filename, index.id, filename)
+            existing = await self._db.read(project_rows.file_by_filename, index.id, filename)
             record = existing[0] if existing is not None else None
             outcome = _existing_outcome(index, filename, sha256, record)
             if outcome == "identical" and record is not None:
@@ -198,12 +204,12 @@ class UploadService:
         """
         self.check_permission(identity, index)
         if not is_valid_project_name(form.name):
-            raise UploadRefused(f"{form.name!r} is not a valid project name", 400)
+            raise UploadRefused(f"{form.name!r} is not a valid project name")
         project = normalize_project_name(form.name)
         await refuse_upstream_name(self._db, self._pages, index, project)
         version = await self._db.read(_doc_release, index.id, project, form.version)
         if version is None:
-            raise UploadRefused(_no_release(project, form.version, index), 400)
+            raise UploadRefused(_no_release(project, form.version, index))
         filename = f"{project}-{version}.doc.zip"
         writer = self._blobs.writer()
         try:
@@ -213,10 +219,10 @@ class UploadService:
                 writer.write(chunk)
             problem = await asyncio.to_thread(_doc_zip_problem, writer.tmp_path)
             if problem is not None:
-                raise UploadRefused(f"documentation must be a zip file: {problem}", 400)
+                raise UploadRefused(f"documentation must be a zip file: {problem}")
             sha256 = writer.hexdigest()
             # An early answer that spares storing the bytes; _store_docs decides again.
-            existing = await self._db.read(queries.file_by_filename, index.id, filename)
+            existing = await self._db.read(project_rows.file_by_filename, index.id, filename)
             record = existing[0] if existing is not None else None
             if _existing_outcome(index, filename, sha256, record) == "identical":
                 writer.abort()
@@ -261,7 +267,7 @@ def _doc_zip_problem(path: Path) -> str | None:
 def _existing_outcome(
     index: IndexRecord, filename: str, sha256: str, existing: FileRecord | None
 ) -> Existing:
-    """``check_existing_file`` for ``index``, its 409 as an UploadRefused."""
+    """``check_existing_file`` for ``index``, its refusal as an UploadConflict."""
     try:
         return check_existing_file(
             filename,
@@ -271,15 +277,15 @@ def _existing_outcome(
             index_name=index.fullname,
         )
     except UploadError as exc:
-        raise UploadRefused(exc.message, exc.status) from exc
+        raise refused(exc) from exc
 
 
 def _identical_or_refused(tx: Transaction, index: IndexRecord, new: NewFile) -> FileRecord | None:
     """The file of ``new``'s name already on the index if it has the same bytes (nothing to
-    write); None if ``new`` may be written. Raises UploadRefused (409) on a non-volatile index
+    write); None if ``new`` may be written. Raises UploadConflict on a non-volatile index
     that holds other bytes: raised inside the write transaction, it rolls everything back."""
     assert new.sha256 is not None
-    existing = queries.file_by_filename(tx.conn, index.id, new.filename)
+    existing = project_rows.file_by_filename(tx.conn, index.id, new.filename)
     record = existing[0] if existing is not None else None
     if _existing_outcome(index, new.filename, new.sha256, record) == "identical":
         return record
@@ -290,8 +296,8 @@ def _doc_release(conn: Connection, index_id: int, project: str, version: str) ->
     """The stored version of the release a doc zip for ``version`` ("" = the newest) attaches
     to; None if the index has no such release."""
     if not version:
-        return queries.latest_version(conn, index_id, project)
-    return queries.release_version(conn, index_id, project, canonical_version(version))
+        return release_rows.latest_version(conn, index_id, project)
+    return release_rows.release_version(conn, index_id, project, canonical_version(version))
 
 
 def _no_release(project: str, version: str, index: IndexRecord) -> str:
@@ -317,14 +323,14 @@ def _store_upload(
     same = _identical_or_refused(tx, index, new)
     if same is not None:
         return same
-    project_id = queries.ensure_stage_project(tx.conn, index.id, project, display_name)
-    queries.upsert_release(
+    project_id = project_rows.ensure_stage_project(tx.conn, index.id, project, display_name)
+    release_rows.upsert_release(
         tx.conn, project_id, new.version, canonical_version(new.version), metadata
     )
-    queries.put_stage_file(tx.conn, index.id, project_id, new, uploader)
-    queries.add_blob(tx.conn, new.sha256, new.size)
+    project_rows.put_stage_file(tx.conn, index.id, project_id, new, uploader)
+    project_rows.add_blob(tx.conn, new.sha256, new.size)
     if core_metadata is not None and new.core_metadata_sha256:
-        queries.add_blob(tx.conn, new.core_metadata_sha256, len(core_metadata))
+        project_rows.add_blob(tx.conn, new.core_metadata_sha256, len(core_metadata))
     tx.log(index.id, project, "upload")
     return None
 
@@ -342,13 +348,13 @@ def _store_docs(
     The release is looked up again: it may have been removed since the upload began."""
     assert new.sha256 is not None and new.size is not None and new.version is not None
     canonical = canonical_version(new.version)
-    if queries.release_version(tx.conn, index.id, project, canonical) is None:
-        raise UploadRefused(_no_release(project, new.version, index), 400)
+    if release_rows.release_version(tx.conn, index.id, project, canonical) is None:
+        raise UploadRefused(_no_release(project, new.version, index))
     same = _identical_or_refused(tx, index, new)
     if same is not None:
         return same
-    project_id = queries.ensure_stage_project(tx.conn, index.id, project, display_name)
-    queries.put_stage_file(tx.conn, index.id, project_id, new, uploader)
-    queries.add_blob(tx.conn, new.sha256, new.size)
+    project_id = project_rows.ensure_stage_project(tx.conn, index.id, project, display_name)
+    project_rows.put_stage_file(tx.conn, index.id, project_id, new, uploader)
+    project_rows.add_blob(tx.conn, new.sha256, new.size)
     tx.log(index.id, project, "doc-upload")
     return None

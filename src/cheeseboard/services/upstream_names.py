@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from cheeseboard.services.errors import CheeseboardError, UpstreamFailed
 from cheeseboard.services.pages import PageService
-from cheeseboard.store import queries
+from cheeseboard.store import project_rows
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.db import Database
 
@@ -15,9 +15,13 @@ class UpstreamName(CheeseboardError):
     """Raised when a new project on a stage would shadow (or could not be checked against) a
     name that a mirror in the stage's bases serves."""
 
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
+
+class UpstreamNameShadowed(UpstreamName):
+    """Raised when a mirror in the stage's bases serves the new project's name."""
+
+
+class UpstreamNameUnchecked(UpstreamName):
+    """Raised when the base mirrors could not be asked whether they serve the name."""
 
 
 async def refuse_upstream_name(
@@ -30,20 +34,18 @@ async def refuse_upstream_name(
     """
     if index.config.get("allow_upstream_names", False):
         return
-    if await db.read(queries.project_exists_on, index.id, project):
+    if await db.read(project_rows.project_exists_on, index.id, project):
         return  # not the first upload of this name here
     try:
         mirrors = await pages.upstream_holders(index, project)
     except UpstreamFailed as exc:
-        raise UpstreamName(
+        raise UpstreamNameUnchecked(
             f"cannot check whether {project!r} exists upstream ({exc.message}); "
-            "retry later or set allow_upstream_names=True on the index",
-            503,
+            "retry later or set allow_upstream_names=True on the index"
         ) from exc
     if mirrors:
-        raise UpstreamName(
+        raise UpstreamNameShadowed(
             f"{project!r} exists on {', '.join(mirrors)}; adding it to {index.fullname} "
             "would shadow the public package. Set allow_upstream_names=True on the index "
-            "(and mirror_whitelist if both should be visible) to allow it.",
-            403,
+            "(and mirror_whitelist if both should be visible) to allow it."
         )

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from cheeseboard.core.distfiles import canonical_version, version_sort_key
-from cheeseboard.store.queries import FileRecord, _file
+from cheeseboard.store.records import FileRecord, file_from_row
 from cheeseboard.store.schema import files, projects
 
 DOCZIP = "doczip"
@@ -29,7 +29,7 @@ def doc_zips(conn: Connection, index_id: int, project: str) -> list[FileRecord]:
         )
         .order_by(files.c.created, files.c.id)
     )
-    return [_file(row) for row in rows]
+    return [file_from_row(row) for row in rows]
 
 
 def doc_versions(conn: Connection, index_id: int, project: str) -> set[str]:

@@ -3,7 +3,7 @@
 On SQLite the index lives in the database (migration 0004: an FTS5 table with a row per project,
 kept current by triggers); PostgreSQL builds the same documents at query time. Either way every
 write path updates it in its own transaction and a search reads one consistent snapshot.
-Functions take the connection to use, like store/queries.py, and dispatch on its dialect.
+Functions take the connection to use, like store/project_rows.py, and dispatch on its dialect.
 """
 
 from __future__ import annotations

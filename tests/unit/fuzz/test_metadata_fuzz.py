@@ -12,6 +12,7 @@ from packaging.utils import canonicalize_name
 from cheeseboard.core.distfiles import canonical_version
 from cheeseboard.core.metadata import parse_core_metadata
 from cheeseboard.core.uploads import (
+    FileExists,
     UploadError,
     UploadForm,
     check_artifact_metadata,
@@ -100,7 +101,7 @@ def test_artifact_check_raises_only_upload_error(
     try:
         fields = check_artifact_metadata(_form(name, version), "f.whl", data)
     except UploadError as exc:
-        assert exc.status == 400 and exc.message
+        assert not isinstance(exc, FileExists) and exc.message
         assert len(exc.message) < 600
         return
     assert canonicalize_name(str(fields["name"]).strip()) == canonicalize_name(name)
@@ -151,7 +152,7 @@ def test_upload_form_raises_only_upload_error(
     try:
         form = parse_upload_form(fields, query_action)
     except UploadError as exc:
-        assert exc.status == 400
+        assert not isinstance(exc, FileExists)
         assert len(exc.message) < 600
         return
     assert form.action in ("file_upload", "doc_upload", "submit")

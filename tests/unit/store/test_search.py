@@ -24,7 +24,7 @@ from cheeseboard.ops.dump.importer import import_dump
 from cheeseboard.services.errors import BadRequest
 from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.services.search import SearchPage, SearchService
-from cheeseboard.store import accounts, queries
+from cheeseboard.store import accounts, project_rows, release_rows
 from cheeseboard.store.db import Database, engine_for, migrate
 from cheeseboard.store.schema import indexes, projects, releases, users
 from cheeseboard.store.search import SearchHit, fts5_match, search_projects, search_terms
@@ -65,10 +65,10 @@ class Store:
         index_id = self.dev if index_id is None else index_id
 
         def write(conn: Connection) -> int:
-            project_id = queries.ensure_stage_project(
+            project_id = project_rows.ensure_stage_project(
                 conn, index_id, normalize_project_name(name), name
             )
-            queries.upsert_release(
+            release_rows.upsert_release(
                 conn,
                 project_id,
                 version,
@@ -85,10 +85,16 @@ class Store:
         normalized = normalize_project_name(name)
         if found:
             self.run(
-                queries.save_mirror_page, index_id, normalized, name, [], time.time(), *[None] * 4
+                project_rows.save_mirror_page,
+                index_id,
+                normalized,
+                name,
+                [],
+                time.time(),
+                *[None] * 4,
             )
         else:
-            self.run(queries.save_mirror_not_found, index_id, normalized, time.time())
+            self.run(project_rows.save_mirror_not_found, index_id, normalized, time.time())
 
     def search(
         self,
@@ -298,7 +304,7 @@ def test_version_is_the_highest_not_yanked(store: Store) -> None:
                 text("SELECT id FROM releases WHERE project_id = :p AND version = :v"),
                 {"p": project_id, "v": version},
             )
-            queries.set_yanked(conn, release_id, [], "broken")
+            release_rows.set_yanked(conn, release_id, [], "broken")
 
     store.run(yank, ["2.0"])
     (hit,), _ = store.search("feta")
@@ -331,7 +337,7 @@ def test_the_newest_release_is_indexed(store: Store) -> None:
             text("SELECT max(id) FROM releases WHERE project_id = :p"), {"p": project_id}
         )
     )
-    store.run(queries.delete_release_rows, [newest])
+    store.run(release_rows.delete_release_rows, [newest])
     assert store.names("first") == ["paneer"] and store.names("second") == []
     assert store.fts_rows() == 1
 
@@ -344,7 +350,7 @@ def test_deleting_an_older_release_keeps_the_project(store: Store) -> None:
             text("SELECT min(id) FROM releases WHERE project_id = :p"), {"p": project_id}
         )
     )
-    store.run(queries.delete_release_rows, [oldest])
+    store.run(release_rows.delete_release_rows, [oldest])
     assert store.names("whey") == ["ricotta"]
 
 
@@ -355,8 +361,8 @@ def test_release_and_project_removal(store: Store) -> None:
 
     def remove(conn: Connection) -> None:
         ids = [row.id for row in conn.execute(text("SELECT id FROM releases"))]
-        queries.delete_release_rows(conn, ids)
-        assert queries.delete_project_if_empty(conn, project_id)
+        release_rows.delete_release_rows(conn, ids)
+        assert release_rows.delete_project_if_empty(conn, project_id)
 
     store.run(remove)
     assert store.search("fresh") == ([], 0)
@@ -444,7 +450,7 @@ def test_unchanged_mirror_refresh_leaves_the_index_alone(store: Store) -> None:
     def changes_of_refresh(display_name: str) -> int:
         def refresh(conn: Connection) -> int:
             before = int(conn.scalar(text("SELECT total_changes()")) or 0)
-            queries.save_mirror_page(
+            project_rows.save_mirror_page(
                 conn, store.pypi, "gruyere", display_name, [], time.time(), *[None] * 4
             )
             return int(conn.scalar(text("SELECT total_changes()")) or 0) - before
@@ -457,7 +463,7 @@ def test_unchanged_mirror_refresh_leaves_the_index_alone(store: Store) -> None:
 
 
 def test_a_stage_project_without_releases_is_not_a_mirror_name(store: Store) -> None:
-    store.run(queries.ensure_stage_project, store.dev, "bare", "bare")
+    store.run(project_rows.ensure_stage_project, store.dev, "bare", "bare")
     assert store.names("bare") == []
 
 

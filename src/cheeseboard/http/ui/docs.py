@@ -25,7 +25,7 @@ from cheeseboard.services.errors import BadRequest, CheeseboardError, NotFound
 from cheeseboard.store import docs as store_docs
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.db import Database
-from cheeseboard.store.queries import FileRecord
+from cheeseboard.store.records import FileRecord
 
 MAX_MEMBER_SIZE = 64 * 1024 * 1024
 """Members larger than this (uncompressed) are refused."""
@@ -78,13 +78,9 @@ _ZIP64_END_SIGNATURE = b"PK\x06\x06"
 class DocTooLarge(CheeseboardError):
     """Raised for a member (or a whole zip) too large or too compressible to serve."""
 
-    status = 413
-
 
 class DocZipUnreadable(CheeseboardError):
     """Raised when a stored doc zip is corrupt or uses a feature we do not read (encryption)."""
-
-    status = 422
 
 
 @dataclass(frozen=True, slots=True)

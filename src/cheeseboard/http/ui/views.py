@@ -21,9 +21,9 @@ from cheeseboard.http.state import AppServices
 from cheeseboard.http.ui.readme import render_description_async
 from cheeseboard.services.errors import NotFound
 from cheeseboard.store import docs as store_docs
-from cheeseboard.store import queries
+from cheeseboard.store import release_rows
 from cheeseboard.store.accounts import IndexRecord
-from cheeseboard.store.queries import ReleaseRecord
+from cheeseboard.store.records import ReleaseRecord
 
 
 @dataclass(slots=True)
@@ -112,7 +112,7 @@ async def project_view(
     for member, is_mirror in await app.pages.members_for(index, name):
         if is_mirror:
             continue
-        record, releases, _ = await app.db.read(queries.project_releases, member.id, name)
+        record, releases, _ = await app.db.read(release_rows.project_releases, member.id, name)
         if record is None:
             continue
         if member.fullname == index.fullname or display_name == name:

@@ -32,7 +32,7 @@ from cheeseboard.ops.dump.format import (
     RecordWriter,
     blob_path,
 )
-from cheeseboard.store import queries
+from cheeseboard.store import changelog_rows
 from cheeseboard.store.blobs import FileBlobStore, copy_hashed
 from cheeseboard.store.db import engine_for
 from cheeseboard.store.schema import files, indexes, projects, releases, users
@@ -187,7 +187,7 @@ def _export(
             exporter.releases(writer)
             exporter.blob_records(writer, progress)
             exporter.files(writer)
-            serial = queries.max_serial(conn)
+            serial = changelog_rows.max_serial(conn)
             handle.flush()
             os.fsync(handle.fileno())
         header = Header(

@@ -41,7 +41,7 @@ from cheeseboard.ops.dump.format import (
 )
 from cheeseboard.ops.dump.upstream_names import shadowing
 from cheeseboard.services.users import DEVPI_SALTED_SHA256, pwhash_problem
-from cheeseboard.store import queries
+from cheeseboard.store import changelog_rows, info, project_rows
 from cheeseboard.store.blobs import FileBlobStore, check_sha256, copy_hashed, hash_file
 from cheeseboard.store.db import engine_for
 from cheeseboard.store.s3 import S3Error
@@ -294,7 +294,7 @@ class _Loader:
         if not self.store.claim(sha256):  # reuse marks it in use for a concurrent gc
             self._copy_blob(sha256, size)
             self.report.count("blob")
-        queries.add_blob(self.conn, sha256, size)
+        project_rows.add_blob(self.conn, sha256, size)
 
     def _copy_blob(self, sha256: str, size: int) -> None:
         try:
@@ -341,7 +341,7 @@ class _Loader:
         project = str(record["project"])
         key = (index_id, project)
         if record["packagetype"] != "doczip" and key not in self._had_files | self.first_files:
-            if queries.project_exists_on(self.conn, index_id, project):
+            if project_rows.project_exists_on(self.conn, index_id, project):
                 self._had_files.add(key)
             else:
                 self.first_files.add(key)
@@ -360,11 +360,11 @@ class _Loader:
                 insert(changelog).values(serial=serial, created=time.time(), kind="import")
             )
             return
-        queries.log_change(self.conn, None, None, "user-modified")
+        changelog_rows.log_change(self.conn, None, None, "user-modified")
         for index_id in sorted(self.index_ids.values()):
-            queries.log_change(self.conn, index_id, None, "index-modified")
+            changelog_rows.log_change(self.conn, index_id, None, "index-modified")
         for index_id, project in sorted(self.touched):
-            queries.log_change(self.conn, index_id, project, "upload")
+            changelog_rows.log_change(self.conn, index_id, project, "upload")
 
     def guard_upstream_names(self, allow: bool) -> None:
         """Refuse (or, when ``allow``, report) stage projects that would shadow a mirror's."""
@@ -457,7 +457,7 @@ def _fresh(
                 )
                 if "root" not in {r.name for r in conn.execute(select(users.c.name))}:
                     raise DumpError(f"{source.name}: the dump has no user root")
-                queries.set_info(conn, "uuid", os.urandom(16).hex())
+                info.set_info(conn, "uuid", os.urandom(16).hex())
         finally:
             engine.dispose()
 

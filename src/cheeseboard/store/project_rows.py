@@ -1,136 +1,22 @@
-"""SQL for the metadata store (SQLAlchemy Core). Each function takes the connection to use.
+"""Projects and their files: mirror pages as refreshed from upstream, stage projects as uploaded,
+and the blob rows their cached or uploaded bytes are stored under.
 
-They are synchronous: ``Database.read``/``write`` run them on a database thread.
+Each function takes the connection to use; call them through ``Database.read``/``write``, e.g.
+``await db.read(project_rows.file_by_filename, index.id, filename)``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 
-from cheeseboard.core.distfiles import version_sort_key
-from cheeseboard.store.schema import blobs, changelog, files, projects, releases, server_info
-
-
-@dataclass(frozen=True, slots=True)
-class ProjectRecord:
-    id: int
-    index_id: int
-    name: str
-    display_name: str
-    checked_at: float | None
-    found: bool
-    upstream_etag: str | None
-    upstream_serial: int | None
-    status: str | None
-    status_reason: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class NewFile:
-    """A file row to write, as a mirror refresh or an upload produces it."""
-
-    filename: str
-    version: str | None
-    packagetype: str
-    sha256: str | None
-    size: int | None
-    requires_python: str | None
-    yanked: str | None
-    upload_time: str | None
-    core_metadata_sha256: str | None
-    upstream_url: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class FileRecord(NewFile):
-    """A stored file: what was written, plus where it lives and whether its bytes are here."""
-
-    id: int
-    index_id: int
-    project_id: int
-    blob_sha256: str | None
-    position: int
-    created: float
-    uploaded_by: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    serial: int
-    index_id: int | None
-    project: str | None
-    kind: str
-
-
-_FILE_FIELDS = (
-    "version",
-    "packagetype",
-    "sha256",
-    "size",
-    "requires_python",
-    "yanked",
-    "upload_time",
-    "core_metadata_sha256",
-    "upstream_url",
-)
-
-
-R = TypeVar("R")
-
-
-def _record(cls: type[R], row: Row[Any]) -> R:
-    """A record dataclass from a row whose columns include all of its fields."""
-    names = _FIELD_NAMES.get(cls)
-    if names is None:
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
-    mapping = row._mapping
-    return cls(**{name: mapping[name] for name in names})
-
-
-_FIELD_NAMES: dict[type[Any], tuple[str, ...]] = {}
-
-
-def _project(row: Row[Any]) -> ProjectRecord:
-    return _record(ProjectRecord, row)
-
-
-def _file(row: Row[Any]) -> FileRecord:
-    return _record(FileRecord, row)
-
-
-# --- server info -------------------------------------------------------------------------------
-
-
-def get_info(conn: Connection, key: str) -> str | None:
-    value = conn.scalar(select(server_info.c.value).where(server_info.c.key == key))
-    return None if value is None else str(value)
-
-
-def set_info(conn: Connection, key: str, value: str) -> None:
-    conn.execute(delete(server_info).where(server_info.c.key == key))
-    conn.execute(insert(server_info).values(key=key, value=value))
-
-
-def shared_secret(conn: Connection, candidate: str) -> str:
-    """The secret every node signs with: the stored one, or ``candidate`` if none is yet.
-
-    Writers run one at a time, so nodes starting together agree on the first one stored.
-    """
-    stored = get_info(conn, "secret")
-    if stored is not None:
-        return stored
-    conn.execute(insert(server_info).values(key="secret", value=candidate))
-    return candidate
-
-
-# --- projects and files ------------------------------------------------------------------------
+from cheeseboard.store import records
+from cheeseboard.store.records import FileRecord, NewFile, ProjectRecord
+from cheeseboard.store.schema import blobs, files, projects
 
 
 def get_project(conn: Connection, index_id: int, name: str) -> ProjectRecord | None:
@@ -139,7 +25,7 @@ def get_project(conn: Connection, index_id: int, name: str) -> ProjectRecord | N
             select(projects).where(projects.c.index_id == index_id, projects.c.name == name)
         )
     ).first()
-    return None if row is None else _project(row)
+    return None if row is None else records.project_from_row(row)
 
 
 def project_with_files(
@@ -154,7 +40,7 @@ def project_files(conn: Connection, project_id: int) -> list[FileRecord]:
     rows = conn.execute(
         select(files).where(files.c.project_id == project_id).order_by(files.c.position)
     )
-    return [_file(row) for row in rows]
+    return [records.file_from_row(row) for row in rows]
 
 
 def file_by_filename(
@@ -168,7 +54,7 @@ def file_by_filename(
             .where(files.c.index_id == index_id, files.c.filename == filename)
         )
     ).first()
-    return None if row is None else (_file(row), str(row.project_name))
+    return None if row is None else (records.file_from_row(row), str(row.project_name))
 
 
 def project_name(conn: Connection, project_id: int) -> str | None:
@@ -190,7 +76,7 @@ def stage_files(
     )
     found: dict[int, list[FileRecord]] = {}
     for row in rows:
-        record = _file(row)
+        record = records.file_from_row(row)
         found.setdefault(record.index_id, []).append(record)
     return found
 
@@ -263,7 +149,7 @@ def save_mirror_page(
     updates: list[dict[str, Any]] = []
     for filename, (position, new) in wanted.items():
         record = old.get(filename)
-        values = {f: getattr(new, f) for f in _FILE_FIELDS}
+        values = {f: getattr(new, f) for f in records.FILE_FIELDS}
         if record is None:
             if filename not in taken:
                 inserts.append(
@@ -289,7 +175,7 @@ def save_mirror_page(
             )
             if values["sha256"] != blob:
                 blob = None  # upstream replaced the file: fetch it again
-        current = {f: getattr(record, f) for f in _FILE_FIELDS}
+        current = {f: getattr(record, f) for f in records.FILE_FIELDS}
         if current != values or record.position != position or blob != record.blob_sha256:
             row = {"position": position, "blob_sha256": blob, **values}
             updates.append({"b_id": record.id, **{f"b_{k}": v for k, v in row.items()}})
@@ -304,7 +190,7 @@ def save_mirror_page(
         )
         conn.execute(statement, updates)
     gone = [record.id for filename, record in old.items() if filename not in wanted]
-    for chunk in _chunks(gone):
+    for chunk in records.chunks(gone):
         conn.execute(delete(files).where(files.c.id.in_(chunk)))
     changed = changed or bool(inserts or updates or gone)
     conn.execute(
@@ -323,16 +209,11 @@ def save_mirror_page(
     return changed
 
 
-def _chunks(items: Sequence[Any], size: int = 500) -> list[Sequence[Any]]:
-    """Split for IN (...) lists, which SQLite limits in length."""
-    return [items[start : start + size] for start in range(0, len(items), size)]
-
-
 def _filenames_elsewhere(
     conn: Connection, index_id: int, project_id: int, filenames: Sequence[str]
 ) -> set[str]:
     taken: set[str] = set()
-    for chunk in _chunks(filenames):
+    for chunk in records.chunks(filenames):
         rows = conn.execute(
             select(files.c.filename).where(
                 files.c.index_id == index_id,
@@ -364,63 +245,6 @@ def ensure_stage_project(conn: Connection, index_id: int, name: str, display_nam
     return _ensure_project(conn, index_id, name, display_name).id
 
 
-def upsert_release(
-    conn: Connection,
-    project_id: int,
-    version: str,
-    canonical: str,
-    metadata: dict[str, Any],
-    replace_metadata: bool = True,
-) -> None:
-    """Create the release, or refresh its metadata (a later file of the same release) unless
-    ``replace_metadata`` is False (a doc zip must not replace what the artifacts said)."""
-    existing = conn.scalar(
-        select(releases.c.id).where(
-            releases.c.project_id == project_id, releases.c.canonical_version == canonical
-        )
-    )
-    if existing is None:
-        conn.execute(
-            insert(releases).values(
-                project_id=project_id,
-                version=version,
-                canonical_version=canonical,
-                metadata=metadata,
-                created=time.time(),
-            )
-        )
-    elif replace_metadata:
-        conn.execute(update(releases).where(releases.c.id == existing).values(metadata=metadata))
-
-
-def latest_version(conn: Connection, index_id: int, name: str) -> str | None:
-    """The newest release version of a stage project (PEP 440 order), for doc uploads."""
-    project = get_project(conn, index_id, name)
-    if project is None:
-        return None
-    versions = [
-        str(v)
-        for (v,) in conn.execute(
-            select(releases.c.version).where(releases.c.project_id == project.id)
-        )
-    ]
-    return max(versions, key=version_sort_key) if versions else None
-
-
-def release_version(conn: Connection, index_id: int, name: str, canonical: str) -> str | None:
-    """The version, as stored, of the stage project's release that is ``canonical``; None if the
-    index has no such release (a doc zip attaches only to an existing one)."""
-    return conn.scalar(
-        select(releases.c.version)
-        .join(projects, projects.c.id == releases.c.project_id)
-        .where(
-            projects.c.index_id == index_id,
-            projects.c.name == name,
-            releases.c.canonical_version == canonical,
-        )
-    )
-
-
 def put_stage_file(
     conn: Connection, index_id: int, project_id: int, new: NewFile, uploader: str | None
 ) -> None:
@@ -428,7 +252,7 @@ def put_stage_file(
 
     The caller decides in the same write transaction whether a row of that name may be
     replaced (``core.uploads.check_existing_file``); this only writes."""
-    values = {f: getattr(new, f) for f in _FILE_FIELDS}
+    values = {f: getattr(new, f) for f in records.FILE_FIELDS}
     existing = conn.scalar(
         select(files.c.id).where(files.c.index_id == index_id, files.c.filename == new.filename)
     )
@@ -495,7 +319,7 @@ def record_cached_file(
     row = (conn.execute(select(files).where(files.c.id == file_id))).first()
     if row is None:
         return False
-    record = _file(row)
+    record = records.file_from_row(row)
     values: dict[str, Any] = {"blob_sha256": blob_sha256}
     if record.sha256 is None:
         values["sha256"] = blob_sha256
@@ -516,87 +340,3 @@ def add_blob(conn: Connection, sha256: str, size: int) -> None:
     exists = conn.scalar(select(blobs.c.sha256).where(blobs.c.sha256 == sha256))
     if exists is None:
         conn.execute(insert(blobs).values(sha256=sha256, size=size, created=time.time()))
-
-
-# --- changelog ---------------------------------------------------------------------------------
-
-
-def log_change(conn: Connection, index_id: int | None, project: str | None, kind: str) -> int:
-    result = conn.execute(
-        insert(changelog).values(created=time.time(), index_id=index_id, project=project, kind=kind)
-    )
-    return int(result.inserted_primary_key[0])  # type: ignore[index]
-
-
-def max_serial(conn: Connection) -> int:
-    value = conn.scalar(select(func.max(changelog.c.serial)))
-    return int(value or 0)
-
-
-def changes_since(conn: Connection, serial: int, limit: int = 10_000) -> list[Change]:
-    rows = conn.execute(
-        select(changelog)
-        .where(changelog.c.serial > serial)
-        .order_by(changelog.c.serial)
-        .limit(limit)
-    )
-    return [Change(r.serial, r.index_id, r.project, r.kind) for r in rows]
-
-
-# --- releases (stage projects) -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ReleaseRecord:
-    id: int
-    project_id: int
-    version: str
-    canonical_version: str
-    metadata: dict[str, Any]
-    yanked: str | None
-    created: float
-
-
-def project_releases(
-    conn: Connection, index_id: int, name: str
-) -> tuple[ProjectRecord | None, list[ReleaseRecord], list[FileRecord]]:
-    """A stage project with its releases and files, in one snapshot."""
-    project = get_project(conn, index_id, name)
-    if project is None:
-        return None, [], []
-    rows = conn.execute(
-        select(releases).where(releases.c.project_id == project.id).order_by(releases.c.id)
-    )
-    found = [_record(ReleaseRecord, row) for row in rows]
-    return project, found, project_files(conn, project.id)
-
-
-def delete_file_rows(conn: Connection, file_ids: Sequence[int]) -> None:
-    for chunk in _chunks(list(file_ids)):
-        conn.execute(delete(files).where(files.c.id.in_(chunk)))
-
-
-def delete_release_rows(conn: Connection, release_ids: Sequence[int]) -> None:
-    for chunk in _chunks(list(release_ids)):
-        conn.execute(delete(releases).where(releases.c.id.in_(chunk)))
-
-
-def delete_project_if_empty(conn: Connection, project_id: int) -> bool:
-    """Remove a project row once it has neither files nor releases."""
-    has_files = conn.scalar(select(files.c.id).where(files.c.project_id == project_id).limit(1))
-    has_releases = conn.scalar(
-        select(releases.c.id).where(releases.c.project_id == project_id).limit(1)
-    )
-    if has_files is None and has_releases is None:
-        conn.execute(delete(projects).where(projects.c.id == project_id))
-        return True
-    return False
-
-
-def set_yanked(
-    conn: Connection, release_id: int, file_ids: Sequence[int], reason: str | None
-) -> None:
-    """Yank (reason, possibly empty) or un-yank (None) a release and all its files (PEP 592)."""
-    conn.execute(update(releases).where(releases.c.id == release_id).values(yanked=reason))
-    for chunk in _chunks(list(file_ids)):
-        conn.execute(update(files).where(files.c.id.in_(chunk)).values(yanked=reason))
