@@ -1,4 +1,4 @@
-"""Conformance of a mirror index with reference/standards.md §4 (the checks that apply to mirrors).
+"""Conformance of a mirror index with docs/standards.md §4 (the checks that apply to mirrors).
 
 A real server process mirrors a real upstream on 127.0.0.1; every request goes over a socket with
 stdlib http.client (or a raw socket when the exact bytes on the wire matter), so nothing decodes,
@@ -27,7 +27,7 @@ from tests.support.packages import Dist, build_sdist, build_wheel, normalize
 from tests.support.server import CheeseboardServer, ServerFactory
 from tests.support.upstream import DEFAULT_UPLOAD_TIME, UpstreamServer
 
-# --- Accept strings of real clients (standards §2) -------------------------------------------
+# --- Accept strings of real clients (docs/standards.md §2) ---------------------------------
 
 JSON_TYPE = "application/vnd.pypi.simple.v1+json"
 V1_HTML_TYPE = "application/vnd.pypi.simple.v1+html"

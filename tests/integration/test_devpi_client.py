@@ -1,16 +1,16 @@
 """The real devpi client (devpi-client 7.x) drives the server unchanged.
 
-Cases 1-14 of reference/devpi-protocol.md §13 (case 15, export/import, is tested elsewhere) plus
+Cases 1-14 of docs/devpi-protocol.md §13 (case 15, export/import, is tested elsewhere) plus
 the seed workflow, all against one server whose root/pypi mirrors a local HTML upstream.  Tests
 run in file order and share that server; each test has its own devpi client directory and sets
 up what it needs but does not test itself (users, indexes, releases) through the HTTP API or
 twine, so a failing case does not break the ones after it.  Every case checks the client's exit
 code and output and then the server's state through the HTTP API.
 
-Deviation from devpi, by design (DESIGN.md §7): only root creates users and indexes, so alice's
-indexes are created by root (``devpi index -c alice/dev``) and ``devpi index -c NAME`` as alice
-is refused with 403 (``--open-registration`` restores devpi's default:
-tests/integration/test_account_security.py). Emails show only to their user and root.
+Deviation from devpi, by design (docs/security.md, "Who may do what"): only root creates users and
+indexes, so alice's indexes are created by root (``devpi index -c alice/dev``) and
+``devpi index -c NAME`` as alice is refused with 403 (``--open-registration`` restores devpi's
+default: tests/integration/test_account_security.py). Emails show only to their user and root.
 """
 
 from __future__ import annotations
@@ -300,7 +300,7 @@ def test_04_index_create(devpi: DevpiClient, world: World) -> None:
     assert config["type"] == "stage" and config["bases"] == ["root/pypi"]
     assert config["volatile"] is True and config["acl_upload"] == ["alice"]
     assert config["mirror_whitelist_inheritance"] == "intersection"
-    # Safe default (DESIGN.md §7): only root creates indexes, unlike devpi.
+    # Safe default (docs/security.md, "Who may do what"): only root creates indexes, unlike devpi.
     devpi.login(*ALICE)
     out = devpi.fails("index", "-c", "mine", "bases=root/pypi")
     assert "403" in out

@@ -1,7 +1,7 @@
 """Who may do what: pure permission rules, each answering with a reason.
 
-Safe defaults (DESIGN.md §7): only root creates users and indexes. Two settings widen only the
-*create* rights, never rights over what belongs to someone else:
+Safe defaults (docs/security.md, "Who may do what"): only root creates users and indexes. Two
+settings widen only the *create* rights, never rights over what belongs to someone else:
 
 - ``--restrict-modify`` names principals (users, ``:group``, ``:AUTHENTICATED:``, ``:ANONYMOUS:``)
   that may create users, and indexes for any user but root (root's namespace holds the mirror and

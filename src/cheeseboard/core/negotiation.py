@@ -1,4 +1,4 @@
-"""PEP 691 content negotiation for simple pages (reference/standards.md §1.6)."""
+"""PEP 691 content negotiation for simple pages (docs/standards.md §1.6)."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from cheeseboard.core.names import normalize_project_name
 
-API_VERSION = "1.4"  # PEP 700/740/792 fields; see reference/standards.md §0
+API_VERSION = "1.4"  # PEP 700/740/792 fields; see docs/standards.md §0
 
 
 @dataclass(frozen=True, slots=True)

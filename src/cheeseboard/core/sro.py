@@ -1,4 +1,4 @@
-"""Stage resolution order (sro) and the dependency-confusion whitelist (devpi protocol §7).
+"""Stage resolution order (sro) and the dependency-confusion whitelist (docs/devpi-protocol.md §7).
 
 An index shows its own projects, then those of its bases breadth-first, mirrors last. A project
 that a stage in that order holds hides the mirrors' files of the same name unless the whitelist

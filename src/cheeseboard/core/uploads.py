@@ -5,8 +5,8 @@ multipart fields, ``Digests.verify`` once the file is hashed, ``check_file_uploa
 ``check_artifact_metadata`` on the METADATA/PKG-INFO read from it and ``check_existing_file``
 against what the index already holds under that name. Each refusal is an
 ``UploadError`` with a message meant for the uploader (``FileExists`` for other bytes under a
-taken name on a non-volatile index); the HTTP layer picks their status codes. The field list follows the
-legacy API as twine, uv, poetry, pdm and hatch send it (docs/standards.md §1.12).
+taken name on a non-volatile index); the HTTP layer picks their status codes. The field list
+follows the legacy API as twine, uv, poetry, pdm and hatch send it (docs/standards.md §1.12).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """devpi protocol conventions: ``X-Devpi-*`` headers on every response, ``/+api``, ``/+status``.
 
 devpi-client reads ``/+api`` to find the login, index, simple and upload URLs and the features it
-may use (reference devpi-protocol.md §1 and §2); it warns when ``X-Devpi-Api-Version`` is missing.
+may use (docs/devpi-protocol.md §1 and §2); it warns when ``X-Devpi-Api-Version`` is missing.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class DevpiHeaders:
 
 
 async def api(request: Request) -> Response:
-    """``apiconfig`` for the server, a user or an index (devpi-protocol.md §2)."""
+    """``apiconfig`` for the server, a user or an index (docs/devpi-protocol.md §2)."""
     app = services(request)
     root = base_url(request)
     try:

@@ -1,4 +1,4 @@
-"""Responses with the HTTP hygiene of reference/standards.md §1.14: validators, 304s, gzip, ranges.
+"""Responses with the HTTP hygiene of docs/standards.md §1.14: validators, 304s, gzip, ranges.
 
 Files go out through the ASGI ``pathsend`` extension when the server offers it, so the server sends
 the bytes and Python only writes the headers.

@@ -55,7 +55,7 @@ async def project_page(request: Request) -> Response:
         return RedirectResponse(_with_query(request, target), status_code=301)
     app = services(request)
     # Look the project up before negotiating: an unknown project is 404 whatever the Accept
-    # (reference/standards.md §4.2), so clients move on to their next index.
+    # (docs/standards.md §1.2, and test 2 of §4), so clients move on to their next index.
     cached = await app.pages.project_page(index, normalized)
     representation = _representation(request)
     max_age = (

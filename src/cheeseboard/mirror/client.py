@@ -26,7 +26,7 @@ from cheeseboard.mirror.outbound import (
     check_url,
 )
 
-# JSON first: real PyPI answers with PEP 691; HTML-only mirrors still send HTML (standards §3).
+# JSON first: real PyPI answers with PEP 691; HTML-only mirrors send HTML (docs/standards.md §3).
 PAGE_ACCEPT = (
     "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, "
     "text/html;q=0.01"

@@ -3,9 +3,9 @@
 Upstream pages name the hosts our mirror downloads from, and a push names the URL it posts to,
 so without a policy anyone able to write a page or ask for a push could make the server talk to
 its own loopback, the cloud metadata service (169.254.169.254) or the private network
-(DESIGN.md §7). The rule: loopback, link-local, private, unspecified, multicast and reserved
-addresses are refused unless the URL starts with an allowed prefix (the mirror's own URL, whose
-host root configured; ``--push-allow`` for pushes).
+(docs/security.md, "Outbound requests"). The rule: loopback, link-local, private, unspecified,
+multicast and reserved addresses are refused unless the URL starts with an allowed prefix (the
+mirror's own URL, whose host root configured; ``--push-allow`` for pushes).
 
 The check runs twice: on each URL before it is requested (hops of a redirect included, since
 the client follows them itself), which catches IP literals; and at connect time in

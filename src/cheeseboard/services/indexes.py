@@ -31,7 +31,7 @@ def mirror_config(index: IndexRecord, default_expiry: float) -> MirrorConfig:
         url += "/"
     json_api = None
     if url.endswith("/simple/"):
-        # PyPI and its mirrors serve /pypi/<name>/json beside /simple/ (standards.md §3).
+        # PyPI and its mirrors serve /pypi/<name>/json beside /simple/ (docs/standards.md §3).
         json_api = url[: -len("simple/")] + "pypi/{name}/json"
     expiry = index.config.get("mirror_cache_expiry")
     try:

@@ -112,7 +112,7 @@ class MirrorRefresher:
 def mirror_policy(config: MirrorConfig) -> OutboundPolicy:
     """Where a mirror's requests may go: anywhere public, and its own upstream's origin even if
     that is loopback or private (root configured it); links to other non-public hosts are
-    refused (DESIGN.md §7)."""
+    refused (docs/security.md, "Outbound requests")."""
     return OutboundPolicy.for_mirror(config.simple_url, config.json_api_url)
 
 

@@ -5,10 +5,10 @@ or another worker) or, for mirrors, until it is older than the mirror's cache ex
 single-flight per project across tasks and worker processes; when upstream fails, the stale page is
 served and upstream is left alone for a short back-off.
 
-Costs an anonymous caller can impose stay bounded (DESIGN.md §7): a name upstream does not have
-leaves no row and no changelog entry, only an entry in a bounded in-memory cache of not-found
-pages (MAX_MISSING_NAMES); a forced refresh (devpi's refresh button) fetches a project at most
-once per FORCED_REFRESH_INTERVAL, and concurrent ones share that fetch.
+Costs an anonymous caller can impose stay bounded (docs/security.md, "Limits"): a name upstream does
+not have leaves no row and no changelog entry, only an entry in a bounded in-memory cache of
+not-found pages (MAX_MISSING_NAMES); a forced refresh (devpi's refresh button) fetches a project at
+most once per FORCED_REFRESH_INTERVAL, and concurrent ones share that fetch.
 """
 
 from __future__ import annotations
@@ -446,7 +446,7 @@ class PageService:
         """Merge the project's files along the stage resolution order (first filename wins).
 
         Mirrors take part only if no stage in the order has the project, or it is whitelisted
-        (dependency-confusion guard, devpi-protocol.md §7).
+        (dependency-confusion guard, docs/devpi-protocol.md §7).
         """
         ticket = self._epochs.ticket()
         order, stage_files, holders, decision = await self._resolve(index, name)

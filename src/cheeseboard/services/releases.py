@@ -61,7 +61,10 @@ class ReleaseService:
     async def _mirror_config(
         self, index: IndexRecord, project: str, base_url: str
     ) -> dict[str, dict[str, Any]]:
-        """Mirror versiondata (devpi §2): name, version, requires_python, yanked, +links."""
+        """Mirror versiondata: name, version, requires_python, yanked, +links.
+
+        The mirror form of devpi's ``versiondata`` (docs/devpi-protocol.md §2).
+        """
         cached = await self._pages.project_page(index, normalize_project_name(project))
         page = cached.page
         assert isinstance(page, ProjectPage)

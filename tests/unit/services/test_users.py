@@ -17,8 +17,8 @@ from cheeseboard.services.users import (
     verify_password,
 )
 
-# The parameters of devpi-protocol.md §3 (argon2-cffi's defaults, which devpi-server stores) and
-# of passlib's defaults; the tags are made up (only the parameters are read).
+# The parameters of docs/devpi-protocol.md §3 (argon2-cffi's defaults, which devpi-server stores)
+# and of passlib's defaults; the tags are made up (only the parameters are read).
 DEVPI_HASH = (
     "$argon2id$v=19$m=65536,t=3,p=4$"
     "c29tZXNhbHRzb21lc2FsdA$Lz8mV0o2j8jV0YqJvWyQJc1nS4o3m0bK4o0u2hZ0W2Y"
