@@ -60,8 +60,9 @@ class BlobStore(Protocol):
     """Where file bytes live, addressed by their sha256: FileBlobStore, or S3BlobStore (a bucket
     with a local cache). ``path`` is always local; ``local`` fetches into it when needed.
 
-    Services use stores through this interface only (docs: DESIGN.md §3, no ``isinstance`` on a
-    concrete store above store/); what only a bucket can do answers "nothing to do" here.
+    Services use stores through this interface only, with no ``isinstance`` on a concrete store
+    above store/ (README.md, "Design notes"); what only a bucket can do answers "nothing to do"
+    here.
     """
 
     remote: bool
