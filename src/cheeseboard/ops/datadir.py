@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy.engine import Connection
 
 from cheeseboard import __version__
+from cheeseboard.core.changes import ChangeKind
 from cheeseboard.services.indexes import DEFAULT_MIRROR_URL
 from cheeseboard.services.users import hash_password
 from cheeseboard.store import accounts, changelog_rows, info
@@ -55,7 +56,7 @@ def _fill(conn: Connection, root_password: str, mirror_url: str | None) -> bool:
             "mirror_web_url_fmt": "https://pypi.org/project/{name}/",
         }
         accounts.create_index(conn, root_id, "pypi", "mirror", config)
-    changelog_rows.log_change(conn, None, None, "index-created")
+    changelog_rows.log_change(conn, None, None, ChangeKind.INDEX_CREATED)
     info.set_info(conn, "uuid", secrets.token_hex(16))
     return True
 

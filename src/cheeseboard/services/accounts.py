@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cheeseboard.core import acl
+from cheeseboard.core.changes import ChangeKind
 from cheeseboard.core.indexconfig import (
     ConfigError,
     config_is_noop,
@@ -289,21 +290,21 @@ class AccountService:
 
 def _create_user(tx: Transaction, name: str, pwhash: str, extra: dict[str, Any]) -> None:
     accounts.create_user(tx.conn, name, pwhash, **extra)
-    tx.log(None, None, "user-created")
+    tx.log(None, None, ChangeKind.USER_CREATED)
 
 
 def _update_user(tx: Transaction, name: str, values: dict[str, Any]) -> None:
     accounts.update_user(tx.conn, name, **values)
-    tx.log(None, None, "user-modified")
+    tx.log(None, None, ChangeKind.USER_MODIFIED)
 
 
 def _delete_user(tx: Transaction, name: str, force: bool) -> None:
     owned = [ix for ix in accounts.load_indexes(tx.conn) if ix.user == name]
     _drop_from_bases(tx, owned, force)
     accounts.delete_user(tx.conn, name)
-    tx.log(None, None, "user-deleted")
+    tx.log(None, None, ChangeKind.USER_DELETED)
     for index in owned:
-        tx.log(index.id, None, "index-deleted")
+        tx.log(index.id, None, ChangeKind.INDEX_DELETED)
 
 
 def _drop_from_bases(tx: Transaction, doomed: list[IndexRecord], force: bool) -> None:
@@ -325,7 +326,7 @@ def _drop_from_bases(tx: Transaction, doomed: list[IndexRecord], force: bool) ->
         config = dict(other.config)
         config["bases"] = [base for base in bases if base not in names]
         accounts.update_index_config(tx.conn, other.id, config)
-        tx.log(other.id, None, "index-modified")
+        tx.log(other.id, None, ChangeKind.INDEX_MODIFIED)
 
 
 def _create_index(tx: Transaction, owner: str, name: str, config: dict[str, Any]) -> None:
@@ -333,16 +334,16 @@ def _create_index(tx: Transaction, owner: str, name: str, config: dict[str, Any]
     if owner_id is None:
         raise NotFound(f"no user {owner!r}")
     index_id = accounts.create_index(tx.conn, owner_id, name, str(config["type"]), config)
-    tx.log(index_id, None, "index-created")
+    tx.log(index_id, None, ChangeKind.INDEX_CREATED)
 
 
 def _update_index(tx: Transaction, index_id: int, config: dict[str, Any]) -> None:
     accounts.update_index_config(tx.conn, index_id, config)
-    tx.log(index_id, None, "index-modified")
+    tx.log(index_id, None, ChangeKind.INDEX_MODIFIED)
 
 
 def _delete_index(tx: Transaction, index_id: int, force: bool) -> None:
     doomed = [ix for ix in accounts.load_indexes(tx.conn) if ix.id == index_id]
     _drop_from_bases(tx, doomed, force)
     accounts.delete_index(tx.conn, index_id)
-    tx.log(index_id, None, "index-deleted")
+    tx.log(index_id, None, ChangeKind.INDEX_DELETED)

@@ -129,7 +129,7 @@ class AuthService:
         self._verified.clear()
 
     async def on_change(self, change: Change) -> None:
-        if change.kind.startswith(("user", "token")):
+        if change.kind.concerns_accounts:
             await self.load()
 
     def user(self, name: str) -> UserRecord | None:

@@ -14,6 +14,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy.engine import Connection
 
+from cheeseboard.core.changes import ChangeKind
 from cheeseboard.store import changelog_rows, pg_changes
 from cheeseboard.store.db import Database
 from cheeseboard.store.records import Change
@@ -31,7 +32,7 @@ class Transaction:
         self.conn = conn
         self.changes: list[Change] = []
 
-    def log(self, index_id: int | None, project: str | None, kind: str) -> int:
+    def log(self, index_id: int | None, project: str | None, kind: ChangeKind) -> int:
         serial = changelog_rows.log_change(self.conn, index_id, project, kind)
         self.changes.append(Change(serial, index_id, project, kind))
         return serial

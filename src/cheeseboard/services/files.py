@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cheeseboard.archives.wheels import extract_wheel_metadata
+from cheeseboard.core.changes import ChangeKind
 from cheeseboard.core.distfiles import is_safe_filename, parse_dist_filename, version_sort_key
 from cheeseboard.mirror.client import UpstreamClient
 from cheeseboard.mirror.errors import UpstreamError
@@ -381,12 +382,20 @@ def _record_cached(
     if metadata_sha is not None:
         project_rows.add_blob(tx.conn, metadata_sha, metadata_size)
     project = project_rows.project_name(tx.conn, record.project_id)
-    tx.log(record.index_id, project, "mirror-file" if visible else "mirror-file-cached")
+    tx.log(
+        record.index_id,
+        project,
+        ChangeKind.MIRROR_FILE if visible else ChangeKind.MIRROR_FILE_CACHED,
+    )
 
 
 def _record_core_metadata(tx: Transaction, record: FileRecord, digest: str) -> None:
     project_rows.set_core_metadata(tx.conn, record.id, digest)
-    tx.log(record.index_id, project_rows.project_name(tx.conn, record.project_id), "mirror-file")
+    tx.log(
+        record.index_id,
+        project_rows.project_name(tx.conn, record.project_id),
+        ChangeKind.MIRROR_FILE,
+    )
 
 
 async def put_small_blob(blobs: BlobStore, data: bytes) -> str:

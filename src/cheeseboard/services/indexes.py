@@ -62,5 +62,5 @@ class IndexRegistry:
         return list(self._by_name.values())
 
     async def on_change(self, change: Change) -> None:
-        if change.kind.startswith("index"):
+        if change.kind.concerns_indexes:
             await self.load()

@@ -11,6 +11,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from cheeseboard.core.changes import ChangeKind
 from cheeseboard.core.distfiles import packagetype_of, parse_dist_filename
 from cheeseboard.mirror.client import UpstreamClient
 from cheeseboard.mirror.errors import UpstreamError, UpstreamNotFound, UpstreamUnavailable
@@ -168,5 +169,5 @@ def _store(
             fetched.page.status_reason,
         )
     # Even an unchanged page is logged so other workers pick up the new check time.
-    tx.log(index_id, name, "mirror-page" if changed else "mirror-checked")
+    tx.log(index_id, name, ChangeKind.MIRROR_PAGE if changed else ChangeKind.MIRROR_CHECKED)
     return project_rows.project_with_files(tx.conn, index_id, name)

@@ -197,7 +197,7 @@ class PageService:
     # --- invalidation ------------------------------------------------------------------------
 
     def on_change(self, change: Change) -> None:
-        if change.kind == "mirror-file-cached" and not self._settings.offline:
+        if change.kind.only_caches_bytes and not self._settings.offline:
             return  # bytes arrived but nothing on the page changed (offline pages list them)
         if change.project is not None:
             # Drop the project in every index: stage pages include their bases' files.
@@ -207,7 +207,7 @@ class PageService:
             self._pages.clear()
             self._missing.clear()
         self._epochs.bump(change.project)
-        if change.kind != "mirror-checked":
+        if change.kind.changes_project_lists:
             self._lists.clear()
             self._lists_epoch += 1
 

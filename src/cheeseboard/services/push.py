@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from cheeseboard.core import acl
+from cheeseboard.core.changes import ChangeKind
 from cheeseboard.core.distfiles import canonical_version, parse_dist_filename
 from cheeseboard.core.names import normalize_project_name
 from cheeseboard.mirror.client import UpstreamClient
@@ -253,4 +254,4 @@ def _store_push(
             **{field: getattr(f, field) for field in _FILE_FIELDS},
         )
         project_rows.put_stage_file(tx.conn, target_id, project_id, new, pusher)
-    tx.log(target_id, project, "push")
+    tx.log(target_id, project, ChangeKind.PUSH)

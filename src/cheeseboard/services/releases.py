@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from cheeseboard.core import acl
+from cheeseboard.core.changes import ChangeKind
 from cheeseboard.core.distfiles import canonical_version, version_sort_key
 from cheeseboard.core.names import normalize_project_name
 from cheeseboard.core.pages import ProjectPage
@@ -271,7 +272,7 @@ def _remove(
     release_rows.delete_file_rows(tx.conn, file_ids)
     release_rows.delete_release_rows(tx.conn, release_ids)
     release_rows.delete_project_if_empty(tx.conn, project_id)
-    tx.log(index_id, name, "remove")
+    tx.log(index_id, name, ChangeKind.REMOVE)
 
 
 def _yank(
@@ -283,4 +284,4 @@ def _yank(
     reason: str | None,
 ) -> None:
     release_rows.set_yanked(tx.conn, release_id, file_ids, reason)
-    tx.log(index_id, name, "yank" if reason is not None else "unyank")
+    tx.log(index_id, name, ChangeKind.YANK if reason is not None else ChangeKind.UNYANK)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from cheeseboard.core.changes import ChangeKind
 from cheeseboard.services.auth import AuthService, Forbidden, Identity, Unauthorized
 from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.errors import BadRequest, NotFound
@@ -113,7 +114,7 @@ class TokenService:
 
 def _revoke_login(tx: Transaction, digest: str, expires: float, now: float) -> None:
     revoke(tx.conn, digest, expires, now)
-    tx.log(None, None, "token-revoked")
+    tx.log(None, None, ChangeKind.TOKEN_REVOKED)
 
 
 def _create(tx: Transaction, record: TokenRecord) -> None:
@@ -121,9 +122,9 @@ def _create(tx: Transaction, record: TokenRecord) -> None:
     if owner_id is None:
         raise NotFound(f"no user {record.user!r}")
     create_token(tx.conn, record, owner_id)
-    tx.log(None, None, "token-created")
+    tx.log(None, None, ChangeKind.TOKEN_CREATED)
 
 
 def _delete(tx: Transaction, token_id: str) -> None:
     delete_token(tx.conn, token_id)
-    tx.log(None, None, "token-deleted")
+    tx.log(None, None, ChangeKind.TOKEN_DELETED)

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection
 from cheeseboard.archives.artifacts import artifact_metadata
 from cheeseboard.archives.wheels import ARCHIVE_ERRORS, UnreadableArchive, archive_error_reason
 from cheeseboard.core import acl
+from cheeseboard.core.changes import ChangeKind
 from cheeseboard.core.distfiles import canonical_version
 from cheeseboard.core.names import is_valid_project_name, normalize_project_name
 from cheeseboard.core.uploads import (
@@ -331,7 +332,7 @@ def _store_upload(
     project_rows.add_blob(tx.conn, new.sha256, new.size)
     if core_metadata is not None and new.core_metadata_sha256:
         project_rows.add_blob(tx.conn, new.core_metadata_sha256, len(core_metadata))
-    tx.log(index.id, project, "upload")
+    tx.log(index.id, project, ChangeKind.UPLOAD)
     return None
 
 
@@ -356,5 +357,5 @@ def _store_docs(
     project_id = project_rows.ensure_stage_project(tx.conn, index.id, project, display_name)
     project_rows.put_stage_file(tx.conn, index.id, project_id, new, uploader)
     project_rows.add_blob(tx.conn, new.sha256, new.size)
-    tx.log(index.id, project, "doc-upload")
+    tx.log(index.id, project, ChangeKind.DOC_UPLOAD)
     return None

@@ -11,11 +11,14 @@ import time
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection
 
+from cheeseboard.core.changes import ChangeKind
 from cheeseboard.store.records import Change
 from cheeseboard.store.schema import changelog
 
 
-def log_change(conn: Connection, index_id: int | None, project: str | None, kind: str) -> int:
+def log_change(
+    conn: Connection, index_id: int | None, project: str | None, kind: ChangeKind
+) -> int:
     result = conn.execute(
         insert(changelog).values(created=time.time(), index_id=index_id, project=project, kind=kind)
     )
@@ -34,4 +37,4 @@ def changes_since(conn: Connection, serial: int, limit: int = 10_000) -> list[Ch
         .order_by(changelog.c.serial)
         .limit(limit)
     )
-    return [Change(r.serial, r.index_id, r.project, r.kind) for r in rows]
+    return [Change(r.serial, r.index_id, r.project, ChangeKind(r.kind)) for r in rows]

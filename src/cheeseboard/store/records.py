@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Row
 
+from cheeseboard.core.changes import ChangeKind
+
 
 @dataclass(frozen=True, slots=True)
 class ProjectRecord:
@@ -73,7 +75,7 @@ class Change:
     serial: int
     index_id: int | None
     project: str | None
-    kind: str
+    kind: ChangeKind
 
 
 FILE_FIELDS = (

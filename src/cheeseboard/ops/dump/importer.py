@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from sqlalchemy import Table, insert, select
 from sqlalchemy.engine import Connection
 
+from cheeseboard.core.changes import ChangeKind
 from cheeseboard.core.distfiles import is_safe_filename
 from cheeseboard.core.names import InvalidName, checked_project_name, checked_segment_name
 from cheeseboard.ops.datadir import DataDirError, build_datadir, is_initialised
@@ -360,11 +361,11 @@ class _Loader:
                 insert(changelog).values(serial=serial, created=time.time(), kind="import")
             )
             return
-        changelog_rows.log_change(self.conn, None, None, "user-modified")
+        changelog_rows.log_change(self.conn, None, None, ChangeKind.USER_MODIFIED)
         for index_id in sorted(self.index_ids.values()):
-            changelog_rows.log_change(self.conn, index_id, None, "index-modified")
+            changelog_rows.log_change(self.conn, index_id, None, ChangeKind.INDEX_MODIFIED)
         for index_id, project in sorted(self.touched):
-            changelog_rows.log_change(self.conn, index_id, project, "upload")
+            changelog_rows.log_change(self.conn, index_id, project, ChangeKind.UPLOAD)
 
     def guard_upstream_names(self, allow: bool) -> None:
         """Refuse (or, when ``allow``, report) stage projects that would shadow a mirror's."""

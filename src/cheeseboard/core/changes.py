@@ -1,0 +1,68 @@
+"""What a committed change was: the kinds of changelog rows, and what each one concerns.
+
+The values are stored in the changelog table (and read back by every process and node catching
+up), so they never change; subscribers ask a kind what it concerns instead of matching prefixes.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ChangeKind(StrEnum):
+    """The kind of one changelog row."""
+
+    USER_CREATED = "user-created"
+    USER_MODIFIED = "user-modified"
+    USER_DELETED = "user-deleted"
+    TOKEN_CREATED = "token-created"  # noqa: S105 - a change kind, not a secret
+    TOKEN_REVOKED = "token-revoked"  # noqa: S105
+    TOKEN_DELETED = "token-deleted"  # noqa: S105
+    INDEX_CREATED = "index-created"
+    INDEX_MODIFIED = "index-modified"
+    INDEX_DELETED = "index-deleted"
+    UPLOAD = "upload"
+    DOC_UPLOAD = "doc-upload"
+    PUSH = "push"
+    REMOVE = "remove"
+    YANK = "yank"
+    UNYANK = "unyank"
+    MIRROR_PAGE = "mirror-page"  # a mirror's page was fetched and differs
+    MIRROR_CHECKED = "mirror-checked"  # a mirror's page was fetched and is unchanged
+    MIRROR_FILE = "mirror-file"  # a mirrored file's bytes arrived and it is now listed
+    MIRROR_FILE_CACHED = "mirror-file-cached"  # bytes arrived for a file already listed
+
+    @property
+    def concerns_accounts(self) -> bool:
+        """Users or tokens changed: credentials must be reloaded."""
+        return self in _ACCOUNTS
+
+    @property
+    def concerns_indexes(self) -> bool:
+        """An index was created, configured or deleted."""
+        return self in _INDEXES
+
+    @property
+    def only_caches_bytes(self) -> bool:
+        """File bytes were cached, but no online page lists anything new."""
+        return self is ChangeKind.MIRROR_FILE_CACHED
+
+    @property
+    def changes_project_lists(self) -> bool:
+        """The lists of projects (root and index pages) may differ afterwards."""
+        return self is not ChangeKind.MIRROR_CHECKED
+
+
+_ACCOUNTS = frozenset(
+    {
+        ChangeKind.USER_CREATED,
+        ChangeKind.USER_MODIFIED,
+        ChangeKind.USER_DELETED,
+        ChangeKind.TOKEN_CREATED,
+        ChangeKind.TOKEN_REVOKED,
+        ChangeKind.TOKEN_DELETED,
+    }
+)
+_INDEXES = frozenset(
+    {ChangeKind.INDEX_CREATED, ChangeKind.INDEX_MODIFIED, ChangeKind.INDEX_DELETED}
+)
