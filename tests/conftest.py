@@ -12,9 +12,15 @@ from pathlib import Path
 import pytest
 
 from tests.support.packages import Dist, build_sdist, build_wheel
+from tests.support.process import install_cleanup
 from tests.support.seaweed import SeaweedServer
 from tests.support.server import CheeseboardServer, ServerFactory
 from tests.support.upstream import UpstreamServer
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A killed run (SIGTERM, SIGHUP, Ctrl-C) stops every server it started (support/process.py)."""
+    install_cleanup()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -302,6 +302,63 @@ _BY_NAME = {option.name: option for option in OPTIONS}
 
 
 @dataclass(frozen=True, slots=True)
+class DataDirLayout:
+    """Where things live in a data directory: the one place their names are spelled.
+
+    ``init`` (ops/datadir.py) and ``backup`` (ops/backup.py) build a directory with this layout,
+    ``serve`` and the offline tools read it. Here, not in store/, because settings (the bottom
+    layer) names the default SQLite database and every layer above may need a path.
+    """
+
+    root: Path
+
+    @property
+    def marker(self) -> Path:
+        """JSON written last by init and backup: its presence means "initialised"."""
+        return self.root / ".cheeseboard"
+
+    @property
+    def database(self) -> Path:
+        """The embedded SQLite metadata database (unless ``--database-url`` names another)."""
+        return self.root / "cheeseboard.sqlite"
+
+    @property
+    def sqlite_url(self) -> str:
+        return f"sqlite:///{self.database}"
+
+    @property
+    def blobs(self) -> Path:
+        """The filesystem blob store (store/blobs.py), or the local cache of a bucket's."""
+        return self.root / "blobs"
+
+    @property
+    def secret(self) -> Path:
+        """This node's signing secret (owner-only), unless ``--secret-file`` names one."""
+        return self.root / "secret"
+
+    @property
+    def serial(self) -> Path:
+        """The cross-process latest-serial counter (store/serial.py)."""
+        return self.root / "serial"
+
+    @property
+    def locks(self) -> Path:
+        """Per-project flock files shared by the worker processes (services/locks.py)."""
+        return self.root / "locks"
+
+    @property
+    def cache_trim_lock(self) -> Path:
+        """Held by the one process trimming the local cache of bucket blobs."""
+        return self.root / "cache-trim.lock"
+
+
+def staging_dir(target: Path, purpose: str) -> Path:
+    """The hidden sibling of ``target`` that init, backup and export fill before renaming it to
+    ``target``, so a crash never leaves a half-built directory under the final name."""
+    return target.parent / f".{target.name}.{purpose}-{os.getpid()}"
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Resolved server settings."""
 
@@ -332,8 +389,12 @@ class Settings:
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
+    def layout(self) -> DataDirLayout:
+        return DataDirLayout(self.datadir)
+
+    @property
     def db_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.datadir / 'cheeseboard.sqlite'}"
+        return self.database_url or self.layout.sqlite_url
 
     def to_json(self) -> str:
         """Serialize for worker processes, which re-read it with ``from_json``."""

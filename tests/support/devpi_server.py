@@ -10,12 +10,11 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
 
+from tests.support.process import ManagedProcess, http_probe
 from tests.support.server import free_port
 
 DEVPI_ROOT_PASSWORD = "devpi-root-secret"
@@ -31,7 +30,7 @@ class DevpiServer:
         self.mirror_url = mirror_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.managed: ManagedProcess | None = None
 
     def _env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DEVPI_", "PIP_"))}
@@ -53,26 +52,23 @@ class DevpiServer:
             timeout=120,
             env=self._env(),
         )
-        log = self.log_path.open("ab")
+        self.managed = ManagedProcess(
+            [
+                str(_BIN / "devpi-server"),
+                "--serverdir",
+                str(self.serverdir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            name="devpi-server",
+            log_path=self.log_path,
+            ready=http_probe(self.url + "+api"),
+            env=self._env(),
+        )
         try:
-            self.process = subprocess.Popen(
-                [
-                    str(_BIN / "devpi-server"),
-                    "--serverdir",
-                    str(self.serverdir),
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self._env(),
-            )
-        finally:
-            log.close()
-        try:
-            self._wait_ready()
+            self.managed.start(timeout=60.0, interval=0.1)
             self._create_mirror()
         except BaseException:
             self.stop()
@@ -86,19 +82,6 @@ class DevpiServer:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
-
-    def _wait_ready(self, timeout: float = 60.0) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"devpi-server exited early:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.url + "+api", timeout=1):
-                    return
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.1)
-        raise RuntimeError(f"devpi-server did not start in {timeout} s:\n{self.log()}")
 
     def _create_mirror(self) -> None:
         auth = base64.b64encode(f"root:{DEVPI_ROOT_PASSWORD}".encode()).decode()
@@ -120,11 +103,5 @@ class DevpiServer:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+        if self.managed is not None:
+            self.managed.stop()

@@ -13,6 +13,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
+from tests.support.process import register_cleanup, unregister_cleanup
 from tests.support.server import free_port
 
 URL_ENV = "CHEESEBOARD_TEST_POSTGRES_URL"
@@ -80,8 +81,10 @@ class PostgresCluster:
             options,
             "start",
         )
+        register_cleanup(self, self.stop)  # pg_ctl detaches it: a killed run stops it here
 
     def stop(self) -> None:
+        unregister_cleanup(self)
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop")
 
 

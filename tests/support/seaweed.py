@@ -13,19 +13,21 @@ import contextlib
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
 from cheeseboard.store.s3 import S3Client, S3Location
+from tests.support.process import (
+    ManagedProcess,
+    http_probe,
+    register_cleanup,
+    unregister_cleanup,
+)
 from tests.support.server import free_port
 
 ACCESS_KEY = "cheeseboard-test"
@@ -89,7 +91,7 @@ class SeaweedServer:
         self.region = REGION
         self.log_path = root / "weed.log"
         self.ports: dict[str, int] = {}
-        self.process: subprocess.Popen[bytes] | None = None
+        self.managed: ManagedProcess | None = None
 
     @property
     def endpoint(self) -> str:
@@ -144,39 +146,28 @@ class SeaweedServer:
             if not key.startswith(("AWS_", "S3_", "CHEESEBOARD_"))
         }
         env.update(self.env)
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=self.root,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,  # its own process group: stop() reaches all of it
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"weed mini exited early:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.endpoint + "/healthz", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.05)
-        raise RuntimeError(f"weed mini did not become ready in {timeout}s:\n{self.log()}")
+        self.managed = ManagedProcess(
+            command,
+            name="weed mini",
+            log_path=self.log_path,
+            ready=http_probe(self.endpoint + "/healthz"),
+            env=env,
+            cwd=self.root,
+            stop_signal=signal.SIGKILL,
+        )
+        register_cleanup(self, self.stop)  # the sockets in /tmp, after a killed run too
+        self.managed.start(timeout)
 
     def stop(self) -> None:
         """Kill the process group and remove the sockets it left in /tmp.
 
         SIGKILL rather than SIGTERM: its data is thrown away anyway, and a graceful stop takes 2 s.
         """
-        process, self.process = self.process, None
-        if process is None:
+        managed, self.managed = self.managed, None
+        if managed is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        unregister_cleanup(self)
+        managed.kill()
         # The gRPC unix sockets are named after our ports and cannot be moved out of /tmp.
         for component in ("master", "volume", "filer", "s3", "admin"):
             port = self.ports.get(f"{component}.port.grpc")

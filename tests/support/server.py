@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
+
+from tests.support.process import ManagedProcess, http_probe
 
 ROOT_PASSWORD = "root-secret"
 
@@ -37,53 +34,33 @@ class CheeseboardServer:
         self.url = f"http://127.0.0.1:{port}/"
         self.index_url = f"{self.url}root/pypi/+simple/"
         self.log_path = datadir.parent / f"{datadir.name}-server.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.managed: ManagedProcess | None = None
+        self.process: subprocess.Popen[bytes] | None = None  # the running one's, for pid and poll
 
     def start(self, timeout: float = 30.0) -> None:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHEESEBOARD_")}
-        self.process = subprocess.Popen(
+        self.managed = ManagedProcess(
             server_command(
                 "serve", "--datadir", str(self.datadir), "--port", str(self.port), *self.extra_args
             ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            name="server",
+            log_path=self.log_path,
+            ready=http_probe(self.url + "-/health"),
             env=env,
-            start_new_session=True,  # its own process group: kill() reaches every worker
         )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited early:\n{self.log()}")
-            try:
-                with urllib.request.urlopen(self.url + "-/health", timeout=1) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.05)
-        raise RuntimeError(f"server did not become ready:\n{self.log()}")
+        self.managed.start(timeout)
+        self.process = self.managed.process
 
     def stop(self) -> None:
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
+        if self.managed is not None:
+            self.managed.stop()
+        self.managed = self.process = None
 
     def kill(self) -> None:
         """SIGKILL the server and its workers at once, as a crash or the OOM killer would."""
-        if self.process is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-        self.process = None
+        if self.managed is not None:
+            self.managed.kill()
+        self.managed = self.process = None
 
     def restart(self) -> None:
         self.stop()

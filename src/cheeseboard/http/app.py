@@ -72,7 +72,7 @@ def create_app(settings: Settings) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = Database(settings.db_url)
-        serial_file = SerialFile(settings.datadir / "serial")
+        serial_file = SerialFile(settings.layout.serial)
         changes = ChangeFeed(db, serial_file)
         await changes.start()
         watcher = None
@@ -82,7 +82,7 @@ def create_app(settings: Settings) -> Starlette:
             watcher.start()
             locks = SharedLocks.on_postgres(pg_changes.libpq_url(settings.db_url))
         else:
-            locks = SharedLocks.in_directory(settings.datadir / "locks")
+            locks = SharedLocks.in_directory(settings.layout.locks)
         indexes = IndexRegistry(db)
         await indexes.load()
         client = UpstreamClient(settings.request_timeout)
@@ -91,7 +91,7 @@ def create_app(settings: Settings) -> Starlette:
         trimming = None
         if isinstance(blobs, S3BlobStore):
             trimmer = CacheTrimmer(
-                blobs.cache, settings.blob_cache_size, settings.datadir / "cache-trim.lock"
+                blobs.cache, settings.blob_cache_size, settings.layout.cache_trim_lock
             )
             trimming = asyncio.create_task(trimmer.run(_CACHE_TRIM_INTERVAL))
         file_service = FileService(settings, db, changes, blobs, client, locks)
@@ -189,7 +189,7 @@ def create_app(settings: Settings) -> Starlette:
 
 async def open_blob_store(settings: Settings) -> BlobStore:
     """The data directory's blobs, or the bucket of ``--blob-url`` with them as its cache."""
-    local = FileBlobStore(settings.datadir / "blobs")
+    local = FileBlobStore(settings.layout.blobs)
     if not settings.blob_url:
         return local
     client = S3Client(S3Location.from_url(settings.blob_url), settings.request_timeout * 6)
@@ -202,7 +202,7 @@ async def _signing_secret(settings: Settings, db: Database) -> bytes:
     if settings.secret_file:
         with open(settings.secret_file, "rb") as handle:
             return handle.read().strip()
-    local = (settings.datadir / "secret").read_bytes().strip()
+    local = settings.layout.secret.read_bytes().strip()
     if not pg_changes.is_postgres(settings.db_url):
         return local
     # Several nodes share the database, so they share the secret stored there: the first node's.

@@ -20,7 +20,7 @@ async def health(request: Request) -> Response:
         checks["database"] = "ok"
     except Exception as exc:  # readiness must report any failure, not raise it
         checks["database"] = f"error: {type(exc).__name__}"
-    blobs_dir = app.settings.datadir / "blobs"
+    blobs_dir = app.settings.layout.blobs
     checks["blobs"] = "ok" if blobs_dir.is_dir() else "error: missing blob directory"
     ok = all(value == "ok" for value in checks.values())
     body = {

@@ -30,15 +30,14 @@ from sqlalchemy import Select, create_engine, func, literal, null, select, union
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
-from cheeseboard.ops.datadir import MARKER
 from cheeseboard.progress import transfer_progress
+from cheeseboard.settings import DataDirLayout, staging_dir
 from cheeseboard.store.blobs import check_sha256, copy_hashed, hash_file
 from cheeseboard.store.schema import blobs, files, indexes, users
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-DATABASE = "cheeseboard.sqlite"
 _CHUNK = 1024 * 1024
 _NAMES_SHOWN = 5  # referencing files named per missing blob, and missing blobs per message
 # Reasons os.link fails where a copy still works: another file system, no hard links there, or
@@ -85,23 +84,26 @@ class _Blob:
 
 
 def _read_marker(source: Path) -> dict[str, Any]:
+    layout = DataDirLayout(source)
     try:
-        marker = json.loads((source / MARKER).read_text())
+        marker = json.loads(layout.marker.read_text())
     except FileNotFoundError:
-        raise BackupError(f"{source} is not a cheeseboard data directory (no {MARKER})") from None
+        raise BackupError(
+            f"{source} is not a cheeseboard data directory (no {layout.marker.name})"
+        ) from None
     except (OSError, ValueError) as exc:
-        raise BackupError(f"cannot read {source / MARKER}: {exc}") from exc
+        raise BackupError(f"cannot read {layout.marker}: {exc}") from exc
     if not isinstance(marker, dict):
-        raise BackupError(f"{source / MARKER} is not a JSON object")
+        raise BackupError(f"{layout.marker} is not a JSON object")
     if marker.get("database_url") == "external":
         raise BackupError(
             f"the metadata database of {source} is external (PostgreSQL): back it up with the "
             "database's own tools (pg_dump), and the files with the S3 service's tools (with "
-            f"--blob-url) or by copying {source / 'blobs'}; 'backup' copies the embedded SQLite "
+            f"--blob-url) or by copying {layout.blobs}; 'backup' copies the embedded SQLite "
             "database only (docs/scale-out.md)"
         )
-    if not (source / DATABASE).is_file():
-        raise BackupError(f"{source / DATABASE} does not exist")
+    if not layout.database.is_file():
+        raise BackupError(f"{layout.database} does not exist")
     return marker
 
 
@@ -327,8 +329,8 @@ def owner_only() -> Iterator[None]:
 
 
 def _copy_secret(source: Path, staging: Path) -> None:
-    data = (source / "secret").read_bytes()
-    fd = os.open(staging / "secret", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    data = DataDirLayout(source).secret.read_bytes()
+    fd = os.open(DataDirLayout(staging).secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
         handle.flush()
@@ -337,20 +339,21 @@ def _copy_secret(source: Path, staging: Path) -> None:
 
 def _write_marker(staging: Path, marker: dict[str, Any], source: Path) -> None:
     marker = {**marker, "backup": {"source": str(source), "created": time.time()}}
-    path = staging / MARKER
+    path = DataDirLayout(staging).marker
     path.write_text(json.dumps(marker))
     _fsync(path)
 
 
 def _fill(source: Path, staging: Path, marker: dict[str, Any], copier: BlobCopier) -> int:
-    database_bytes = snapshot_database(source / DATABASE, staging / DATABASE)
-    engine = create_engine(f"sqlite:///{staging / DATABASE}")
+    target = DataDirLayout(staging)
+    database_bytes = snapshot_database(DataDirLayout(source).database, target.database)
+    engine = create_engine(target.sqlite_url)
     try:
         with engine.connect() as conn:
             copy_blobs(conn, copier)
     finally:
         engine.dispose()
-    (staging / "locks").mkdir()
+    target.locks.mkdir()
     _copy_secret(source, staging)
     _write_marker(staging, marker, source)  # last: its presence means "initialised"
     _fsync(staging)
@@ -366,13 +369,13 @@ def _build(
 ) -> tuple[int, BlobCopier]:
     """Fill a hidden directory beside ``out``, then rename it to ``out``; clean up on failure."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.backup-{os.getpid()}"
+    staging = staging_dir(out, "backup")
     shutil.rmtree(staging, ignore_errors=True)
-    copier = BlobCopier(source / "blobs", staging / "blobs", link, progress)
+    copier = BlobCopier(DataDirLayout(source).blobs, DataDirLayout(staging).blobs, link, progress)
     try:
         with owner_only():
             staging.mkdir()
-            (staging / "blobs").mkdir()
+            DataDirLayout(staging).blobs.mkdir()
             database_bytes = _fill(source, staging, marker, copier)
         os.replace(staging, out)  # replaces an empty directory atomically
     except BaseException:

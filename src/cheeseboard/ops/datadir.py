@@ -21,10 +21,9 @@ from cheeseboard import __version__
 from cheeseboard.core.changes import ChangeKind
 from cheeseboard.services.indexes import DEFAULT_MIRROR_URL
 from cheeseboard.services.users import hash_password
+from cheeseboard.settings import DataDirLayout, staging_dir
 from cheeseboard.store import accounts, changelog_rows, info
 from cheeseboard.store.db import Database, migrate
-
-MARKER = ".cheeseboard"
 
 
 class DataDirError(Exception):
@@ -32,7 +31,7 @@ class DataDirError(Exception):
 
 
 def is_initialised(datadir: Path) -> bool:
-    return (datadir / MARKER).is_file()
+    return DataDirLayout(datadir).marker.is_file()
 
 
 def _check_target(datadir: Path) -> None:
@@ -100,26 +99,26 @@ def build_datadir(
     datadir = datadir.absolute()
     _check_target(datadir)
     datadir.parent.mkdir(parents=True, exist_ok=True)
-    staging = datadir.parent / f".{datadir.name}.init-{os.getpid()}"
+    staging = staging_dir(datadir, "init")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(mode=0o700)
+    layout = DataDirLayout(staging)
     try:
-        (staging / "blobs").mkdir()
-        (staging / "locks").mkdir()
-        secret = staging / "secret"
-        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        layout.blobs.mkdir()
+        layout.locks.mkdir()
+        fd = os.open(layout.secret, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(32))
         # A database elsewhere (PostgreSQL) is filled directly; SQLite lives in the staging dir
         # and moves with it.
-        final_sqlite = f"sqlite:///{datadir / 'cheeseboard.sqlite'}"
-        url = database_url or f"sqlite:///{staging / 'cheeseboard.sqlite'}"
+        final_sqlite = DataDirLayout(datadir).sqlite_url
+        url = database_url or layout.sqlite_url
         migrate(url)
         populate(staging, url)
         marker = {"version": __version__, "created": time.time()}
         if database_url and database_url != final_sqlite:
             marker["database_url"] = "external"
-        (staging / MARKER).write_text(json.dumps(marker))
+        layout.marker.write_text(json.dumps(marker))
         os.replace(staging, datadir)  # replaces an empty directory atomically
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -20,7 +20,7 @@ from cheeseboard.ops.blob_gc import DEFAULT_MIN_AGE
 from cheeseboard.ops.datadir import DataDirError, init_datadir, is_initialised
 from cheeseboard.server.dump_commands import export_command, import_command
 from cheeseboard.services.indexes import DEFAULT_MIRROR_URL
-from cheeseboard.settings import OPTIONS, Settings, SettingsError, resolve
+from cheeseboard.settings import OPTIONS, DataDirLayout, Settings, SettingsError, resolve
 from cheeseboard.store.s3 import S3Location
 
 ROOT_PASSWORD_ENV = "CHEESEBOARD_ROOT_PASSWORD"  # noqa: S105 - a variable name
@@ -230,12 +230,13 @@ def gc(
 
     if not is_initialised(datadir):
         _fail(f"{datadir} is not a cheeseboard data directory")
-    engine = engine_for(database_url or f"sqlite:///{datadir / 'cheeseboard.sqlite'}", write=True)
+    layout = DataDirLayout(datadir)
+    engine = engine_for(database_url or layout.sqlite_url, write=True)
     try:
         if blob_url:
             report = asyncio.run(_collect_bucket(blob_url, engine, min_age, dry_run))
         else:
-            collector = BlobCollector(FileBlobStore(datadir / "blobs"), engine, min_age)
+            collector = BlobCollector(FileBlobStore(layout.blobs), engine, min_age)
             report = collector.run(dry_run=dry_run)
     except (OSError, SQLAlchemyError, S3Error, ValueError) as exc:
         _fail(f"gc of {datadir} stopped: {exc}")

@@ -97,7 +97,7 @@ def run(settings: Settings) -> None:
     migrate(settings.db_url)
     if settings.blob_url:
         asyncio.run(check_bucket(settings.blob_url))
-    leftovers = FileBlobStore(settings.datadir / "blobs").clean_tmp()
+    leftovers = FileBlobStore(settings.layout.blobs).clean_tmp()
     if leftovers:
         log.info("removed %d unfinished staged files", leftovers)
     os.environ[SETTINGS_ENV] = settings.to_json()

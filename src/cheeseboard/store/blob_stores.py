@@ -17,9 +17,9 @@ _CACHE_TRIM_INTERVAL = 60.0  # seconds between checks of a node's local copies o
 def open_blob_store(settings: Settings) -> BlobStore:
     """The data directory's blobs, or the bucket of ``--blob-url`` with them as its cache
     (kept within ``--blob-cache-size``). Call ``start`` before use and ``close`` after."""
-    local = FileBlobStore(settings.datadir / "blobs")
+    local = FileBlobStore(settings.layout.blobs)
     if not settings.blob_url:
         return local
     client = S3Client(S3Location.from_url(settings.blob_url), settings.request_timeout * 6)
-    trimmer = CacheTrimmer(local, settings.blob_cache_size, settings.datadir / "cache-trim.lock")
+    trimmer = CacheTrimmer(local, settings.blob_cache_size, settings.layout.cache_trim_lock)
     return S3BlobStore(local, client, trimmer, _CACHE_TRIM_INTERVAL)

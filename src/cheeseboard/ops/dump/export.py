@@ -32,6 +32,7 @@ from cheeseboard.ops.dump.format import (
     RecordWriter,
     blob_path,
 )
+from cheeseboard.settings import DataDirLayout, staging_dir
 from cheeseboard.store import changelog_rows
 from cheeseboard.store.blobs import FileBlobStore, copy_hashed
 from cheeseboard.store.db import engine_for
@@ -53,7 +54,7 @@ def _prepare(out: Path) -> Path:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DumpError(f"{out} exists and is not empty; export into a new directory")
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.parent / f".{out.name}.export-{os.getpid()}"
+    staging = staging_dir(out, "export")
     shutil.rmtree(staging, ignore_errors=True)
     (staging / BLOBS).mkdir(parents=True)
     return staging
@@ -175,11 +176,12 @@ def _export(
     progress: Progress | None,
 ) -> Header:
     staging = _prepare(out)
-    url = database_url or f"sqlite:///{datadir / 'cheeseboard.sqlite'}"
+    layout = DataDirLayout(datadir)
+    url = database_url or layout.sqlite_url
     engine = engine_for(url)
     try:
         with engine.connect() as conn, conn.begin(), (staging / RECORDS).open("wb") as handle:
-            exporter = _Exporter(conn, FileBlobStore(datadir / "blobs"), staging, mirrored_files)
+            exporter = _Exporter(conn, FileBlobStore(layout.blobs), staging, mirrored_files)
             writer = RecordWriter(handle)
             exporter.users(writer)
             exporter.indexes(writer)

@@ -42,6 +42,7 @@ from cheeseboard.ops.dump.format import (
 )
 from cheeseboard.ops.dump.upstream_names import shadowing
 from cheeseboard.services.users import DEVPI_SALTED_SHA256, pwhash_problem
+from cheeseboard.settings import DataDirLayout
 from cheeseboard.store import changelog_rows, info, project_rows
 from cheeseboard.store.blobs import FileBlobStore, check_sha256, copy_hashed, hash_file
 from cheeseboard.store.db import engine_for
@@ -452,7 +453,7 @@ def _fresh(
         engine = engine_for(url, write=True)
         try:
             with engine.begin() as conn:
-                store = FileBlobStore(staging / "blobs")
+                store = FileBlobStore(DataDirLayout(staging).blobs)
                 reports.append(
                     _load(conn, store, source, False, progress, blob_url, allow_upstream_names)
                 )
@@ -477,11 +478,12 @@ def _merge(
     progress: Progress | None,
     allow_upstream_names: bool,
 ) -> ImportReport:
-    url = database_url or f"sqlite:///{datadir / 'cheeseboard.sqlite'}"
+    layout = DataDirLayout(datadir)
+    url = database_url or layout.sqlite_url
     engine = engine_for(url, write=True)
     try:
         with engine.begin() as conn:
-            store = FileBlobStore(datadir / "blobs")
+            store = FileBlobStore(layout.blobs)
             return _load(conn, store, source, True, progress, blob_url, allow_upstream_names)
     finally:
         engine.dispose()
