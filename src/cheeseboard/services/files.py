@@ -33,7 +33,6 @@ from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.blobs import BlobStore
 from cheeseboard.store.db import Database
 from cheeseboard.store.records import Change, FileRecord
-from cheeseboard.store.s3_blobs import S3BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +124,7 @@ class FileService:
         if stored is not None:
             return stored
         is_mirror = index.type == "mirror" and bool(record.upstream_url)
-        if record.blob_sha256 is not None and isinstance(self._blobs, S3BlobStore):
+        if record.blob_sha256 is not None and self._blobs.remote:
             # Stored by another node (or evicted here): clients get the bytes while this node
             # copies them from the bucket.
             download = self._start_fill(index, record, record.blob_sha256)
@@ -150,8 +149,8 @@ class FileService:
     def redirect_url(self, record: FileRecord) -> str | None:
         """A presigned bucket URL for a stored file, when ``--blob-redirect`` asks for them."""
         seconds = self._settings.blob_redirect
-        if not seconds or record.blob_sha256 is None or not isinstance(self._blobs, S3BlobStore):
-            return None
+        if not seconds or record.blob_sha256 is None:
+            return None  # a store without such URLs (a local directory) presigns None too
         return self._blobs.presign(record.blob_sha256, record.filename, seconds)
 
     async def open_complete(self, index: IndexRecord, record: FileRecord) -> StoredFile:
@@ -209,7 +208,6 @@ class FileService:
     def _start_fill(self, index: IndexRecord, record: FileRecord, sha256: str) -> Download:
         """A local copy of a stored file from the bucket, shared by this process's readers."""
         blobs = self._blobs
-        assert isinstance(blobs, S3BlobStore)
 
         async def fill(download: Download) -> None:
             await download.run(blobs.source(sha256), blobs.cache_writer(), blobs)
@@ -238,7 +236,7 @@ class FileService:
             if (
                 done is None
                 and stored_sha is not None
-                and isinstance(self._blobs, S3BlobStore)
+                and self._blobs.remote
                 and await self._blobs.has(stored_sha)
             ):
                 # Another node stored it while we waited: copy it from the bucket.
