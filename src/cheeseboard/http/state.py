@@ -1,46 +1,14 @@
-"""The services one app instance uses, built in the lifespan and reached from requests."""
+"""How a request reaches its app's services (built by services/container.py in the lifespan)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from starlette.requests import Request
 
-from cheeseboard.services.accounts import AccountService
-from cheeseboard.services.auth import AuthService
-from cheeseboard.services.changes import ChangeFeed
+from cheeseboard.services.container import AppServices
 from cheeseboard.services.errors import NotFound
-from cheeseboard.services.files import FileService
-from cheeseboard.services.indexes import IndexRegistry
-from cheeseboard.services.pages import PageService
-from cheeseboard.services.push import PushService
-from cheeseboard.services.pypi_json import PypiJsonService
-from cheeseboard.services.releases import ReleaseService
-from cheeseboard.services.search import SearchService
-from cheeseboard.services.tokens import TokenService
-from cheeseboard.services.uploads import UploadService
-from cheeseboard.settings import Settings
 from cheeseboard.store.accounts import IndexRecord
-from cheeseboard.store.db import Database
 
-
-@dataclass(frozen=True, slots=True)
-class AppServices:
-    settings: Settings
-    db: Database
-    changes: ChangeFeed
-    indexes: IndexRegistry
-    pages: PageService
-    files: FileService
-    pypi_json: PypiJsonService
-    auth: AuthService
-    accounts: AccountService
-    uploads: UploadService
-    releases: ReleaseService
-    server_uuid: str
-    push: PushService
-    tokens: TokenService
-    search: SearchService
+__all__ = ["AppServices", "base_url", "index_of", "services"]
 
 
 def services(request: Request) -> AppServices:
