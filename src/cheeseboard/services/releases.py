@@ -1,4 +1,5 @@
-"""Releases of stage projects: devpi's project/version JSON, removal, and yanking (PEP 592).
+"""Releases of stage projects: devpi's project/version JSON, the web UI's project page data,
+removal, and yanking (PEP 592).
 
 Removals on a non-volatile index need ``force`` and the owner or root; on a volatile index the
 uploaders (acl_upload), the owner and root may remove. Every change is one transaction and bumps
@@ -8,17 +9,19 @@ the project's pages at once, in every worker.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from cheeseboard.core import acl
 from cheeseboard.core.changes import ChangeKind
 from cheeseboard.core.distfiles import canonical_version, version_sort_key
 from cheeseboard.core.names import normalize_project_name
-from cheeseboard.core.pages import ProjectPage
+from cheeseboard.core.pages import FileLink, ProjectPage
 from cheeseboard.services.auth import Forbidden, Identity, Unauthorized
 from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.errors import BadRequest, NotFound
 from cheeseboard.services.pages import PageService, file_path
+from cheeseboard.store import docs as store_docs
 from cheeseboard.store import project_rows, release_rows
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.db import Database
@@ -36,6 +39,51 @@ _LIST_KEYS = (
     "dynamic",
     "license_files",
 )
+
+
+@dataclass(slots=True)
+class VersionEntry:
+    """One version of a project as its page lists it: the files the simple page offers and the
+    release metadata of the stage that serves it."""
+
+    version: str
+    source: str  # the index that serves it (this one or a base)
+    yanked: str | None = None
+    files: list[FileLink] = field(default_factory=list)
+    release: ReleaseRecord | None = None
+    docs: str | None = None  # where its uploaded documentation is, if any
+
+    @property
+    def is_yanked(self) -> bool:
+        return self.yanked is not None
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return self.release.metadata if self.release else {}
+
+    @property
+    def uploaded(self) -> str | float | None:
+        times = [link.upload_time for link in self.files if link.upload_time]
+        if times:
+            return min(times)
+        return self.release.created if self.release else None
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectVersions:
+    """A project's versions through an index's resolution order, and the one asked for."""
+
+    name: str  # normalized
+    display_name: str
+    versions: list[VersionEntry]  # latest first
+    selected: VersionEntry
+    status: str | None = None
+    status_reason: str | None = None
+
+
+def _source(link: FileLink) -> str:
+    user, index, _ = link.path.split("/", 2)
+    return f"{user}/{index}"
 
 
 class ReleaseService:
@@ -175,6 +223,66 @@ class ReleaseService:
             )
         data["+links"] = links
         return data
+
+    async def project_versions(
+        self, index: IndexRecord, project: str, version: str | None
+    ) -> ProjectVersions:
+        """The project page's data: every file along the resolution order (the simple page),
+        with the release metadata the stages hold; ``version`` selected, else the latest
+        release that is not yanked. Raises NotFound."""
+        name = normalize_project_name(project)
+        cached = await self._pages.project_page(index, name)
+        page = cached.page
+        assert isinstance(page, ProjectPage)
+        by_version: dict[str, VersionEntry] = {}
+        for link in page.files:
+            if not link.version:
+                continue
+            key = canonical_version(link.version)
+            entry = by_version.setdefault(key, VersionEntry(link.version, _source(link)))
+            entry.files.append(link)
+        display_name = page.name
+        for member, is_mirror in await self._pages.members_for(index, name):
+            if is_mirror:
+                continue
+            record, releases, _ = await self._db.read(
+                release_rows.project_releases, member.id, name
+            )
+            if record is None:
+                continue
+            if member.fullname == index.fullname or display_name == name:
+                display_name = record.display_name
+            with_docs = await self._db.read(store_docs.doc_versions, member.id, name)
+            for release in releases:
+                key = release.canonical_version
+                if key not in by_version:
+                    by_version[key] = VersionEntry(release.version, member.fullname)
+                entry = by_version[key]
+                if entry.release is None and entry.source == member.fullname:
+                    entry.release = release
+                    if release.version in with_docs:
+                        entry.docs = f"/{member.fullname}/{name}/{release.version}/+doc/"
+        for entry in by_version.values():
+            if entry.release is not None:
+                entry.yanked = entry.release.yanked
+            elif entry.files and all(link.yanked is not None for link in entry.files):
+                entry.yanked = entry.files[0].yanked
+        if not by_version:
+            raise NotFound(f"no releases of {project!r} on {index.fullname}")
+        versions = sorted(
+            by_version.values(), key=lambda v: version_sort_key(v.version), reverse=True
+        )
+        if version is None:
+            # The latest release that is not yanked, as pip would pick it.
+            selected = next((v for v in versions if not v.is_yanked), versions[0])
+        else:
+            found = by_version.get(canonical_version(version))
+            if found is None:
+                raise NotFound(f"no version {version!r} of {page.name} on {index.fullname}")
+            selected = found
+        return ProjectVersions(
+            name, display_name, versions, selected, page.status, page.status_reason
+        )
 
     # --- changing -----------------------------------------------------------------------------
 

@@ -1,56 +1,23 @@
-"""What the project and version pages show, gathered from the services in one place.
+"""What the project and version pages show.
 
-A project page merges the simple page (every file along the index's resolution order, with
-sizes, hashes, upload times and yank marks) with the release metadata the stages hold (summary,
-README, links, requirements). Mirror projects have no metadata here: their page lists the files
-that upstream offers.
+The data is ReleaseService.project_versions (services/releases.py): the simple page (every file
+along the index's resolution order, with sizes, hashes, upload times and yank marks) merged with
+the release metadata the stages hold. Mirror projects have no metadata: their page lists the files
+that upstream offers. This module adds only what a page needs: the rendered README, the links
+safe to show, and whether to offer the manage forms.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from markupsafe import Markup
 
 from cheeseboard.core import acl
-from cheeseboard.core.distfiles import canonical_version, version_sort_key
-from cheeseboard.core.names import normalize_project_name
-from cheeseboard.core.pages import FileLink, ProjectPage
 from cheeseboard.http.state import AppServices
 from cheeseboard.http.ui.readme import render_description_async
-from cheeseboard.services.errors import NotFound
-from cheeseboard.store import docs as store_docs
-from cheeseboard.store import release_rows
+from cheeseboard.services.releases import VersionEntry
 from cheeseboard.store.accounts import IndexRecord
-from cheeseboard.store.records import ReleaseRecord
-
-
-@dataclass(slots=True)
-class VersionView:
-    """One version of a project as the page lists it."""
-
-    version: str
-    source: str  # the index that serves it (this one or a base)
-    yanked: str | None = None
-    files: list[FileLink] = field(default_factory=list)
-    release: ReleaseRecord | None = None
-    docs: str | None = None  # where its uploaded documentation is, if any
-
-    @property
-    def is_yanked(self) -> bool:
-        return self.yanked is not None
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        return self.release.metadata if self.release else {}
-
-    @property
-    def uploaded(self) -> str | float | None:
-        times = [link.upload_time for link in self.files if link.upload_time]
-        if times:
-            return min(times)
-        return self.release.created if self.release else None
 
 
 @dataclass(slots=True)
@@ -58,8 +25,8 @@ class ProjectView:
     index: IndexRecord
     name: str  # normalized
     display_name: str
-    versions: list[VersionView]  # latest first
-    selected: VersionView
+    versions: list[VersionEntry]  # latest first
+    selected: VersionEntry
     on_mirror: bool
     status: str | None = None
     status_reason: str | None = None
@@ -88,74 +55,23 @@ class ProjectView:
         return acl.may_delete_files(user, self.index.user, acl_upload).allowed
 
 
-def _source(link: FileLink) -> str:
-    user, index, _ = link.path.split("/", 2)
-    return f"{user}/{index}"
-
-
 async def project_view(
     app: AppServices, index: IndexRecord, project: str, version: str | None
 ) -> ProjectView:
     """The project (at ``version``, else its latest release); raises NotFound."""
-    name = normalize_project_name(project)
-    cached = await app.pages.project_page(index, name)
-    page = cached.page
-    assert isinstance(page, ProjectPage)
-    by_version: dict[str, VersionView] = {}
-    for link in page.files:
-        if not link.version:
-            continue
-        key = canonical_version(link.version)
-        view = by_version.setdefault(key, VersionView(link.version, _source(link)))
-        view.files.append(link)
-    display_name = page.name
-    for member, is_mirror in await app.pages.members_for(index, name):
-        if is_mirror:
-            continue
-        record, releases, _ = await app.db.read(release_rows.project_releases, member.id, name)
-        if record is None:
-            continue
-        if member.fullname == index.fullname or display_name == name:
-            display_name = record.display_name
-        with_docs = await app.db.read(store_docs.doc_versions, member.id, name)
-        for release in releases:
-            key = release.canonical_version
-            if key not in by_version:
-                by_version[key] = VersionView(release.version, member.fullname)
-            entry = by_version[key]
-            if entry.release is None and entry.source == member.fullname:
-                entry.release = release
-                if release.version in with_docs:
-                    entry.docs = f"/{member.fullname}/{name}/{release.version}/+doc/"
-    for view in by_version.values():
-        if view.release is not None:
-            view.yanked = view.release.yanked
-        elif view.files and all(link.yanked is not None for link in view.files):
-            view.yanked = view.files[0].yanked
-    if not by_version:
-        raise NotFound(f"no releases of {project!r} on {index.fullname}")
-    versions = sorted(by_version.values(), key=lambda v: version_sort_key(v.version), reverse=True)
-    if version is None:
-        # The latest release that is not yanked, as pip would pick it.
-        selected = next((v for v in versions if not v.is_yanked), versions[0])
-    else:
-        wanted = canonical_version(version)
-        found = by_version.get(wanted)
-        if found is None:
-            raise NotFound(f"no version {version!r} of {page.name} on {index.fullname}")
-        selected = found
-    data = selected.metadata
+    found = await app.releases.project_versions(index, project, version)
+    data = found.selected.metadata
     readme = await render_description_async(
         data.get("description"), data.get("description_content_type")
     )
     return ProjectView(
         index,
-        name,
-        display_name,
-        versions,
-        selected,
+        found.name,
+        found.display_name,
+        found.versions,
+        found.selected,
         on_mirror=index.type == "mirror",
-        status=page.status,
-        status_reason=page.status_reason,
+        status=found.status,
+        status_reason=found.status_reason,
         readme=readme,
     )
