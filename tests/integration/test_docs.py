@@ -13,22 +13,25 @@ import struct
 import urllib.error
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cheeseboard.http.ui.docs import doc_versions
+from cheeseboard.services.docs import DocService
 from cheeseboard.store.accounts import load_indexes
 from cheeseboard.store.db import Database
 from tests.support.api import call, doc_zip, twine_upload
 from tests.support.api import upload_docs as api_upload_docs
 from tests.support.packages import build_wheel
-from tests.support.server import ROOT_PASSWORD, CheeseboardServer
+from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory
+from tests.support.upstream import UpstreamServer
 
 ROOT = ("root", ROOT_PASSWORD)
 LOCAL = ("local", "local-secret")
 CSP = "sandbox allow-scripts allow-popups allow-forms"
 DOCS = "/local/dev/p/1.0/+doc/"
+Shared = tuple[CheeseboardServer, list[Path]]  # the module's server, the p 1.0 and 2.0 wheels
 
 INDEX_HTML = (
     '<!doctype html><html><head><link rel="stylesheet" href="_static/style.css"></head>'
@@ -66,16 +69,37 @@ def fetch(
         connection.close()
 
 
+@pytest.fixture(scope="module")
+def shared(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[CheeseboardServer, list[Path]]]:
+    """One server for the module, and the p 1.0 and 2.0 wheels, built once."""
+    base = tmp_path_factory.mktemp("docs")
+    wheels = [build_wheel(base / "dist", "p", version).path for version in ("1.0", "2.0")]
+    with UpstreamServer() as upstream:
+        factory = ServerFactory(base)
+        try:
+            yield factory.start(upstream.simple_url), wheels
+        finally:
+            factory.stop_all()
+
+
 @pytest.fixture
-def server(mirror_server: CheeseboardServer, tmp_path: Path) -> CheeseboardServer:
-    """local/dev with p 1.0 and 2.0 released; p 1.0 has docs (PAGES)."""
-    assert call(mirror_server.url, "PUT", "/local", {"password": LOCAL[1]}, auth=ROOT)[0] == 201
-    assert call(mirror_server.url, "PUT", "/local/dev", {}, auth=ROOT)[0] == 200
-    for version in ("1.0", "2.0"):
-        wheel = build_wheel(tmp_path, "p", version)
-        assert twine_upload(f"{mirror_server.url}local/dev/", *LOCAL, wheel.path).returncode == 0
-    assert upload_docs(mirror_server, "1.0", doc_zip(PAGES))[0] == 200
-    return mirror_server
+def server(shared: Shared) -> Iterator[CheeseboardServer]:
+    """local/dev with p 1.0 and 2.0 released; p 1.0 has docs (PAGES).
+
+    The server is shared by the module; user local is created afresh for each test and deleted
+    (with its index, releases and docs) after it, so every test starts from the same state.
+    """
+    server, wheels = shared
+    assert call(server.url, "PUT", "/local", {"password": LOCAL[1]}, auth=ROOT)[0] == 201
+    assert call(server.url, "PUT", "/local/dev", {}, auth=ROOT)[0] == 200
+    for wheel in wheels:
+        assert twine_upload(f"{server.url}local/dev/", *LOCAL, wheel).returncode == 0
+    assert upload_docs(server, "1.0", doc_zip(PAGES))[0] == 200
+    yield server
+    status, body = call(server.url, "DELETE", "/local", auth=ROOT)
+    assert status == 200, body
 
 
 def test_pages_directories_and_content_types(server: CheeseboardServer) -> None:
@@ -154,7 +178,8 @@ def test_doc_versions_helper(server: CheeseboardServer) -> None:
             index = next(
                 i for i in await db.read(load_indexes) if (i.user, i.name) == ("local", "dev")
             )
-            return await doc_versions(db, index.id, "P"), await doc_versions(db, index.id, "x")
+            found = DocService(db)
+            return await found.versions(index.id, "P"), await found.versions(index.id, "x")
         finally:
             await db.close()
 
