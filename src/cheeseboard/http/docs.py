@@ -55,7 +55,7 @@ async def doc_page(request: Request) -> Response:
     if _ENCODED_SEPARATOR.search(raw_path):
         raise BadRequest("encoded '/', '\\' or NUL in a documentation path")
     name = docs.check_doc_path(request.path_params["path"])
-    record = await docs.find_doc_zip(app.db, index, project, version)
+    record = await app.docs.find_zip(index, project, version)
     what = f"{record.filename} on {index.fullname}"
     opened = await app.files.open_complete(index, record)  # from the bucket, on S3
     headers = _headers(f'"doc-{opened.sha256}"', version)

@@ -17,7 +17,9 @@ from cheeseboard.core.tokens import TokenSigner
 from cheeseboard.mirror.client import UpstreamClient
 from cheeseboard.services.accounts import AccountService
 from cheeseboard.services.auth import AuthService
+from cheeseboard.services.browse import BrowseService
 from cheeseboard.services.changes import ChangeFeed
+from cheeseboard.services.docs import DocService
 from cheeseboard.services.files import FileService
 from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.services.locks import SharedLocks
@@ -27,6 +29,7 @@ from cheeseboard.services.push import PushService
 from cheeseboard.services.pypi_json import PypiJsonService
 from cheeseboard.services.releases import ReleaseService
 from cheeseboard.services.search import SearchService
+from cheeseboard.services.status import StatusService
 from cheeseboard.services.throttle import LoginThrottle, VerifyGate
 from cheeseboard.services.tokens import TokenService
 from cheeseboard.services.uploads import UploadService
@@ -57,6 +60,9 @@ class AppServices:
     push: PushService
     tokens: TokenService
     search: SearchService
+    browse: BrowseService
+    docs: DocService
+    status: StatusService
 
 
 @asynccontextmanager
@@ -126,6 +132,9 @@ async def open_services(settings: Settings) -> AsyncIterator[AppServices]:
             PushService(db, changes, indexes, blobs, client, pages, settings.push_allow),
             TokenService(changes, auth, indexes),
             SearchService(db, indexes),
+            BrowseService(db),
+            DocService(db),
+            StatusService(settings, db, changes),
         )
 
 

@@ -31,3 +31,8 @@ def shared_secret(conn: Connection, candidate: str) -> str:
         return stored
     conn.execute(insert(server_info).values(key="secret", value=candidate))
     return candidate
+
+
+def ping(conn: Connection) -> None:
+    """A round trip to the database, for readiness checks (services/status.py)."""
+    conn.execute(select(1))

@@ -20,12 +20,7 @@ from pathlib import Path
 from typing import IO, BinaryIO
 from urllib.parse import quote
 
-from cheeseboard.core.names import normalize_project_name
 from cheeseboard.services.errors import BadRequest, CheeseboardError, NotFound
-from cheeseboard.store import docs as store_docs
-from cheeseboard.store.accounts import IndexRecord
-from cheeseboard.store.db import Database
-from cheeseboard.store.records import FileRecord
 
 MAX_MEMBER_SIZE = 64 * 1024 * 1024
 """Members larger than this (uncompressed) are refused."""
@@ -420,31 +415,3 @@ class MemberReader:
 def read_member(path: Path, member: Member) -> bytes:
     """A whole (small) member in one call (blocking: run it in a thread)."""
     return MemberReader(path, member).read_all()
-
-
-# --- finding doc zips ----------------------------------------------------------------------
-
-
-async def doc_versions(db: Database, index_id: int, project: str) -> set[str]:
-    """Versions (as uploaded) of ``project`` that have documentation on index ``index_id``."""
-    return await db.read(store_docs.doc_versions, index_id, normalize_project_name(project))
-
-
-async def find_doc_zip(db: Database, index: IndexRecord, project: str, version: str) -> FileRecord:
-    """The doc zip row for a version, ``+latest`` or ``+stable``; NotFound says what is missing."""
-    name = normalize_project_name(project)
-    if index.type != "stage":
-        raise NotFound(f"{index.fullname} is a mirror: it holds no documentation")
-    if version.startswith("+") and version not in ("+latest", "+stable"):
-        raise NotFound(f"no version {version!r}: name a version, +latest or +stable")
-    records = await db.read(store_docs.doc_zips, index.id, name)
-    if not records:
-        raise NotFound(f"{name} has no documentation on {index.fullname}")
-    found = store_docs.pick_doc_zip(records, version)
-    if found is None:
-        if version.startswith("+"):
-            raise NotFound(
-                f"{name} has no {version[1:]} version with documentation on {index.fullname}"
-            )
-        raise NotFound(f"{name} {version} has no documentation on {index.fullname}")
-    return found

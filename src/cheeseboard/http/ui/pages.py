@@ -20,7 +20,6 @@ from cheeseboard.http.ui.browser import BrowserRoute
 from cheeseboard.http.ui.templating import render
 from cheeseboard.http.ui.views import project_view
 from cheeseboard.services.errors import BadRequest, NotFound
-from cheeseboard.store import browse
 from cheeseboard.store.accounts import IndexRecord
 
 PROJECTS_PER_PAGE = 100
@@ -58,7 +57,7 @@ def _session(request: Request) -> sessions.Session:
 
 async def home(request: Request) -> Response:
     app = services(request)
-    counts = await app.db.read(browse.project_counts)
+    counts = await app.browse.project_counts()
     indexes = sorted(app.indexes.all(), key=lambda ix: ix.fullname)
     users = [(user, [ix for ix in indexes if ix.user == user.name]) for user in app.auth.users()]
     status = {
@@ -81,7 +80,7 @@ async def user_page(request: Request) -> Response:
     record = app.auth.user(name)
     if record is None:
         raise NotFound(f"no user {name!r}")
-    counts = await app.db.read(browse.project_counts)
+    counts = await app.browse.project_counts()
     indexes = sorted((ix for ix in app.indexes.all() if ix.user == name), key=lambda ix: ix.name)
     return render(
         request, "user.html", _session(request), user=record, indexes=indexes, counts=counts
@@ -100,8 +99,8 @@ async def index_page(request: Request) -> Response:
     order = app.pages.order_of(index)
     stages = [ix.id for ix in order if ix.type == "stage"]
     own = [index.id] if index.type == "mirror" else stages or [index.id]
-    rows, total = await app.db.read(
-        browse.index_projects, own, PROJECTS_PER_PAGE, (number - 1) * PROJECTS_PER_PAGE
+    rows, total = await app.browse.index_projects(
+        own, PROJECTS_PER_PAGE, (number - 1) * PROJECTS_PER_PAGE
     )
     config = {k: v for k, v in sorted(index.config.items()) if k not in ("bases",)}
     return render(
