@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.support.api import call, twine_upload
-from tests.support.packages import build_wheel
+from tests.support.packages import Dist, build_wheel
 from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory
 from tests.support.upstream import UpstreamServer
 
@@ -32,10 +32,37 @@ def _populate(server: CheeseboardServer) -> CheeseboardServer:
     return server
 
 
+@pytest.fixture(scope="module")
+def module_server(
+    dists: dict[str, list[Dist]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CheeseboardServer]:
+    """One server for the tests that change users and indexes; root/pypi mirrors an HTML upstream.
+
+    The login throttle counts per user, across tests: the tests here send local's wrong password
+    7 times in all, under the default limit of 10.
+    """
+    with UpstreamServer(mode="html") as upstream:
+        for files in dists.values():
+            for dist in files:
+                upstream.add(dist)
+        factory = ServerFactory(tmp_path_factory.mktemp("accounts-mutable"))
+        try:
+            yield factory.start(upstream.simple_url)
+        finally:
+            factory.stop_all()
+
+
 @pytest.fixture
-def server(mirror_server: CheeseboardServer) -> CheeseboardServer:
-    """root/pypi plus users local and other, and local/stable (volatile) owned by local."""
-    return _populate(mirror_server)
+def server(module_server: CheeseboardServer) -> Iterator[CheeseboardServer]:
+    """root/pypi plus users local and other, and local/stable (volatile) owned by local.
+
+    Created for each test and deleted after it (with every index and file they own), so each
+    test starts from the same state on the module's server.
+    """
+    yield _populate(module_server)
+    for user in ("local", "other", "newbie"):
+        status, body = call(module_server.url, "DELETE", f"/{user}", auth=ROOT)
+        assert status in (200, 404), (user, status, body)
 
 
 @pytest.fixture(scope="module")
