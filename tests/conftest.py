@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.api import reset_accounts
 from tests.support.packages import Dist, build_sdist, build_wheel
 from tests.support.process import install_cleanup
 from tests.support.seaweed import SeaweedServer
-from tests.support.server import CheeseboardServer, ServerFactory
+from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory
 from tests.support.upstream import UpstreamServer
 
 
@@ -87,6 +88,28 @@ def mirror_server(
 ) -> CheeseboardServer:
     """A cheeseboard server whose root/pypi mirrors the HTML upstream."""
     return server_factory.start(mirror_url=html_upstream.simple_url)
+
+
+@pytest.fixture(scope="module")
+def module_mirror_server(
+    dists: dict[str, list[Dist]], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CheeseboardServer]:
+    """Like ``mirror_server``, one per module: its tests reset it (``shared_mirror_server``)."""
+    with _filled(UpstreamServer(mode="html"), dists) as upstream:
+        factory = ServerFactory(tmp_path_factory.mktemp("module-server"))
+        try:
+            yield factory.start(mirror_url=upstream.simple_url)
+        finally:
+            factory.stop_all()
+
+
+@pytest.fixture
+def shared_mirror_server(module_mirror_server: CheeseboardServer) -> Iterator[CheeseboardServer]:
+    """The module's mirror server, with every user and index but root and root/pypi deleted after
+    each test. For tests that neither restart the server nor count the upstream's requests: the
+    root/pypi cache is kept. A module uses it under the name ``mirror_server`` by overriding."""
+    yield module_mirror_server
+    reset_accounts(module_mirror_server.url, ("root", ROOT_PASSWORD))
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,12 @@ OTHER = ("other", "other-secret")
 JSON = "application/vnd.pypi.simple.v1+json"
 
 
+@pytest.fixture
+def mirror_server(shared_mirror_server: CheeseboardServer) -> CheeseboardServer:
+    """One server for the module (tests/conftest.py); users and indexes reset after each test."""
+    return shared_mirror_server
+
+
 def _page(server: CheeseboardServer, index: str, as_json: bool) -> Any:
     headers = {"Accept": JSON} if as_json else {}
     request = urllib.request.Request(f"{server.url}{index}/+simple/priv/", headers=headers)

@@ -178,3 +178,28 @@ def upload_dist(
     except urllib.error.HTTPError as error:
         with error:
             return error.code, error.read().decode()
+
+
+def reset_accounts(base_url: str, root_auth: tuple[str, str]) -> None:
+    """Back to a new server's users and indexes, for a server shared by a module's tests.
+
+    Every index but root/pypi is deleted (``?force``: one may be another's base; a non-volatile
+    one is made volatile first), then every user but root, with what they own. Mirror caches of
+    root/pypi are kept.
+    """
+    status, body = call(base_url, "GET", "/", auth=root_auth)
+    assert status == 200, body
+    for user, config in body["result"].items():
+        for index in config.get("indexes", {}):
+            if (user, index) != ("root", "pypi"):
+                path = f"/{user}/{index}"
+                status, answer = call(base_url, "DELETE", f"{path}?force", auth=root_auth)
+                if status == 403:  # non-volatile: made volatile first, as an admin would
+                    patched = call(base_url, "PATCH", path, ["volatile=True"], auth=root_auth)
+                    assert patched[0] == 200, (path, patched)
+                    status, answer = call(base_url, "DELETE", f"{path}?force", auth=root_auth)
+                assert status in (200, 201, 404), (path, status, answer)
+    for user in body["result"]:
+        if user != "root":
+            status, answer = call(base_url, "DELETE", f"/{user}", auth=root_auth)
+            assert status in (200, 404), (user, status, answer)
