@@ -49,6 +49,12 @@ VERSION = "1.0"
 UPLOAD_LINE = re.compile(r'method=POST path="/local/stable/" status=(\d+)')
 
 
+@pytest.fixture
+def mirror_server(shared_mirror_server: CheeseboardServer) -> CheeseboardServer:
+    """One server for the module (tests/conftest.py); users and indexes reset after each test."""
+    return shared_mirror_server
+
+
 @dataclass(frozen=True)
 class Project:
     """A project directory: pyproject.toml, ``dist/`` and ``changed/`` (same names, new bytes)."""

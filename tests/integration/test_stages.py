@@ -23,6 +23,12 @@ LOCAL = ("local", "local-secret")
 JSON = "application/vnd.pypi.simple.v1+json"
 
 
+@pytest.fixture
+def mirror_server(shared_mirror_server: CheeseboardServer) -> CheeseboardServer:
+    """One server for the module (tests/conftest.py); users and indexes reset after each test."""
+    return shared_mirror_server
+
+
 def _setup_local_stable(server: CheeseboardServer, volatile: str = "False") -> None:
     """The seed: user ``local`` and index ``local/stable`` with bases=root/pypi, created by root."""
     status, body = call(server.url, "PUT", "/local", {"password": LOCAL[1]}, auth=ROOT)
