@@ -6,12 +6,14 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.support.process import ManagedProcess, http_probe
 from tests.support.server import free_port, server_command
 
 
@@ -28,30 +30,28 @@ def _run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def _serve_until_ready(args: list[str], env: dict[str, str], port: int) -> str:
-    """Start serve, wait for /-/health on ``port``, stop it; return its output."""
-    process = subprocess.Popen(
-        server_command("serve", *args),
-        env=_env(**env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert process.poll() is None, process.communicate()[0]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/health", timeout=1) as r:
-                    assert json.load(r)["status"] == "ok"
-                    break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            raise AssertionError("server did not become ready")
-    finally:
-        process.terminate()
-        output, _ = process.communicate(timeout=20)
-    return output
+    """Start serve, wait for /-/health on ``port``, stop it (SIGTERM); return its output."""
+
+    def healthy() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/health", timeout=1) as r:
+            status: str = json.load(r)["status"]
+            assert status == "ok", status
+            return True
+
+    with tempfile.TemporaryDirectory(prefix="cb-serve-") as tmp:
+        server = ManagedProcess(
+            server_command("serve", *args),
+            name="serve",
+            log_path=Path(tmp) / "serve.log",
+            ready=healthy,
+            env=_env(**env),
+            stop_timeout=20,
+        )
+        try:
+            server.start()
+        finally:
+            server.stop()
+        return server.log()
 
 
 def test_serve_refuses_uninitialised_dir_without_password(tmp_path: Path) -> None:
@@ -181,22 +181,18 @@ def test_repeated_stop_signals_still_stop_the_server(tmp_path: Path) -> None:
     log_path = tmp_path / "server.log"
     for burst in ([signal.SIGTERM] * 6, [signal.SIGINT, signal.SIGINT, signal.SIGTERM]):
         port = free_port()
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                server_command("serve", "--datadir", str(datadir), "--port", str(port)),
-                # On a hang, SIGABRT makes faulthandler print every thread's stack to the log.
-                env={**_env(), "PYTHONFAULTHANDLER": "1"},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        server = ManagedProcess(
+            server_command("serve", "--datadir", str(datadir), "--port", str(port)),
+            name="serve",
+            log_path=log_path,
+            ready=http_probe(f"http://127.0.0.1:{port}/-/health"),
+            # On a hang, SIGABRT makes faulthandler print every thread's stack to the log.
+            env={**_env(), "PYTHONFAULTHANDLER": "1"},
+        )
+        server.start()
+        process = server.process
+        assert process is not None
         try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/health", timeout=1):
-                        break
-                except OSError:
-                    time.sleep(0.05)
             for signum in burst:
                 process.send_signal(signum)
                 time.sleep(0.001)
@@ -208,6 +204,4 @@ def test_repeated_stop_signals_still_stop_the_server(tmp_path: Path) -> None:
                 stacks = log_path.read_text(errors="replace")[-20_000:]
                 pytest.fail(f"server still running 15 s after {burst}; its stacks:\n{stacks}")
         finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+            server.kill()
