@@ -5,56 +5,43 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
+from tests.support.process import ManagedProcess, http_probe
 from tests.support.server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _wait_ready(url: str, process: subprocess.Popen[str], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "make run exited early"
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError("make run did not serve in time")
-
-
-def _make_run(datadir: Path, port: int) -> subprocess.Popen[str]:
+def _make_run(datadir: Path, port: int, log_path: Path) -> ManagedProcess:
+    """``make run`` in its own process group, started and ready (``/-/health`` answers)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CHEESEBOARD_", "MAKE"))}
-    return subprocess.Popen(
+    process = ManagedProcess(
         ["make", "--no-print-directory", "run", f"DATADIR={datadir}", f"PORT={port}"],
-        cwd=REPO,
+        name="make run",
+        log_path=log_path,
+        ready=http_probe(f"http://127.0.0.1:{port}/-/health"),
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
+        cwd=REPO,
+        stop_group=True,  # SIGTERM to make and the server at once, as Ctrl-C in a terminal
+        stop_timeout=20,
     )
+    process.start(timeout=60, interval=0.1)
+    return process
 
 
-def _stop(process: subprocess.Popen[str]) -> str:
-    os.killpg(process.pid, signal.SIGTERM)
-    output, _ = process.communicate(timeout=20)
-    return output
+def _stop(process: ManagedProcess) -> str:
+    assert process.stop(), f"make run did not stop on SIGTERM within 20 s:\n{process.log()}"
+    return process.log()
 
 
 def test_make_run_initialises_once_and_serves_root_pypi(tmp_path: Path) -> None:
     """The first run prints a root password and serves root/pypi; the second reuses the data."""
     datadir = tmp_path / "data"
     port = free_port()
-    first = _make_run(datadir, port)
+    first = _make_run(datadir, port, tmp_path / "first.log")
     try:
-        _wait_ready(f"http://127.0.0.1:{port}/-/health", first)
         request = urllib.request.Request(
             f"http://localhost:{port}/root/pypi/+simple/",
             headers={"Accept": "application/vnd.pypi.simple.v1+json"},
@@ -74,9 +61,5 @@ def test_make_run_initialises_once_and_serves_root_pypi(tmp_path: Path) -> None:
     assert len(passwords) == 1, output
     assert (datadir / "cheeseboard.sqlite").is_file()
     assert oct((datadir / "secret").stat().st_mode & 0o777) == "0o600"
-    second = _make_run(datadir, port)
-    try:
-        _wait_ready(f"http://127.0.0.1:{port}/-/health", second)
-    finally:
-        output = _stop(second)
+    output = _stop(_make_run(datadir, port, tmp_path / "second.log"))
     assert "The root password is" not in output

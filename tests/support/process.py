@@ -28,11 +28,11 @@ _cleanups: dict[int, Callable[[], None]] = {}
 class ManagedProcess:
     """One command in its own session (so its own process group), output appended to a log.
 
-    ``start()`` returns once ``ready()`` is true, and raises ``RuntimeError`` with the log when the
-    process exits first or the timeout passes. ``stop()`` sends ``stop_signal`` to the leader (which
-    shuts its own workers down, as in production), then SIGKILL to the whole group after
-    ``stop_timeout`` or once the leader is gone; ``kill()`` sends SIGKILL to the group at once (a
-    crash, the OOM killer).
+    ``start()`` returns once ``ready()`` is true; when the process exits first or the timeout
+    passes, it kills the group and raises ``RuntimeError`` with the log. ``stop()`` sends
+    ``stop_signal`` to the leader, which shuts its own workers down as in production (to the
+    whole group with ``stop_group``), then SIGKILL to the group after ``stop_timeout`` or once
+    the leader is gone; ``kill()`` sends SIGKILL to the group at once (a crash, the OOM killer).
     """
 
     def __init__(
@@ -46,6 +46,7 @@ class ManagedProcess:
         cwd: Path | None = None,
         stop_signal: signal.Signals = signal.SIGTERM,
         stop_timeout: float = 10.0,
+        stop_group: bool = False,
     ) -> None:
         self.command = list(command)
         self.name = name
@@ -55,6 +56,7 @@ class ManagedProcess:
         self.cwd = cwd
         self.stop_signal = stop_signal
         self.stop_timeout = stop_timeout
+        self.stop_group = stop_group  # stop_signal to the whole group, as Ctrl-C in a terminal
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -85,29 +87,42 @@ class ManagedProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited early:\n{self.log()}")
+                failure = f"{self.name} exited early:\n{self.log()}"
+                break
             if _probe(self.ready):
                 return
             time.sleep(interval)
-        raise RuntimeError(f"{self.name} did not become ready in {timeout} s:\n{self.log()}")
+        else:
+            failure = f"{self.name} did not become ready in {timeout} s:\n{self.log()}"
+        self.kill()  # what it started goes too: a failed start leaves nothing running
+        raise RuntimeError(failure)
 
-    def stop(self, timeout: float | None = None) -> None:
-        """``stop_signal`` to the leader, SIGKILL to the group after ``timeout``; idempotent."""
+    def stop(self, timeout: float | None = None) -> bool:
+        """``stop_signal`` to the leader (or group), SIGKILL to the group after ``timeout``.
+
+        Returns whether it ended without the SIGKILL; idempotent (True when not running).
+        """
         process = self.process
         if process is None:
-            return
+            return True
         wait = self.stop_timeout if timeout is None else timeout
+        polite = True
         if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(self.stop_signal)
+            if self.stop_group:
+                _signal_group(process.pid, self.stop_signal)
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    process.send_signal(self.stop_signal)
             try:
                 process.wait(timeout=wait)
             except subprocess.TimeoutExpired:
+                polite = False
                 _signal_group(process.pid, signal.SIGKILL)
                 process.wait()
         # Workers that outlived their leader are still in the group.
         _signal_group(process.pid, signal.SIGKILL)
         self._forget()
+        return polite
 
     def kill(self) -> None:
         """SIGKILL the whole group at once."""
