@@ -53,6 +53,19 @@ def test_sleeps_with_servers(tmp_path):
 """
 
 
+def _group(pgid: int) -> list[int]:
+    """The live processes in process group ``pgid`` (a server's workers outlive a lone leader)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
 def _alive(pid: int) -> bool:
     """Whether ``pid`` is a live process (a zombie waiting for its reaper counts as gone)."""
     try:
@@ -98,18 +111,22 @@ def test_a_killed_session_stops_its_servers(tmp_path: Path, signum: signal.Signa
         output = _output(session, timeout=30)
         assert session.returncode != 0, output
         deadline = time.monotonic() + 5
-        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        while _survivors(pids) and time.monotonic() < deadline:
             time.sleep(0.05)
-        survivors = [pid for pid in pids if _alive(pid)]
+        survivors = _survivors(pids)
         assert survivors == [], f"still running after {signum.name}: {survivors}\n{output}"
     finally:
         if session.poll() is None:
             os.killpg(session.pid, signal.SIGKILL)
             session.wait()
         if pids_file.exists():  # never leave our own mess behind, even when the test failed
-            for pid in json.loads(pids_file.read_text() or "[]"):
-                if _alive(pid):
-                    os.kill(pid, signal.SIGKILL)
+            for pid in _survivors(json.loads(pids_file.read_text() or "[]")):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _survivors(pids: list[int]) -> list[int]:
+    """The pids still alive, and every process left in the groups they lead."""
+    return sorted({pid for pid in pids if _alive(pid)} | {m for pid in pids for m in _group(pid)})
 
 
 def _output(session: subprocess.Popen[bytes], timeout: float = 10) -> str:
