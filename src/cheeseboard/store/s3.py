@@ -6,8 +6,10 @@ those libraries would bring a large dependency tree for them. Addressing is path
 (``{endpoint}/{bucket}/{key}``), which AWS and the S3-compatible servers (SeaweedFS, MinIO, Ceph
 RGW, Garage, R2) all accept, and which works for bucket names with dots over TLS.
 
-Secrets never go into URLs, exception messages or reprs: credentials come from the usual
-``AWS_*`` environment variables only.
+Secrets never go into URLs, exception messages or reprs. Credentials come from the standard
+AWS chain (store/s3_credentials.py): ``AWS_*`` variables, web identity, profile files, container
+and instance metadata; temporary ones are refreshed before they expire and every request is
+signed with the current ones.
 """
 
 from __future__ import annotations
@@ -34,12 +36,22 @@ import aiohttp
 import yarl
 
 from cheeseboard import __version__
+from cheeseboard.store.s3_credentials import (
+    CredentialCache,
+    CredentialChain,
+    Credentials,
+    CredentialsError,
+    StaticProvider,
+    default_chain,
+    environment_credentials,
+)
 
 __all__ = [
     "MIN_PART_SIZE",
     "MULTIPART_THRESHOLD",
     "PART_SIZE",
     "S3Client",
+    "S3CredentialsError",
     "S3Error",
     "S3Location",
     "S3NotFound",
@@ -131,25 +143,31 @@ def _normalize_endpoint(endpoint: str, source: str) -> str:
 class S3Location:
     """Where blobs live: a bucket and key prefix on an endpoint, with the credentials to use.
 
-    Parsed from ``--blob-url s3://bucket/prefix?endpoint=...&region=...``; the secret key and
-    session token are left out of ``repr()`` so the object can be logged.
+    Parsed from ``--blob-url s3://bucket/prefix?endpoint=...&region=...``. The keys are the
+    environment's (``access_key`` set), or else ``chain`` says where to look them up when the
+    client starts. The secret key, session token and chain are left out of ``repr()`` so the
+    object can be logged.
     """
 
     bucket: str
     prefix: str
     endpoint: str
     region: str
-    access_key: str
-    secret_key: str = field(repr=False)
+    access_key: str | None = None
+    secret_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
+    chain: CredentialChain | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_url(cls, url: str, environ: Mapping[str, str] = os.environ) -> S3Location:
         """Parse ``s3://bucket[/prefix][?endpoint=URL&region=NAME]``; credentials from ``environ``.
 
         The endpoint falls back to AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, then AWS's regional
-        endpoint; the region to AWS_REGION, AWS_DEFAULT_REGION, then us-east-1. Raises
-        ``ValueError`` on anything invalid, without echoing the URL's query values or secrets.
+        endpoint; the region to AWS_REGION, AWS_DEFAULT_REGION, then us-east-1. Credentials are
+        AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY when set; otherwise the rest of the AWS chain
+        (``s3_credentials.default_chain``) is looked up by the client, without any I/O here.
+        Raises ``ValueError`` on anything invalid (one of the two keys without the other too),
+        without echoing the URL's query values or secrets.
         """
         parts = urllib.parse.urlsplit(url.strip())
         if parts.scheme.lower() != "s3":
@@ -216,26 +234,28 @@ class S3Location:
             endpoint, source = f"https://s3.{region}.amazonaws.com", "the region"
         endpoint = _normalize_endpoint(endpoint, source)
 
-        access_key = _env(environ, "AWS_ACCESS_KEY_ID")
-        secret_key = _env(environ, "AWS_SECRET_ACCESS_KEY")
-        missing = [
-            name
-            for name, value in (
-                ("AWS_ACCESS_KEY_ID", access_key),
-                ("AWS_SECRET_ACCESS_KEY", secret_key),
-            )
-            if value is None
-        ]
-        if access_key is None or secret_key is None:
-            raise ValueError(f"S3 credentials missing: set {' and '.join(missing)}")
+        try:
+            static = environment_credentials(environ)
+        except CredentialsError as exc:
+            raise ValueError(str(exc)) from None
+        if static is None:
+            return cls(bucket, prefix, endpoint, region, chain=default_chain(environ))
         return cls(
             bucket=bucket,
             prefix=prefix,
             endpoint=endpoint,
             region=region,
-            access_key=access_key,
-            secret_key=secret_key,
-            session_token=_env(environ, "AWS_SESSION_TOKEN"),
+            access_key=static.access_key,
+            secret_key=static.secret_key,
+            session_token=static.session_token,
+        )
+
+    def static_credentials(self) -> Credentials | None:
+        """The fixed keys of this location, None when they come from ``chain``."""
+        if self.access_key is None or self.secret_key is None:
+            return None
+        return Credentials(
+            self.access_key, self.secret_key, self.session_token, source="environment"
         )
 
     def redacted(self) -> str:
@@ -264,6 +284,10 @@ class S3Error(Exception):
         answer = f"HTTP {self.status} {self.code}" if self.status is not None else self.code
         detail = f": {self.message}" if self.message else ""
         return f"S3 {self.operation} {self.key} failed: {answer}{detail}"
+
+
+class S3CredentialsError(S3Error):
+    """No credentials: no source of the chain had any, or a configured one failed."""
 
 
 class S3NotFound(S3Error):
@@ -426,7 +450,14 @@ class S3Client:
         self.part_size = part_size
         self._host = location.endpoint.split("://", 1)[1]
         self._session: aiohttp.ClientSession | None = None
-        self._signing_keys: dict[str, bytes] = {}
+        self._signing_keys: dict[tuple[str, str], bytes] = {}
+        self._refreshing: asyncio.Task[Credentials] | None = None
+        static = location.static_credentials()
+        if static is not None:
+            self.credentials = CredentialCache(StaticProvider(static), static)
+        else:
+            self.credentials = CredentialCache(location.chain or CredentialChain([]))
+        """Where the current credentials come from; refreshed before they expire."""
 
     def __repr__(self) -> str:
         return f"S3Client({self.location.redacted()!r})"
@@ -434,7 +465,12 @@ class S3Client:
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the session; a dead endpoint fails within ``timeout`` instead of hanging."""
+        """Open the session and look up the credentials; a dead endpoint fails within ``timeout``
+        instead of hanging.
+
+        Credentials that cannot be found do not fail here: the first request (or presigned URL)
+        raises ``S3CredentialsError`` naming every source tried, as an S3Error its callers handle.
+        """
         if self._session is not None:
             return
         self._session = aiohttp.ClientSession(
@@ -449,8 +485,23 @@ class S3Client:
             # No proxies or .netrc from the environment: .netrc would add an Authorization header.
             trust_env=False,
         )
+        with contextlib.suppress(S3CredentialsError):
+            await self._credentials()
+
+    async def _credentials(self) -> Credentials:
+        """The current credentials, refreshed first when they are about to expire."""
+        try:
+            return await self.credentials.get(self.session)
+        except CredentialsError as exc:
+            raise S3CredentialsError(
+                "Credentials", self._where(None), None, "NoCredentials", str(exc)
+            ) from None
 
     async def close(self) -> None:
+        refreshing, self._refreshing = self._refreshing, None
+        if refreshing is not None:
+            refreshing.cancel()
+            await asyncio.gather(refreshing, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -491,18 +542,33 @@ class S3Client:
         bucket = f"/{_quote(self.location.bucket)}"
         return bucket if key is None else f"{bucket}/{_quote(key, safe='/')}"
 
-    def _signing_key(self, day: str) -> bytes:
-        cached = self._signing_keys.get(day)
+    def _signing_key(self, day: str, credentials: Credentials) -> bytes:
+        # Keyed by day and access key id: new temporary credentials get a new signing key.
+        cached = self._signing_keys.get((day, credentials.access_key))
         if cached is None:
-            secret = ("AWS4" + self.location.secret_key).encode()
+            secret = ("AWS4" + credentials.secret_key).encode()
             cached = _hmac_sha256(secret, day)
             for part in (self.location.region, _SERVICE, "aws4_request"):
                 cached = _hmac_sha256(cached, part)
-            self._signing_keys = {day: cached}  # one day at a time: the cache stays tiny
+            # One day and key at a time: the cache stays tiny.
+            self._signing_keys = {(day, credentials.access_key): cached}
         return cached
 
-    def _signature(self, stamp: datetime, canonical_request: str) -> tuple[str, str]:
+    def _current(self) -> Credentials:
+        """The credentials last loaded, for signing without awaiting (presigned URLs)."""
+        current = self.credentials.current
+        if current is None:
+            failure = "call start() first" if self._session is None else "none found"
+            raise S3CredentialsError(
+                "Credentials", self._where(None), None, "NoCredentials", failure
+            )
+        return current
+
+    def _signature(
+        self, stamp: datetime, canonical_request: str, credentials: Credentials | None = None
+    ) -> tuple[str, str]:
         """(credential scope, hex signature) of a canonical request at ``stamp``."""
+        credentials = credentials or self._current()
         day = stamp.strftime("%Y%m%d")
         scope = f"{day}/{self.location.region}/{_SERVICE}/aws4_request"
         string_to_sign = "\n".join(
@@ -514,7 +580,7 @@ class S3Client:
             ]
         )
         signature = hmac.new(
-            self._signing_key(day), string_to_sign.encode(), hashlib.sha256
+            self._signing_key(day, credentials), string_to_sign.encode(), hashlib.sha256
         ).hexdigest()
         return scope, signature
 
@@ -524,16 +590,18 @@ class S3Client:
         key: str | None,
         query: Sequence[tuple[str, str]],
         payload_hash: str,
+        credentials: Credentials | None = None,
     ) -> tuple[str, dict[str, str]]:
         """(URL, headers) of a request signed with an Authorization header."""
+        credentials = credentials or self._current()
         stamp = datetime.now(UTC)
         headers = {
             "host": self._host,
             "x-amz-content-sha256": payload_hash,
             "x-amz-date": stamp.strftime("%Y%m%dT%H%M%SZ"),
         }
-        if self.location.session_token:
-            headers["x-amz-security-token"] = self.location.session_token
+        if credentials.session_token:
+            headers["x-amz-security-token"] = credentials.session_token
         names = sorted(headers)
         path, query_string = self._path(key), _canonical_query(query)
         canonical = "\n".join(
@@ -546,9 +614,9 @@ class S3Client:
                 payload_hash,
             ]
         )
-        scope, signature = self._signature(stamp, canonical)
+        scope, signature = self._signature(stamp, canonical, credentials)
         headers["Authorization"] = (
-            f"{_ALGORITHM} Credential={self.location.access_key}/{scope}, "
+            f"{_ALGORITHM} Credential={credentials.access_key}/{scope}, "
             f"SignedHeaders={';'.join(names)}, Signature={signature}"
         )
         url = f"{self.location.endpoint}{path}" + (f"?{query_string}" if query_string else "")
@@ -563,26 +631,47 @@ class S3Client:
         if not 1 <= expires <= _MAX_PRESIGN_EXPIRES:
             raise ValueError(f"expires must be between 1 and {_MAX_PRESIGN_EXPIRES} seconds")
         key = self.key(name)
+        credentials = self._current()
+        if not self.credentials.fresh(credentials):
+            self._refresh_soon()
         stamp = datetime.now(UTC)
         day = stamp.strftime("%Y%m%d")
         scope = f"{day}/{self.location.region}/{_SERVICE}/aws4_request"
         query = [
             ("X-Amz-Algorithm", _ALGORITHM),
-            ("X-Amz-Credential", f"{self.location.access_key}/{scope}"),
+            ("X-Amz-Credential", f"{credentials.access_key}/{scope}"),
             ("X-Amz-Date", stamp.strftime("%Y%m%dT%H%M%SZ")),
             ("X-Amz-Expires", str(expires)),
             ("X-Amz-SignedHeaders", "host"),
         ]
-        if self.location.session_token:
-            query.append(("X-Amz-Security-Token", self.location.session_token))
+        if credentials.session_token:
+            query.append(("X-Amz-Security-Token", credentials.session_token))
         if filename is not None:
             query.append(("response-content-disposition", _content_disposition(filename)))
         path, query_string = self._path(key), _canonical_query(query)
         canonical = "\n".join(
             ["GET", path, query_string, f"host:{self._host}\n", "host", UNSIGNED_PAYLOAD]
         )
-        _, signature = self._signature(stamp, canonical)
+        _, signature = self._signature(stamp, canonical, credentials)
         return f"{self.location.endpoint}{path}?{query_string}&X-Amz-Signature={signature}"
+
+    def _refresh_soon(self) -> None:
+        """Start a refresh in the background (presign cannot wait); the next request waits."""
+        if self._session is None or self._refreshing is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(self._credentials())
+
+        def done(finished: asyncio.Task[Credentials]) -> None:
+            self._refreshing = None
+            if not finished.cancelled():
+                finished.exception()  # logged by the cache; retrieved so asyncio stays quiet
+
+        self._refreshing = task
+        task.add_done_callback(done)
 
     # -- transport ---------------------------------------------------------------------------
 
@@ -603,7 +692,8 @@ class S3Client:
         Connection failures and timeouts become ``S3Unavailable`` naming the endpoint; a failure
         of the streamed file body is raised as itself.
         """
-        url, signed = self._signed_request(method, key, query, payload_hash)
+        credentials = await self._credentials()
+        url, signed = self._signed_request(method, key, query, payload_hash, credentials)
         if headers:
             signed.update(headers)
         try:
