@@ -9,6 +9,7 @@ the project's pages at once, in every worker.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,11 +22,11 @@ from cheeseboard.services.auth import Forbidden, Identity, Unauthorized
 from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.errors import BadRequest, NotFound
 from cheeseboard.services.pages import PageService, file_path
-from cheeseboard.store import docs as store_docs
 from cheeseboard.store import project_rows, release_rows
 from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.db import Database
-from cheeseboard.store.records import FileRecord, ReleaseRecord
+from cheeseboard.store.docs import DOCZIP
+from cheeseboard.store.records import FileRecord, ProjectRecord, ReleaseRecord
 
 # Metadata keys devpi lists in versiondata; lists default to [], the rest to "".
 _LIST_KEYS = (
@@ -43,15 +44,18 @@ _LIST_KEYS = (
 
 @dataclass(slots=True)
 class VersionEntry:
-    """One version of a project as its page lists it: the files the simple page offers and the
-    release metadata of the stage that serves it."""
+    """One version of a project: the files the simple page offers and, on a stage, the release
+    metadata and file rows of the stage that serves it. Both the web UI's project page and
+    devpi's JSON (``projectconfig``, ``versiondata``) are rendered from these."""
 
-    version: str
+    version: str  # as uploaded (the first spelling seen): devpi's JSON key
     source: str  # the index that serves it (this one or a base)
     yanked: str | None = None
     files: list[FileLink] = field(default_factory=list)
     release: ReleaseRecord | None = None
     docs: str | None = None  # where its uploaded documentation is, if any
+    # The release's file rows on its stage (release files and doc zips, with uploader and time).
+    stored: list[FileRecord] = field(default_factory=list)
 
     @property
     def is_yanked(self) -> bool:
@@ -86,6 +90,101 @@ def _source(link: FileLink) -> str:
     return f"{user}/{index}"
 
 
+def _page_versions(page: ProjectPage, key: Callable[[str], str]) -> dict[str, VersionEntry]:
+    """The simple page's files grouped into versions by ``key`` of their version string: the
+    canonical version for the web page, the raw string for devpi's mirror JSON."""
+    by_version: dict[str, VersionEntry] = {}
+    for link in page.files:
+        if not link.version:
+            continue
+        entry = by_version.setdefault(key(link.version), VersionEntry(link.version, _source(link)))
+        entry.files.append(link)
+    return by_version
+
+
+def _raw(version: str) -> str:
+    return version
+
+
+def _stage_version(
+    index: IndexRecord, release: ReleaseRecord, files: list[FileRecord]
+) -> VersionEntry:
+    """A stage release as a version entry, with its file rows (doc zips included)."""
+    return VersionEntry(
+        release.version,
+        index.fullname,
+        release.yanked,
+        release=release,
+        stored=_files_of(files, release),
+    )
+
+
+def _oldest_first(versions: Iterable[VersionEntry]) -> list[VersionEntry]:
+    """devpi's JSON order (equal versions, ``1.0`` and ``1.0.0``, as first seen)."""
+    return sorted(versions, key=lambda v: version_sort_key(v.version))
+
+
+def _latest_first(versions: Iterable[VersionEntry]) -> list[VersionEntry]:
+    """The web page's order."""
+    return sorted(versions, key=lambda v: version_sort_key(v.version), reverse=True)
+
+
+def _mirror_versiondata(name: str, entry: VersionEntry, base_url: str) -> dict[str, Any]:
+    """devpi's mirror ``versiondata``: name, version, requires_python, yanked, +links."""
+    data: dict[str, Any] = {"name": name, "version": entry.version, "+links": []}
+    for link in entry.files:
+        if link.requires_python:
+            data["requires_python"] = link.requires_python
+        if link.yanked is not None:
+            data["yanked"] = link.yanked or True
+        data["+links"].append(
+            {
+                "rel": "releasefile",
+                "href": base_url + link.path,
+                "hash_spec": f"sha256={link.sha256}" if link.sha256 else "",
+                "hashes": {"sha256": link.sha256} if link.sha256 else {},
+            }
+        )
+    return data
+
+
+def _stage_versiondata(
+    index: IndexRecord, project: str, entry: VersionEntry, base_url: str
+) -> dict[str, Any]:
+    """devpi's stage ``versiondata``: the release metadata and a link (with its upload log) per
+    release file and doc zip."""
+    release = entry.release
+    assert release is not None
+    data: dict[str, Any] = {key: [] for key in _LIST_KEYS}
+    for key, value in release.metadata.items():
+        if value not in (None, [], {}):
+            data[key] = value
+    data["name"] = release.metadata.get("name") or project
+    data["version"] = release.version
+    if release.yanked is not None:
+        data["yanked"] = release.yanked or True
+    links = []
+    for record in entry.stored:
+        links.append(
+            {
+                "rel": "doczip" if record.packagetype == DOCZIP else "releasefile",
+                "href": base_url + file_path(index, record),
+                "hash_spec": f"sha256={record.sha256}",
+                "hashes": {"sha256": record.sha256},
+                "log": [
+                    {
+                        "what": "upload",
+                        "who": record.uploaded_by,
+                        "when": list(time.gmtime(record.created)[:6]),
+                        "dst": index.fullname,
+                    }
+                ],
+            }
+        )
+    data["+links"] = links
+    return data
+
+
 class ReleaseService:
     """Read and change the releases of stage projects."""
 
@@ -96,47 +195,33 @@ class ReleaseService:
 
     async def _load(
         self, index: IndexRecord, project: str
-    ) -> tuple[int, list[ReleaseRecord], list[FileRecord]]:
+    ) -> tuple[ProjectRecord, list[ReleaseRecord], list[FileRecord]]:
         if index.type != "stage":
             raise BadRequest(f"{index.fullname} is a mirror: its projects follow upstream")
         name = normalize_project_name(project)
         record, releases, files = await self._db.read(release_rows.project_releases, index.id, name)
         if record is None or not (releases or files):
             raise NotFound(f"no project {project!r} on {index.fullname}")
-        return record.id, releases, files
+        return record, releases, files
 
     # --- reading ------------------------------------------------------------------------------
+
+    async def _mirror_versions(
+        self, index: IndexRecord, project: str
+    ) -> tuple[str, list[VersionEntry]]:
+        """A mirror project's name and versions (by the version string as upstream spells it),
+        oldest first."""
+        cached = await self._pages.project_page(index, normalize_project_name(project))
+        page = cached.page
+        assert isinstance(page, ProjectPage)
+        return page.name, _oldest_first(_page_versions(page, _raw).values())
 
     async def _mirror_config(
         self, index: IndexRecord, project: str, base_url: str
     ) -> dict[str, dict[str, Any]]:
-        """Mirror versiondata: name, version, requires_python, yanked, +links.
-
-        The mirror form of devpi's ``versiondata`` (docs/devpi-protocol.md §2).
-        """
-        cached = await self._pages.project_page(index, normalize_project_name(project))
-        page = cached.page
-        assert isinstance(page, ProjectPage)
-        config: dict[str, dict[str, Any]] = {}
-        for link in page.files:
-            if not link.version:
-                continue
-            data = config.setdefault(
-                link.version, {"name": page.name, "version": link.version, "+links": []}
-            )
-            if link.requires_python:
-                data["requires_python"] = link.requires_python
-            if link.yanked is not None:
-                data["yanked"] = link.yanked or True
-            data["+links"].append(
-                {
-                    "rel": "releasefile",
-                    "href": base_url + link.path,
-                    "hash_spec": f"sha256={link.sha256}" if link.sha256 else "",
-                    "hashes": {"sha256": link.sha256} if link.sha256 else {},
-                }
-            )
-        return dict(sorted(config.items(), key=lambda item: version_sort_key(item[0])))
+        """The mirror form of devpi's ``projectconfig`` (docs/devpi-protocol.md §2)."""
+        name, versions = await self._mirror_versions(index, project)
+        return {entry.version: _mirror_versiondata(name, entry, base_url) for entry in versions}
 
     async def project_config(
         self, index: IndexRecord, project: str, base_url: str, ignore_bases: bool = True
@@ -169,9 +254,9 @@ class ReleaseService:
         self, index: IndexRecord, project: str, base_url: str
     ) -> dict[str, Any]:
         _, releases, files = await self._load(index, project)
+        versions = _oldest_first(_stage_version(index, release, files) for release in releases)
         return {
-            release.version: self._versiondata(index, project, release, files, base_url)
-            for release in sorted(releases, key=lambda r: version_sort_key(r.version))
+            entry.version: _stage_versiondata(index, project, entry, base_url) for entry in versions
         }
 
     async def version_data(
@@ -179,89 +264,48 @@ class ReleaseService:
     ) -> dict[str, Any]:
         if index.type == "mirror":
             wanted = canonical_version(version)
-            for number, data in (await self._mirror_config(index, project, base_url)).items():
-                if canonical_version(number) == wanted:
-                    return data
+            name, versions = await self._mirror_versions(index, project)
+            for entry in versions:
+                if canonical_version(entry.version) == wanted:
+                    return _mirror_versiondata(name, entry, base_url)
             raise NotFound(f"The version {version} of project {project} does not exist.")
         _, releases, files = await self._load(index, project)
-        release = _find(releases, version, project)
-        return self._versiondata(index, project, release, files, base_url)
-
-    @staticmethod
-    def _versiondata(
-        index: IndexRecord,
-        project: str,
-        release: ReleaseRecord,
-        files: list[FileRecord],
-        base_url: str,
-    ) -> dict[str, Any]:
-        data: dict[str, Any] = {key: [] for key in _LIST_KEYS}
-        for key, value in release.metadata.items():
-            if value not in (None, [], {}):
-                data[key] = value
-        data["name"] = release.metadata.get("name") or project
-        data["version"] = release.version
-        if release.yanked is not None:
-            data["yanked"] = release.yanked or True
-        links = []
-        for record in _files_of(files, release):
-            links.append(
-                {
-                    "rel": "doczip" if record.packagetype == "doczip" else "releasefile",
-                    "href": base_url + file_path(index, record),
-                    "hash_spec": f"sha256={record.sha256}",
-                    "hashes": {"sha256": record.sha256},
-                    "log": [
-                        {
-                            "what": "upload",
-                            "who": record.uploaded_by,
-                            "when": list(time.gmtime(record.created)[:6]),
-                            "dst": index.fullname,
-                        }
-                    ],
-                }
-            )
-        data["+links"] = links
-        return data
+        entry = _stage_version(index, _find(releases, version, project), files)
+        return _stage_versiondata(index, project, entry, base_url)
 
     async def project_versions(
         self, index: IndexRecord, project: str, version: str | None
     ) -> ProjectVersions:
         """The project page's data: every file along the resolution order (the simple page),
-        with the release metadata the stages hold; ``version`` selected, else the latest
-        release that is not yanked. Raises NotFound."""
+        merged by canonical version with the releases the stages hold; ``version`` selected,
+        else the latest release that is not yanked. Raises NotFound."""
         name = normalize_project_name(project)
         cached = await self._pages.project_page(index, name)
         page = cached.page
         assert isinstance(page, ProjectPage)
-        by_version: dict[str, VersionEntry] = {}
-        for link in page.files:
-            if not link.version:
-                continue
-            key = canonical_version(link.version)
-            entry = by_version.setdefault(key, VersionEntry(link.version, _source(link)))
-            entry.files.append(link)
+        by_version = _page_versions(page, canonical_version)
         display_name = page.name
         for member, is_mirror in await self._pages.members_for(index, name):
             if is_mirror:
                 continue
-            record, releases, _ = await self._db.read(
+            record, releases, files = await self._db.read(
                 release_rows.project_releases, member.id, name
             )
             if record is None:
                 continue
             if member.fullname == index.fullname or display_name == name:
                 display_name = record.display_name
-            with_docs = await self._db.read(store_docs.doc_versions, member.id, name)
+            with_docs = {f.version for f in files if f.packagetype == DOCZIP and f.version}
             for release in releases:
-                key = release.canonical_version
-                if key not in by_version:
-                    by_version[key] = VersionEntry(release.version, member.fullname)
-                entry = by_version[key]
-                if entry.release is None and entry.source == member.fullname:
+                stage_entry = _stage_version(member, release, files)
+                entry = by_version.setdefault(release.canonical_version, stage_entry)
+                if entry is not stage_entry:
+                    if entry.release is not None or entry.source != member.fullname:
+                        continue  # served by an earlier index in the resolution order
                     entry.release = release
-                    if release.version in with_docs:
-                        entry.docs = f"/{member.fullname}/{name}/{release.version}/+doc/"
+                    entry.stored = stage_entry.stored
+                if release.version in with_docs:
+                    entry.docs = f"/{member.fullname}/{name}/{release.version}/+doc/"
         for entry in by_version.values():
             if entry.release is not None:
                 entry.yanked = entry.release.yanked
@@ -269,9 +313,7 @@ class ReleaseService:
                 entry.yanked = entry.files[0].yanked
         if not by_version:
             raise NotFound(f"no releases of {project!r} on {index.fullname}")
-        versions = sorted(
-            by_version.values(), key=lambda v: version_sort_key(v.version), reverse=True
-        )
+        versions = _latest_first(by_version.values())
         if version is None:
             # The latest release that is not yanked, as pip would pick it.
             selected = next((v for v in versions if not v.is_yanked), versions[0])
@@ -308,12 +350,12 @@ class ReleaseService:
     async def delete_project(
         self, identity: Identity, index: IndexRecord, project: str, force: bool
     ) -> None:
-        project_id, releases, files = await self._load(index, project)
+        record, releases, files = await self._load(index, project)
         self._check(identity, index, force, f"remove project {project}")
         await self._changes.write(
             _remove,
             index.id,
-            project_id,
+            record.id,
             normalize_project_name(project),
             [r.id for r in releases],
             [f.id for f in files],
@@ -322,12 +364,12 @@ class ReleaseService:
     async def delete_version(
         self, identity: Identity, index: IndexRecord, project: str, version: str, force: bool
     ) -> None:
-        project_id, releases, files = await self._load(index, project)
+        record, releases, files = await self._load(index, project)
         release = _find(releases, version, project)
         self._check(identity, index, force, f"remove {project} {version}")
         doomed = [f.id for f in _files_of(files, release)]
         await self._changes.write(
-            _remove, index.id, project_id, normalize_project_name(project), [release.id], doomed
+            _remove, index.id, record.id, normalize_project_name(project), [release.id], doomed
         )
 
     async def delete_file(
