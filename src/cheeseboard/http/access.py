@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Route
 from cheeseboard.core import acl
 from cheeseboard.http.state import services
 from cheeseboard.services.auth import Action, Forbidden, Identity, Unauthorized
-from cheeseboard.store.accounts import IndexRecord
+from cheeseboard.store.records import IndexRecord
 
 
 @dataclass(frozen=True, slots=True)

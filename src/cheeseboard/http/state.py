@@ -6,7 +6,7 @@ from starlette.requests import Request
 
 from cheeseboard.services.container import AppServices
 from cheeseboard.services.errors import NotFound
-from cheeseboard.store.accounts import IndexRecord
+from cheeseboard.store.records import IndexRecord
 
 __all__ = ["AppServices", "base_url", "index_of", "services"]
 

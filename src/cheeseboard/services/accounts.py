@@ -33,8 +33,9 @@ from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.services.users import hash_password, pwhash_problem
 from cheeseboard.settings import Settings
 from cheeseboard.store import accounts, project_rows
-from cheeseboard.store.accounts import USER_FIELDS, IndexRecord, UserRecord
+from cheeseboard.store.accounts import USER_FIELDS
 from cheeseboard.store.db import Database
+from cheeseboard.store.records import IndexRecord, UserRecord
 
 _USER_KEYS = {"password", "pwhash", *USER_FIELDS}
 

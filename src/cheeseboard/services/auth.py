@@ -36,9 +36,8 @@ from cheeseboard.services.errors import CheeseboardError
 from cheeseboard.services.throttle import Attempt, LoginThrottle, VerifyGate, client_address
 from cheeseboard.services.users import verify_password
 from cheeseboard.store import accounts
-from cheeseboard.store.accounts import UserRecord
 from cheeseboard.store.db import Database
-from cheeseboard.store.records import Change
+from cheeseboard.store.records import Change, UserRecord
 from cheeseboard.store.tokens import TokenRecord, load_revoked, load_tokens
 
 Action = Literal["read", "upload", "manage"]

@@ -6,9 +6,8 @@ from __future__ import annotations
 from cheeseboard.core.names import normalize_project_name
 from cheeseboard.services.errors import NotFound
 from cheeseboard.store import docs as store_docs
-from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.db import Database
-from cheeseboard.store.records import FileRecord
+from cheeseboard.store.records import FileRecord, IndexRecord
 
 
 class DocService:

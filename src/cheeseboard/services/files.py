@@ -29,10 +29,9 @@ from cheeseboard.services.locks import SharedLocks
 from cheeseboard.services.mirror import mirror_policy
 from cheeseboard.settings import Settings
 from cheeseboard.store import project_rows
-from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.blobs import BlobStore
 from cheeseboard.store.db import Database
-from cheeseboard.store.records import Change, FileRecord
+from cheeseboard.store.records import Change, FileRecord, IndexRecord
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cheeseboard.store import accounts
-from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.db import Database
-from cheeseboard.store.records import Change
+from cheeseboard.store.records import Change, IndexRecord
 
 DEFAULT_MIRROR_URL = "https://pypi.org/simple/"
 

@@ -28,8 +28,7 @@ from cheeseboard.mirror.parse import (
 from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.indexes import MirrorConfig
 from cheeseboard.store import project_rows
-from cheeseboard.store.accounts import IndexRecord
-from cheeseboard.store.records import FileRecord, NewFile, ProjectRecord
+from cheeseboard.store.records import FileRecord, IndexRecord, NewFile, ProjectRecord
 
 log = logging.getLogger(__name__)
 

@@ -53,9 +53,8 @@ from cheeseboard.services.locks import LockTimeout, SharedLocks
 from cheeseboard.services.mirror import MirrorRefresher
 from cheeseboard.settings import Settings
 from cheeseboard.store import project_rows
-from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.db import Database
-from cheeseboard.store.records import Change, FileRecord, ProjectRecord
+from cheeseboard.store.records import Change, FileRecord, IndexRecord, ProjectRecord
 
 log = logging.getLogger(__name__)
 

@@ -29,10 +29,9 @@ from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.services.pages import PageService, file_path
 from cheeseboard.services.upstream_names import refuse_upstream_name
 from cheeseboard.store import project_rows, release_rows
-from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.blobs import BlobStore
 from cheeseboard.store.db import Database
-from cheeseboard.store.records import FileRecord, NewFile, ReleaseRecord
+from cheeseboard.store.records import FileRecord, IndexRecord, NewFile, ReleaseRecord
 
 _FILE_FIELDS = ("version", "packagetype", "sha256", "size", "requires_python", "yanked")
 

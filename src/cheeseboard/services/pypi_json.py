@@ -31,7 +31,7 @@ from cheeseboard.core.pages import FileLink, ProjectPage
 from cheeseboard.services.errors import CheeseboardError, NotFound
 from cheeseboard.services.files import FileService
 from cheeseboard.services.pages import CachedPage, PageService, Rendered
-from cheeseboard.store.accounts import IndexRecord
+from cheeseboard.store.records import IndexRecord
 
 # Stands for the base URL in cached documents. Random per process, so no project metadata can
 # contain it (a user cannot guess it, and it never leaves the process); plain ASCII letters, so

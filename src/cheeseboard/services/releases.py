@@ -23,10 +23,9 @@ from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.errors import BadRequest, NotFound
 from cheeseboard.services.pages import PageService, file_path
 from cheeseboard.store import project_rows, release_rows
-from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.db import Database
 from cheeseboard.store.docs import DOCZIP
-from cheeseboard.store.records import FileRecord, ProjectRecord, ReleaseRecord
+from cheeseboard.store.records import FileRecord, IndexRecord, ProjectRecord, ReleaseRecord
 
 # Metadata keys devpi lists in versiondata; lists default to [], the rest to "".
 _LIST_KEYS = (

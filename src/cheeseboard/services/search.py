@@ -12,8 +12,8 @@ from cheeseboard.core.sro import IndexNode, resolution_order
 from cheeseboard.services.errors import BadRequest
 from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.store import search
-from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.db import Database
+from cheeseboard.store.records import IndexRecord
 from cheeseboard.store.search import SearchHit
 
 MAX_QUERY_LENGTH = 200

@@ -45,10 +45,9 @@ from cheeseboard.services.pages import PageService
 from cheeseboard.services.upstream_names import refuse_upstream_name
 from cheeseboard.settings import Settings
 from cheeseboard.store import project_rows, release_rows
-from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.blobs import BlobStore
 from cheeseboard.store.db import Database
-from cheeseboard.store.records import FileRecord, NewFile
+from cheeseboard.store.records import FileRecord, IndexRecord, NewFile
 
 
 class UploadRefused(CheeseboardError):

@@ -7,8 +7,8 @@ from __future__ import annotations
 from cheeseboard.services.errors import CheeseboardError, UpstreamFailed
 from cheeseboard.services.pages import PageService
 from cheeseboard.store import project_rows
-from cheeseboard.store.accounts import IndexRecord
 from cheeseboard.store.db import Database
+from cheeseboard.store.records import IndexRecord
 
 
 class UpstreamName(CheeseboardError):

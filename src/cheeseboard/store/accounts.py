@@ -1,49 +1,18 @@
-"""SQL for users and indexes (SQLAlchemy Core). Each function takes the connection to use."""
+"""SQL for users and indexes (SQLAlchemy Core). Each function takes the connection to use.
+
+The rows they return, UserRecord and IndexRecord, are in store/records.py.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
+from cheeseboard.store.records import IndexRecord, UserRecord
 from cheeseboard.store.schema import files, indexes, new_uid, projects, tokens, users
-
-
-@dataclass(frozen=True, slots=True)
-class UserRecord:
-    id: int
-    name: str
-    pwhash: str
-    email: str | None
-    title: str | None
-    description: str | None
-    custom_data: Any
-    created: float
-    modified: float | None
-    uid: str  # random per account (store/schema.py): recreating a name makes a new one
-
-    @property
-    def token_binding(self) -> str:
-        """What a token of this user signs (core/tokens.py): the account and its password, so
-        a password change or a deleted and recreated account ends earlier tokens."""
-        return f"{self.uid}\0{self.pwhash}"
-
-
-@dataclass(frozen=True, slots=True)
-class IndexRecord:
-    id: int
-    user: str
-    name: str
-    type: str
-    config: dict[str, Any]
-
-    @property
-    def fullname(self) -> str:
-        return f"{self.user}/{self.name}"
-
 
 USER_FIELDS = ("email", "title", "description", "custom_data")
 

@@ -1,7 +1,8 @@
 """The rows of the metadata store as frozen dataclasses, and the mappers from SQLAlchemy rows.
 
-The query modules (store/project_rows.py, release_rows.py, changelog_rows.py, info.py) return
-these; services and the delivery layer import them for their type hints.
+The query modules (store/accounts.py, project_rows.py, release_rows.py, changelog_rows.py,
+info.py) return these; services and the delivery layer import them for their type hints (the
+delivery layer imports nothing else from store/).
 """
 
 from __future__ import annotations
@@ -14,6 +15,39 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Row
 
 from cheeseboard.core.changes import ChangeKind
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: int
+    name: str
+    pwhash: str
+    email: str | None
+    title: str | None
+    description: str | None
+    custom_data: Any
+    created: float
+    modified: float | None
+    uid: str  # random per account (store/schema.py): recreating a name makes a new one
+
+    @property
+    def token_binding(self) -> str:
+        """What a token of this user signs (core/tokens.py): the account and its password, so
+        a password change or a deleted and recreated account ends earlier tokens."""
+        return f"{self.uid}\0{self.pwhash}"
+
+
+@dataclass(frozen=True, slots=True)
+class IndexRecord:
+    id: int
+    user: str
+    name: str
+    type: str
+    config: dict[str, Any]
+
+    @property
+    def fullname(self) -> str:
+        return f"{self.user}/{self.name}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from cheeseboard.http.ui import session as sessions
 from cheeseboard.http.ui.templating import FLASH_COOKIE, render
 from cheeseboard.services.auth import Identity, Unauthorized
 from cheeseboard.services.errors import BadRequest
-from cheeseboard.store.accounts import IndexRecord
+from cheeseboard.store.records import IndexRecord
 
 MAX_FORM_BYTES = 64 * 1024
 

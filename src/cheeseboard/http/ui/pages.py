@@ -20,7 +20,7 @@ from cheeseboard.http.ui.browser import BrowserRoute
 from cheeseboard.http.ui.templating import render
 from cheeseboard.http.ui.views import project_view
 from cheeseboard.services.errors import BadRequest, NotFound
-from cheeseboard.store.accounts import IndexRecord
+from cheeseboard.store.records import IndexRecord
 
 PROJECTS_PER_PAGE = 100
 

@@ -17,7 +17,7 @@ from cheeseboard.core import acl
 from cheeseboard.http.state import AppServices
 from cheeseboard.http.ui.readme import render_description_async
 from cheeseboard.services.releases import VersionEntry
-from cheeseboard.store.accounts import IndexRecord
+from cheeseboard.store.records import IndexRecord
 
 
 @dataclass(slots=True)
