@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 
 from cheeseboard.http import (
     accounts,
@@ -29,14 +28,12 @@ from cheeseboard.http.access_log import AccessLog
 from cheeseboard.http.client_address import ClientAddress
 from cheeseboard.http.consistency import CatchUp
 from cheeseboard.http.devpi import DevpiHeaders
-from cheeseboard.http.errors import domain_error, http_error, os_error, storage_error
+from cheeseboard.http.errors import EXCEPTION_HANDLERS
 from cheeseboard.http.ui import actions as web_actions
 from cheeseboard.http.ui import pages as web_pages
 from cheeseboard.http.ui import static as web_static
 from cheeseboard.services.container import open_services
-from cheeseboard.services.errors import CheeseboardError
 from cheeseboard.settings import Settings
-from cheeseboard.store.s3 import S3Error
 
 SETTINGS_ENV = "CHEESEBOARD__SETTINGS_JSON"
 log = logging.getLogger(__name__)
@@ -70,12 +67,7 @@ def create_app(settings: Settings) -> Starlette:
             *accounts.routes,  # last: its patterns are the most general
         ],
         lifespan=lifespan,
-        exception_handlers={
-            CheeseboardError: domain_error,
-            HTTPException: http_error,
-            OSError: os_error,
-            S3Error: storage_error,
-        },
+        exception_handlers=dict(EXCEPTION_HANDLERS),
     )
     missing = unguarded(app.routes)
     if missing:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import logging
+from collections.abc import Awaitable, Callable
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -16,6 +17,7 @@ from cheeseboard.services.accounts import Conflict
 from cheeseboard.services.auth import Forbidden, Unauthorized
 from cheeseboard.services.errors import (
     BadRequest,
+    BlobStoreError,
     CheeseboardError,
     NotAcceptable,
     NotFound,
@@ -120,7 +122,18 @@ async def os_error(request: Request, exc: Exception) -> Response:
 
 
 async def storage_error(request: Request, exc: Exception) -> Response:
-    """The bucket (``--blob-url``) failed or is unreachable: 503, nothing half-stored."""
+    """The blob store failed (BlobMissing, BlobStoreUnavailable: the bucket of ``--blob-url``
+    failed or is unreachable): 503, nothing half-stored."""
     log.warning("%s %s: file storage failed: %s", request.method, request.url.path, exc)
     message = f"the server's file storage is unavailable; nothing was stored ({exc})"
     return _answer(request, 503, message, {"Cache-Control": "no-store", "Retry-After": "30"})
+
+
+# What create_app (http/app.py) answers itself, by exception class: domain errors through
+# STATUSES above, a failing blob store (store/blobs.py) with 503 and Retry-After.
+EXCEPTION_HANDLERS: dict[type[Exception], Callable[[Request, Exception], Awaitable[Response]]] = {
+    CheeseboardError: domain_error,
+    HTTPException: http_error,
+    OSError: os_error,
+    BlobStoreError: storage_error,
+}

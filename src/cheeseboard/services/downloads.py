@@ -18,8 +18,13 @@ from pathlib import Path
 from typing import Protocol
 
 from cheeseboard.mirror.errors import UpstreamError, UpstreamNotFound
-from cheeseboard.store.blobs import BlobMismatch, BlobStore, FileBlobWriter
-from cheeseboard.store.s3 import S3Error, S3NotFound
+from cheeseboard.store.blobs import (
+    BlobMismatch,
+    BlobMissing,
+    BlobStore,
+    BlobStoreError,
+    FileBlobWriter,
+)
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +106,10 @@ class Download:
             digest = await writer.commit(self.expected_sha256, self.size)
             self.blob_sha256 = digest
             self.blob_path = blobs.path(digest)
-        except (UpstreamError, BlobMismatch, OSError, S3Error) as exc:
+        except (UpstreamError, BlobMismatch, OSError, BlobStoreError) as exc:
             writer.abort()
             reason = exc.reason if isinstance(exc, UpstreamError) else str(exc)
-            not_found = isinstance(exc, (UpstreamNotFound, S3NotFound))
+            not_found = isinstance(exc, (UpstreamNotFound, BlobMissing))
             log.warning("download of %s failed: %s", self.url, reason)
             self.error = DownloadFailed(reason, not_found=not_found)
         except BaseException:

@@ -3,6 +3,12 @@ one, in one table."""
 
 from __future__ import annotations
 
+# A failing blob store (store/blobs.py) ends a request too; the delivery layer gets these
+# from here, as it imports nothing from store/ but the record types.
+from cheeseboard.store.blobs import BlobMissing as BlobMissing
+from cheeseboard.store.blobs import BlobStoreError as BlobStoreError
+from cheeseboard.store.blobs import BlobStoreUnavailable as BlobStoreUnavailable
+
 
 class CheeseboardError(Exception):
     """Base of every error a request can end in; ``message`` is safe to show to the client."""

@@ -31,6 +31,19 @@ class BlobMismatch(ValueError):
     """Raised when staged bytes do not have the size or sha256 they were expected to have."""
 
 
+class BlobStoreError(Exception):
+    """What a BlobStore raises when the store itself fails; services and the HTTP error table
+    (http/errors.py) know these, never a concrete store's own errors."""
+
+
+class BlobMissing(BlobStoreError):
+    """The store does not have the blob (a bucket without the object)."""
+
+
+class BlobStoreUnavailable(BlobStoreError):
+    """The store failed or could not be reached (a bucket's outage): worth a retry later."""
+
+
 class BlobWriter(Protocol):
     """A blob being written: append bytes, then commit under its sha256 or abort."""
 
@@ -62,7 +75,8 @@ class BlobStore(Protocol):
 
     Services use stores through this interface only, with no ``isinstance`` on a concrete store
     above store/ (README.md, "Design notes"); what only a bucket can do answers "nothing to do"
-    here.
+    here. A store's own failures surface as BlobMissing or BlobStoreUnavailable (a full local
+    disk stays an OSError).
     """
 
     remote: bool
@@ -232,12 +246,15 @@ class FileBlobStore:
         return FileBlobWriter(self)
 
     def source(self, sha256: str) -> AbstractAsyncContextManager[BlobBody]:
-        """The local blob as a stream (raises FileNotFoundError if it is not here)."""
+        """The local blob as a stream (raises BlobMissing if it is not here)."""
         return self._source(sha256)
 
     @asynccontextmanager
     async def _source(self, sha256: str) -> AsyncIterator[BlobBody]:
-        size = self.path(sha256).stat().st_size
+        try:
+            size = self.path(sha256).stat().st_size
+        except FileNotFoundError as exc:
+            raise BlobMissing(f"blob {sha256} is not in {self.root}") from exc
         yield _LocalBody(size, self.read(sha256))
 
     def presign(self, sha256: str, filename: str, expires: int) -> str | None:

@@ -15,12 +15,19 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Iterable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 
-from cheeseboard.store.blobs import FileBlobStore, FileBlobWriter, check_sha256
-from cheeseboard.store.s3 import S3Client, S3Location, S3NotFound, S3Object
+from cheeseboard.store.blobs import (
+    BlobBody,
+    BlobMissing,
+    BlobStoreUnavailable,
+    FileBlobStore,
+    FileBlobWriter,
+    check_sha256,
+)
+from cheeseboard.store.s3 import S3Client, S3Error, S3Location, S3NotFound, S3Object
 
 _PUBLISH_CONCURRENCY = 8
 _TRIM_TO = 0.9  # a trim leaves room, so the next one is not due at the next download
@@ -32,8 +39,40 @@ def object_name(sha256: str) -> str:
     return f"{sha256[:2]}/{sha256[2:4]}/{sha256}"
 
 
+@contextmanager
+def _blob_errors() -> Iterator[None]:
+    """The bucket's errors as the BlobStore interface's (store/blobs.py), same message."""
+    try:
+        yield
+    except S3NotFound as exc:
+        raise BlobMissing(str(exc)) from exc
+    except S3Error as exc:
+        raise BlobStoreUnavailable(str(exc)) from exc
+
+
+class _Body:
+    """An object being read from the bucket, its errors translated while it streams."""
+
+    def __init__(self, obj: S3Object) -> None:
+        self._obj = obj
+
+    @property
+    def size(self) -> int | None:
+        return self._obj.size
+
+    @property
+    def chunks(self) -> AsyncIterator[bytes]:
+        return self._chunks()
+
+    async def _chunks(self) -> AsyncIterator[bytes]:
+        with _blob_errors():
+            async for chunk in self._obj.chunks:
+                yield chunk
+
+
 class S3BlobStore:
-    """The FileBlobStore interface over a bucket plus a local cache directory."""
+    """The FileBlobStore interface over a bucket plus a local cache directory. S3 errors
+    leave it as BlobMissing or BlobStoreUnavailable (store/blobs.py)."""
 
     remote = True
 
@@ -72,11 +111,15 @@ class S3BlobStore:
 
     def writer(self) -> FileBlobWriter:
         """A new blob: in the bucket when ``commit`` returns, and in the local cache."""
-        return FileBlobWriter(self.cache, publish=self._publish)
+        return FileBlobWriter(self.cache, publish=self._publish_blob)
 
     def cache_writer(self) -> FileBlobWriter:
         """A local copy of a blob the bucket already has."""
         return FileBlobWriter(self.cache)
+
+    async def _publish_blob(self, staged: Path, sha256: str, size: int) -> None:
+        with _blob_errors():
+            await self._publish(staged, sha256, size)
 
     async def _publish(self, staged: Path, sha256: str, size: int) -> None:
         # Always a PUT, even if the bucket has these bytes: it makes the object young again, so
@@ -94,7 +137,10 @@ class S3BlobStore:
         return self.cache.path(sha256) if self.cache.exists(sha256) else None
 
     async def has(self, sha256: str) -> bool:
-        return self.cache.exists(sha256) or await self.client.head(object_name(sha256)) is not None
+        if self.cache.exists(sha256):
+            return True
+        with _blob_errors():
+            return await self.client.head(object_name(sha256)) is not None
 
     async def local(self, sha256: str) -> Path | None:
         """A local copy, fetched from the bucket if needed (once per blob at a time in a
@@ -106,7 +152,8 @@ class S3BlobStore:
             task = asyncio.create_task(self._fetch(sha256))
             self._fetches[sha256] = task
             task.add_done_callback(lambda _: self._fetches.pop(sha256, None))
-        return await asyncio.shield(task)
+        with _blob_errors():
+            return await asyncio.shield(task)
 
     async def _fetch(self, sha256: str) -> Path | None:
         writer = self.cache_writer()
@@ -124,24 +171,33 @@ class S3BlobStore:
             raise
         return self.cache.path(sha256)
 
-    def source(self, sha256: str) -> AbstractAsyncContextManager[S3Object]:
+    def source(self, sha256: str) -> AbstractAsyncContextManager[BlobBody]:
         """The object's bytes as a stream (``.size``, ``.chunks``), to fill the cache while
         clients are sent them."""
-        return self.client.get(object_name(sha256))
+        return self._source(sha256)
+
+    @asynccontextmanager
+    async def _source(self, sha256: str) -> AsyncIterator[BlobBody]:
+        with _blob_errors():
+            async with self.client.get(object_name(sha256)) as obj:
+                yield _Body(obj)
 
     def presign(self, sha256: str, filename: str, expires: int) -> str | None:
         """A URL that lets its holder GET the blob, saved as ``filename``, for ``expires`` s."""
-        return self.client.presign_get(object_name(sha256), expires, filename)
+        with _blob_errors():
+            return self.client.presign_get(object_name(sha256), expires, filename)
 
     async def read(
         self, sha256: str, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
-        async with self.client.get(object_name(sha256), start, end) as obj:
-            async for chunk in obj.chunks:
-                yield chunk
+        with _blob_errors():
+            async with self.client.get(object_name(sha256), start, end) as obj:
+                async for chunk in obj.chunks:
+                    yield chunk
 
     async def delete(self, sha256: str) -> None:
-        await self.client.delete(object_name(sha256))
+        with _blob_errors():
+            await self.client.delete(object_name(sha256))
         await self.cache.delete(sha256)
 
     def clean_tmp(self) -> int:
