@@ -20,6 +20,12 @@ BIG_RELEASES = 600  # a project whose JSON document is large (~300 kB)
 RSS_BOUND = 20 * 1024 * 1024
 
 
+@pytest.fixture
+def mirror_server(shared_mirror_server: CheeseboardServer) -> CheeseboardServer:
+    """One server for the module's read-only tests (tests/conftest.py); reset after each test."""
+    return shared_mirror_server
+
+
 def _get(url: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
     request = urllib.request.Request(url, headers=headers)
     try:
@@ -126,9 +132,10 @@ def _big_project(upstream: UpstreamServer, dest: Path) -> None:
 
 
 def test_host_header_values_do_not_grow_the_cache(
-    mirror_server: CheeseboardServer, html_upstream: UpstreamServer, tmp_path: Path
+    server_factory: ServerFactory, html_upstream: UpstreamServer, tmp_path: Path
 ) -> None:
     """200 requests with distinct Host headers leave RSS within 20 MB; each answer uses its Host."""
+    mirror_server = server_factory.start(mirror_url=html_upstream.simple_url)  # its own RSS
     _big_project(html_upstream, tmp_path / "big")
     url = f"{mirror_server.url}root/pypi/+pypi/bigproj/json"
     for _ in range(3):  # warm up: page fetched, metadata read, allocator settled

@@ -1,16 +1,20 @@
-"""Real cheeseboard servers for tests: ``init`` + ``serve`` as subprocesses on free ports."""
+"""Real cheeseboard servers for tests: data directories made as ``init`` makes them, ``serve`` as
+subprocesses on free ports."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from tests.support.process import ManagedProcess, http_probe
 
 ROOT_PASSWORD = "root-secret"
+_init_lock = threading.Lock()
 
 
 def free_port() -> int:
@@ -88,7 +92,20 @@ class ServerFactory:
         return ["--database-url", self.database_url] if self.database_url else []
 
     def init(self, mirror_url: str, name: str = "data") -> Path:
+        """``cheeseboard-server init``'s work, in this process (``init_datadir``, what the command
+        calls; the command itself is tested in test_server_cli): a new interpreter importing
+        cheeseboard costs about a second per server. From inside a running event loop (where
+        ``asyncio.run`` is refused) the command runs as a subprocess. Alembic's migration context
+        is global to the process: one in-process init at a time."""
         datadir = self.base / name
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            from cheeseboard.ops.datadir import init_datadir
+
+            with _init_lock:
+                init_datadir(datadir, ROOT_PASSWORD, mirror_url, self.database_url)
+            return datadir
         subprocess.run(
             server_command(
                 "init",
