@@ -14,6 +14,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,9 +38,10 @@ from tests.integration.test_stages import (  # noqa: F401
     test_seed_workflow_twine_pip_uv,
     test_upload_permissions,
 )
-from tests.support.api import call, upload_dist
-from tests.support.packages import build_wheel
-from tests.support.server import ROOT_PASSWORD, ServerFactory
+from tests.support.api import call, reset_accounts, upload_dist
+from tests.support.packages import Dist, build_wheel
+from tests.support.seaweed import SeaweedServer
+from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory
 from tests.support.upstream import UpstreamServer
 
 ROOT = ("root", ROOT_PASSWORD)
@@ -52,6 +54,57 @@ def server_factory(tmp_path: Path, postgres_url: str, s3_url: str) -> Iterator[S
     factory = ServerFactory(tmp_path, database_url=postgres_url, blob_url=s3_url)
     yield factory
     factory.stop_all()
+
+
+@pytest.fixture(scope="module")
+def module_pg_mirror_server(
+    postgres_server: str,
+    s3_server: SeaweedServer,
+    dists: dict[str, list[Dist]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[CheeseboardServer]:
+    """The conftest's ``module_mirror_server`` on the scale-out backend: one PostgreSQL database
+    and one bucket for the module's scenarios that take ``mirror_server`` (they neither restart
+    it nor count upstream requests; users and indexes are reset after each)."""
+    from tests.support.postgres import create_database
+
+    bucket = f"cb-{uuid.uuid4().hex[:16]}"
+    s3_server.create_bucket(bucket)
+    with pytest.MonkeyPatch.context() as env:  # as ``s3_url`` sets it, for the server process
+        for name in _AWS_CLEARED:
+            env.delenv(name, raising=False)
+        for name, value in s3_server.env.items():
+            env.setenv(name, value)
+        with UpstreamServer(mode="html") as upstream:
+            for files in dists.values():
+                for dist in files:
+                    upstream.add(dist)
+            factory = ServerFactory(
+                tmp_path_factory.mktemp("module-pg-server"),
+                database_url=create_database(postgres_server),
+                blob_url=s3_server.url(bucket),
+            )
+            try:
+                yield factory.start(mirror_url=upstream.simple_url)
+            finally:
+                factory.stop_all()
+
+
+_AWS_CLEARED = (
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+)
+
+
+@pytest.fixture
+def mirror_server(module_pg_mirror_server: CheeseboardServer) -> Iterator[CheeseboardServer]:
+    """The re-collected scenarios taking ``mirror_server`` share the module's server, as in their
+    own modules (test_releases, test_stages); users and indexes are reset after each."""
+    yield module_pg_mirror_server
+    reset_accounts(module_pg_mirror_server.url, ROOT)
 
 
 def test_nodes_starting_at_once_migrate_once(postgres_url: str) -> None:
