@@ -37,6 +37,12 @@ RACERS = 8
 T = TypeVar("T")
 
 
+@pytest.fixture
+def mirror_server(shared_mirror_server: CheeseboardServer) -> CheeseboardServer:
+    """One server for the module (tests/conftest.py); users and indexes reset after each test."""
+    return shared_mirror_server
+
+
 def _setup_local_stable(server: CheeseboardServer, volatile: str) -> None:
     """User ``local`` and ``local/stable`` (bases root/pypi, ``volatile`` as given), by root."""
     status, body = call(server.url, "PUT", "/local", {"password": LOCAL[1]}, auth=ROOT)

@@ -18,8 +18,17 @@ pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def filled(mirror_server: CheeseboardServer, tmp_path: Path) -> Filled:
+def fresh_filled(mirror_server: CheeseboardServer, tmp_path: Path) -> Filled:
+    """A filled server of its own, for the test that signs in and yanks."""
     return fill(mirror_server, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def filled(
+    module_mirror_server: CheeseboardServer, tmp_path_factory: pytest.TempPathFactory
+) -> Filled:
+    """One filled server for the module's tests that only look at it (nothing is changed)."""
+    return fill(module_mirror_server, tmp_path_factory.mktemp("filled"))
 
 
 def _dangerous(page: Any, selector: str) -> list[str]:
@@ -52,8 +61,9 @@ def _dangerous(page: Any, selector: str) -> list[str]:
 
 
 def test_first_visit_search_project_login_and_yank(
-    filled: Filled, page: Any, artifacts: Path
+    fresh_filled: Filled, page: Any, artifacts: Path
 ) -> None:
+    filled = fresh_filled
     url = filled.url
     page.goto(url)
     assert page.title() == "cheeseboard"
