@@ -118,7 +118,17 @@ def filled(mirror_server: CheeseboardServer, tmp_path: Path) -> Filled:
     return fill(mirror_server, tmp_path)
 
 
-def test_one_url_serves_browsers_installers_and_devpi(filled: Filled) -> None:
+@pytest.fixture(scope="module")
+def shared_filled(
+    module_mirror_server: CheeseboardServer, tmp_path_factory: pytest.TempPathFactory
+) -> Filled:
+    """One filled server for the tests that change nothing on it and look at no mirror name
+    (the others take a fresh ``filled``: they yank, remove, refresh or count seen names)."""
+    return fill(module_mirror_server, tmp_path_factory.mktemp("filled"))
+
+
+def test_one_url_serves_browsers_installers_and_devpi(shared_filled: Filled) -> None:
+    filled = shared_filled
     project = f"{filled.url}{STAGE}/cheesy-widgets/"
     status, kind, body = _get(project, BROWSER)
     assert status == 200 and kind.startswith("text/html")
@@ -145,7 +155,8 @@ def test_one_url_serves_browsers_installers_and_devpi(filled: Filled) -> None:
     assert status == 200 and kind.startswith("application/json")
 
 
-def test_pip_installs_with_the_devpi_url_layout(filled: Filled, tmp_path: Path) -> None:
+def test_pip_installs_with_the_devpi_url_layout(shared_filled: Filled, tmp_path: Path) -> None:
+    filled = shared_filled
     done = pip_install(f"{filled.url}{STAGE}/", tmp_path / "target", "cheesy-widgets")
     assert done.returncode == 0, done.stdout + done.stderr
 
@@ -169,7 +180,8 @@ def test_pages_for_users_versions_and_errors(filled: Filled) -> None:
     assert status == 200 and ">app</strong>" in body
 
 
-def test_security_headers_and_escaping(filled: Filled) -> None:
+def test_security_headers_and_escaping(shared_filled: Filled) -> None:
+    filled = shared_filled
     browser = Browser(filled.url)
     status, headers, body = browser.get(f"/+search?q={urllib.parse.quote('<script>x</script>')}")
     assert status == 200
@@ -180,7 +192,8 @@ def test_security_headers_and_escaping(filled: Filled) -> None:
     assert headers["x-content-type-options"] == "nosniff"
 
 
-def test_sign_in_sets_a_safe_cookie_and_wrong_passwords_fail(filled: Filled) -> None:
+def test_sign_in_sets_a_safe_cookie_and_wrong_passwords_fail(shared_filled: Filled) -> None:
+    filled = shared_filled
     browser = Browser(filled.url)
     assert browser.login("alice", "wrong") == 401
     assert not any(c.name == "cheeseboard_session" for c in browser.jar)
