@@ -119,7 +119,7 @@ def test_settings_precedence_cli_env_file(tmp_path: Path) -> None:
         ("blob-url: http://bucket/\n", {}, "--blob-url from config file"),
         (
             "",
-            {"CHEESEBOARD_BLOB_URL": "s3://bucket/p?region=r", "AWS_ACCESS_KEY_ID": ""},
+            {"CHEESEBOARD_BLOB_URL": "s3:///prefix?region=r"},  # no bucket
             "--blob-url from environment CHEESEBOARD_BLOB_URL",
         ),
     ],
