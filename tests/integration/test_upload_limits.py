@@ -172,16 +172,17 @@ def _streamed(head: bytes, path: Path, tail: bytes) -> Generator[bytes, None, No
     yield tail
 
 
-def _upload(server: CheeseboardServer, dist: Dist, *, chunked: bool = False) -> Reply:
-    """POST ``dist`` to local/stable in 1 MiB chunks, with a Content-Length unless ``chunked``."""
-    head, tail = _envelope(dist)
+def _post(
+    server: CheeseboardServer, body: Iterator[bytes], length: int | None, chunked: bool = False
+) -> Reply:
+    """POST the multipart ``body`` to local/stable as ``local`` (``length`` declared unless
+    None); a refusal mid-body is recorded and the answer still read."""
     headers = {
         "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
         "Authorization": basic(*LOCAL),
     }
-    if not chunked:
-        headers["Content-Length"] = str(len(head) + dist.size + len(tail))
-    body = _streamed(head, dist.path, tail)
+    if length is not None:
+        headers["Content-Length"] = str(length)
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
     started = time.monotonic()
     send_error = None
@@ -198,9 +199,19 @@ def _upload(server: CheeseboardServer, dist: Dist, *, chunked: bool = False) -> 
         except (ConnectionError, http.client.HTTPException) as exc:
             return Reply(None, repr(exc), time.monotonic() - started, send_error)
     finally:
-        body.close()
         connection.close()
     return Reply(status, text, time.monotonic() - started, send_error)
+
+
+def _upload(server: CheeseboardServer, dist: Dist, *, chunked: bool = False) -> Reply:
+    """POST ``dist`` to local/stable in 1 MiB chunks, with a Content-Length unless ``chunked``."""
+    head, tail = _envelope(dist)
+    length = None if chunked else len(head) + dist.size + len(tail)
+    body = _streamed(head, dist.path, tail)
+    try:
+        return _post(server, body, length, chunked)
+    finally:
+        body.close()
 
 
 def _get(server: CheeseboardServer, path: str, accept: str = "text/html") -> tuple[int, str]:
@@ -433,27 +444,7 @@ def _field_parts(count: int, size: int, name: str) -> tuple[list[bytes], int]:
 
 def _post_fields(server: CheeseboardServer, parts: list[bytes], length: int) -> Reply:
     """POST the multipart ``parts`` (``length`` bytes declared) to local/stable as ``local``."""
-    headers = {
-        "Content-Type": f"multipart/form-data; boundary={BOUNDARY}",
-        "Authorization": basic(*LOCAL),
-        "Content-Length": str(length),
-    }
-    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
-    started = time.monotonic()
-    send_error = None
-    try:
-        try:
-            connection.request("POST", "/local/stable/", body=iter(parts), headers=headers)
-        except (BrokenPipeError, ConnectionResetError) as exc:
-            send_error = repr(exc)  # refused mid-body; the answer may still be readable
-        try:
-            response = connection.getresponse()
-            status, text = response.status, response.read().decode(errors="replace")
-        except (ConnectionError, http.client.HTTPException) as exc:
-            return Reply(None, repr(exc), time.monotonic() - started, send_error)
-    finally:
-        connection.close()
-    return Reply(status, text, time.monotonic() - started, send_error)
+    return _post(server, iter(parts), length)
 
 
 @pytest.mark.parametrize(
