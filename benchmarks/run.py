@@ -1,10 +1,14 @@
-"""``make bench``: cheeseboard vs devpi-server, same machine, same upstream, same run.
+"""``make bench``: cheeseboard against nginx, proxpi and devpi-server, in one run.
 
-For each server: fresh datadir, start time, cold installs (uv, then pip on a second
-copy of the package tree), warm installs (median of N), simple-page throughput for a
-2,000-file and a 3-file project, and peak RSS of the server's process tree.  Writes
-a Markdown table to stdout and ``.bench/results.md`` and raw numbers to
-``.bench/results.json``.  See benchmarks/README.md.
+Same machine, same data set, same local HTML-only upstream, one server after the
+other.  nginx serves a static PEP 503 copy of the data set (the ceiling); proxpi,
+devpi and cheeseboard mirror the upstream.  For each: init and start time, cold
+installs (uv, then pip on a second copy of the tree), warm installs (median of N),
+cached small/big simple pages, a cached small and a 16 MiB file, memory, and the time
+from a restart on the warm datadir to the first 200 of a cached page.  The Markdown
+table (values, cheeseboard/peer ratios, targets with pass/fail marks) goes to stdout
+and ``.bench/results.md``; raw numbers to ``.bench/results.json``.  See
+benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import gzip
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import statistics
@@ -23,10 +29,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urldefrag, urljoin
 
 from benchmarks import dataset
 from benchmarks.load import PIP_ACCEPT, PIP_ACCEPT_ENCODING, run_load
@@ -34,16 +43,24 @@ from benchmarks.servers import (
     BenchServer,
     CheeseboardServer,
     DevpiServer,
+    NginxServer,
     Processes,
+    ProxpiServer,
     cheeseboard_available,
     clean_env,
     ensure_devpi_venv,
+    ensure_proxpi_venv,
+    nginx_available,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / ".bench"
-INSTALL_TIMEOUT_S = 300.0
-SERVER_ORDER = ("devpi", "cheeseboard")
+INSTALL_TIMEOUT_S = 180.0
+PEERS = ("nginx", "proxpi", "devpi")
+SERVER_ORDER = (*PEERS, "cheeseboard")
+# What pip sends when it downloads a file: no compression, any type.
+FILE_ACCEPT = "*/*"
+FILE_ACCEPT_ENCODING = "identity"
 
 
 def log(msg: str) -> None:
@@ -57,10 +74,14 @@ def log(msg: str) -> None:
 class Upstream:
     """Handle on the upstream subprocess (see ``benchmarks/upstream_proc.py``)."""
 
-    def __init__(self, procs: Processes, dest: Path, mode: str) -> None:
+    def __init__(
+        self, procs: Processes, dest: Path, mode: str, static_mirror: Path | None = None
+    ) -> None:
         self.mode = mode
         with (dest.parent / "upstream.log").open("ab") as errlog:
             command = [sys.executable, "-m", "benchmarks.upstream_proc", "--dest", str(dest)]
+            if static_mirror is not None:
+                command += ["--static-mirror", str(static_mirror)]
             self.proc = procs.spawn(
                 [*command, "--mode", mode],
                 stdin=subprocess.PIPE,
@@ -195,38 +216,72 @@ def repeated(fn: Callable[[int], dict[str, Any]], n: int) -> dict[str, Any]:
     return out
 
 
-# ------------------------------------------------------------------------ pages
+# ------------------------------------------------------------------------ pages and files
 
 
-def fetch(url: str, accept_encoding: str = PIP_ACCEPT_ENCODING) -> dict[str, Any]:
-    """One GET with pip's headers: status, type, encoding, wire size and wall time."""
-    headers = {"Accept": PIP_ACCEPT, "Accept-Encoding": accept_encoding}
-    req = urllib.request.Request(url, headers=headers)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def _opener() -> urllib.request.OpenerDirector:
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def fetch(
+    url: str, accept_encoding: str = PIP_ACCEPT_ENCODING, accept: str = PIP_ACCEPT
+) -> dict[str, Any]:
+    """One GET with pip's headers: status, type, encoding, wire size, wall time, redirects."""
+    req = urllib.request.Request(
+        url, headers={"Accept": accept, "Accept-Encoding": accept_encoding}
+    )
     t0 = time.perf_counter()
     try:
-        with opener.open(req, timeout=60) as resp:
+        with _opener().open(req, timeout=60) as resp:
             body = resp.read()
-            status, rh = resp.status, resp.headers
+            status, rh, final = resp.status, resp.headers, resp.geturl()
     except urllib.error.HTTPError as exc:
-        body, status, rh = exc.read(), exc.code, exc.headers
+        body, status, rh, final = exc.read(), exc.code, exc.headers, url
     return {
         "status": status,
         "content_type": rh.get("Content-Type", "").split(";")[0],
         "content_encoding": rh.get("Content-Encoding", "identity"),
         "bytes": len(body),
         "seconds": round(time.perf_counter() - t0, 4),
+        "redirected_to": final if final != url else None,
     }
 
 
-def page_throughput(server: BenchServer, project: str, args: argparse.Namespace) -> dict[str, Any]:
-    """First (cold) fetch, one warm-up fetch, then fixed-duration load."""
+def file_url(page_url: str, filename: str) -> str:
+    """Absolute URL of ``filename`` as the server's own project page links it."""
+    headers = {"Accept": PIP_ACCEPT, "Accept-Encoding": PIP_ACCEPT_ENCODING}
+    req = urllib.request.Request(page_url, headers=headers)
+    with _opener().open(req, timeout=60) as resp:
+        raw, encoding = resp.read(), resp.headers.get("Content-Encoding", "")
+        final = resp.geturl()
+        ctype = resp.headers.get("Content-Type", "")
+    if encoding == "gzip":
+        raw = gzip.decompress(raw)
+    elif encoding == "deflate":
+        raw = zlib.decompress(raw)
+    text = raw.decode()
+    hrefs: list[str]
+    if "json" in ctype:
+        hrefs = [f["url"] for f in json.loads(text)["files"] if f["filename"] == filename]
+    else:
+        hrefs = [h for h in re.findall(r'href="([^"]+)"', text) if filename in h]
+    if not hrefs:
+        raise RuntimeError(f"{filename} not linked from {page_url}")
+    return urldefrag(urljoin(final, hrefs[0].replace("&amp;", "&"))).url
+
+
+def page_throughput(
+    server: BenchServer, project: str, connections: int, args: argparse.Namespace
+) -> dict[str, Any]:
+    """First (cold) fetch, one warm-up fetch, then fixed-duration load with pip's headers."""
     url = f"{server.index_url}{project}/"
     cold = fetch(url, args.accept_encoding)
     warm = fetch(url, args.accept_encoding)
+    if warm["status"] != 200:
+        raise RuntimeError(f"{url} answers {warm['status']} after its first fetch")
     load = run_load(
         url,
-        connections=args.connections,
+        connections=connections,
         duration=args.duration,
         accept_encoding=args.accept_encoding,
         tool=args.load_tool,
@@ -234,56 +289,132 @@ def page_throughput(server: BenchServer, project: str, args: argparse.Namespace)
     return {"url": url, "first_fetch": cold, "warmup_fetch": warm, "load": load.to_dict()}
 
 
+def file_throughput(
+    server: BenchServer, project: str, filename: str, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Download ``filename`` once through the server, wait until it is served from the
+    server itself (200, no redirect), then load it with pip's download headers."""
+    url = file_url(f"{server.index_url}{project}/", filename)
+    cold = fetch(url, FILE_ACCEPT_ENCODING, FILE_ACCEPT)
+    deadline = time.monotonic() + 30
+    while True:
+        warm = fetch(url, FILE_ACCEPT_ENCODING, FILE_ACCEPT)
+        if warm["status"] == 200 and warm["redirected_to"] is None:
+            break
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} not served directly after 30 s: {warm}")
+        time.sleep(0.2)
+    load = run_load(
+        url,
+        connections=args.file_connections,
+        duration=args.duration,
+        accept=FILE_ACCEPT,
+        accept_encoding=FILE_ACCEPT_ENCODING,
+        tool=args.load_tool,
+    ).to_dict()
+    seconds = load["duration_s"]
+    load["mib_s"] = round(load["bytes_read"] / seconds / 2**20, 1) if seconds else None
+    return {"url": url, "first_fetch": cold, "warmup_fetch": warm, "load": load}
+
+
 # ------------------------------------------------------------------------ one server
 
 
+def _phase(res: dict[str, Any], key: str, server: BenchServer, fn: Callable[[], Any]) -> None:
+    """Store ``fn()`` under ``key``; a failure is stored as ``{"error": ...}`` and logged,
+    so one broken phase does not hide the others."""
+    try:
+        res[key] = fn()
+    except Exception as exc:
+        res[key] = {"error": f"{type(exc).__name__}: {exc}"}
+        log(f"{server.name}: {key} FAILED: {res[key]['error']} (log: {server.log})")
+
+
 def measure(server: BenchServer, upstream: Upstream, args: argparse.Namespace) -> dict[str, Any]:
-    """Every measurement for one server, from a fresh datadir to stop."""
-    res: dict[str, Any] = {}
+    """Every measurement for one server, from a fresh datadir to the restart on it."""
+    res: dict[str, Any] = {"not_applicable": []}
     scratch = server.workdir / "scratch"
+    name = server.name
     try:
         res["version"] = server.version()
-        log(f"{server.name}: init")
+        log(f"{name} {res['version']}: init")
         t0 = time.perf_counter()
-        server.init()
-        res["init_s"] = round(time.perf_counter() - t0, 3)
-        log(f"{server.name}: start")
+        if server.init():
+            res["init_s"] = round(time.perf_counter() - t0, 3)
+        else:
+            res["not_applicable"].append("init_s")
+        log(f"{name}: start")
         res["start_s"] = round(server.start(), 3)
-        log(f"{server.name}: ready in {res['start_s']}s at {server.index_url}")
+        log(f"{name}: ready in {res['start_s']}s at {server.index_url}")
 
         uv_app, pip_app = (dataset.app_name(p) for p in dataset.TREE_PREFIXES)
-        with upstream_delta(upstream, res, "upstream_cold_uv"):
-            res["cold_uv"] = install("uv", server.index_url, uv_app, scratch / "cold-uv")
-        log(f"{server.name}: cold uv {res['cold_uv']}")
-        with upstream_delta(upstream, res, "upstream_cold_pip"):
-            res["cold_pip"] = install("pip", server.index_url, pip_app, scratch / "cold-pip")
-        log(f"{server.name}: cold pip {res['cold_pip']}")
+        if server.proxies_upstream:
+            with upstream_delta(upstream, res, "upstream_cold_uv"):
+                res["cold_uv"] = install("uv", server.index_url, uv_app, scratch / "cold-uv")
+            log(f"{name}: cold uv {res['cold_uv']}")
+            with upstream_delta(upstream, res, "upstream_cold_pip"):
+                res["cold_pip"] = install("pip", server.index_url, pip_app, scratch / "cold-pip")
+            log(f"{name}: cold pip {res['cold_pip']}")
+        else:
+            res["not_applicable"] += ["cold_uv", "cold_pip"]
 
         with upstream_delta(upstream, res, "upstream_warm_installs"):
             res["warm_uv"] = repeated(
                 lambda i: install("uv", server.index_url, uv_app, scratch / f"warm-uv-{i}"),
                 args.repeat,
             )
-            log(f"{server.name}: warm uv {res['warm_uv']['seconds']}")
+            log(f"{name}: warm uv {res['warm_uv']['seconds']}")
             res["warm_pip"] = repeated(
                 lambda i: install("pip", server.index_url, uv_app, scratch / f"warm-pip-{i}"),
                 args.repeat,
             )
-            log(f"{server.name}: warm pip {res['warm_pip']['seconds']}")
+            log(f"{name}: warm pip {res['warm_pip']['seconds']}")
 
-        pages = (("small", dataset.SMALL_PROJECT), ("large", dataset.LARGE_PROJECT))
-        # Includes each page's first, cold fetch; the load itself should add nothing.
-        with upstream_delta(upstream, res, "upstream_page_load"):
-            for key, project in pages:
-                log(f"{server.name}: {key} page, {args.connections} conns, {args.duration}s")
-                res[f"page_{key}"] = page_throughput(server, project, args)
-                lr = res[f"page_{key}"]["load"]
-                log(f"{server.name}: {key} page {lr['ok_rps']} req/s, non200={lr['non_200']}")
+        # Includes each page's and file's first, cold fetch; the load itself should add
+        # nothing.
+        with upstream_delta(upstream, res, "upstream_load"):
+            for key, project in (
+                ("page_small", dataset.SMALL_PROJECT),
+                ("page_large", dataset.LARGE_PROJECT),
+            ):
+                log(f"{name}: {key}, {args.connections} conns, {args.duration}s")
+                _phase(
+                    res,
+                    key,
+                    server,
+                    lambda p=project: page_throughput(server, p, args.connections, args),
+                )
+                log(f"{name}: {key} {_get(res, key, 'load', 'ok_rps')} req/s")
+            for key, project, filename in (
+                ("file_small", dataset.SMALL_PROJECT, dataset.SMALL_FILE),
+                ("file_large", dataset.HUGE_PROJECT, dataset.HUGE_FILE),
+            ):
+                log(f"{name}: {key}, {args.file_connections} conns, {args.duration}s")
+                _phase(
+                    res,
+                    key,
+                    server,
+                    lambda p=project, f=filename: file_throughput(server, p, f, args),
+                )
+                log(
+                    f"{name}: {key} {_get(res, key, 'load', 'ok_rps')} req/s, "
+                    f"{_get(res, key, 'load', 'mib_s')} MiB/s"
+                )
         res["memory"] = server.memory()
+        server.stop()
+
+        # A restart on the datadir it has just filled: launch to the first 200 of a
+        # page it has cached (pip's headers).
+        page = f"{server.index_url}{dataset.SMALL_PROJECT}/"
+        headers = {"Accept": PIP_ACCEPT, "Accept-Encoding": args.accept_encoding}
+        log(f"{name}: restart on the warm datadir")
+        with upstream_delta(upstream, res, "upstream_restart"):
+            res["restart_s"] = round(server.restart_to_first_200(page, headers), 3)
+        log(f"{name}: first 200 after restart in {res['restart_s']}s")
     except Exception as exc:
         res["error"] = f"{type(exc).__name__}: {exc}"
-        log(f"{server.name}: FAILED: {res['error']} (log: {server.log})")
-        if server.proc is not None and server.proc.poll() is None:
+        log(f"{name}: FAILED: {res['error']} (log: {server.log})")
+        if server.proc is not None and server.proc.poll() is None and "memory" not in res:
             res["memory"] = server.memory()
     finally:
         server.stop()
@@ -304,142 +435,337 @@ def _get(d: dict[str, Any] | None, *path: str) -> Any:
     return cur
 
 
-# (label, path into a server's result, unit, higher_is_better)
-ROWS: list[tuple[str, tuple[str, ...], str, bool]] = [
-    ("small page throughput", ("page_small", "load", "ok_rps"), "req/s", True),
-    ("small page latency p50", ("page_small", "load", "latency_ms", "p50"), "ms", False),
-    ("small page latency p99", ("page_small", "load", "latency_ms", "p99"), "ms", False),
-    ("small page non-200 / socket errors", ("page_small", "load", "_errs"), "", False),
-    ("large page throughput", ("page_large", "load", "ok_rps"), "req/s", True),
-    ("large page latency p50", ("page_large", "load", "latency_ms", "p50"), "ms", False),
-    ("large page latency p99", ("page_large", "load", "latency_ms", "p99"), "ms", False),
-    ("large page non-200 / socket errors", ("page_large", "load", "_errs"), "", False),
-    ("large page first (cold) fetch", ("page_large", "first_fetch", "seconds"), "s", False),
-    ("cold install, uv", ("cold_uv", "seconds"), "s", False),
-    ("cold install, pip", ("cold_pip", "seconds"), "s", False),
-    ("warm install, uv (median)", ("warm_uv", "seconds"), "s", False),
-    ("warm install, pip (median)", ("warm_pip", "seconds"), "s", False),
-    ("peak RSS, process tree", ("memory", "peak_rss_mib"), "MiB", False),
-    ("RSS at end of run, process tree", ("memory", "rss_mib"), "MiB", False),
-    ("start time (launch to ready)", ("start_s",), "s", False),
-    ("init time (not in start time)", ("init_s",), "s", False),
-]
+@dataclass(frozen=True)
+class Target:
+    """A goal for cheeseboard's value: absolute (``peer`` None) or as a ratio to a peer."""
+
+    op: str  # "<", "<=", ">="
+    bound: float
+    peer: str | None = None
+
+    def text(self, unit: str) -> str:
+        """Human form, e.g. ``≥ 0.4x nginx`` or ``< 10 ms``."""
+        sym = {"<": "<", "<=": "≤", ">=": "≥"}[self.op]
+        return f"{sym} {self.bound:g}x {self.peer}" if self.peer else f"{sym} {self.bound:g} {unit}"
+
+    def met(self, value: float) -> bool:
+        """Whether ``value`` (cheeseboard's value or its ratio to the peer) meets it."""
+        if self.op == "<":
+            return value < self.bound
+        if self.op == "<=":
+            return value <= self.bound
+        return value >= self.bound
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: where the value lives in a server's results."""
+
+    label: str
+    path: tuple[str, ...]
+    unit: str
+    ratio: bool = True
+    target: Target | None = None
+
+
+def rows(args: argparse.Namespace) -> list[Row]:
+    """The table, in order (labels carry the concurrency actually used)."""
+    c, fc = args.connections, args.file_connections
+    return [
+        Row(
+            f"cached small page, c{c}, pip headers",
+            ("page_small", "load", "ok_rps"),
+            "req/s",
+            target=Target(">=", 0.4, "nginx"),
+        ),
+        Row("cached small page p50", ("page_small", "load", "latency_ms", "p50"), "ms"),
+        Row(
+            "cached small page p99",
+            ("page_small", "load", "latency_ms", "p99"),
+            "ms",
+            target=Target("<", 10),
+        ),
+        Row(
+            f"cached small file (~1 KB wheel), c{fc}",
+            ("file_small", "load", "ok_rps"),
+            "req/s",
+            target=Target(">=", 0.4, "nginx"),
+        ),
+        Row("cached small file p99", ("file_small", "load", "latency_ms", "p99"), "ms"),
+        Row(
+            f"cached 16 MiB wheel, c{fc}",
+            ("file_large", "load", "mib_s"),
+            "MiB/s",
+            target=Target(">=", 0.9, "nginx"),
+        ),
+        Row(
+            "cached 16 MiB wheel p99",
+            ("file_large", "load", "latency_ms", "p99"),
+            "ms",
+            target=Target("<=", 2, "nginx"),
+        ),
+        Row(f"cached big page (2,000 files), c{c}", ("page_large", "load", "ok_rps"), "req/s"),
+        Row("cached big page p99", ("page_large", "load", "latency_ms", "p99"), "ms"),
+        Row("big page first (cold) fetch", ("page_large", "first_fetch", "seconds"), "s"),
+        Row("load errors (non-2xx / socket), all loads", ("_load_errors",), "", ratio=False),
+        Row(
+            "warm `uv pip install`, 15 projects, median",
+            ("warm_uv", "seconds"),
+            "s",
+            target=Target("<=", 1.05, "nginx"),
+        ),
+        Row(
+            "warm `pip install`, 15 projects, median",
+            ("warm_pip", "seconds"),
+            "s",
+            target=Target("<=", 0.8, "devpi"),
+        ),
+        Row(
+            "cold `uv pip install` (empty server)",
+            ("cold_uv", "seconds"),
+            "s",
+            target=Target("<=", 1.0, "proxpi"),
+        ),
+        Row(
+            "cold `pip install` (empty server)",
+            ("cold_pip", "seconds"),
+            "s",
+            target=Target("<=", 1.0, "proxpi"),
+        ),
+        Row("init", ("init_s",), "s", target=Target("<", 1)),
+        Row("start → ready, fresh datadir", ("start_s",), "s"),
+        Row(
+            "restart → first 200 of a cached page, warm datadir",
+            ("restart_s",),
+            "s",
+            target=Target("<", 0.5),
+        ),
+        Row("peak RSS, process tree (sum)", ("memory", "peak_rss_mib"), "MiB"),
+        Row(
+            "peak RSS, largest single process",
+            ("memory", "max_process_peak_rss_mib"),
+            "MiB",
+            target=Target("<", 150),
+        ),
+        Row("RSS at end of load, largest single process", ("memory", "max_process_rss_mib"), "MiB"),
+    ]
 
 
 def _decorate(res: dict[str, Any]) -> None:
-    """Derived fields the table shows (errors pair, MiB)."""
-    for key in ("page_small", "page_large"):
+    """Derived fields the table shows (error counts, MiB)."""
+    non_2xx = errors = 0
+    seen = False
+    for key in ("page_small", "page_large", "file_small", "file_large"):
         load = _get(res, key, "load")
         if load:
-            load["_errs"] = f"{load['non_200']} / {load['errors']}"
+            seen = True
+            non_2xx += load["non_200"]
+            errors += load["errors"]
+    if seen:
+        res["_load_errors"] = f"{non_2xx} / {errors}"
     mem = res.get("memory")
     if mem:
-        mem["peak_rss_mib"] = round(mem["peak_rss_kib"] / 1024, 1)
-        mem["rss_mib"] = round(mem["rss_kib"] / 1024, 1)
+        for key in ("peak_rss", "rss", "max_process_peak_rss", "max_process_rss"):
+            if f"{key}_kib" in mem:
+                mem[f"{key}_mib"] = round(mem[f"{key}_kib"] / 1024, 1)
 
 
 def _fmt(value: Any) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, float):
-        return f"{value:,.3f}" if value < 10 else f"{value:,.1f}"
+        if value < 10:
+            return f"{value:.3g}"
+        return f"{value:,.1f}" if value < 1000 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
     return str(value)
 
 
-def ratio(devpi: Any, cb: Any, higher_is_better: bool) -> float | None:
-    """>1 means cheeseboard is better: cb/devpi for rates, devpi/cb for costs."""
-    if not isinstance(devpi, int | float) or not isinstance(cb, int | float):
+def _cell(res: dict[str, Any] | None, row: Row) -> tuple[Any, str]:
+    """(numeric value or None, what the table shows) for one server and row."""
+    if res is None:
+        return None, "n/a"
+    if row.path[0] in res.get("not_applicable", ()):
+        return None, "—"
+    value = _get(res, *row.path)
+    if value is not None:
+        return value, _fmt(value)
+    if _get(res, row.path[0], "error") or (res.get("error") and len(res) <= 3):
+        return None, "fails" if row.path[0].startswith(("cold", "warm")) else "n/a"
+    return None, "n/a"
+
+
+def ratio(cb: Any, peer: Any) -> float | None:
+    """cheeseboard ÷ peer, or None when either is missing."""
+    if not isinstance(cb, int | float) or not isinstance(peer, int | float) or not peer:
         return None
-    num, den = (cb, devpi) if higher_is_better else (devpi, cb)
-    return round(num / den, 2) if den else None
+    return cb / peer
 
 
-def render(results: dict[str, Any]) -> str:
+def _fmt_ratio(r: float | None) -> str:
+    if r is None:
+        return "n/a"
+    return f"{r:.3f}x" if r < 0.1 else f"{r:.2f}x"
+
+
+def render(results: dict[str, Any], args: argparse.Namespace) -> str:
     """The Markdown report."""
     servers: dict[str, Any] = results["servers"]
     names = [n for n in SERVER_ORDER if n in servers]
     for res in servers.values():
         _decorate(res)
-    both = len(names) == 2
+    has_cb = "cheeseboard" in servers
+    peers = [n for n in PEERS if n in servers] if has_cb else []
     meta = results["meta"]
     lines = [
-        f"# cheeseboard vs devpi-server ({meta['date']})",
+        f"# cheeseboard vs nginx, proxpi, devpi ({meta['date']})",
         "",
         f"Machine: {meta['cpus']} CPUs, {meta['platform']}, Python {meta['python']}. "
-        f"Load: {meta['load_tool']}, {meta['connections']} connections, "
-        f"{meta['duration']}s per page, pip's Accept header, "
-        f"Accept-Encoding: {meta['accept_encoding']}. "
+        f"Load: {meta['load_tool']}, {meta['duration']}s per measure, pages with pip's "
+        f"Accept header and Accept-Encoding: {meta['accept_encoding']}, files with "
+        f"pip's download headers (Accept-Encoding: identity). "
+        f"cheeseboard --workers {meta['cheeseboard_workers']}, nginx "
+        f"{meta['nginx_workers']} workers, proxpi gunicorn {meta['proxpi_workers']} "
+        f"process x {meta['proxpi_threads']} threads, devpi defaults. "
         f"Upstream: {meta['upstream']['files']} files "
         f"({meta['upstream']['bytes'] / 1e6:.1f} MB), "
         f"{'PEP 691 JSON' if meta['upstream'].get('mode') == 'json' else 'HTML only'}, "
-        "separate process.",
+        "separate process. Total run "
+        f"{meta.get('total_s', 0):.0f} s.",
         "",
     ]
-    header = ["metric", *(f"{n} {_fmt(servers[n].get('version'))}" for n in names)]
-    if both:
-        header.append("ratio (>1 = cheeseboard better)")
+    header = ["measure", *(f"{n} {_fmt(servers[n].get('version'))}" for n in names)]
+    header += [f"cb/{p}" for p in peers]
+    if has_cb:
+        header.append("target")
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
-    ratios: dict[str, float | None] = {}
-    for label, path, unit, higher in ROWS:
-        values = [_get(servers[n], *path) for n in names]
-        cells = [label + (f" ({unit})" if unit else "")]
-        cells += [_fmt(v) for v in values]
-        if both:
-            r = ratio(values[0], values[1], higher) if unit else None
-            ratios[label] = r
-            cells.append("" if not unit else (f"{r:.2f}x" if r is not None else "n/a"))
+    targets: dict[str, Any] = {}
+    for row in rows(args):
+        cells = [row.label + (f" ({row.unit})" if row.unit else "")]
+        values: dict[str, Any] = {}
+        for n in names:
+            values[n], text = _cell(servers[n], row)
+            cells.append(text)
+        for p in peers:
+            if not row.ratio:
+                cells.append("")
+            elif _cell(servers[p], row)[1] == "—":
+                cells.append("—")
+            else:
+                cells.append(_fmt_ratio(ratio(values.get("cheeseboard"), values[p])))
+        if has_cb:
+            cells.append(_target_cell(row, values, targets))
         lines.append("| " + " | ".join(cells) + " |")
-    results["ratios"] = ratios
+    results["targets"] = targets
     lines.append("")
-    lines.append(
-        "Ratios: throughput is cheeseboard/devpi; times, latencies and memory are "
-        "devpi/cheeseboard. Either way >1 means cheeseboard is better."
-    )
-    lines.append("")
+    if has_cb:
+        met = sum(1 for t in targets.values() if t["met"] is True)
+        lines.append(
+            f"Targets met: {met} of {len(targets)} "
+            f"({sum(1 for t in targets.values() if t['met'] is None)} not measurable in this "
+            "run). Ratios are cheeseboard's value divided by the peer's: above 1 is better "
+            "for throughput, below 1 is better for times, latencies and memory. "
+            "— = not applicable (nginx has no empty state to fill, nothing to init)."
+        )
+        lines.append("")
     for n in names:
-        res = servers[n]
-        notes = []
-        for key in ("page_small", "page_large"):
-            ff = _get(res, key, "warmup_fetch")
-            if ff:
-                notes.append(
-                    f"{key} answers {ff['status']} {ff['content_type']}, "
-                    f"{ff['content_encoding']} ({ff['bytes']:,} B on the wire)"
-                )
-        for key in (
-            "upstream_cold_uv",
-            "upstream_cold_pip",
-            "upstream_warm_installs",
-            "upstream_page_load",
-        ):
-            up = res.get(key)
-            if up:
-                kinds = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in up.items())
-                notes.append(f"{key.removeprefix('upstream_')} fetched upstream: {kinds}")
-        mem = res.get("memory")
-        if mem:
-            notes.append(f"{mem['processes']} process(es)")
-        for key in ("cold_uv", "cold_pip", "warm_uv", "warm_pip"):
-            err = _get(res, key, "error")
-            if err:
-                notes.append(f"**{key} failed**: {err}")
-        if res.get("error"):
-            notes.append(f"**error**: {res['error']}")
-        lines.append(f"- {n}: " + "; ".join(notes))
+        lines.append(f"- {n}: " + "; ".join(_notes(servers[n])))
     return "\n".join(lines) + "\n"
+
+
+def _target_cell(row: Row, values: dict[str, Any], into: dict[str, Any]) -> str:
+    """Target text with ✓/✗ for cheeseboard, recorded in ``into`` for the JSON."""
+    target = row.target
+    if target is None:
+        return ""
+    cb = values.get("cheeseboard")
+    measured = ratio(cb, values.get(target.peer)) if target.peer else cb
+    met = target.met(measured) if isinstance(measured, int | float) else None
+    into[row.label] = {"target": target.text(row.unit), "value": measured, "met": met}
+    mark = {True: "✓", False: "✗", None: "?"}[met]
+    return f"{target.text(row.unit)} {mark}"
+
+
+def _notes(res: dict[str, Any]) -> list[str]:
+    """What each server answered, what it fetched upstream, what failed."""
+    notes = []
+    for key in ("page_small", "page_large", "file_small", "file_large"):
+        ff = _get(res, key, "warmup_fetch")
+        if ff:
+            notes.append(
+                f"{key} answers {ff['status']} {ff['content_type']}, "
+                f"{ff['content_encoding']} ({ff['bytes']:,} B on the wire)"
+            )
+    for key in (
+        "upstream_cold_uv",
+        "upstream_cold_pip",
+        "upstream_warm_installs",
+        "upstream_load",
+        "upstream_restart",
+    ):
+        up = res.get(key)
+        if up:
+            kinds = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in up.items())
+            notes.append(f"{key.removeprefix('upstream_')} fetched upstream: {kinds}")
+    mem = res.get("memory")
+    if mem:
+        notes.append(f"{mem['processes']} process(es)")
+    for key in ("cold_uv", "cold_pip", "warm_uv", "warm_pip", *LOAD_KEYS):
+        err = _get(res, key, "error")
+        if err:
+            notes.append(f"**{key} failed**: {err}")
+    if res.get("error"):
+        notes.append(f"**error**: {res['error']}")
+    return notes
+
+
+LOAD_KEYS = ("page_small", "page_large", "file_small", "file_large")
 
 
 # ------------------------------------------------------------------------ main
 
 
+def _server_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SERVER_ORDER]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"expected a comma list of {','.join(SERVER_ORDER)}; got {text!r}"
+        )
+    return [n for n in SERVER_ORDER if n in names]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line options (``make bench BENCH_ARGS='...'``)."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__)
-    ap.add_argument("--only", choices=SERVER_ORDER, help="benchmark just one server")
-    ap.add_argument("--duration", type=float, default=10.0, help="seconds per page load test")
-    ap.add_argument("--connections", type=int, default=64, help="concurrent connections")
-    ap.add_argument("--workers", type=int, default=None, help="cheeseboard serve --workers")
+    ap.add_argument(
+        "--only",
+        type=_server_list,
+        default=list(SERVER_ORDER),
+        help="comma list of servers to run (default: nginx,proxpi,devpi,cheeseboard)",
+    )
+    ap.add_argument(
+        "--peers",
+        choices=["optional", "required"],
+        default="optional",
+        help="optional: a peer that cannot be installed or fails shows n/a with its error "
+        "and the exit status ignores it; required: such a failure also makes the exit "
+        "status 1 (the other servers still run)",
+    )
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds per load measure")
+    ap.add_argument("--connections", type=int, default=64, help="connections for page loads")
+    ap.add_argument("--file-connections", type=int, default=16, help="connections for file loads")
+    ap.add_argument("--workers", type=int, default=2, help="cheeseboard serve --workers")
+    ap.add_argument("--nginx-workers", type=int, default=2, help="nginx worker_processes")
+    ap.add_argument(
+        "--proxpi-workers",
+        type=int,
+        default=1,
+        help="gunicorn processes for proxpi (its README asks for threads, not processes)",
+    )
+    ap.add_argument("--proxpi-threads", type=int, default=2, help="gunicorn threads for proxpi")
     ap.add_argument("--repeat", type=int, default=3, help="warm installs per installer")
     ap.add_argument(
         "--upstream-mode",
@@ -461,6 +787,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--devpi-venv", type=Path, default=BENCH_DIR / "venv-devpi", help="reused between runs"
     )
+    ap.add_argument(
+        "--proxpi-venv", type=Path, default=BENCH_DIR / "venv-proxpi", help="reused between runs"
+    )
     return ap.parse_args(argv)
 
 
@@ -468,15 +797,54 @@ def _raise_exit(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
+def _setup_peer(name: str, args: argparse.Namespace) -> str | None:
+    """Install/check one peer; the error text when it cannot run."""
+    try:
+        if name == "devpi":
+            ensure_devpi_venv(args.devpi_venv)
+        elif name == "proxpi":
+            ensure_proxpi_venv(args.proxpi_venv)
+        elif name == "nginx":
+            return nginx_available()
+    except Exception as exc:
+        return f"setup failed: {type(exc).__name__}: {exc}"
+    return None
+
+
+def _make_server(
+    name: str, run_dir: Path, procs: Processes, upstream: Upstream, args: argparse.Namespace
+) -> BenchServer:
+    if name == "nginx":
+        return NginxServer(
+            run_dir / name,
+            procs,
+            upstream.simple_url,
+            run_dir / "static-mirror",
+            args.nginx_workers,
+        )
+    if name == "proxpi":
+        return ProxpiServer(
+            run_dir / name,
+            procs,
+            upstream.simple_url,
+            args.proxpi_venv,
+            workers=args.proxpi_workers,
+            threads=args.proxpi_threads,
+        )
+    if name == "devpi":
+        return DevpiServer(run_dir / name, procs, upstream.simple_url, args.devpi_venv)
+    return CheeseboardServer(run_dir / name, procs, upstream.simple_url, args.workers)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the whole comparison; returns non-zero if any server failed."""
+    """Run the whole comparison; non-zero if cheeseboard (or a required peer) failed."""
     args = parse_args(argv)
     os.chdir(ROOT)
-    wanted = [args.only] if args.only else list(SERVER_ORDER)
+    wanted: list[str] = args.only
     if "cheeseboard" in wanted and (reason := cheeseboard_available()):
         print(
             f"cheeseboard-server is not usable: {reason}\n"
-            "Run with --only devpi to benchmark devpi alone.",
+            "Run with --only nginx,proxpi,devpi to benchmark the peers alone.",
             file=sys.stderr,
         )
         return 2
@@ -496,10 +864,17 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     results: dict[str, Any] = {"meta": {}, "servers": {}}
     try:
-        if "devpi" in wanted:
-            ensure_devpi_venv(args.devpi_venv)
+        setup_errors = {n: e for n in wanted if n in PEERS and (e := _setup_peer(n, args))}
+        for name, err in setup_errors.items():
+            log(f"{name}: {err}")
+            results["servers"][name] = {"error": err, "not_applicable": []}
         log("building data set and starting upstream")
-        upstream = Upstream(procs, run_dir / "upstream-data", args.upstream_mode)
+        upstream = Upstream(
+            procs,
+            run_dir / "upstream-data",
+            args.upstream_mode,
+            static_mirror=run_dir / "static-mirror" if "nginx" in wanted else None,
+        )
         log(f"upstream {upstream.simple_url}: {upstream.info}")
         results["meta"] |= {
             "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -508,29 +883,41 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             "load_tool": load_tool,
             "connections": args.connections,
+            "file_connections": args.file_connections,
             "duration": args.duration,
             "accept_encoding": args.accept_encoding,
             "repeat": args.repeat,
             "cheeseboard_workers": args.workers,
+            "nginx_workers": args.nginx_workers,
+            "proxpi_workers": args.proxpi_workers,
+            "proxpi_threads": args.proxpi_threads,
             "upstream": {**upstream.info, "mode": upstream.mode},
         }
         for name in wanted:
-            server: BenchServer
-            if name == "devpi":
-                server = DevpiServer(run_dir / name, procs, upstream.simple_url, args.devpi_venv)
-            else:
-                server = CheeseboardServer(run_dir / name, procs, upstream.simple_url, args.workers)
+            if name in setup_errors:
+                continue
+            server = _make_server(name, run_dir, procs, upstream, args)
             results["servers"][name] = measure(server, upstream, args)
     finally:
         procs.kill_all()
     results["meta"]["total_s"] = round(time.perf_counter() - t_start, 1)
 
-    report = render(results)
+    report = render(results, args)
     print(report)
     (BENCH_DIR / "results.md").write_text(report)
     (BENCH_DIR / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     log(f"done in {results['meta']['total_s']}s; wrote .bench/results.md and .bench/results.json")
-    return 1 if any("error" in r for r in results["servers"].values()) else 0
+    failed = [n for n, r in results["servers"].items() if r.get("error") or _phase_failed(r)]
+    if "cheeseboard" in failed:
+        return 1
+    if args.peers == "required" and any(n in PEERS for n in failed):
+        return 1
+    return 0
+
+
+def _phase_failed(res: dict[str, Any]) -> bool:
+    keys = ("cold_uv", "cold_pip", "warm_uv", "warm_pip", *LOAD_KEYS)
+    return any(_get(res, k, "error") for k in keys)
 
 
 if __name__ == "__main__":

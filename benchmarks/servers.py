@@ -1,4 +1,8 @@
-"""The two servers under test, behind one small interface, plus process bookkeeping.
+"""The servers under test, behind one small interface, plus process bookkeeping.
+
+cheeseboard and its peers: nginx serving a static PEP 503 copy of the data set (the
+ceiling any Python server can be held against), proxpi and devpi-server (caching
+proxies like cheeseboard's mirror).
 
 Every child process goes through :class:`Processes`, which starts it in its own
 session (so a server's worker processes form one group we can measure and kill) and
@@ -28,6 +32,9 @@ START_TIMEOUT_S = 90.0
 
 # Pinned to the major version whose HTTP API the setup recipe below was checked with.
 DEVPI_REQUIREMENT = "devpi-server>=6,<7"
+# proxpi is configured through environment variables only; checked with 1.3.1.
+PROXPI_REQUIREMENTS = ("proxpi>=1.2,<2", "gunicorn")
+NGINX = "/usr/sbin/nginx"
 
 
 def free_port() -> int:
@@ -144,12 +151,17 @@ def tree_memory_kib(root: int) -> dict[str, int]:
     """Sum of VmHWM (peak RSS) and VmRSS over the process tree, plus process count.
 
     Summing per-process peaks over-counts pages shared between a parent and forked
-    workers, so for multi-process servers this is an upper bound.
+    workers, so for multi-process servers this is an upper bound.  The largest single
+    process (by VmHWM, and by VmRSS) is what one worker costs.
     """
     pids = _proc_tree(root)
+    peaks = [_status_kib(p, "VmHWM") for p in pids]
+    rss = [_status_kib(p, "VmRSS") for p in pids]
     return {
-        "peak_rss_kib": sum(_status_kib(p, "VmHWM") for p in pids),
-        "rss_kib": sum(_status_kib(p, "VmRSS") for p in pids),
+        "peak_rss_kib": sum(peaks),
+        "rss_kib": sum(rss),
+        "max_process_peak_rss_kib": max(peaks, default=0),
+        "max_process_rss_kib": max(rss, default=0),
         "processes": len(pids),
     }
 
@@ -181,20 +193,28 @@ def http_json(
         return status, raw.decode(errors="replace")
 
 
-def wait_ready(url: str, proc: subprocess.Popen[Any], timeout: float = START_TIMEOUT_S) -> None:
-    """Poll ``url`` every 20 ms until it answers 200; fail fast if the process dies."""
+def wait_ready(
+    url: str,
+    proc: subprocess.Popen[Any],
+    timeout: float = START_TIMEOUT_S,
+    headers: dict[str, str] | None = None,
+    interval: float = 0.02,
+) -> None:
+    """Poll ``url`` every ``interval`` s until it answers 200; fail fast if the process dies."""
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with code {proc.returncode} before it was ready")
         try:
-            with opener.open(url, timeout=2) as resp:
+            req = urllib.request.Request(url, headers=headers or {})
+            with opener.open(req, timeout=10) as resp:
+                resp.read()
                 if resp.status == 200:
                     return
         except (urllib.error.URLError, OSError):
             pass
-        time.sleep(0.02)
+        time.sleep(interval)
     raise TimeoutError(f"{url} not ready after {timeout:.0f}s")
 
 
@@ -205,6 +225,8 @@ class BenchServer(ABC):
     """A server under test: ``init`` a fresh datadir, ``start``, measure, ``stop``."""
 
     name: str
+    # False for the static baseline: it has no empty state to fill from the upstream.
+    proxies_upstream = True
 
     def __init__(self, workdir: Path, procs: Processes, upstream_simple: str) -> None:
         self.workdir = workdir
@@ -229,9 +251,9 @@ class BenchServer(ABC):
     def version(self) -> str:
         """Version string of the server software, for the report."""
 
-    @abstractmethod
-    def init(self) -> None:
-        """Create a fresh datadir with root password and (if possible) the mirror URL."""
+    def init(self) -> bool:
+        """Create a fresh datadir; False when the server has no init step."""
+        return False
 
     @abstractmethod
     def command(self) -> list[str]:
@@ -248,11 +270,25 @@ class BenchServer(ABC):
     def start(self) -> float:
         """Launch and wait until ready; returns launch-to-ready seconds."""
         t0 = time.perf_counter()
-        self.proc = self.procs.spawn(self.command(), log=self.log)
+        self.proc = self.procs.spawn(self.command(), log=self.log, **self.spawn_kw())
         wait_ready(self.ready_url(), self.proc)
         elapsed = time.perf_counter() - t0
         self.configure()
         return elapsed
+
+    def restart_to_first_200(self, url: str, headers: dict[str, str]) -> float:
+        """Start again on the existing datadir; seconds from launch to a 200 for ``url``.
+
+        The server must have been stopped first.  Polls every 10 ms with ``headers``.
+        """
+        t0 = time.perf_counter()
+        self.proc = self.procs.spawn(self.command(), log=self.log, **self.spawn_kw())
+        wait_ready(url, self.proc, headers=headers, interval=0.01)
+        return time.perf_counter() - t0
+
+    def spawn_kw(self) -> dict[str, Any]:
+        """Extra keyword arguments for :meth:`Processes.spawn` (environment, ...)."""
+        return {}
 
     def memory(self) -> dict[str, int]:
         """Peak and current RSS of the server's whole process tree."""
@@ -288,7 +324,7 @@ class DevpiServer(BenchServer):
         )
         return (out.stdout or out.stderr).strip().splitlines()[-1]
 
-    def init(self) -> None:
+    def init(self) -> bool:
         subprocess.run(
             [
                 self._bin("devpi-init"),
@@ -303,6 +339,7 @@ class DevpiServer(BenchServer):
             timeout=120,
             env=clean_env(),
         )
+        return True
 
     def command(self) -> list[str]:
         return [
@@ -361,7 +398,7 @@ class CheeseboardServer(BenchServer):
         )
         return out.stdout.strip() or "unknown"
 
-    def init(self) -> None:
+    def init(self) -> bool:
         subprocess.run(
             [
                 self.exe,
@@ -378,6 +415,7 @@ class CheeseboardServer(BenchServer):
             timeout=120,
             env=clean_env(),
         )
+        return True
 
     def command(self) -> list[str]:
         cmd = [
@@ -396,6 +434,162 @@ class CheeseboardServer(BenchServer):
 
     def ready_url(self) -> str:
         return f"{self.base_url}/-/health"
+
+
+class ProxpiServer(BenchServer):
+    """proxpi from its own venv, under gunicorn as its Docker image runs it.
+
+    Configured only through environment variables: ``PROXPI_INDEX_URL`` is the local
+    upstream, ``PROXPI_CACHE_DIR`` a directory in the run dir (so a restart finds the
+    downloaded files again; its index cache lives in memory and starts empty).  The
+    command line is the image's entrypoint (``--preload``, access log to stdout, its
+    logger class) with ``--threads``: proxpi's README says its caches are not shared
+    between processes and asks for threads instead of worker processes.
+    """
+
+    name = "proxpi"
+
+    def __init__(
+        self,
+        workdir: Path,
+        procs: Processes,
+        upstream_simple: str,
+        venv: Path,
+        *,
+        workers: int = 1,
+        threads: int = 2,
+    ) -> None:
+        super().__init__(workdir, procs, upstream_simple)
+        self.venv = venv
+        self.workers = workers
+        self.threads = threads
+
+    @property
+    def index_url(self) -> str:
+        return f"{self.base_url}/index/"
+
+    def version(self) -> str:
+        out = subprocess.run(
+            [
+                str(self.venv / "bin" / "python"),
+                "-c",
+                "import importlib.metadata as m; print(m.version('proxpi'))",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return out.stdout.strip() or "unknown"
+
+    def spawn_kw(self) -> dict[str, Any]:
+        env = clean_env()
+        env["PROXPI_INDEX_URL"] = self.upstream_simple
+        env["PROXPI_CACHE_DIR"] = str(self.datadir / "files")
+        return {"env": env}
+
+    def command(self) -> list[str]:
+        return [
+            str(self.venv / "bin" / "gunicorn"),
+            "--preload",
+            "--access-logfile",
+            "-",
+            "--access-logformat",
+            '%(h)s "%(r)s" %(s)s %(b)s %(M)dms',
+            "--logger-class",
+            "proxpi.server._GunicornLogger",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(self.workers),
+            "--threads",
+            str(self.threads),
+            "proxpi.server:app",
+        ]
+
+    def ready_url(self) -> str:
+        return f"{self.base_url}/health"
+
+
+class NginxServer(BenchServer):
+    """nginx serving a static PEP 503 copy of the data set: the baseline.
+
+    Everything it writes (config, pid file, error and access logs, temp directories)
+    lives in its run directory, and it runs in the foreground (``daemon off``), so the
+    harness owns it like any other server.  Settings are the ones a static mirror
+    would use: ``sendfile``, ``tcp_nopush``, ``gzip on`` for text/html (pip sends
+    ``Accept-Encoding: gzip, deflate``, so it is compressed on the fly like the Python
+    servers do), buffered access log.  It never talks to the upstream.
+    """
+
+    name = "nginx"
+    proxies_upstream = False
+
+    def __init__(
+        self, workdir: Path, procs: Processes, upstream_simple: str, www: Path, workers: int
+    ) -> None:
+        super().__init__(workdir, procs, upstream_simple)
+        self.www = www
+        self.workers = workers
+        self.conf = workdir / "nginx.conf"
+
+    @property
+    def index_url(self) -> str:
+        return f"{self.base_url}/simple/"
+
+    def version(self) -> str:
+        out = subprocess.run([NGINX, "-v"], capture_output=True, text=True, timeout=60)
+        return (out.stderr or out.stdout).strip().rsplit("/", 1)[-1]
+
+    def _config(self) -> str:
+        run = self.workdir.resolve()
+        temps = "\n".join(
+            f"    {kind}_temp_path {run / 'tmp' / kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        # As root, nginx would switch its workers to "nobody", which may not be able to
+        # read the run directory; elsewhere the directive is ignored with a warning.
+        user = "user root;\n" if os.geteuid() == 0 else ""
+        return f"""{user}worker_processes {self.workers};
+daemon off;
+pid {run / "nginx.pid"};
+error_log {run / "error.log"} warn;
+events {{
+    worker_connections 4096;
+}}
+http {{
+    types {{
+        text/html html;
+    }}
+    default_type application/octet-stream;
+    access_log {run / "access.log"} combined buffer=64k flush=5s;
+{temps}
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 75s;
+    gzip on;
+    gzip_types text/html;
+    gzip_vary on;
+    server {{
+        listen 127.0.0.1:{self.port};
+        root {self.www.resolve()};
+        index index.html;
+        location / {{
+            try_files $uri $uri/ =404;
+        }}
+    }}
+}}
+"""
+
+    def command(self) -> list[str]:
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (self.workdir / "tmp" / kind).mkdir(parents=True, exist_ok=True)
+        self.conf.write_text(self._config())
+        run = self.workdir.resolve()
+        return [NGINX, "-p", str(run), "-e", str(run / "error.log"), "-c", str(self.conf)]
+
+    def ready_url(self) -> str:
+        return self.index_url
 
 
 def cheeseboard_exe() -> str:
@@ -421,19 +615,49 @@ def cheeseboard_available() -> str | None:
     return None
 
 
-def ensure_devpi_venv(venv: Path) -> Path:
-    """Create ``venv`` with devpi-server once; later runs reuse it as is.
+def _ensure_venv(venv: Path, marker: str, requirements: tuple[str, ...]) -> Path:
+    """Create ``venv`` with ``requirements`` once (until ``bin/<marker>`` exists).
 
-    Installing devpi is setup, not measurement, so it uses the normal pip config.
+    Installing a peer is setup, not measurement, so it uses the normal pip config.
+    A failed install leaves no half-made venv behind and raises RuntimeError with the
+    tail of pip's output.
     """
-    if (venv / "bin" / "devpi-server").exists():
+    if (venv / "bin" / marker).exists():
         return venv
-    print(f"[setup] creating {venv} and installing {DEVPI_REQUIREMENT} ...", flush=True)
+    print(f"[setup] creating {venv} and installing {' '.join(requirements)} ...", flush=True)
     base = getattr(sys, "_base_executable", sys.executable)
-    subprocess.run([base, "-m", "venv", str(venv)], check=True, timeout=300)
-    subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", DEVPI_REQUIREMENT],
-        check=True,
-        timeout=900,
-    )
+    try:
+        subprocess.run(
+            [base, "-m", "venv", str(venv)], check=True, timeout=300, capture_output=True
+        )
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *requirements],
+            check=True,
+            timeout=900,
+            capture_output=True,
+            text=True,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        shutil.rmtree(venv, ignore_errors=True)
+        tail = ""
+        if isinstance(exc, subprocess.CalledProcessError):
+            tail = ": " + str(exc.stderr or exc.stdout or "").strip()[-500:]
+        raise RuntimeError(f"installing {' '.join(requirements)} failed{tail}") from exc
     return venv
+
+
+def ensure_devpi_venv(venv: Path) -> Path:
+    """devpi-server in its own venv (see :func:`_ensure_venv`)."""
+    return _ensure_venv(venv, "devpi-server", (DEVPI_REQUIREMENT,))
+
+
+def ensure_proxpi_venv(venv: Path) -> Path:
+    """proxpi and gunicorn in their own venv (see :func:`_ensure_venv`)."""
+    return _ensure_venv(venv, "gunicorn", PROXPI_REQUIREMENTS)
+
+
+def nginx_available() -> str | None:
+    """None when nginx can run, else a reason to show the user."""
+    if not Path(NGINX).exists():
+        return f"{NGINX} not found (apt-get install nginx)"
+    return None

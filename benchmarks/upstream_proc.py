@@ -6,6 +6,9 @@ with the Python load generator when wrk is missing), so cold-install times would
 partly measure our own contention.  In a separate process it only competes for CPU
 like any other program, equally for both servers.
 
+With ``--static-mirror DIR`` it also writes the same files as a static PEP 503 tree
+into DIR (see :func:`benchmarks.dataset.write_static_mirror`) before it serves.
+
 Protocol: prints one JSON line ``{"simple_url": ..., ...}`` on stdout when serving;
 then reads commands from stdin, one per line: ``count SUBSTRING`` answers with the
 number of upstream requests whose path contains SUBSTRING so far; ``dump FILE`` writes
@@ -35,10 +38,18 @@ def main(argv: list[str] | None = None) -> int:
         default="html",
         help="html: like the HTML-only PyPI mirror CI reaches; json: PEP 691 like pypi.org",
     )
+    ap.add_argument(
+        "--static-mirror",
+        type=Path,
+        default=None,
+        help="also lay the data set out here as a static PEP 503 tree (for nginx)",
+    )
     args = ap.parse_args(argv)
 
     t0 = time.perf_counter()
     items = dataset.build(args.dest)
+    if args.static_mirror is not None:
+        dataset.write_static_mirror(items, args.static_mirror)
     build_s = time.perf_counter() - t0
 
     upstream = UpstreamServer(mode=args.mode)
