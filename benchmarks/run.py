@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import functools
 import gzip
 import json
 import os
@@ -261,13 +262,14 @@ def file_url(page_url: str, filename: str) -> str:
         raw = zlib.decompress(raw)
     text = raw.decode()
     hrefs: list[str]
-    if "json" in ctype:
+    if "json" in ctype:  # PEP 691
         hrefs = [f["url"] for f in json.loads(text)["files"] if f["filename"] == filename]
     else:
         hrefs = [h for h in re.findall(r'href="([^"]+)"', text) if filename in h]
     if not hrefs:
         raise RuntimeError(f"{filename} not linked from {page_url}")
-    return urldefrag(urljoin(final, hrefs[0].replace("&amp;", "&"))).url
+    href = str(hrefs[0]).replace("&amp;", "&")
+    return str(urldefrag(urljoin(final, href)).url)
 
 
 def page_throughput(
@@ -311,10 +313,11 @@ def file_throughput(
         accept=FILE_ACCEPT,
         accept_encoding=FILE_ACCEPT_ENCODING,
         tool=args.load_tool,
-    ).to_dict()
-    seconds = load["duration_s"]
-    load["mib_s"] = round(load["bytes_read"] / seconds / 2**20, 1) if seconds else None
-    return {"url": url, "first_fetch": cold, "warmup_fetch": warm, "load": load}
+    )
+    seconds = load.duration_s
+    data = load.to_dict()
+    data["mib_s"] = round(load.bytes_read / seconds / 2**20, 1) if seconds else None
+    return {"url": url, "first_fetch": cold, "warmup_fetch": warm, "load": data}
 
 
 # ------------------------------------------------------------------------ one server
@@ -382,7 +385,7 @@ def measure(server: BenchServer, upstream: Upstream, args: argparse.Namespace) -
                     res,
                     key,
                     server,
-                    lambda p=project: page_throughput(server, p, args.connections, args),
+                    functools.partial(page_throughput, server, project, args.connections, args),
                 )
                 log(f"{name}: {key} {_get(res, key, 'load', 'ok_rps')} req/s")
             for key, project, filename in (
@@ -394,7 +397,7 @@ def measure(server: BenchServer, upstream: Upstream, args: argparse.Namespace) -
                     res,
                     key,
                     server,
-                    lambda p=project, f=filename: file_throughput(server, p, f, args),
+                    functools.partial(file_throughput, server, project, filename, args),
                 )
                 log(
                     f"{name}: {key} {_get(res, key, 'load', 'ok_rps')} req/s, "
