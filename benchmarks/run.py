@@ -591,11 +591,11 @@ def _cell(res: dict[str, Any] | None, row: Row) -> tuple[Any, str]:
         return None, "n/a"
     if row.path[0] in res.get("not_applicable", ()):
         return None, "—"
+    if row.path[0].startswith(("cold", "warm")) and _get(res, row.path[0], "ok") is False:
+        return None, "fails"  # any failed install: the error is listed under the table
     value = _get(res, *row.path)
     if value is not None:
         return value, _fmt(value)
-    if _get(res, row.path[0], "error") or (res.get("error") and len(res) <= 3):
-        return None, "fails" if row.path[0].startswith(("cold", "warm")) else "n/a"
     return None, "n/a"
 
 

@@ -624,11 +624,15 @@ def _ensure_venv(venv: Path, marker: str, requirements: tuple[str, ...]) -> Path
     """
     if (venv / "bin" / marker).exists():
         return venv
-    print(f"[setup] creating {venv} and installing {' '.join(requirements)} ...", flush=True)
+    print(
+        f"[setup] creating {venv} and installing {' '.join(requirements)} ...",
+        file=sys.stderr,
+        flush=True,
+    )
     base = getattr(sys, "_base_executable", sys.executable)
     try:
         subprocess.run(
-            [base, "-m", "venv", str(venv)], check=True, timeout=300, capture_output=True
+            [base, "-m", "venv", str(venv)], check=True, timeout=300, capture_output=True, text=True
         )
         subprocess.run(
             [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", *requirements],
