@@ -2,6 +2,10 @@
 
 The values are stored in the changelog table (and read back by every process and node catching
 up), so they never change; subscribers ask a kind what it concerns instead of matching prefixes.
+
+A newer version may add kinds, and during a rolling upgrade its rows reach older nodes catching up.
+Reading such a value gives an unknown kind (``known`` is False) instead of an error; it answers
+every question conservatively, as a change that may concern anything.
 """
 
 from __future__ import annotations
@@ -32,15 +36,32 @@ class ChangeKind(StrEnum):
     MIRROR_FILE = "mirror-file"  # a mirrored file's bytes arrived and it is now listed
     MIRROR_FILE_CACHED = "mirror-file-cached"  # bytes arrived for a file already listed
 
+    @classmethod
+    def _missing_(cls, value: object) -> ChangeKind | None:
+        """A stored value this version does not know (a newer node wrote it): an unknown kind
+        that keeps the value, rather than a ValueError that would stop every reader catching up.
+        It is not a member: iterating over ChangeKind lists the known kinds only."""
+        if not isinstance(value, str) or not value:
+            return None
+        unknown = str.__new__(cls, value)
+        unknown._name_ = "UNKNOWN"
+        unknown._value_ = value
+        return unknown
+
+    @property
+    def known(self) -> bool:
+        """False for a kind read from the changelog that this version does not define."""
+        return self._value_ in type(self)._value2member_map_
+
     @property
     def concerns_accounts(self) -> bool:
         """Users or tokens changed: credentials must be reloaded."""
-        return self in _ACCOUNTS
+        return self in _ACCOUNTS or not self.known
 
     @property
     def concerns_indexes(self) -> bool:
         """An index was created, configured or deleted."""
-        return self in _INDEXES
+        return self in _INDEXES or not self.known
 
     @property
     def only_caches_bytes(self) -> bool:
@@ -49,7 +70,8 @@ class ChangeKind(StrEnum):
 
     @property
     def changes_project_lists(self) -> bool:
-        """The lists of projects (root and index pages) may differ afterwards."""
+        """The lists of projects (root and index pages) may differ afterwards (unknown kinds:
+        they may)."""
         return self is not ChangeKind.MIRROR_CHECKED
 
 

@@ -3,12 +3,17 @@
 A write logs which (index, project) it touched; after the commit the new serial is published in
 the shared serial file. Each process compares that number with the last serial it applied (a memory
 read) and, only when it moved, reads the new changelog rows and tells its listeners.
+
+A row of a kind this version does not know (a newer node wrote it during a rolling upgrade) is
+applied as a change to everything: every listener drops all it caches. A warning is logged once per
+such kind; catching up never stops on it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -19,6 +24,8 @@ from cheeseboard.store import changelog_rows, pg_changes
 from cheeseboard.store.db import Database
 from cheeseboard.store.records import Change
 from cheeseboard.store.serial import SerialFile
+
+log = logging.getLogger(__name__)
 
 Listener = Callable[[Change], Awaitable[None] | None]
 P = ParamSpec("P")
@@ -79,6 +86,7 @@ class ChangeFeed:
         self._serial_file = serial_file
         self._listeners: list[Listener] = []
         self._lock = asyncio.Lock()
+        self._unknown_kinds: set[str] = set()  # warned about already
         self.applied = 0
 
     def subscribe(self, listener: Listener) -> None:
@@ -105,11 +113,26 @@ class ChangeFeed:
                 await self._apply(change)
 
     async def _apply(self, change: Change) -> None:
+        if not change.kind.known:
+            change = self._widened(change)
         for listener in self._listeners:
             outcome = listener(change)
             if inspect.isawaitable(outcome):
                 await outcome
         self.applied = change.serial
+
+    def _widened(self, change: Change) -> Change:
+        """An unknown kind may concern anything: the same change for no index and no project
+        (every listener drops everything), with a warning the first time the kind is seen."""
+        if change.kind.value not in self._unknown_kinds:
+            self._unknown_kinds.add(change.kind.value)
+            log.warning(
+                "changelog serial %d has the kind %r, which this version does not know (written "
+                "by a newer node?); each row of it drops everything cached",
+                change.serial,
+                change.kind.value,
+            )
+        return Change(change.serial, None, None, change.kind)
 
     async def write(
         self, fn: Callable[Concatenate[Transaction, P], T], *args: P.args, **kwargs: P.kwargs
