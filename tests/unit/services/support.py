@@ -21,7 +21,7 @@ ALICE = Identity("alice")
 ALICE_PASSWORD = "alice-password"
 # The users stage() creates get a cheap argon2 hash (set by root as ``pwhash``): a default one
 # costs about 0.2 s to make and to check on this machine.
-_CHEAP_HASH = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1).hash(ALICE_PASSWORD)
+CHEAP_HASH = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1).hash(ALICE_PASSWORD)
 EXPIRY = 0.2
 """Seconds mirrored pages stay fresh under the ``expiring_services`` fixture (an index's own
 setting must be a whole number of seconds; the server-wide default is a float)."""
@@ -35,7 +35,7 @@ def mirror(app: AppServices) -> IndexRecord:
 
 async def new_user(app: AppServices, name: str) -> Identity:
     """A user created by root, with the password ALICE_PASSWORD (a cheap hash of it)."""
-    await app.accounts.create_user(ROOT, name, {"pwhash": _CHEAP_HASH})
+    await app.accounts.create_user(ROOT, name, {"pwhash": CHEAP_HASH})
     return Identity(name)
 
 

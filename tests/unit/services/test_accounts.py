@@ -12,7 +12,7 @@ from cheeseboard.services.auth import ANONYMOUS, Forbidden, Unauthorized
 from cheeseboard.services.container import AppServices
 from cheeseboard.services.errors import BadRequest, NotFound
 from tests.support.server import ROOT_PASSWORD
-from tests.unit.services.support import ALICE, ALICE_PASSWORD, ROOT, new_user, stage
+from tests.unit.services.support import ALICE, ALICE_PASSWORD, CHEAP_HASH, ROOT, new_user, stage
 
 
 def _basic(user: str, secret: str) -> Headers:
@@ -43,7 +43,7 @@ async def test_create_user_then_log_in(services: AppServices) -> None:
 async def test_user_creation_is_checked(services: AppServices) -> None:
     await new_user(services, "alice")
     with pytest.raises(Conflict, match="user 'alice' already exists"):
-        await services.accounts.create_user(ROOT, "alice", {"password": "x"})
+        await services.accounts.create_user(ROOT, "alice", {"pwhash": CHEAP_HASH})
     with pytest.raises(BadRequest, match="password needs to be set"):
         await services.accounts.create_user(ROOT, "dave", {})
     with pytest.raises(BadRequest, match="Unknown keys in user config: colour"):
