@@ -715,6 +715,8 @@ def _notes(res: dict[str, Any]) -> list[str]:
     mem = res.get("memory")
     if mem:
         notes.append(f"{mem['processes']} process(es)")
+    if load := res.get("loadavg_before_after"):
+        notes.append(f"machine load average (1 min) {load[0][0]} before, {load[1][0]} after")
     for key in ("cold_uv", "cold_pip", "warm_uv", "warm_pip", *LOAD_KEYS):
         err = _get(res, key, "error")
         if err:
@@ -900,7 +902,13 @@ def main(argv: list[str] | None = None) -> int:
             if name in setup_errors:
                 continue
             server = _make_server(name, run_dir, procs, upstream, args)
+            load_before = [round(x, 2) for x in os.getloadavg()]
             results["servers"][name] = measure(server, upstream, args)
+            # The machine may be shared: record how busy it was around each server.
+            results["servers"][name]["loadavg_before_after"] = [
+                load_before,
+                [round(x, 2) for x in os.getloadavg()],
+            ]
     finally:
         procs.kill_all()
     results["meta"]["total_s"] = round(time.perf_counter() - t_start, 1)

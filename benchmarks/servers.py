@@ -516,9 +516,9 @@ class NginxServer(BenchServer):
     Everything it writes (config, pid file, error and access logs, temp directories)
     lives in its run directory, and it runs in the foreground (``daemon off``), so the
     harness owns it like any other server.  Settings are the ones a static mirror
-    would use: ``sendfile``, ``tcp_nopush``, ``gzip on`` for text/html (pip sends
-    ``Accept-Encoding: gzip, deflate``, so it is compressed on the fly like the Python
-    servers do), buffered access log.  It never talks to the upstream.
+    would use: ``sendfile``, ``tcp_nopush``, ``gzip on`` (for text/html only, nginx's
+    default; pip sends ``Accept-Encoding: gzip, deflate``, so pages are compressed on
+    the fly), buffered access log.  It never talks to the upstream.
     """
 
     name = "nginx"
@@ -568,7 +568,6 @@ http {{
     tcp_nodelay on;
     keepalive_timeout 75s;
     gzip on;
-    gzip_types text/html;
     gzip_vary on;
     server {{
         listen 127.0.0.1:{self.port};
