@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.types import ASGIApp
 
 from cheeseboard.http import (
     accounts,
@@ -29,6 +30,7 @@ from cheeseboard.http.client_address import ClientAddress
 from cheeseboard.http.consistency import CatchUp
 from cheeseboard.http.devpi import DevpiHeaders
 from cheeseboard.http.errors import EXCEPTION_HANDLERS
+from cheeseboard.http.hot import HotPath
 from cheeseboard.http.ui import actions as web_actions
 from cheeseboard.http.ui import pages as web_pages
 from cheeseboard.http.ui import static as web_static
@@ -76,11 +78,16 @@ def create_app(settings: Settings) -> Starlette:
     app.add_middleware(CatchUp)
     app.add_middleware(ClientAddress, settings=settings)
     app.add_middleware(DevpiHeaders)
-    if settings.access_log:
-        app.add_middleware(AccessLog)  # added last, so outermost: it also times the catch-up
     return app
 
 
-def app_from_environment() -> Starlette:
+def serving_app(settings: Settings) -> ASGIApp:
+    """The app as workers serve it: the hot path (http/hot.py) in front of ``create_app``, and
+    the access log around both (it also times the catch-up)."""
+    app: ASGIApp = HotPath(create_app(settings))
+    return AccessLog(app) if settings.access_log else app
+
+
+def app_from_environment() -> ASGIApp:
     """Factory for server workers: settings arrive serialized in the environment."""
-    return create_app(Settings.from_json(os.environ[SETTINGS_ENV]))
+    return serving_app(Settings.from_json(os.environ[SETTINGS_ENV]))

@@ -15,11 +15,24 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cheeseboard import __version__
 from cheeseboard.http.access import PUBLIC, READ, GuardedRoute
 from cheeseboard.http.accounts import envelope
-from cheeseboard.http.state import base_url, services
+from cheeseboard.http.state import AppServices, base_url, services
 from cheeseboard.services.auth import Forbidden, Unauthorized
 from cheeseboard.services.errors import NotFound
 
 FEATURES = ["server-keyvalue-parsing", "push-no-docs", "push-only-docs", "push-register-project"]
+
+
+def devpi_headers(app: AppServices) -> list[tuple[bytes, bytes]]:
+    """devpi's identification headers, as of the current serial (http/hot.py sends them too)."""
+    uuid = app.server_uuid.encode()
+    return [
+        (b"x-devpi-api-version", b"2"),
+        (b"x-devpi-server-version", __version__.encode()),
+        (b"x-devpi-uuid", uuid),
+        (b"x-devpi-master-uuid", uuid),
+        (b"x-devpi-primary-uuid", uuid),
+        (b"x-devpi-serial", str(app.changes.serial).encode()),
+    ]
 
 
 class DevpiHeaders:
@@ -36,16 +49,7 @@ class DevpiHeaders:
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start" and state is not None:
-                uuid = state.server_uuid.encode()
-                message["headers"] = [
-                    *message.get("headers", ()),
-                    (b"x-devpi-api-version", b"2"),
-                    (b"x-devpi-server-version", __version__.encode()),
-                    (b"x-devpi-uuid", uuid),
-                    (b"x-devpi-master-uuid", uuid),
-                    (b"x-devpi-primary-uuid", uuid),
-                    (b"x-devpi-serial", str(state.changes.serial).encode()),
-                ]
+                message["headers"] = [*message.get("headers", ()), *devpi_headers(state)]
             await send(message)
 
         await self.app(scope, receive, with_headers)

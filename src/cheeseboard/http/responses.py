@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from cheeseboard.core.negotiation import CONTENT_TYPES, Representation
 from cheeseboard.core.ranges import ByteRange, Unsatisfiable, parse_range
 from cheeseboard.services.downloads import DownloadFailed
-from cheeseboard.services.pages import CachedPage
+from cheeseboard.services.pages import CachedPage, Rendered
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,10 @@ IMMUTABLE = "public, max-age=365000000, immutable"
 _CHUNK = 256 * 1024
 
 
-def _accepts_gzip(request: Request) -> bool:
+def accepts_gzip(accept_encoding: str) -> bool:
     """gzip is acceptable if listed with q > 0, or if unlisted and ``*`` has q > 0 (RFC 9110)."""
     qualities: dict[str, float] = {}
-    for part in request.headers.get("accept-encoding", "").split(","):
+    for part in accept_encoding.split(","):
         coding, *params = (field.strip() for field in part.split(";"))
         quality = 1.0
         for param in params:
@@ -62,16 +62,13 @@ def _not_modified_since(request: Request, last_modified: str) -> bool:
         return False
 
 
-def page_response(
-    request: Request,
+def page_headers(
     cached: CachedPage,
-    representation: Representation,
+    rendered: Rendered,
     max_age: int,
     extra_headers: Mapping[str, str] | None = None,
-) -> Response:
-    """A simple page with strong ETag, Last-Modified, Cache-Control, gzip and 304 handling."""
-    gzipped = _accepts_gzip(request) and cached.can_gzip(representation)
-    rendered = cached.render(representation, gzipped)
+) -> dict[str, str]:
+    """The headers a page's 200 and 304 answers share (validators, caching, ``Vary``)."""
     headers = {
         "ETag": rendered.etag,
         "Last-Modified": cached.last_modified,
@@ -83,21 +80,48 @@ def page_response(
         headers["X-Cheeseboard-Stale"] = "upstream unavailable; serving cached page"
     if extra_headers:
         headers.update(extra_headers)
+    return headers
+
+
+def body_headers(
+    rendered: Rendered, representation: Representation, gzipped: bool
+) -> dict[str, str]:
+    """The headers only a 200 with the page's body has."""
+    headers = {"Content-Length": str(len(rendered.body))}
+    if gzipped:
+        headers["Content-Encoding"] = "gzip"
+    headers["Content-Type"] = CONTENT_TYPES[representation]
+    return headers
+
+
+def page_response(
+    request: Request,
+    cached: CachedPage,
+    representation: Representation,
+    max_age: int,
+    extra_headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A simple page with strong ETag, Last-Modified, Cache-Control, gzip and 304 handling.
+
+    http/hot.py answers the same requests for cached pages from the same two header functions.
+    """
+    gzipped = accepts_gzip(request.headers.get("accept-encoding", "")) and cached.can_gzip(
+        representation
+    )
+    rendered = cached.render(representation, gzipped)
+    headers = page_headers(cached, rendered, max_age, extra_headers)
     if_none_match = request.headers.get("if-none-match")
     if (if_none_match and etag_matches(if_none_match, rendered.etag)) or (
         if_none_match is None and _not_modified_since(request, cached.last_modified)
     ):
         return Response(status_code=304, headers=headers)
-    if gzipped:
-        headers["Content-Encoding"] = "gzip"
     return Response(
         rendered.body if request.method != "HEAD" else b"",
-        headers={**headers, "Content-Length": str(len(rendered.body))},
-        media_type=CONTENT_TYPES[representation],
+        headers={**headers, **body_headers(rendered, representation, gzipped)},
     )
 
 
-def _file_headers(sha256: str, size: int, mtime: float) -> dict[str, str]:
+def file_headers(sha256: str, size: int, mtime: float) -> dict[str, str]:
     return {
         "ETag": f'"{sha256}"',
         "Last-Modified": formatdate(mtime, usegmt=True),
@@ -116,7 +140,7 @@ class BlobResponse(Response):
         self._method = request.method
         self._range: ByteRange | None = None
         stat = os.stat(path)
-        headers = _file_headers(sha256, size, stat.st_mtime)
+        headers = file_headers(sha256, size, stat.st_mtime)
         etag = headers["ETag"]
         if_none_match = request.headers.get("if-none-match")
         if if_none_match and etag_matches(if_none_match, etag):

@@ -117,6 +117,28 @@ class FileService:
                 self._by_project.setdefault(found[1], set()).add(key)
         return found[0]
 
+    def peek_record(self, index: IndexRecord, filename: str) -> FileRecord | None:
+        """The row ``lookup`` would answer from memory, or None. Synchronous, for the hot path
+        (http/hot.py); only names ``lookup`` accepted are ever in memory."""
+        found = self._records.get((index.id, filename))
+        return found[0] if found is not None else None
+
+    def peek(self, record: FileRecord) -> StoredFile | None:
+        """The stored file ``open`` would answer right now, when its bytes are in local storage
+        and not to be redirected to a bucket; else None."""
+        if self._settings.blob_redirect:
+            return None
+        return self._stored(record)
+
+    def peek_metadata(self, record: FileRecord) -> Path | None:
+        """Where the wheel's advertised METADATA is stored locally, or None (``core_metadata``
+        then fetches or extracts it)."""
+        digest = record.core_metadata_sha256
+        if record.packagetype != "bdist_wheel" or not digest or self._blobs.remote:
+            return None
+        path = self._blobs.path(digest)
+        return path if path.is_file() else None
+
     async def open(self, index: IndexRecord, record: FileRecord) -> StoredFile | PendingFile:
         """The file's bytes: stored, or a download in progress. Raises NotFound/UpstreamFailed."""
         stored = self._stored(record)

@@ -230,19 +230,32 @@ class PageService:
         while len(self._missing) > MAX_MISSING_NAMES:
             self._missing.popitem(last=False)
 
+    def peek(self, index: IndexRecord, name: str) -> CachedPage | None:
+        """The page ``project_page`` would answer right now from memory, found or not, or None
+        when answering needs the database or upstream. Synchronous: the hot path
+        (http/hot.py) serves what this returns without awaiting anything."""
+        cached = self._cached(name, index.id)
+        if cached is None:
+            return None
+        if index.type == "mirror":
+            expiry = mirror_config(index, self._settings.mirror_cache_expiry).cache_expiry
+            usable = self._settings.offline or self._usable(cached, expiry)
+        else:
+            usable = cached.valid_until is None or time.time() < cached.valid_until
+        if not usable:
+            return None
+        metrics.count("page_cache_hits_total")
+        return cached
+
     async def project_page(self, index: IndexRecord, name: str) -> CachedPage:
         """The page of ``name`` (normalized) on ``index``. Raises NotFound or UpstreamFailed."""
-        cached = self._cached(name, index.id)
-        if index.type == "mirror":
-            page = await self._mirror_page(index, name, cached)
-        elif cached is not None and (
-            cached.valid_until is None or time.time() < cached.valid_until
-        ):
-            page = cached
-        else:
-            page = await self._stage_page(index, name)
-        if page is cached:
-            metrics.count("page_cache_hits_total")
+        page = self.peek(index, name)
+        if page is None:
+            cached = self._cached(name, index.id)
+            if index.type == "mirror":
+                page = await self._mirror_page(index, name, cached)
+            else:
+                page = await self._stage_page(index, name)
         if not page.found:
             raise NotFound(f"no project {name!r} on {index.fullname}")
         return page

@@ -1,0 +1,262 @@
+"""The hot path: GET and HEAD of a cached simple page or a stored file, answered before routing.
+
+Nearly every request an installer makes is one of these, and each can be answered from memory:
+a page's rendered bytes with its header block, or a file's path for the server to send
+(``pathsend``). Routing through Starlette's route list, its middlewares and a Request object
+cost about three quarters of the CPU of such a request (profile in issue 19's note).
+
+The answers are the routes' own: the rules are taken from the app's route table (a rule that
+looks at credentials turns the hot path off for that route), the data comes from the services'
+synchronous ``peek`` methods, which ``project_page`` and ``open`` use too, and the headers from
+the same functions in http/responses.py. Anything this module does not answer exactly as the
+routes would falls through to the app unchanged: a query string, a Range, If-Range or
+If-Modified-Since header, a page that needs the database or upstream, a worker that has other
+workers' changes to apply first, a name that is not in normal form.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
+
+from cheeseboard.core.names import is_valid_project_name, normalize_project_name
+from cheeseboard.core.negotiation import Representation, negotiate
+from cheeseboard.http.access import GuardedRoute, Rule
+from cheeseboard.http.devpi import devpi_headers
+from cheeseboard.http.responses import (
+    accepts_gzip,
+    body_headers,
+    etag_matches,
+    file_headers,
+    page_headers,
+)
+from cheeseboard.services.container import AppServices
+from cheeseboard.services.pages import CachedPage
+
+PAGE_ROUTE = "/{user}/{index}/+simple/{project}/"
+FILE_ROUTE = "/{user}/{index}/+f/{h3}/{h13}/{filename}"
+_METADATA = ".metadata"
+_MEMO_ENTRIES = 1024
+"""Distinct Accept and Accept-Encoding values whose outcome is remembered (clients choose them,
+so the memo is cleared when full); real clients send a handful."""
+_HEAD_ENTRIES = 4096  # header blocks of pages kept encoded; cleared when full
+_FALLS_THROUGH = frozenset({b"if-modified-since", b"range", b"if-range"})
+
+Head = list[tuple[bytes, bytes]]
+Answer = tuple[int, Head, bytes, str | None]  # status, headers, body, path to send instead
+
+
+def route_rule(app: Starlette, path: str) -> Rule:
+    """The GET rule of the app's route for ``path`` (a route pattern)."""
+    for route in app.routes:
+        if isinstance(route, GuardedRoute) and route.path == path:
+            return route.rule("GET")
+    raise LookupError(f"the app has no route {path}")
+
+
+def _encode(headers: dict[str, str]) -> Head:
+    return [(name.lower().encode(), value.encode()) for name, value in headers.items()]
+
+
+class HotPath:
+    """ASGI app in front of ``app``: answers cached pages and stored files itself."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self._pages_open = route_rule(app, PAGE_ROUTE).check is None
+        self._files_open = route_rule(app, FILE_ROUTE).check is None
+        self._representations: dict[bytes, Representation | None] = {}
+        self._gzip: dict[bytes, bool] = {}
+        self._heads: dict[tuple[Any, ...], Head] = {}
+        self._devpi: tuple[int, Head] = (-1, [])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            services: AppServices | None = getattr(self.app.state, "services", None)
+            if services is not None and not services.changes.behind():
+                answer = self.answer(scope, services)
+                if answer is not None:
+                    await self._send(scope, send, answer)
+                    return
+        await self.app(scope, receive, send)
+
+    def answer(self, scope: Scope, services: AppServices) -> Answer | None:
+        """The response to ``scope``, or None when the app must answer it."""
+        if (
+            scope["method"] not in ("GET", "HEAD")
+            or scope.get("query_string")
+            or scope.get("root_path")
+        ):
+            return None
+        parts = scope["path"].split("/")
+        if len(parts) == 6 and parts[3] == "+simple" and not parts[5] and self._pages_open:
+            return self._page(scope, services, parts[1], parts[2], parts[4])
+        if len(parts) == 7 and parts[3] == "+f" and self._files_open:
+            return self._file(scope, services, parts)
+        return None
+
+    # --- pages -------------------------------------------------------------------------------
+
+    def _page(
+        self, scope: Scope, services: AppServices, user: str, index_name: str, project: str
+    ) -> Answer | None:
+        index = services.indexes.get(user, index_name)
+        if index is None or not is_valid_project_name(project):
+            return None
+        if normalize_project_name(project) != project:
+            return None  # the route redirects
+        accept: bytes | None = None
+        accept_encoding = b""
+        if_none_match: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"accept":
+                accept = value if accept is None else accept
+            elif name == b"accept-encoding":
+                accept_encoding = accept_encoding or value
+            elif name == b"if-none-match":
+                if_none_match = value if if_none_match is None else if_none_match
+            elif name in _FALLS_THROUGH:
+                return None
+        cached = services.pages.peek(index, project)
+        if cached is None or not cached.found:
+            return None
+        representation = self._representation(accept)
+        if representation is None:
+            return None  # the route answers 406 with the reason
+        gzipped = self._accepts_gzip(accept_encoding) and cached.can_gzip(representation)
+        max_age = (
+            services.settings.mirror_page_max_age
+            if index.type == "mirror"
+            else services.settings.page_max_age
+        )
+        devpi = self._devpi_head(services)
+        if if_none_match is not None and etag_matches(
+            if_none_match.decode("latin-1"), cached.render(representation, gzipped).etag
+        ):
+            return (
+                304,
+                self._page_head(cached, representation, gzipped, max_age, False) + devpi,
+                b"",
+                None,
+            )
+        rendered = cached.render(representation, gzipped)
+        head = self._page_head(cached, representation, gzipped, max_age, True)
+        body = rendered.body if scope["method"] == "GET" else b""
+        return 200, head + devpi, body, None
+
+    def _page_head(
+        self,
+        cached: CachedPage,
+        representation: Representation,
+        gzipped: bool,
+        max_age: int,
+        with_body: bool,
+    ) -> Head:
+        rendered = cached.render(representation, gzipped)
+        key = (
+            rendered.etag,
+            cached.last_modified,
+            cached.page.last_serial,
+            bool(cached.stale_reason),
+            max_age,
+            with_body,
+        )
+        head = self._heads.get(key)
+        if head is None:
+            headers = page_headers(cached, rendered, max_age)
+            if with_body:
+                headers.update(body_headers(rendered, representation, gzipped))
+            head = _encode(headers)
+            if len(self._heads) >= _HEAD_ENTRIES:
+                self._heads.clear()
+            self._heads[key] = head
+        return head
+
+    def _representation(self, accept: bytes | None) -> Representation | None:
+        key = accept if accept is not None else b"\0none"
+        try:
+            return self._representations[key]
+        except KeyError:
+            pass
+        choice = negotiate(accept.decode("latin-1") if accept is not None else None, None)
+        if len(self._representations) >= _MEMO_ENTRIES:
+            self._representations.clear()
+        self._representations[key] = choice.representation
+        return choice.representation
+
+    def _accepts_gzip(self, accept_encoding: bytes) -> bool:
+        known = self._gzip.get(accept_encoding)
+        if known is None:
+            known = accepts_gzip(accept_encoding.decode("latin-1"))
+            if len(self._gzip) >= _MEMO_ENTRIES:
+                self._gzip.clear()
+            self._gzip[accept_encoding] = known
+        return known
+
+    def _devpi_head(self, services: AppServices) -> Head:
+        serial = services.changes.serial
+        if self._devpi[0] != serial:
+            self._devpi = (serial, devpi_headers(services))
+        return self._devpi[1]
+
+    # --- files -------------------------------------------------------------------------------
+
+    def _file(self, scope: Scope, services: AppServices, parts: list[str]) -> Answer | None:
+        user, index_name, h3, h13, filename = parts[1], parts[2], parts[4], parts[5], parts[6]
+        if_none_match: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"if-none-match":
+                if_none_match = value if if_none_match is None else if_none_match
+            elif name in _FALLS_THROUGH:
+                return None
+        index = services.indexes.get(user, index_name)
+        if index is None:
+            return None
+        metadata = filename.endswith(_METADATA)
+        record = services.files.peek_record(
+            index, filename[: -len(_METADATA)] if metadata else filename
+        )
+        if record is None or not record.sha256:
+            return None
+        if (h3, h13) != (record.sha256[:3], record.sha256[3:16]):
+            return None  # the route answers 404
+        if metadata:
+            path = services.files.peek_metadata(record)
+            if path is None:
+                return None
+            sha256 = path.name
+        else:
+            stored = services.files.peek(record)
+            if stored is None:
+                return None
+            path, sha256 = stored.path, stored.sha256
+        try:
+            stat = os.stat(path)
+        except OSError:
+            return None
+        headers = file_headers(sha256, stat.st_size, stat.st_mtime)
+        if if_none_match is not None and etag_matches(
+            if_none_match.decode("latin-1"), headers["ETag"]
+        ):
+            return 304, _encode(headers) + self._devpi_head(services), b"", None
+        headers["Content-Length"] = str(stat.st_size)
+        head = _encode(headers) + self._devpi_head(services)
+        if scope["method"] == "HEAD":
+            return 200, head, b"", None
+        if "http.response.pathsend" not in scope.get("extensions", {}):
+            return None  # the route streams the file itself
+        return 200, head, b"", str(path)
+
+    # --- sending -----------------------------------------------------------------------------
+
+    @staticmethod
+    async def _send(scope: Scope, send: Send, answer: Answer) -> None:
+        status, headers, body, path = answer
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        if path is not None:
+            await send({"type": "http.response.pathsend", "path": path})
+        else:
+            await send({"type": "http.response.body", "body": body})

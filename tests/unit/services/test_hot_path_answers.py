@@ -1,0 +1,221 @@
+"""http/hot.py answers cached pages and stored files exactly as the routes do.
+
+A differential test: each request goes to ``HotPath.answer`` and, separately, through the whole
+app (routing, middlewares, handlers) over the same real services; status, every header and the
+body (or the file path handed to ``pathsend``) must be equal. Requests the hot path must leave to
+the app (it could not answer them identically) are checked to fall through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.types import Message
+
+from cheeseboard.http.app import create_app
+from cheeseboard.http.hot import HotPath
+from cheeseboard.services.container import AppServices
+from cheeseboard.settings import Settings
+from cheeseboard.store.records import IndexRecord
+from tests.support.packages import Dist, build_wheel
+from tests.unit.services.support import mirror, stage, upload
+
+PIP_ACCEPT = (
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, "
+    "text/html; q=0.01"
+)
+HEADER_SETS: list[dict[str, str]] = [
+    {"accept": PIP_ACCEPT, "accept-encoding": "gzip, deflate"},
+    {"accept": PIP_ACCEPT},
+    {"accept": "application/vnd.pypi.simple.v1+html", "accept-encoding": "gzip;q=0"},
+    {"accept": "text/html", "accept-encoding": "br, *;q=0.5"},
+    {"accept-encoding": "identity"},
+    {"accept": "application/vnd.pypi.simple.latest+json, */*;q=0.1"},
+]
+
+
+def _scope(path: str, headers: dict[str, str], method: str = "GET") -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+        "server": ("127.0.0.1", 3141),
+        "client": ("127.0.0.1", 40000),
+        "extensions": {"http.response.pathsend": {}},
+    }
+
+
+async def _through_app(hot: HotPath, scope: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+    messages: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        messages.append(message)
+
+    await hot.app(dict(scope), receive, send)
+    start = messages[0]
+    headers = {k.decode(): v.decode() for k, v in start["headers"]}
+    rest = messages[1:]
+    if rest and rest[0]["type"] == "http.response.pathsend":
+        return start["status"], headers, ("path", rest[0]["path"])
+    return start["status"], headers, b"".join(m.get("body", b"") for m in rest)
+
+
+def _answered(hot: HotPath, services: AppServices, scope: dict[str, Any]) -> tuple[Any, ...]:
+    answer = hot.answer(scope, services)
+    assert answer is not None, f"hot path left {scope['method']} {scope['path']} to the app"
+    status, head, body, path = answer
+    headers = {k.decode(): v.decode() for k, v in head}
+    assert len(headers) == len(head), "a header sent twice"
+    return status, headers, ("path", path) if path is not None else body
+
+
+async def _same(hot: HotPath, services: AppServices, scope: dict[str, Any]) -> tuple[Any, ...]:
+    fast = _answered(hot, services, scope)
+    slow = await _through_app(hot, scope)
+    assert fast == slow, scope
+    return fast
+
+
+async def _stored(services: AppServices, index: IndexRecord, filename: str) -> None:
+    """Wait until the file's row in memory says its bytes are stored (a mirror file's row is
+    updated in the background once the download is verified)."""
+    deadline = time.monotonic() + 10
+    while True:
+        record = await services.files.lookup(index, filename)
+        if services.files.peek(record) is not None:
+            return
+        assert time.monotonic() < deadline, f"{filename} never became stored"
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def hot(services: AppServices, settings: Settings) -> HotPath:
+    app = create_app(settings)
+    app.state.services = services
+    return HotPath(app)
+
+
+async def test_pages_answer_as_the_route_does(
+    hot: HotPath, services: AppServices, dists: dict[str, list[Dist]], tmp_path: Path
+) -> None:
+    dev = await stage(services, bases="root/pypi", allow_upstream_names=True)
+    await upload(services, dev, dists["lib-a"][0])
+    for minor in range(12):  # a page big enough to be sent gzipped
+        await upload(services, dev, build_wheel(tmp_path, "hot-big", f"1.{minor}"))
+    pages = ((mirror(services), "lib-c"), (dev, "lib-a"), (dev, "lib-c"), (dev, "hot-big"))
+    for index, project in pages:
+        await services.pages.project_page(index, project)  # fetched, stored, built
+        await services.pages.project_page(index, project)  # cached
+        path = f"/{index.fullname}/+simple/{project}/"
+        seen = set()
+        for headers in HEADER_SETS:
+            for method in ("GET", "HEAD"):
+                status, got, body = await _same(hot, services, _scope(path, headers, method))
+                assert status == 200
+                assert got["vary"] == "Accept, Accept-Encoding"
+                assert (body == b"") == (method == "HEAD")
+                seen.add((got["content-type"], got.get("content-encoding")))
+            etag = got["etag"]
+            for if_none_match in (etag, f"W/{etag}", '"other", ' + etag, "*"):
+                status, _, _ = await _same(
+                    hot, services, _scope(path, {**headers, "if-none-match": if_none_match})
+                )
+                assert status == 304
+            status, _, _ = await _same(
+                hot, services, _scope(path, {**headers, "if-none-match": '"x"'})
+            )
+            assert status == 200
+        assert len(seen) >= 3  # JSON and both HTML representations
+        if project == "hot-big":
+            assert ("application/vnd.pypi.simple.v1+json", "gzip") in seen
+
+
+async def test_files_and_metadata_answer_as_the_route_does(
+    hot: HotPath, services: AppServices, dists: dict[str, list[Dist]]
+) -> None:
+    dev = await stage(services, allow_upstream_names=True)
+    wheel = dists["lib-a"][0]
+    await upload(services, dev, wheel)
+    pypi = mirror(services)
+    mirrored = dists["lib-c"][0]
+    await services.pages.project_page(pypi, "lib-c")
+    record = await services.files.lookup(pypi, mirrored.filename)
+    await services.files.open_complete(pypi, record)
+    await services.files.core_metadata(pypi, record)
+    for index, dist in ((dev, wheel), (pypi, mirrored)):
+        await _stored(services, index, dist.filename)
+        base = f"/{index.fullname}/+f/{dist.sha256[:3]}/{dist.sha256[3:16]}/{dist.filename}"
+        for path in (base, base + ".metadata") if dist.kind == "wheel" else (base,):
+            status, got, body = await _same(hot, services, _scope(path, {}))
+            assert status == 200 and body[0] == "path"
+            assert int(got["content-length"]) > 0
+            status, _, body = await _same(hot, services, _scope(path, {}, "HEAD"))
+            assert status == 200 and body == b""
+            status, _, _ = await _same(hot, services, _scope(path, {"if-none-match": got["etag"]}))
+            assert status == 304
+
+
+async def test_what_the_hot_path_leaves_to_the_app(
+    hot: HotPath, services: AppServices, dists: dict[str, list[Dist]]
+) -> None:
+    pypi = mirror(services)
+    await services.pages.project_page(pypi, "lib-c")
+    await services.pages.project_page(pypi, "lib-c")
+    page = "/root/pypi/+simple/lib-c/"
+    assert hot.answer(_scope(page, {}), services) is not None
+    wheel = dists["lib-c"][0]
+    file = f"/root/pypi/+f/{wheel.sha256[:3]}/{wheel.sha256[3:16]}/{wheel.filename}"
+    record = await services.files.lookup(pypi, wheel.filename)
+    await services.files.open_complete(pypi, record)
+    await _stored(services, pypi, wheel.filename)
+    assert hot.answer(_scope(file, {}), services) is not None
+    sdist = dists["lib-c"][1]
+    assert sdist.kind == "sdist"
+    await services.files.lookup(pypi, sdist.filename)
+    sdist_file = f"/root/pypi/+f/{sdist.sha256[:3]}/{sdist.sha256[3:16]}/{sdist.filename}"
+    left = [
+        _scope(page, {"if-modified-since": "Mon, 07 Dec 2026 05:00:00 GMT"}),
+        _scope(page, {"accept": "application/json"}),  # 406 with a reason
+        {**_scope(page, {}), "query_string": b"format=json"},
+        {**_scope(page, {}), "method": "POST"},
+        _scope("/root/pypi/+simple/Lib_C/", {}),  # redirected to the normal form
+        _scope("/root/pypi/+simple/lib-a/", {}),  # not cached yet
+        _scope("/root/nope/+simple/lib-c/", {}),
+        _scope("/root/pypi/+simple/", {}),
+        _scope(file, {"range": "bytes=0-10"}),
+        _scope(file, {"if-range": '"x"'}),
+        _scope(file.replace(wheel.sha256[:3], "000"), {}),  # 404: not the file's hash
+        _scope(sdist_file + ".metadata", {}),  # 404: an sdist has no .metadata
+        {**_scope(file, {}), "extensions": {}},  # no pathsend: the route streams it
+    ]
+    for scope in left:
+        assert hot.answer(scope, services) is None, scope
+
+
+async def test_an_expired_mirror_page_is_left_to_the_app(
+    expiring_services: AppServices, settings: Settings
+) -> None:
+    app = create_app(settings)
+    app.state.services = expiring_services
+    hot = HotPath(app)
+    pypi = mirror(expiring_services)
+    await expiring_services.pages.project_page(pypi, "lib-c")
+    await expiring_services.pages.project_page(pypi, "lib-c")
+    scope = _scope("/root/pypi/+simple/lib-c/", {})
+    assert hot.answer(scope, expiring_services) is not None
+    time.sleep(0.3)  # past EXPIRY: the route must ask upstream again
+    assert hot.answer(scope, expiring_services) is None
