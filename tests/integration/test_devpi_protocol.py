@@ -5,17 +5,49 @@ from __future__ import annotations
 import io
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.api import basic, call, twine_upload
+from tests.support.api import basic, call, reset_accounts, twine_upload
 from tests.support.packages import Dist, build_wheel
 from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory
 from tests.support.upstream import UpstreamServer
 
 ROOT = ("root", ROOT_PASSWORD)
 LOCAL = ("local", "local-secret")
+
+
+@pytest.fixture(scope="module")
+def servers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[CheeseboardServer, CheeseboardServer]]:
+    """One mirror server for the module and an external index it may push to: the target is on
+    loopback, so pushes there need the operator's allowance (--push-allow ext/)."""
+    with UpstreamServer(mode="html") as upstream:
+        factory = ServerFactory(tmp_path_factory.mktemp("devpi-protocol"))
+        try:
+            other = factory.start(upstream.simple_url, name="external")
+            server = factory.start(upstream.simple_url, "--push-allow", f"{other.url}ext/")
+            yield server, other
+        finally:
+            factory.stop_all()
+
+
+@pytest.fixture
+def mirror_server(
+    servers: tuple[CheeseboardServer, CheeseboardServer],
+) -> Iterator[CheeseboardServer]:
+    """The module's server; users and indexes on both servers are reset after each test."""
+    yield servers[0]
+    for server in servers:
+        reset_accounts(server.url, ROOT)
+
+
+@pytest.fixture
+def external_server(servers: tuple[CheeseboardServer, CheeseboardServer]) -> CheeseboardServer:
+    return servers[1]
 
 
 @pytest.fixture
@@ -123,17 +155,11 @@ def test_push_copies_release_atomically(
 
 
 def test_push_to_external_index(
-    mirror_server: CheeseboardServer,
-    server_factory: ServerFactory,
-    released: Dist,
-    html_upstream: UpstreamServer,
+    mirror_server: CheeseboardServer, external_server: CheeseboardServer, released: Dist
 ) -> None:
     """push with posturl uploads files and doc zip through another index's legacy upload API."""
     assert _doc_upload(mirror_server, "local/dev", "p", "1.0") == 200
-    other = server_factory.start(html_upstream.simple_url, name="external")
-    # The target is on loopback: pushes there need the operator's allowance (--push-allow).
-    mirror_server.extra_args += ["--push-allow", f"{other.url}ext/"]
-    mirror_server.restart()
+    other = external_server  # allowed by the mirror server's --push-allow (``servers``)
     assert call(other.url, "PUT", "/ext", {"password": "ext-secret"}, auth=ROOT)[0] == 201
     assert call(other.url, "PUT", "/ext/rel", {}, auth=ROOT)[0] == 200
     request = {
