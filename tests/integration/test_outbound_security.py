@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import sqlite3
 import threading
 import time
@@ -21,7 +22,7 @@ from urllib.parse import urljoin
 
 import pytest
 
-from tests.support.api import call, upload_dist
+from tests.support.api import call, reset_accounts, upload_dist
 from tests.support.packages import Dist, build_sdist, build_wheel
 from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory, free_port
 from tests.support.upstream import JSON_CT, Fault, UpstreamServer
@@ -62,9 +63,9 @@ class _TargetHandler(BaseHTTPRequestHandler):
     do_GET = do_POST = _answer
 
 
-@pytest.fixture
-def target() -> Iterator[_Target]:
-    """An internal HTTP service answering 500 with a secret in its body."""
+@pytest.fixture(scope="module")
+def module_target() -> Iterator[_Target]:
+    """An internal HTTP service answering 500 with a secret in its body, for the module."""
     server = _Target(500)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()
@@ -76,10 +77,67 @@ def target() -> Iterator[_Target]:
         thread.join(5)
 
 
+@pytest.fixture
+def target(module_target: _Target) -> _Target:
+    """The module's internal service, with no request seen yet in this test."""
+    module_target.seen.clear()
+    return module_target
+
+
+@pytest.fixture(scope="module")
+def closed_url() -> Iterator[str]:
+    """A loopback port that refuses connections: bound for the whole module (so nothing else
+    takes it), never listening."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+
+
+@pytest.fixture(scope="module")
+def upstream(dists: dict[str, list[Dist]]) -> Iterator[UpstreamServer]:
+    """One HTML upstream for the module, holding ``dists``; tests that fault or count pages
+    publish their own project names."""
+    with UpstreamServer(mode="html") as upstream:
+        for files in dists.values():
+            for dist in files:
+                upstream.add(dist)
+        yield upstream
+
+
 @dataclass
-class World:
-    server: CheeseboardServer
-    wheel: Dist
+class Servers:
+    plain: CheeseboardServer  # no --push-allow
+    allowing: CheeseboardServer  # --push-allow for the module's target and closed port
+
+
+@pytest.fixture(scope="module")
+def module_servers(
+    upstream: UpstreamServer,
+    module_target: _Target,
+    closed_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Servers]:
+    factory = ServerFactory(tmp_path_factory.mktemp("outbound"))
+    try:
+        yield Servers(
+            plain=factory.start(upstream.simple_url, name="plain"),
+            allowing=factory.start(
+                upstream.simple_url,
+                "--push-allow",
+                f"{module_target.url},{closed_url}",
+                name="allowing",
+            ),
+        )
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture
+def servers(module_servers: Servers) -> Iterator[Servers]:
+    """The module's two servers; every user and index but root's is deleted after each test."""
+    yield module_servers
+    for server in (module_servers.plain, module_servers.allowing):
+        reset_accounts(server.url, ROOT)
 
 
 def _setup(server: CheeseboardServer, tmp_path: Path) -> Dist:
@@ -112,10 +170,10 @@ def _push(server: CheeseboardServer, posturl: str, auth: tuple[str, str] | None)
 
 
 def test_anonymous_and_foreign_pushes_are_refused_before_any_request(
-    server_factory: ServerFactory, html_upstream: UpstreamServer, target: _Target, tmp_path: Path
+    servers: Servers, target: _Target, tmp_path: Path
 ) -> None:
     """No credentials: 401, another user: 403, for external and internal pushes; nothing sent."""
-    server = server_factory.start(html_upstream.simple_url, "--push-allow", target.url)
+    server = servers.allowing
     _setup(server, tmp_path)
     assert _push(server, target.url, None)[0] == 401
     assert _push(server, target.url, BOB)[0] == 403
@@ -127,11 +185,11 @@ def test_anonymous_and_foreign_pushes_are_refused_before_any_request(
 
 
 def test_push_to_loopback_needs_push_allow(
-    server_factory: ServerFactory, html_upstream: UpstreamServer, target: _Target, tmp_path: Path
+    servers: Servers, target: _Target, tmp_path: Path
 ) -> None:
     """The owner's push to a loopback target (literal or a name resolving there) is refused by
     policy, naming --push-allow; a target answering 500 with a secret gives 502 without it."""
-    server = server_factory.start(html_upstream.simple_url)
+    server = servers.plain
     _setup(server, tmp_path)
     port = target.server_address[1]
     for posturl in (target.url, f"http://localhost:{port}/", f"http://[::ffff:127.0.0.1]:{port}/"):
@@ -140,8 +198,9 @@ def test_push_to_loopback_needs_push_allow(
         assert "--push-allow" in body["message"], body
     assert target.seen == []
 
-    server.extra_args += ["--push-allow", target.url]
-    server.restart()
+    # The same on a server started with --push-allow for the target.
+    server = servers.allowing
+    _setup(server, tmp_path)
     status, body = _push(server, target.url, ALICE)
     assert status == 502, body
     assert "answered 500" in body["message"], body
@@ -153,24 +212,24 @@ def test_push_to_loopback_needs_push_allow(
 
 
 def test_push_to_a_closed_port_is_a_clean_502(
-    server_factory: ServerFactory, html_upstream: UpstreamServer, tmp_path: Path
+    servers: Servers, closed_url: str, tmp_path: Path
 ) -> None:
     """A closed (allowed) port: 502 "connection refused", no 500, no traceback in the log."""
-    closed = f"http://127.0.0.1:{free_port()}/"
-    server = server_factory.start(html_upstream.simple_url, "--push-allow", closed)
+    server = servers.allowing
+    logged = len(server.log())
     _setup(server, tmp_path)
-    status, body = _push(server, closed, ALICE)
+    status, body = _push(server, closed_url, ALICE)
     assert status == 502, body
     assert "connection refused" in body["message"], body
-    assert "Traceback" not in server.log()
+    assert "Traceback" not in server.log()[logged:]
 
 
 def test_scoped_token_pushes_only_between_indexes_it_covers(
-    server_factory: ServerFactory, html_upstream: UpstreamServer, target: _Target, tmp_path: Path
+    servers: Servers, target: _Target, tmp_path: Path
 ) -> None:
     """An upload-only token covering the source alone may not push; covering both it may;
     it never pushes to an external URL."""
-    server = server_factory.start(html_upstream.simple_url, "--push-allow", target.url)
+    server = servers.allowing
     _setup(server, tmp_path)
 
     def token(indexes: list[str]) -> tuple[str, str]:
@@ -192,12 +251,10 @@ def test_scoped_token_pushes_only_between_indexes_it_covers(
 # -- item 6 (part): an internal push goes through the dependency-confusion guard -------------
 
 
-def test_internal_push_applies_the_upstream_name_guard(
-    server_factory: ServerFactory, html_upstream: UpstreamServer, tmp_path: Path
-) -> None:
+def test_internal_push_applies_the_upstream_name_guard(servers: Servers, tmp_path: Path) -> None:
     """Pushing a name the base mirror serves (lib-a) into a stage over root/pypi is refused,
     by password and by an upload token covering both indexes; a private name passes."""
-    server = server_factory.start(html_upstream.simple_url)
+    server = servers.plain
     _setup(server, tmp_path)
     shadow = build_sdist(tmp_path / "shadow", "lib-a", "9.0")
     assert upload_dist(server.url, "alice/dev", shadow, ALICE)[0] == 200
@@ -257,68 +314,77 @@ def _html_listing(*hrefs: str) -> Fault:
 
 
 def test_mirror_does_not_fetch_files_from_other_private_hosts(
-    server_factory: ServerFactory,
-    html_upstream: UpstreamServer,
-    dists: dict[str, list[Dist]],
+    servers: Servers, upstream: UpstreamServer, tmp_path: Path
 ) -> None:
     """A page whose file links point at another 127.0.0.1 port, 10.x or 169.254.x: the page is
     served, the files are refused with 502 (naming the policy) and the other host is never asked."""
-    wheel, sdist = dists["lib-c"]
+    server = servers.plain
+    logged = len(server.log())
+    project = "private-links"
+    wheel = build_wheel(tmp_path, project, "1.0")
+    sdist = build_sdist(tmp_path, project, "1.0")
     with UpstreamServer(mode="html") as internal:
         internal.add(wheel)
         internal.add(sdist)
-        html_upstream.set_fault(
-            "simple/lib-c",
+        upstream.set_fault(
+            f"simple/{project}",
             _html_listing(
                 f"{internal.url}files/{wheel.filename}#sha256={wheel.sha256}",
                 f"http://10.255.255.1/files/{sdist.filename}#sha256={sdist.sha256}",
             ),
         )
-        server = server_factory.start(html_upstream.simple_url)
-        status, page = _json_page(server, "lib-c")
+        try:
+            status, page = _json_page(server, project)
+        finally:
+            upstream.set_fault(f"simple/{project}", None)
         assert status == 200, page
         urls = {f["filename"]: f["url"] for f in page["files"]}
         assert set(urls) == {wheel.filename, sdist.filename}
         for filename in (wheel.filename, sdist.filename):
             started = time.monotonic()
-            status, body = _get(_file_url(server, "lib-c", urls[filename]))
+            status, body = _get(_file_url(server, project, urls[filename]))
             assert status == 502, (filename, body)
             assert b"private address" in body, body
             assert time.monotonic() - started < 3  # refused, not a connect timeout
-        status, body = _get(_file_url(server, "lib-c", urls[wheel.filename]) + ".metadata")
+        status, body = _get(_file_url(server, project, urls[wheel.filename]) + ".metadata")
         assert status in (404, 502), body
         assert internal.requests == []
         # Nothing was stored: asking again is refused again, and still nothing reached it.
-        assert _get(_file_url(server, "lib-c", urls[wheel.filename]))[0] == 502
+        assert _get(_file_url(server, project, urls[wheel.filename]))[0] == 502
         assert internal.requests == []
-        assert "Traceback" not in server.log()
+        assert "Traceback" not in server.log()[logged:]
 
 
 def test_mirror_does_not_follow_redirects_to_other_private_hosts(
-    server_factory: ServerFactory,
-    html_upstream: UpstreamServer,
-    dists: dict[str, list[Dist]],
+    servers: Servers, upstream: UpstreamServer, tmp_path: Path
 ) -> None:
     """Upstream redirecting a file or a page to another loopback port: refused (502), not
     followed (redirects within the mirror's origin: test_upstream_fault_matrix)."""
-    wheel = dists["lib_b"][0]
+    server = servers.plain
+    wheel = build_wheel(tmp_path, "redirected-file", "1.0")
+    upstream.add(wheel)
     with UpstreamServer(mode="html") as internal:
         internal.add(wheel)
-        server = server_factory.start(html_upstream.simple_url)
-        status, page = _json_page(server, "lib-b")
+        status, page = _json_page(server, "redirected-file")
         assert status == 200, page
         path = next(f["url"] for f in page["files"] if f["filename"] == wheel.filename)
-        html_upstream.set_fault(
-            wheel.filename, Fault("redirect", location=f"{internal.url}files/{wheel.filename}")
-        )
-        status, body = _get(_file_url(server, "lib-b", path))
-        assert status == 502, body
-        html_upstream.set_fault(
-            "simple/lib-c", Fault("redirect", location=f"{internal.url}simple/lib-c/")
-        )
-        status, body = _get(f"{server.url}root/pypi/+simple/lib-c/")
-        assert status == 502, body
-        assert internal.requests == []
+        faults = {
+            wheel.filename: Fault("redirect", location=f"{internal.url}files/{wheel.filename}"),
+            "simple/redirected-page": Fault(
+                "redirect", location=f"{internal.url}simple/redirected-page/"
+            ),
+        }
+        try:
+            upstream.set_fault(wheel.filename, faults[wheel.filename])
+            status, body = _get(_file_url(server, "redirected-file", path))
+            assert status == 502, body
+            upstream.set_fault("simple/redirected-page", faults["simple/redirected-page"])
+            status, body = _get(f"{server.url}root/pypi/+simple/redirected-page/")
+            assert status == 502, body
+            assert internal.requests == []
+        finally:
+            for fault_target in faults:
+                upstream.set_fault(fault_target, None)
 
 
 # -- random names, forced refreshes, absurd sizes --------------------------------------------
@@ -332,32 +398,36 @@ def _rows(server: CheeseboardServer) -> tuple[int, int]:
 
 
 def test_random_names_leave_no_rows(
-    server_factory: ServerFactory, html_upstream: UpstreamServer
+    servers: Servers, upstream: UpstreamServer, tmp_path: Path
 ) -> None:
     """300 names upstream does not have: each 404, no project or changelog row added, and the
     not-found is remembered (a repeat does not ask upstream again)."""
-    server = server_factory.start(html_upstream.simple_url)
+    server = servers.plain
+    real = build_wheel(tmp_path, "rows-real-name", "1.0")
+    upstream.add(real)
     before = _rows(server)
     for number in range(300):
         status, _ = _get(f"{server.url}root/pypi/+simple/no-such-name-{number}/")
         assert status == 404
     assert _rows(server) == before
-    asked = html_upstream.count("/simple/no-such-name-7/")
+    asked = upstream.count("/simple/no-such-name-7/")
     assert _get(f"{server.url}root/pypi/+simple/no-such-name-7/")[0] == 404
-    assert html_upstream.count("/simple/no-such-name-7/") == asked == 1
+    assert upstream.count("/simple/no-such-name-7/") == asked == 1
     # A real name still gets its row.
-    assert _get(f"{server.url}root/pypi/+simple/app/")[0] == 200
+    assert _get(f"{server.url}root/pypi/+simple/rows-real-name/")[0] == 200
     assert _rows(server)[0] == before[0] + 1
 
 
 def test_forced_refreshes_are_coalesced(
-    server_factory: ServerFactory, html_upstream: UpstreamServer
+    servers: Servers, upstream: UpstreamServer, tmp_path: Path
 ) -> None:
     """20 anonymous refreshes in a row fetch the page once; 10 concurrent ones once too."""
-    server = server_factory.start(html_upstream.simple_url)
-    assert _get(f"{server.url}root/pypi/+simple/app/")[0] == 200
-    assert _get(f"{server.url}root/pypi/+simple/lib-a/")[0] == 200
-    html_upstream.clear_requests()
+    server = servers.plain
+    names = ("refresh-serial", "refresh-concurrent")  # fresh pages: no refresh in the last 10 s
+    for name in names:
+        upstream.add(build_wheel(tmp_path, name, "1.0"))
+        assert _get(f"{server.url}root/pypi/+simple/{name}/")[0] == 200
+    asked = {name: upstream.count(f"/simple/{name}/") for name in names}
 
     def refresh(project: str) -> int:
         """devpi's refresh button, anonymously; the status of the POST itself (302)."""
@@ -369,11 +439,11 @@ def test_forced_refreshes_are_coalesced(
             connection.close()
 
     for _ in range(20):
-        assert refresh("app") == 302
-    assert html_upstream.count("/simple/app/") == 1
+        assert refresh("refresh-serial") == 302
+    assert upstream.count("/simple/refresh-serial/") == asked["refresh-serial"] + 1
     with ThreadPoolExecutor(10) as pool:
-        assert set(pool.map(refresh, ["lib-a"] * 10)) == {302}
-    assert html_upstream.count("/simple/lib-a/") == 1
+        assert set(pool.map(refresh, ["refresh-concurrent"] * 10)) == {302}
+    assert upstream.count("/simple/refresh-concurrent/") == asked["refresh-concurrent"] + 1
 
 
 def test_absurd_upstream_size_does_not_break_the_project(
