@@ -6,7 +6,7 @@ Fetching returns raw pages (bytes, type, URL, validators); parsing and policy li
 from __future__ import annotations
 
 import errno
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +71,7 @@ class UpstreamClient:
     def __init__(self, request_timeout: float) -> None:
         self._timeout = request_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._before_close: list[Callable[[], Awaitable[None]]] = []
 
     async def start(self) -> None:
         # aiohttp's own DNS cache would hand out addresses without asking the guarded resolver;
@@ -88,7 +89,15 @@ class UpstreamClient:
             raise_for_status=False,
         )
 
+    def on_close(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Have ``close`` await ``callback()`` first: background work of this client's users
+        (services/mirror.py's facts jobs) ends before the session it uses does."""
+        self._before_close.append(callback)
+
     async def close(self) -> None:
+        callbacks, self._before_close = self._before_close, []
+        for callback in reversed(callbacks):
+            await callback()
         if self._session is not None:
             await self._session.close()
             self._session = None

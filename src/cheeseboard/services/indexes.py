@@ -22,6 +22,12 @@ class MirrorConfig:
     simple_url: str  # ends with "/"
     json_api_url: str | None  # "<base>/pypi/{name}/json" template, or None
     cache_expiry: float
+    needs_upload_times: bool = False
+    """Whether a page must have its files' upload times before it is answered. Off, a page from
+    an upstream that lacks them (HTML only) is stored and answered at once and the JSON API's
+    facts follow in the background (services/mirror.py). A policy that judges files by their
+    age (issue 21's ``min_release_age``, which fails closed on an unknown upload time) turns it
+    on, and then a refresh waits for the JSON API as well. No setting turns it on yet."""
 
 
 def mirror_config(index: IndexRecord, default_expiry: float) -> MirrorConfig:

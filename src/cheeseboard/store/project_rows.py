@@ -8,8 +8,8 @@ Each function takes the connection to use; call them through ``Database.read``/`
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
@@ -128,12 +128,16 @@ def save_mirror_page(
     upstream_serial: int | None,
     status: str | None,
     status_reason: str | None,
+    *,
+    keep_known_facts: bool = False,
 ) -> bool:
     """Store a freshly fetched mirror page; return True if anything a page shows changed.
 
     Rows are diffed by filename so files already cached keep their blob, and an unchanged page
     writes only its check time. Statements are batched: a page of thousands of files costs a
-    handful of round trips, not one per file.
+    handful of round trips, not one per file. With ``keep_known_facts``, a fact (KnownFacts) the
+    page does not give is kept from the stored row of the same file (no other sha256): a page
+    that lacks sizes and upload times leaves those learnt before (``fill_file_facts``) in place.
     """
     project = _ensure_project(conn, index_id, name, display_name)
     old = {record.filename: record for record in project_files(conn, project.id)}
@@ -150,6 +154,14 @@ def save_mirror_page(
     for filename, (position, new) in wanted.items():
         record = old.get(filename)
         values = {f: getattr(new, f) for f in records.FILE_FIELDS}
+        if (
+            keep_known_facts
+            and record is not None
+            and (values["sha256"] is None or record.sha256 in (None, values["sha256"]))
+        ):
+            for fact in KnownFacts._fields:
+                if values[fact] is None:
+                    values[fact] = getattr(record, fact)
         if record is None:
             if filename not in taken:
                 inserts.append(
@@ -207,6 +219,32 @@ def save_mirror_page(
         )
     )
     return changed
+
+
+class KnownFacts(NamedTuple):
+    """The facts of a file row an upstream may give later than its page (PyPI's JSON API)."""
+
+    sha256: str | None
+    size: int | None
+    upload_time: str | None
+    core_metadata_sha256: str | None
+
+
+def fill_file_facts(conn: Connection, facts: Mapping[int, KnownFacts]) -> None:
+    """Set these facts of the file rows with these ids, in one batched statement; the caller
+    decides what may be overwritten (services/mirror.py fills only what a row lacks)."""
+    if not facts:
+        return
+    params = [
+        {"b_id": file_id, **{f"b_{k}": v for k, v in f._asdict().items()}}
+        for file_id, f in facts.items()
+    ]
+    conn.execute(
+        update(files)
+        .where(files.c.id == bindparam("b_id"))
+        .values({field: bindparam(f"b_{field}") for field in KnownFacts._fields}),
+        params,
+    )
 
 
 def _filenames_elsewhere(
