@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.api import basic, call, twine_upload
+from tests.support.api import basic, call, reset_accounts, twine_upload
 from tests.support.packages import Dist, build_wheel, dist_name, normalize
 from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory
 from tests.support.upstream import UpstreamServer
@@ -239,14 +239,25 @@ def _stored_files_over(datadir: Path, size: int) -> list[Path]:
     return [path for path in datadir.rglob("*") if path.is_file() and path.stat().st_size > size]
 
 
-def _served_by(server: CheeseboardServer, path: str) -> Counter[str]:
-    """How many logged requests for ``path`` each worker served (waits for the log flush)."""
-    time.sleep(0.5)  # the access log is flushed every 200 ms
-    return Counter(
-        line.split()[1]
-        for line in server.log().splitlines()
-        if f'path="{path}"' in line and "worker=" in line
-    )
+def _logged_workers(server: CheeseboardServer, path: str, count: int, since: int = 0) -> list[str]:
+    """The ``worker=`` of each access-log line for ``path`` after ``since`` characters of the
+    log, once ``count`` of them are there: the access log is flushed every 200 ms, so this
+    waits for the flush (up to 10 s) rather than sleeping."""
+    deadline = time.monotonic() + 10
+    while True:
+        workers = [
+            line.split()[1]
+            for line in server.log()[since:].splitlines()
+            if f'path="{path}"' in line and "worker=" in line
+        ]
+        if len(workers) >= count or time.monotonic() > deadline:
+            return workers
+        time.sleep(0.05)
+
+
+def _served_by(server: CheeseboardServer, path: str, count: int) -> Counter[str]:
+    """How many logged requests for ``path`` each worker served, once ``count`` are logged."""
+    return Counter(_logged_workers(server, path, count))
 
 
 # --- 300 MiB with flat memory -------------------------------------------------------------------
@@ -330,7 +341,8 @@ def test_300_mb_upload_keeps_worker_memory_flat(
         time.sleep(2 * SAMPLE_SECONDS)  # what the worker holds right after answering counts too
     assert sampler.error is None, sampler.error
     assert reply.status == 200, (reply, server.log()[-3000:])
-    served = _served_by(server, "/local/stable/")
+    served = _served_by(server, "/local/stable/", 2)  # the warm-up upload and this one
+    assert sum(served.values()) == 2, served
     assert set(served) <= {f"worker={pid}" for pid in workers}, (served, workers)
     peak = max(sampler.samples)
     growth = peak - baseline
@@ -360,38 +372,74 @@ def test_300_mb_upload_keeps_worker_memory_flat(
 # --- --max-upload-size ---------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def module_servers(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, CheeseboardServer]]:
+    """The module's shared servers: ``limited`` refuses uploads over 10 MB, ``one_worker`` runs
+    a single worker (whose memory the form-field tests watch)."""
+    with UpstreamServer(mode="html") as upstream:
+        factory = ServerFactory(tmp_path_factory.mktemp("upload-limits"))
+        try:
+            yield {
+                "limited": factory.start(
+                    upstream.simple_url, "--max-upload-size", str(LIMIT), name="limited"
+                ),
+                "one_worker": factory.start(
+                    upstream.simple_url, "--workers", "1", name="one-worker"
+                ),
+            }
+        finally:
+            factory.stop_all()
+
+
+def _shared(server: CheeseboardServer) -> Iterator[CheeseboardServer]:
+    """``server`` with local/stable ready; every user and index but root's deleted after."""
+    _setup_local_stable(server)
+    yield server
+    reset_accounts(server.url, ROOT)
+
+
 @pytest.fixture
 def limited_server(
-    server_factory: ServerFactory, html_upstream: UpstreamServer
-) -> CheeseboardServer:
+    module_servers: dict[str, CheeseboardServer],
+) -> Iterator[CheeseboardServer]:
     """A server refusing uploads over 10 MB, with local/stable ready."""
-    server = server_factory.start(html_upstream.simple_url, "--max-upload-size", str(LIMIT))
-    _setup_local_stable(server)
-    return server
+    yield from _shared(module_servers["limited"])
 
 
-def _assert_nothing_stored(server: CheeseboardServer, dist: Dist) -> None:
+@pytest.fixture
+def one_worker_server(
+    module_servers: dict[str, CheeseboardServer],
+) -> Iterator[CheeseboardServer]:
+    """A server with one worker, with local/stable ready."""
+    yield from _shared(module_servers["one_worker"])
+
+
+def _assert_nothing_stored(server: CheeseboardServer, dist: Dist, before: set[Path]) -> None:
+    """``dist`` is not listed, and no file over half the limit was stored since ``before``."""
     status, body = _get(server, f"/local/stable/+simple/{normalize(dist.name)}/")
     assert status == 404, body
-    assert _stored_files_over(server.datadir, LIMIT // 2) == []
+    assert set(_stored_files_over(server.datadir, LIMIT // 2)) - before == set()
 
 
 def test_max_upload_size_refuses_declared_length(
     limited_server: CheeseboardServer, tmp_path: Path
 ) -> None:
     """A 20 MB upload with its Content-Length gets 413 and stores nothing; 5 MB still passes."""
+    before = set(_stored_files_over(limited_server.datadir, LIMIT // 2))
     too_big = build_wheel(tmp_path / "big", "too-big", "1.0", payload_size=2 * LIMIT)
     reply = _upload(limited_server, too_big)
     assert reply.status == 413, (reply, limited_server.log()[-3000:])
     assert "limit" in reply.text
     print(f"\n20 MB with Content-Length: {reply}")
-    _assert_nothing_stored(limited_server, too_big)
+    _assert_nothing_stored(limited_server, too_big, before)
     # Declared within the form allowance, but the file itself is past the limit.
     just_over = build_wheel(tmp_path / "over", "just-over", "1.0", payload_size=LIMIT + 100_000)
     reply = _upload(limited_server, just_over)
     assert reply.status == 413, reply
     assert "limit" in reply.text
-    _assert_nothing_stored(limited_server, just_over)
+    _assert_nothing_stored(limited_server, just_over, before)
     fits = build_wheel(tmp_path / "fits", "fits", "1.0", payload_size=LIMIT // 2)
     reply = _upload(limited_server, fits)
     assert reply.status == 200, reply
@@ -404,11 +452,12 @@ def test_max_upload_size_refuses_chunked_body(
     limited_server: CheeseboardServer, tmp_path: Path
 ) -> None:
     """A 20 MB chunked body (no Content-Length) gets 413 or a cut connection, never stored."""
+    before = set(_stored_files_over(limited_server.datadir, LIMIT // 2))
     too_big = build_wheel(tmp_path / "big", "too-big", "1.0", payload_size=2 * LIMIT)
     reply = _upload(limited_server, too_big, chunked=True)
     print(f"\n20 MB chunked: {reply}")
     assert reply.status in (413, None), reply
-    _assert_nothing_stored(limited_server, too_big)
+    _assert_nothing_stored(limited_server, too_big, before)
     # The refusal left the worker serving: a small chunked upload is stored.
     fits = build_wheel(tmp_path / "fits", "fits", "1.0", payload_size=MiB)
     reply = _upload(limited_server, fits, chunked=True)
@@ -456,8 +505,7 @@ def _post_fields(server: CheeseboardServer, parts: list[bytes], length: int) -> 
     ids=["one-50MB-field", "60-fields-of-1MB"],
 )
 def test_form_fields_are_bounded(
-    server_factory: ServerFactory,
-    html_upstream: UpstreamServer,
+    one_worker_server: CheeseboardServer,
     tmp_path: Path,
     count: int,
     size: int,
@@ -466,8 +514,7 @@ def test_form_fields_are_bounded(
 ) -> None:
     """Non-file fields past 1 MiB each or 8 MiB in all get 413 naming the field, and the worker
     never holds them: its RSS grows by far less than the 50-60 MB sent."""
-    server = server_factory.start(html_upstream.simple_url, "--workers", "1")
-    _setup_local_stable(server)
+    server = one_worker_server
     small = build_wheel(tmp_path / "small", "warm-up", "1.0")
     assert _upload(server, small).status == 200  # the upload path's code is in the baseline
     workers = _workers(server, 1)
@@ -523,13 +570,7 @@ def _fresh_round(
     """FRESH_REQUESTS GETs of ``path`` on new connections, and the workers that served them."""
     logged = len(server.log())
     replies = [_get(server, path, accept) for _ in range(FRESH_REQUESTS)]
-    time.sleep(0.5)  # the access log is flushed every 200 ms
-    workers = {
-        line.split()[1]
-        for line in server.log()[logged:].splitlines()
-        if f'path="{path}"' in line and "worker=" in line
-    }
-    return replies, workers
+    return replies, set(_logged_workers(server, path, FRESH_REQUESTS, since=logged))
 
 
 def _assert_every_page(
