@@ -16,7 +16,7 @@ workers' changes to apply first, a name that is not in normal form.
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -43,6 +43,12 @@ _MEMO_ENTRIES = 1024
 """Distinct Accept and Accept-Encoding values whose outcome is remembered (clients choose them,
 so the memo is cleared when full); real clients send a handful."""
 _HEAD_ENTRIES = 4096  # header blocks of pages kept encoded; cleared when full
+SMALL_FILE = 64 * 1024
+"""Stored files up to this size (most .metadata files and small wheels) are sent from memory;
+bigger ones go out through the server's ``pathsend``. Reading a small file on every request
+cost more than the rest of the request: each system call releases the GIL to the server's own
+threads and waits to get it back."""
+SMALL_FILES_MEMORY = 16 * 1024 * 1024  # bytes of small files kept per worker; cleared when full
 _FALLS_THROUGH = frozenset({b"if-modified-since", b"range", b"if-range"})
 
 Head = list[tuple[bytes, bytes]]
@@ -71,6 +77,9 @@ class HotPath:
         self._representations: dict[bytes, Representation | None] = {}
         self._gzip: dict[bytes, bool] = {}
         self._heads: dict[tuple[Any, ...], Head] = {}
+        self._file_head_cache: dict[tuple[str, int, float], tuple[Head, Head]] = {}
+        self._bodies: dict[tuple[str, int, float], bytes] = {}
+        self._bodies_size = 0
         self._devpi: tuple[int, Head] = (-1, [])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -223,32 +232,52 @@ class HotPath:
             return None
         if (h3, h13) != (record.sha256[:3], record.sha256[3:16]):
             return None  # the route answers 404
-        if metadata:
-            path = services.files.peek_metadata(record)
-            if path is None:
-                return None
-            sha256 = path.name
-        else:
-            stored = services.files.peek(record)
-            if stored is None:
-                return None
-            path, sha256 = stored.path, stored.sha256
-        try:
-            stat = os.stat(path)
-        except OSError:
+        stored = services.files.peek_metadata(record) if metadata else services.files.peek(record)
+        if stored is None or stored.mtime is None:
             return None
-        headers = file_headers(sha256, stat.st_size, stat.st_mtime)
+        full, bare = self._file_heads(stored.sha256, stored.size, stored.mtime)
+        devpi = self._devpi_head(services)
         if if_none_match is not None and etag_matches(
-            if_none_match.decode("latin-1"), headers["ETag"]
+            if_none_match.decode("latin-1"), f'"{stored.sha256}"'
         ):
-            return 304, _encode(headers) + self._devpi_head(services), b"", None
-        headers["Content-Length"] = str(stat.st_size)
-        head = _encode(headers) + self._devpi_head(services)
+            return 304, bare + devpi, b"", None
         if scope["method"] == "HEAD":
-            return 200, head, b"", None
+            return 200, full + devpi, b"", None
+        if stored.size <= SMALL_FILE:
+            body = self._small_body(stored.path, stored.size, stored.mtime)
+            return None if body is None else (200, full + devpi, body, None)
         if "http.response.pathsend" not in scope.get("extensions", {}):
             return None  # the route streams the file itself
-        return 200, head, b"", str(path)
+        return 200, full + devpi, b"", str(stored.path)
+
+    def _small_body(self, path: Path, size: int, mtime: float) -> bytes | None:
+        """A small stored file's bytes, from memory after the first read. Blobs never change
+        in place (they are named by their digest); the key has size and mtime all the same."""
+        key = (str(path), size, mtime)
+        body = self._bodies.get(key)
+        if body is None:
+            with open(path, "rb") as handle:
+                body = handle.read(size + 1)
+            if len(body) != size:
+                return None  # replaced while we looked: let the route answer
+            if self._bodies_size + size > SMALL_FILES_MEMORY:
+                self._bodies.clear()
+                self._bodies_size = 0
+            self._bodies[key] = body
+            self._bodies_size += size
+        return body
+
+    def _file_heads(self, sha256: str, size: int, mtime: float) -> tuple[Head, Head]:
+        """A stored file's encoded headers for a 200 and for a 304 (no length)."""
+        key = (sha256, size, mtime)
+        heads = self._file_head_cache.get(key)
+        if heads is None:
+            bare = _encode(file_headers(sha256, size, mtime))
+            heads = ([*bare, (b"content-length", str(size).encode())], bare)
+            if len(self._file_head_cache) >= _HEAD_ENTRIES:
+                self._file_head_cache.clear()
+            self._file_head_cache[key] = heads
+        return heads
 
     # --- sending -----------------------------------------------------------------------------
 

@@ -47,6 +47,7 @@ class StoredFile:
     path: Path
     sha256: str
     size: int
+    mtime: float | None = None  # when looked at in storage (``peek``), for Last-Modified
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,14 +131,18 @@ class FileService:
             return None
         return self._stored(record)
 
-    def peek_metadata(self, record: FileRecord) -> Path | None:
-        """Where the wheel's advertised METADATA is stored locally, or None (``core_metadata``
-        then fetches or extracts it)."""
+    def peek_metadata(self, record: FileRecord) -> StoredFile | None:
+        """The wheel's advertised METADATA when stored locally (its ``sha256`` is the METADATA's
+        digest), or None: ``core_metadata`` then fetches or extracts it."""
         digest = record.core_metadata_sha256
         if record.packagetype != "bdist_wheel" or not digest or self._blobs.remote:
             return None
         path = self._blobs.path(digest)
-        return path if path.is_file() else None
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return None
+        return StoredFile(record, path, digest, stat.st_size, stat.st_mtime)
 
     async def open(self, index: IndexRecord, record: FileRecord) -> StoredFile | PendingFile:
         """The file's bytes: stored, or a download in progress. Raises NotFound/UpstreamFailed."""
@@ -192,7 +197,7 @@ class FileService:
             if not self._blobs.remote:  # with a bucket, a local copy comes and goes
                 log.error("blob %s of %s is missing", record.blob_sha256, record.filename)
             return None
-        return StoredFile(record, path, record.blob_sha256, size)
+        return StoredFile(record, path, record.blob_sha256, size, stat.st_mtime)
 
     def _shared(
         self,

@@ -70,7 +70,7 @@ async def _through_app(hot: HotPath, scope: dict[str, Any]) -> tuple[int, dict[s
     headers = {k.decode(): v.decode() for k, v in start["headers"]}
     rest = messages[1:]
     if rest and rest[0]["type"] == "http.response.pathsend":
-        return start["status"], headers, ("path", rest[0]["path"])
+        return start["status"], headers, _bytes_of(("path", rest[0]["path"]))
     return start["status"], headers, b"".join(m.get("body", b"") for m in rest)
 
 
@@ -80,14 +80,47 @@ def _answered(hot: HotPath, services: AppServices, scope: dict[str, Any]) -> tup
     status, head, body, path = answer
     headers = {k.decode(): v.decode() for k, v in head}
     assert len(headers) == len(head), "a header sent twice"
-    return status, headers, ("path", path) if path is not None else body
+    return status, headers, _bytes_of(("path", path) if path is not None else body)
+
+
+def _bytes_of(body: Any) -> bytes:
+    """A body, or the bytes of the file handed to ``pathsend``: the hot path sends small files
+    as a body where the route hands the server the path."""
+    if isinstance(body, tuple):
+        with open(body[1], "rb") as handle:
+            return handle.read()
+    assert isinstance(body, bytes)
+    return body
 
 
 async def _same(hot: HotPath, services: AppServices, scope: dict[str, Any]) -> tuple[Any, ...]:
-    fast = _answered(hot, services, scope)
-    slow = await _through_app(hot, scope)
+    # Background bookkeeping of a mirror fetch (core metadata recorded, a download's row
+    # updated) may drop a row or page from memory once; the app's answer loads it again.
+    deadline = time.monotonic() + 10
+    while hot.answer(scope, services) is None and time.monotonic() < deadline:
+        await _through_app(hot, scope)
+        await asyncio.sleep(0.01)
+    while True:
+        fast = _answered(hot, services, scope)
+        slow = await _through_app(hot, scope)
+        if fast == slow or time.monotonic() > deadline:
+            break
+        # A background write came between the two answers (the serial moved, a blob was
+        # stored again): compare again, both answers must agree once it is done.
+        await asyncio.sleep(0.05)
     assert fast == slow, scope
     return fast
+
+
+async def _cached_page(services: AppServices, index: IndexRecord, project: str) -> None:
+    """Ask for the page until it is served from memory: a mirror fetch goes on in the
+    background (core metadata advertised upstream is fetched and recorded), which may replace
+    the page once."""
+    deadline = time.monotonic() + 10
+    while services.pages.peek(index, project) is None:
+        assert time.monotonic() < deadline, f"{index.fullname}/{project} never stayed cached"
+        await services.pages.project_page(index, project)
+        await asyncio.sleep(0.01)
 
 
 async def _stored(services: AppServices, index: IndexRecord, filename: str) -> None:
@@ -118,8 +151,7 @@ async def test_pages_answer_as_the_route_does(
         await upload(services, dev, build_wheel(tmp_path, "hot-big", f"1.{minor}"))
     pages = ((mirror(services), "lib-c"), (dev, "lib-a"), (dev, "lib-c"), (dev, "hot-big"))
     for index, project in pages:
-        await services.pages.project_page(index, project)  # fetched, stored, built
-        await services.pages.project_page(index, project)  # cached
+        await _cached_page(services, index, project)
         path = f"/{index.fullname}/+simple/{project}/"
         seen = set()
         for headers in HEADER_SETS:
@@ -161,7 +193,7 @@ async def test_files_and_metadata_answer_as_the_route_does(
         base = f"/{index.fullname}/+f/{dist.sha256[:3]}/{dist.sha256[3:16]}/{dist.filename}"
         for path in (base, base + ".metadata") if dist.kind == "wheel" else (base,):
             status, got, body = await _same(hot, services, _scope(path, {}))
-            assert status == 200 and body[0] == "path"
+            assert status == 200 and len(body) == int(got["content-length"])
             assert int(got["content-length"]) > 0
             status, _, body = await _same(hot, services, _scope(path, {}, "HEAD"))
             assert status == 200 and body == b""
@@ -173,8 +205,7 @@ async def test_what_the_hot_path_leaves_to_the_app(
     hot: HotPath, services: AppServices, dists: dict[str, list[Dist]]
 ) -> None:
     pypi = mirror(services)
-    await services.pages.project_page(pypi, "lib-c")
-    await services.pages.project_page(pypi, "lib-c")
+    await _cached_page(services, pypi, "lib-c")
     page = "/root/pypi/+simple/lib-c/"
     assert hot.answer(_scope(page, {}), services) is not None
     wheel = dists["lib-c"][0]
@@ -200,7 +231,6 @@ async def test_what_the_hot_path_leaves_to_the_app(
         _scope(file, {"if-range": '"x"'}),
         _scope(file.replace(wheel.sha256[:3], "000"), {}),  # 404: not the file's hash
         _scope(sdist_file + ".metadata", {}),  # 404: an sdist has no .metadata
-        {**_scope(file, {}), "extensions": {}},  # no pathsend: the route streams it
     ]
     for scope in left:
         assert hot.answer(scope, services) is None, scope
@@ -213,8 +243,7 @@ async def test_an_expired_mirror_page_is_left_to_the_app(
     app.state.services = expiring_services
     hot = HotPath(app)
     pypi = mirror(expiring_services)
-    await expiring_services.pages.project_page(pypi, "lib-c")
-    await expiring_services.pages.project_page(pypi, "lib-c")
+    await _cached_page(expiring_services, pypi, "lib-c")
     scope = _scope("/root/pypi/+simple/lib-c/", {})
     assert hot.answer(scope, expiring_services) is not None
     time.sleep(0.3)  # past EXPIRY: the route must ask upstream again
