@@ -14,7 +14,9 @@ _HELP = {
     "db_writes_total": "metadata database write transactions",
     "upstream_requests_total": "requests sent to upstream indexes",
     "page_cache_hits_total": "simple pages served from memory",
-    "page_builds_total": "simple pages built from the database",
+    "page_builds_total": "simple pages rendered because their content was not stored",
+    "page_store_loads_total": "simple pages loaded from the rendered-page store",
+    "page_renders_total": "simple page renderings (a representation or encoding) made",
     "file_downloads_total": "mirror files fetched from upstream",
 }
 
