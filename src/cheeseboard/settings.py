@@ -15,8 +15,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 ENV_PREFIX = "CHEESEBOARD_"
 
 
@@ -412,6 +410,8 @@ class Settings:
 
 
 def _read_config_file(path: Path) -> dict[str, object]:
+    import yaml  # only with --config: not at every start
+
     try:
         loaded = yaml.safe_load(path.read_text())
     except OSError as exc:

@@ -13,6 +13,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from sqlalchemy.engine import Connection
@@ -41,11 +42,11 @@ def _check_target(datadir: Path) -> None:
         raise DataDirError(f"{datadir} exists and is not an empty directory; refusing to use it")
 
 
-def _fill(conn: Connection, root_password: str, mirror_url: str | None) -> bool:
+def _fill(conn: Connection, root_pwhash: str, mirror_url: str | None) -> bool:
     """Create root and root/pypi; False if the database is filled already (another node's)."""
     if info.get_info(conn, "uuid") is not None:
         return False
-    root_id = accounts.create_user(conn, "root", hash_password(root_password))
+    root_id = accounts.create_user(conn, "root", root_pwhash)
     if mirror_url is not None:
         config = {
             "type": "mirror",
@@ -60,10 +61,10 @@ def _fill(conn: Connection, root_password: str, mirror_url: str | None) -> bool:
     return True
 
 
-async def _fill_database(url: str, root_password: str, mirror_url: str | None) -> bool:
+async def _fill_database(url: str, root_pwhash: str, mirror_url: str | None) -> bool:
     db = Database(url)
     try:
-        return await db.write(_fill, root_password, mirror_url)
+        return await db.write(_fill, root_pwhash, mirror_url)
     finally:
         await db.close()
 
@@ -85,9 +86,16 @@ def init_datadir(
 
     def populate(_staging: Path, url: str) -> None:
         nonlocal filled
-        filled = asyncio.run(_fill_database(url, root_password, mirror_url))
+        # The hash was computed while the schema was created (argon2 releases the GIL); it is
+        # ready before the write transaction starts, which therefore never waits for it.
+        filled = asyncio.run(_fill_database(url, hashing.result(), mirror_url))
 
-    build_datadir(datadir, populate, database_url)
+    _check_target(datadir.absolute())  # refuse before hashing (build_datadir checks again)
+    # The root password's argon2 hash (argon2-cffi's default cost, about 0.1 s of CPU on a quiet
+    # core: a security parameter, kept) overlaps the migrations instead of following them.
+    with ThreadPoolExecutor(1, thread_name_prefix="init-hash") as pool:
+        hashing: Future[str] = pool.submit(hash_password, root_password)
+        build_datadir(datadir, populate, database_url)
     return filled
 
 

@@ -1,6 +1,10 @@
 """``cheeseboard-server``: ``init`` a data directory, ``serve`` it.
 
 All errors end here with a one-line message and a non-zero exit, never a traceback.
+
+Start-up time counts (issue 19): what only some commands use is imported inside them. ``init``
+needs neither the HTTP stack, nor aiohttp (the S3 client, export/import), nor alembic when the
+schema is current; tests/unit/server/test_startup.py holds the line.
 """
 
 from __future__ import annotations
@@ -15,13 +19,11 @@ from typing import Any
 import click
 
 from cheeseboard import __version__
-from cheeseboard.ops.backup import BackupError, backup_datadir, progress_on, sigterm_raises
 from cheeseboard.ops.blob_gc import DEFAULT_MIN_AGE
 from cheeseboard.ops.datadir import DataDirError, init_datadir, is_initialised
 from cheeseboard.server.dump_commands import export_command, import_command
 from cheeseboard.services.indexes import DEFAULT_MIRROR_URL
 from cheeseboard.settings import OPTIONS, DataDirLayout, Settings, SettingsError, resolve
-from cheeseboard.store.s3 import S3Location
 
 ROOT_PASSWORD_ENV = "CHEESEBOARD_ROOT_PASSWORD"  # noqa: S105 - a variable name
 log = logging.getLogger("cheeseboard.server")
@@ -131,6 +133,8 @@ def serve(datadir: Path | None, config_file: Path | None, **cli: Any) -> None:
 
 def _check_blob_url(settings: Settings) -> None:
     """Endpoint, region and credentials of ``--blob-url`` must all be there before serving."""
+    from cheeseboard.store.s3 import S3Location  # aiohttp: only for a bucket
+
     assert settings.blob_url is not None
     try:
         S3Location.from_url(settings.blob_url)
@@ -182,6 +186,8 @@ def run_server(settings: Settings) -> None:
 @click.argument("out", type=click.Path(path_type=Path))
 def backup(datadir: Path, out: Path, always_copy: bool) -> None:
     """Write a consistent copy of a data directory to OUT, while the server runs."""
+    from cheeseboard.ops.backup import BackupError, backup_datadir, progress_on, sigterm_raises
+
     try:
         with sigterm_raises(), progress_on(sys.stderr) as progress:
             summary = backup_datadir(datadir, out, link=not always_copy, progress=progress)

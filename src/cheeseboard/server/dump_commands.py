@@ -8,11 +8,14 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from cheeseboard.ops.dump.format import HEADER, DumpError
-from cheeseboard.ops.dump.importer import CheeseboardDump, DumpSource, ImportReport, import_dump
+
+if TYPE_CHECKING:
+    from cheeseboard.ops.dump.importer import DumpSource, ImportReport
 
 _DEVPI_INDEX = "dataindex.json"
 
@@ -43,6 +46,8 @@ class _Progress:
 
 def open_dump(path: Path) -> DumpSource:
     """Our own dump, or a devpi-server export directory (``dataindex.json``)."""
+    from cheeseboard.ops.dump.importer import CheeseboardDump  # aiohttp: not at start-up
+
     if (path / HEADER).exists():
         return CheeseboardDump(path)
     if (path / _DEVPI_INDEX).exists():
@@ -126,6 +131,8 @@ def import_command(
     source: Path,
 ) -> None:
     """Load a dump (from export, or a devpi-server export directory) into DATADIR."""
+    from cheeseboard.ops.dump.importer import import_dump
+
     try:
         dump = open_dump(source)
         report = import_dump(

@@ -15,7 +15,6 @@ from markupsafe import Markup
 
 from cheeseboard.core import acl
 from cheeseboard.http.state import AppServices
-from cheeseboard.http.ui.readme import render_description_async
 from cheeseboard.services.releases import VersionEntry
 from cheeseboard.store.records import IndexRecord
 
@@ -59,6 +58,9 @@ async def project_view(
     app: AppServices, index: IndexRecord, project: str, version: str | None
 ) -> ProjectView:
     """The project (at ``version``, else its latest release); raises NotFound."""
+    # readme-renderer, docutils and nh3: on the first project page, not at every start.
+    from cheeseboard.http.ui.readme import render_description_async
+
     found = await app.releases.project_versions(index, project, version)
     data = found.selected.metadata
     readme = await render_description_async(
