@@ -61,19 +61,24 @@ class AccessLog:
         try:
             await self.app(scope, receive, tracking_send)
         finally:
-            elapsed = (time.perf_counter() - started) * 1000
-            client = scope.get("client")
-            path = scope.get("path", "").replace('"', "%22")
-            self._lines.append(
-                f"ts={self._timestamp()} worker={self._worker} "
-                f"client={client[0] if client else '-'} method={scope.get('method')} "
-                f'path="{path}" status={status or 500} bytes={size} ms={elapsed:.1f}\n'
-            )
-            if len(self._lines) >= _MAX_BUFFERED:
-                self.flush()
-            elif not self._flush_pending:
-                self._flush_pending = True
-                asyncio.get_running_loop().call_later(_FLUSH_SECONDS, self.flush)
+            self.record(scope, status or 500, size, started)
+
+    def record(self, scope: Scope, status: int, size: int, started: float) -> None:
+        """Log one answered request (``started``: its ``time.perf_counter()``). The hot path
+        (http/hot.py) calls this for the requests it answers itself."""
+        elapsed = (time.perf_counter() - started) * 1000
+        client = scope.get("client")
+        path = scope.get("path", "").replace('"', "%22")
+        self._lines.append(
+            f"ts={self._timestamp()} worker={self._worker} "
+            f"client={client[0] if client else '-'} method={scope.get('method')} "
+            f'path="{path}" status={status} bytes={size} ms={elapsed:.1f}\n'
+        )
+        if len(self._lines) >= _MAX_BUFFERED:
+            self.flush()
+        elif not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_later(_FLUSH_SECONDS, self.flush)
 
     def _flushing_on_shutdown(self, send: Send) -> Send:
         """Write what is still buffered when the worker shuts down."""

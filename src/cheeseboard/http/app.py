@@ -82,10 +82,13 @@ def create_app(settings: Settings) -> Starlette:
 
 
 def serving_app(settings: Settings) -> ASGIApp:
-    """The app as workers serve it: the hot path (http/hot.py) in front of ``create_app``, and
-    the access log around both (it also times the catch-up)."""
-    app: ASGIApp = HotPath(create_app(settings))
-    return AccessLog(app) if settings.access_log else app
+    """The app as workers serve it: the hot path (http/hot.py) in front of ``create_app`` in
+    the access log (which also times the catch-up); the hot path logs its own answers."""
+    app = create_app(settings)
+    if not settings.access_log:
+        return HotPath(app)
+    logged = AccessLog(app)
+    return HotPath(app, logged, logged.record)
 
 
 def app_from_environment() -> ASGIApp:

@@ -16,11 +16,13 @@ workers' changes to apply first, a name that is not in normal form.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cheeseboard.core.names import is_valid_project_name, normalize_project_name
 from cheeseboard.core.negotiation import Representation, negotiate
@@ -34,7 +36,9 @@ from cheeseboard.http.responses import (
     page_headers,
 )
 from cheeseboard.services.container import AppServices
+from cheeseboard.services.files import StoredFile
 from cheeseboard.services.pages import CachedPage
+from cheeseboard.store.records import FileRecord
 
 PAGE_ROUTE = "/{user}/{index}/+simple/{project}/"
 FILE_ROUTE = "/{user}/{index}/+f/{h3}/{h13}/{filename}"
@@ -48,11 +52,14 @@ SMALL_FILE = 64 * 1024
 bigger ones go out through the server's ``pathsend``. Reading a small file on every request
 cost more than the rest of the request: each system call releases the GIL to the server's own
 threads and waits to get it back."""
+STAT_SECONDS = 1.0  # how long what storage said about a file's bytes is trusted
 SMALL_FILES_MEMORY = 16 * 1024 * 1024  # bytes of small files kept per worker; cleared when full
 _FALLS_THROUGH = frozenset({b"if-modified-since", b"range", b"if-range"})
 
 Head = list[tuple[bytes, bytes]]
-Answer = tuple[int, Head, bytes, str | None]  # status, headers, body, path to send instead
+Answer = tuple[int, Head, bytes, str | None, int]
+"""Status, headers, body, the path to send instead of a body, and Content-Length (0 for a 304)."""
+RequestLog = Callable[[Scope, int, int, float], None]  # scope, status, bytes, perf_counter start
 
 
 def route_rule(app: Starlette, path: str) -> Rule:
@@ -70,8 +77,15 @@ def _encode(headers: dict[str, str]) -> Head:
 class HotPath:
     """ASGI app in front of ``app``: answers cached pages and stored files itself."""
 
-    def __init__(self, app: Starlette) -> None:
+    def __init__(
+        self, app: Starlette, inner: ASGIApp | None = None, log: RequestLog | None = None
+    ) -> None:
+        """``app`` for the routes and services; ``inner`` (default: ``app``) is what answers
+        what the hot path leaves, e.g. ``app`` inside the access log; ``log`` records the
+        requests the hot path answers itself."""
         self.app = app
+        self._inner: ASGIApp = inner if inner is not None else app
+        self._log = log
         self._pages_open = route_rule(app, PAGE_ROUTE).check is None
         self._files_open = route_rule(app, FILE_ROUTE).check is None
         self._representations: dict[bytes, Representation | None] = {}
@@ -79,18 +93,22 @@ class HotPath:
         self._heads: dict[tuple[Any, ...], Head] = {}
         self._file_head_cache: dict[tuple[str, int, float], tuple[Head, Head]] = {}
         self._bodies: dict[tuple[str, int, float], bytes] = {}
+        self._stored_files: dict[tuple[int, str], tuple[float, FileRecord, StoredFile]] = {}
         self._bodies_size = 0
         self._devpi: tuple[int, Head] = (-1, [])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
+            started = time.perf_counter()
             services: AppServices | None = getattr(self.app.state, "services", None)
             if services is not None and not services.changes.behind():
                 answer = self.answer(scope, services)
                 if answer is not None:
                     await self._send(scope, send, answer)
+                    if self._log is not None:
+                        self._log(scope, answer[0], answer[4], started)
                     return
-        await self.app(scope, receive, send)
+        await self._inner(scope, receive, send)
 
     def answer(self, scope: Scope, services: AppServices) -> Answer | None:
         """The response to ``scope``, or None when the app must answer it."""
@@ -150,11 +168,12 @@ class HotPath:
                 self._page_head(cached, representation, gzipped, max_age, False) + devpi,
                 b"",
                 None,
+                0,
             )
         rendered = cached.render(representation, gzipped)
         head = self._page_head(cached, representation, gzipped, max_age, True)
         body = rendered.body if scope["method"] == "GET" else b""
-        return 200, head + devpi, body, None
+        return 200, head + devpi, body, None, len(rendered.body)
 
     def _page_head(
         self,
@@ -232,7 +251,7 @@ class HotPath:
             return None
         if (h3, h13) != (record.sha256[:3], record.sha256[3:16]):
             return None  # the route answers 404
-        stored = services.files.peek_metadata(record) if metadata else services.files.peek(record)
+        stored = self._stored(services, index.id, filename, record, metadata)
         if stored is None or stored.mtime is None:
             return None
         full, bare = self._file_heads(stored.sha256, stored.size, stored.mtime)
@@ -240,15 +259,40 @@ class HotPath:
         if if_none_match is not None and etag_matches(
             if_none_match.decode("latin-1"), f'"{stored.sha256}"'
         ):
-            return 304, bare + devpi, b"", None
+            return 304, bare + devpi, b"", None, 0
         if scope["method"] == "HEAD":
-            return 200, full + devpi, b"", None
+            return 200, full + devpi, b"", None, stored.size
         if stored.size <= SMALL_FILE:
             body = self._small_body(stored.path, stored.size, stored.mtime)
-            return None if body is None else (200, full + devpi, body, None)
+            return None if body is None else (200, full + devpi, body, None, stored.size)
         if "http.response.pathsend" not in scope.get("extensions", {}):
             return None  # the route streams the file itself
-        return 200, full + devpi, b"", str(stored.path)
+        return 200, full + devpi, b"", str(stored.path), stored.size
+
+    def _stored(
+        self,
+        services: AppServices,
+        index_id: int,
+        filename: str,
+        record: FileRecord,
+        metadata: bool,
+    ) -> StoredFile | None:
+        """What ``peek``/``peek_metadata`` said about this row's bytes at most STAT_SECONDS
+        ago: a row in memory is replaced (a new object) when it changes, and stored bytes never
+        change in place, so only a file's Last-Modified could lag, by that much at most."""
+        key = (index_id, filename)
+        now = time.monotonic()
+        known = self._stored_files.get(key)
+        if known is not None and known[1] is record and now - known[0] < STAT_SECONDS:
+            return known[2]
+        stored = services.files.peek_metadata(record) if metadata else services.files.peek(record)
+        if stored is None:
+            self._stored_files.pop(key, None)
+            return None
+        if len(self._stored_files) >= _HEAD_ENTRIES:
+            self._stored_files.clear()
+        self._stored_files[key] = (now, record, stored)
+        return stored
 
     def _small_body(self, path: Path, size: int, mtime: float) -> bytes | None:
         """A small stored file's bytes, from memory after the first read. Blobs never change
@@ -283,7 +327,7 @@ class HotPath:
 
     @staticmethod
     async def _send(scope: Scope, send: Send, answer: Answer) -> None:
-        status, headers, body, path = answer
+        status, headers, body, path, _ = answer
         await send({"type": "http.response.start", "status": status, "headers": headers})
         if path is not None:
             await send({"type": "http.response.pathsend", "path": path})

@@ -77,9 +77,10 @@ async def _through_app(hot: HotPath, scope: dict[str, Any]) -> tuple[int, dict[s
 def _answered(hot: HotPath, services: AppServices, scope: dict[str, Any]) -> tuple[Any, ...]:
     answer = hot.answer(scope, services)
     assert answer is not None, f"hot path left {scope['method']} {scope['path']} to the app"
-    status, head, body, path = answer
+    status, head, body, path, length = answer
     headers = {k.decode(): v.decode() for k, v in head}
     assert len(headers) == len(head), "a header sent twice"
+    assert length == int(headers.get("content-length", 0)), "the access log's size"
     return status, headers, _bytes_of(("path", path) if path is not None else body)
 
 
@@ -248,3 +249,30 @@ async def test_an_expired_mirror_page_is_left_to_the_app(
     assert hot.answer(scope, expiring_services) is not None
     time.sleep(0.3)  # past EXPIRY: the route must ask upstream again
     assert hot.answer(scope, expiring_services) is None
+
+
+async def test_answers_of_the_hot_path_are_logged(
+    services: AppServices, settings: Settings
+) -> None:
+    """The hot path writes the access log line the access log middleware would have."""
+    app = create_app(settings)
+    app.state.services = services
+    logged: list[tuple[str, int, int]] = []
+    hot = HotPath(
+        app, app, lambda scope, status, size, _: logged.append((scope["path"], status, size))
+    )
+    await _cached_page(services, mirror(services), "lib-c")
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await hot(_scope("/root/pypi/+simple/lib-c/", {}), receive, send)
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    assert logged == [("/root/pypi/+simple/lib-c/", 200, len(body))]
+    assert len(body) > 0
+    await hot(_scope("/root/pypi/+simple/", {}), receive, send)  # the app answers, unlogged here
+    assert len(logged) == 1
