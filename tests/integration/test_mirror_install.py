@@ -6,6 +6,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -118,21 +119,37 @@ def test_offline_mode_lists_only_cached_files(
         offline.stop()
 
 
+@pytest.mark.parametrize("upstream_kind", ["html", "json"])
 def test_page_refresh_prefetches_newest_pure_wheel_metadata(
-    mirror_server: CheeseboardServer, html_upstream: UpstreamServer, dists: dict[str, list[Dist]]
+    upstream_kind: Literal["html", "json"],
+    server_factory: ServerFactory,
+    dists: dict[str, list[Dist]],
 ) -> None:
-    """A page refresh starts the .metadata fetch; the client's request then reuses it."""
-    with urllib.request.urlopen(mirror_server.index_url + "lib-b/", timeout=30) as response:
-        assert response.status == 200
-    metadata_path = "/files/lib_b-1.0-py3-none-any.whl.metadata"
-    deadline = time.monotonic() + 5
-    while html_upstream.count(metadata_path) == 0 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert html_upstream.count(metadata_path) == 1
-    wheel = dists["lib_b"][0]
-    digest = wheel.sha256
-    url = f"{mirror_server.url}root/pypi/+f/{digest[:3]}/{digest[3:16]}/{wheel.filename}.metadata"
-    with urllib.request.urlopen(url, timeout=30) as response:
-        assert response.read() == wheel.metadata
-    assert html_upstream.count(metadata_path) == 1
-    assert html_upstream.count("/files/lib_b-1.0.tar.gz") == 0  # sdists are never prefetched
+    """A page refresh starts the .metadata fetch; the client's request then reuses it.
+
+    The prefetch needs the core-metadata hash on upstream's page itself: on an upstream whose
+    page advertises it (PEP 658/714; HTML or PEP 691 JSON). An HTML page without it gets the hash
+    from the JSON API only in the background after the page is stored (e46ff76), and the
+    prefetch, which reads upstream's page, has none to start."""
+    upstream = UpstreamServer(upstream_kind, advertise_core_metadata=True)
+    for files in dists.values():
+        for dist in files:
+            upstream.add(dist)
+    with upstream:
+        mirror_server = server_factory.start(mirror_url=upstream.simple_url)
+        with urllib.request.urlopen(mirror_server.index_url + "lib-b/", timeout=30) as response:
+            assert response.status == 200
+        metadata_path = "/files/lib_b-1.0-py3-none-any.whl.metadata"
+        deadline = time.monotonic() + 5
+        while upstream.count(metadata_path) == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert upstream.count(metadata_path) == 1
+        wheel = dists["lib_b"][0]
+        digest = wheel.sha256
+        url = (
+            f"{mirror_server.url}root/pypi/+f/{digest[:3]}/{digest[3:16]}/{wheel.filename}.metadata"
+        )
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.read() == wheel.metadata
+        assert upstream.count(metadata_path) == 1
+        assert upstream.count("/files/lib_b-1.0.tar.gz") == 0  # sdists are never prefetched
