@@ -210,8 +210,10 @@ class FileService:
         and ``run`` it as a task of its own (a client hanging up does not cancel it)."""
         key = (index.id, record.filename)
         download = self._downloads.get(key)
-        if download is not None:
-            return download
+        if download is not None and not (download.finished.is_set() and download.error):
+            return download  # under way, or done and about to leave: share it
+        # A failed transfer stays registered until its lock is released; a request arriving
+        # then is a retry and must try again, not be handed the failure.
         download = self._downloads[key] = make()
 
         async def supervised() -> None:
@@ -224,7 +226,8 @@ class FileService:
                 download.started.set()
                 download.finished.set()
             finally:
-                self._downloads.pop(key, None)
+                if self._downloads.get(key) is download:
+                    del self._downloads[key]
 
         task = asyncio.create_task(supervised())
         self._tasks.add(task)

@@ -57,7 +57,7 @@ class Fetched:
     """A refresh's result: a new page, "unchanged" (304), or upstream said the name is unknown.
 
     ``facts_later`` names the JSON API whose facts ``store`` applies in the background, after the
-    page is stored and answered, when the stored rows still lack some."""
+    page is stored and answered."""
 
     page: UpstreamPage | None
     not_found: bool = False
@@ -137,8 +137,8 @@ class MirrorRefresher:
     ) -> tuple[ProjectRecord | None, list[FileRecord]]:
         """Write the outcome in one transaction; returns the project as stored, with its files.
 
-        When the stored files still lack facts the upstream's JSON API has, a background job
-        fetches and writes them (``Fetched.facts_later``)."""
+        A new page from an upstream whose pages lack facts gets them from its JSON API in a
+        background job (``Fetched.facts_later``), as a refresh that waited for them would."""
         rows = (
             [] if fetched.page is None else [_new_file(link, name) for link in fetched.page.links]
         )
@@ -150,30 +150,36 @@ class MirrorRefresher:
         )
         if (
             fetched.facts_later is not None
+            and fetched.page is not None
             and project is not None
             and project.found
-            and any(_lacks_facts(record) for record in records)
         ):
-            self._start_facts_job(index, name, fetched.facts_later)
+            # Every new page gets the JSON API's facts again, as when the refresh waited for
+            # them: a fact upstream corrected (a wrong core-metadata hash) is learnt again.
+            self._start_facts_job(index, name, fetched.facts_later, fetched.page)
         return project, records
 
-    def _start_facts_job(self, index: IndexRecord, name: str, source: FactsSource) -> None:
+    def _start_facts_job(
+        self, index: IndexRecord, name: str, source: FactsSource, page: UpstreamPage
+    ) -> None:
         key = (index.id, name)
         if key in self._facts_jobs:
             return  # the job in flight fills the rows just stored as well
         if len(self._facts_jobs) >= MAX_FACTS_JOBS:
             log.info("%d JSON API fetches in flight: %s gets its facts later", MAX_FACTS_JOBS, name)
             return
-        task = asyncio.create_task(self._apply_facts(index.id, name, source))
+        task = asyncio.create_task(self._apply_facts(index.id, name, source, page))
         self._facts_jobs[key] = task
         task.add_done_callback(lambda _: self._facts_jobs.pop(key, None))
 
-    async def _apply_facts(self, index_id: int, name: str, source: FactsSource) -> None:
+    async def _apply_facts(
+        self, index_id: int, name: str, source: FactsSource, page: UpstreamPage
+    ) -> None:
         try:
             body = await self._fetch_facts(source, name)
             facts = None if body is None else await _parse_facts(body, name)
             if facts:
-                await self._changes.write(_store_facts, index_id, name, facts)
+                await self._changes.write(_store_facts, index_id, name, facts, page)
         except Exception:  # a background job: nobody else would hear of it
             log.exception("applying upstream JSON API facts to %s failed", name)
 
@@ -221,11 +227,6 @@ async def _parse_facts(body: bytes, name: str) -> dict[str, FileFacts] | None:
     except PageFormatError as exc:
         log.warning("ignoring upstream JSON API for %s: %s", name, exc)
         return None
-
-
-def _lacks_facts(record: FileRecord) -> bool:
-    """Whether the JSON API could add to the row what ``needs_enrichment`` looks for."""
-    return record.size is None or record.upload_time is None
 
 
 def _new_file(link: UpstreamLink, project: str) -> NewFile:
@@ -278,38 +279,32 @@ def _store(
     return project_rows.project_with_files(tx.conn, index_id, name)
 
 
-def _store_facts(tx: Transaction, index_id: int, name: str, facts: dict[str, FileFacts]) -> bool:
-    """Fill the project's rows from the JSON API as ``enrich`` fills a page: only what a row
-    lacks, and only for the same file (same sha256). Logs a page change if any row changed."""
+def _store_facts(
+    tx: Transaction, index_id: int, name: str, facts: dict[str, FileFacts], page: UpstreamPage
+) -> bool:
+    """Write what ``enrich`` makes of the fetched ``page`` with the JSON API's ``facts`` (what a
+    refresh that waited for them stored) to the project's rows: a fact the JSON API gives
+    replaces the row's, one it does not give keeps the row's (learnt from the cached bytes or an
+    earlier answer); a row's sha256 is never replaced. Logs a page change if any row changed."""
     project = project_rows.get_project(tx.conn, index_id, name)
     if project is None or not project.found:
         return False
-    records = project_rows.project_files(tx.conn, project.id)
-    stored = UpstreamPage(tuple(_link_of(record) for record in records), is_json=False)
-    filled = enrich(stored, facts).links
-    updates = {
-        record.id: project_rows.KnownFacts(
-            link.sha256, link.size, link.upload_time, link.core_metadata_sha256
+    fresh = {link.filename: link for link in enrich(page, facts).links}
+    updates = {}
+    for record in project_rows.project_files(tx.conn, project.id):
+        link = fresh.get(record.filename)
+        if link is None or (record.sha256 and link.sha256 and record.sha256 != link.sha256):
+            continue
+        known = project_rows.KnownFacts(
+            record.sha256 or link.sha256,
+            record.size if link.size is None else link.size,
+            link.upload_time or record.upload_time,
+            link.core_metadata_sha256 or record.core_metadata_sha256,
         )
-        for record, link in zip(records, filled, strict=True)
-        if (record.sha256, record.size, record.upload_time, record.core_metadata_sha256)
-        != (link.sha256, link.size, link.upload_time, link.core_metadata_sha256)
-    }
+        if known != (record.sha256, record.size, record.upload_time, record.core_metadata_sha256):
+            updates[record.id] = known
     if not updates:
         return False
     project_rows.fill_file_facts(tx.conn, updates)
     tx.log(index_id, name, ChangeKind.MIRROR_PAGE)
     return True
-
-
-def _link_of(record: FileRecord) -> UpstreamLink:
-    return UpstreamLink(
-        filename=record.filename,
-        url=record.upstream_url or "",
-        sha256=record.sha256,
-        size=record.size,
-        requires_python=record.requires_python,
-        yanked=record.yanked,
-        upload_time=record.upload_time,
-        core_metadata_sha256=record.core_metadata_sha256,
-    )

@@ -355,7 +355,8 @@ class _Loader:
 
     def log_changes(self) -> None:
         """Tell running servers what a merge changed; a new store instead continues the
-        source's serial, so its pages (which carry it) come out byte for byte the same."""
+        source's serial, so the serials its pages carry (``_last-serial``: when the server learnt
+        their content) never go back."""
         if not self.merge:
             serial = max(self.source.serial, 1)
             self.conn.execute(
