@@ -104,6 +104,7 @@ async def open_services(settings: Settings) -> AsyncIterator[AppServices]:
             indexes,
             after_fetch=file_service.prefetch_metadata,
         )
+        stack.push_async_callback(pages.flush)  # renderings being saved reach the disk
         secret = await _signing_secret(settings, db)
         throttle = LoginThrottle(settings.login_attempts, settings.login_window)
         # Password checks share the cores among the workers: argon2 work is bounded server-wide.
