@@ -31,8 +31,11 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
 
+# Two pytest-xdist workers; each test module (tests/docker and tests/stress each as a whole)
+# runs on one of them (tests/conftest.py). PYTEST_WORKERS=0 runs it all in one process.
+PYTEST_WORKERS ?= 2
 test: lint typecheck docker-lint
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest $(PYTEST_ARGS)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m benchmarks.run $(BENCH_ARGS)
