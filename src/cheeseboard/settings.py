@@ -262,6 +262,13 @@ OPTIONS: tuple[Option, ...] = (
         "their own name (mirror indexes stay root's)",
     ),
     Option(
+        "read-requires-auth",
+        _to_bool,
+        False,
+        "every index, the mirror included, may be read by signed-in users only (an index's "
+        "acl_read can narrow that further; :ANONYMOUS: in it then means :AUTHENTICATED:)",
+    ),
+    Option(
         "push-allow",
         _to_url_prefixes,
         (),
@@ -377,6 +384,7 @@ class Settings:
     mirror_page_max_age: int = 600
     restrict_modify: tuple[str, ...] = ("root",)
     open_registration: bool = False
+    read_requires_auth: bool = False
     push_allow: tuple[str, ...] = ()
     trusted_proxies: tuple[str, ...] = ()
     max_upload_size: int = 1024**3

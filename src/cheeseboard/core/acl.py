@@ -16,11 +16,15 @@ make the server fetch from a URL of the creator's choice, so creating one or cha
 in devpi).
 
 Every refusal names the option that would allow the action, in one sentence the API returns as is.
+
+Reading an index (its pages, files, documentation, JSON and web views) is for the principals in
+its ``acl_read`` (``:ANONYMOUS:`` by default, as in devpi), its owner and root; with
+``--read-requires-auth`` an anonymous caller reads nothing, whatever ``acl_read`` says.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 ANONYMOUS = ":ANONYMOUS:"
@@ -143,3 +147,26 @@ def may_delete_files(user: str | None, owner: str, acl_upload: Iterable[str]) ->
     if user is not None and user in (ROOT, owner):
         return Decision(True, "owner or root")
     return may_upload(user, acl_upload)
+
+
+def acl_read_of(config: Mapping[str, object]) -> tuple[str, ...]:
+    """An index's ``acl_read``: who may read it besides its owner and root (indexes made before
+    read permissions existed have none: everyone, as before)."""
+    value = config.get("acl_read")
+    if not isinstance(value, (list, tuple)):
+        return (ANONYMOUS,)
+    return tuple(str(entry) for entry in value)
+
+
+def may_read(
+    user: str | None, owner: str, acl_read: Iterable[str], require_auth: bool = False
+) -> Decision:
+    """Read the index ``owner/…`` whose ``acl_read`` is given (``require_auth``:
+    ``--read-requires-auth``)."""
+    if user is not None and user in (ROOT, owner):
+        return Decision(True, "owners read their indexes; root reads all")
+    if user is None and require_auth:
+        return Decision(False, "sign in to read (--read-requires-auth)")
+    if _matches(user, acl_read):
+        return Decision(True, "in acl_read")
+    return Decision(False, f"{user or 'anonymous'} is not in acl_read")

@@ -25,7 +25,10 @@ from starlette.routing import BaseRoute, Route
 
 from cheeseboard.core import acl
 from cheeseboard.http.state import services
+from cheeseboard.services import auth
 from cheeseboard.services.auth import Action, Forbidden, Identity, Unauthorized
+from cheeseboard.services.errors import NotFound
+from cheeseboard.services.visibility import ReadAccess, index_not_found
 from cheeseboard.store.records import IndexRecord
 
 
@@ -38,6 +41,8 @@ class Target:
     index: IndexRecord | None
     restrict_modify: tuple[str, ...]
     open_registration: bool
+    reads: ReadAccess
+    names_index: bool = False  # the path names an index (which may not exist)
 
 
 Check = Callable[[str | None, Target], acl.Decision | None]
@@ -57,6 +62,9 @@ class Rule:
     admits: frozenset[str]
     check: Check | None = None
     action: Action = "manage"
+    hides: bool = False
+    """A refusal looks like "no such index": a signed-in caller gets the 404 of a missing
+    index, an anonymous one the same 401 whether the index exists or not."""
 
 
 # The identities the permission model is stated for (and tested with).
@@ -112,6 +120,19 @@ def _may_create_user(user: str | None, target: Target) -> acl.Decision:
     return acl.may_create_user(user, target.restrict_modify, target.open_registration)
 
 
+READ_REFUSED = "sign in to read this index"
+"""What an anonymous caller hears for an index it may not read, and for a missing one once some
+index is not public: the same words (services/visibility.py)."""
+
+
+def _may_read(user: str | None, target: Target) -> acl.Decision | None:
+    if target.index is not None:
+        return target.reads.decide(user, target.index)
+    if target.names_index and user is None and target.reads.anonymous_restricted():
+        return acl.Decision(False, READ_REFUSED)  # a missing index, answered as a private one
+    return None  # no index in the path (the handler shows only what the caller may read)
+
+
 def _root(user: str | None, target: Target) -> acl.Decision:
     return acl.Decision(user == acl.ROOT, "root only")
 
@@ -122,8 +143,12 @@ SIGN_IN = Rule(
 )
 READ = Rule(
     "read",
-    "anyone may read index content (per-index read permissions: issue 20)",
+    "the principals in the index's acl_read (:ANONYMOUS: by default), its owner and root; "
+    "with --read-requires-auth signed-in callers only",
     _EVERYONE,
+    _may_read,
+    "read",
+    hides=True,
 )
 SIGNED_IN = Rule(
     "signed-in",
@@ -238,12 +263,27 @@ class GuardedRoute(Route):
         if "index" in params:
             index = app.indexes.get(params.get("user", ""), params["index"])
         target = Target(
-            params.get("user"), index, app.settings.restrict_modify, app.settings.open_registration
+            params.get("user"),
+            index,
+            app.settings.restrict_modify,
+            app.settings.open_registration,
+            app.reads,
+            "index" in params,
         )
-        identity = await self.identity(request, rule, index)
+        try:
+            identity = await self.identity(request, rule, index)
+        except Unauthorized:
+            if not rule.hides:
+                raise
+            identity = auth.ANONYMOUS  # wrong credentials read what anonymous callers may
+        request.state.identity = identity  # handlers show only what it may read (reader_of)
         decision = rule.check(identity.user, target)
         if decision is None or decision.allowed:
             return
+        if rule.hides:
+            if identity.anonymous:
+                raise Unauthorized(READ_REFUSED)
+            raise NotFound(index_not_found(params.get("user", ""), params.get("index", "")))
         if identity.anonymous:
             raise Unauthorized(decision.reason)
         raise Forbidden(decision.reason)

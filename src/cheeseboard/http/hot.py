@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cheeseboard.core.names import is_valid_project_name, normalize_project_name
 from cheeseboard.core.negotiation import Representation, negotiate
-from cheeseboard.http.access import GuardedRoute, Rule
+from cheeseboard.http.access import GuardedRoute, Rule, Target
 from cheeseboard.http.devpi import devpi_headers
 from cheeseboard.http.responses import (
     accepts_gzip,
@@ -38,7 +38,7 @@ from cheeseboard.http.responses import (
 from cheeseboard.services.container import AppServices
 from cheeseboard.services.files import StoredFile
 from cheeseboard.services.pages import CachedPage
-from cheeseboard.store.records import FileRecord
+from cheeseboard.store.records import FileRecord, IndexRecord
 
 PAGE_ROUTE = "/{user}/{index}/+simple/{project}/"
 FILE_ROUTE = "/{user}/{index}/+f/{h3}/{h13}/{filename}"
@@ -54,6 +54,7 @@ cost more than the rest of the request: each system call releases the GIL to the
 threads and waits to get it back."""
 STAT_SECONDS = 1.0  # how long what storage said about a file's bytes is trusted
 SMALL_FILES_MEMORY = 16 * 1024 * 1024  # bytes of small files kept per worker; cleared when full
+_CREDENTIALS = frozenset({b"authorization", b"x-devpi-auth"})
 _FALLS_THROUGH = frozenset({b"if-modified-since", b"range", b"if-range"})
 
 Head = list[tuple[bytes, bytes]]
@@ -86,8 +87,8 @@ class HotPath:
         self.app = app
         self._inner: ASGIApp = inner if inner is not None else app
         self._log = log
-        self._pages_open = route_rule(app, PAGE_ROUTE).check is None
-        self._files_open = route_rule(app, FILE_ROUTE).check is None
+        self._page_rule = route_rule(app, PAGE_ROUTE)
+        self._file_rule = route_rule(app, FILE_ROUTE)
         self._representations: dict[bytes, Representation | None] = {}
         self._gzip: dict[bytes, bool] = {}
         self._heads: dict[tuple[Any, ...], Head] = {}
@@ -119,9 +120,9 @@ class HotPath:
         ):
             return None
         parts = scope["path"].split("/")
-        if len(parts) == 6 and parts[3] == "+simple" and not parts[5] and self._pages_open:
+        if len(parts) == 6 and parts[3] == "+simple" and not parts[5]:
             return self._page(scope, services, parts[1], parts[2], parts[4])
-        if len(parts) == 7 and parts[3] == "+f" and self._files_open:
+        if len(parts) == 7 and parts[3] == "+f":
             return self._file(scope, services, parts)
         return None
 
@@ -138,6 +139,7 @@ class HotPath:
         accept: bytes | None = None
         accept_encoding = b""
         if_none_match: bytes | None = None
+        credentials: dict[str, str] = {}
         for name, value in scope["headers"]:
             if name == b"accept":
                 accept = value if accept is None else accept
@@ -145,9 +147,15 @@ class HotPath:
                 accept_encoding = accept_encoding or value
             elif name == b"if-none-match":
                 if_none_match = value if if_none_match is None else if_none_match
+            elif name in _CREDENTIALS:
+                credentials.setdefault(name.decode(), value.decode("latin-1"))
             elif name in _FALLS_THROUGH:
                 return None
-        cached = services.pages.peek(index, project)
+        admitted, reader = self._reader(self._page_rule, services, user, index, credentials)
+        if not admitted:
+            return None
+        hidden = services.reads.hidden_bases(reader, index)
+        cached = services.pages.peek(index, project, hidden)
         if cached is None or not cached.found:
             return None
         representation = self._representation(accept)
@@ -203,6 +211,34 @@ class HotPath:
             self._heads[key] = head
         return head
 
+    @staticmethod
+    def _reader(
+        rule: Rule,
+        services: AppServices,
+        user: str,
+        index: IndexRecord,
+        credentials: dict[str, str],
+    ) -> tuple[bool, str | None]:
+        """Whether the route's rule admits the caller, as far as memory knows their credentials
+        (``AuthService.identify_known``), and who they are. Not admitted: the route answers (it
+        checks the credentials, or refuses as it must)."""
+        if rule.check is None:
+            return True, None
+        identity = services.auth.identify_known(credentials, index.fullname)
+        if identity is None:
+            return False, None
+        settings = services.settings
+        target = Target(
+            user,
+            index,
+            settings.restrict_modify,
+            settings.open_registration,
+            services.reads,
+            names_index=True,
+        )
+        decision = rule.check(identity.user, target)
+        return decision is None or decision.allowed, identity.user
+
     def _representation(self, accept: bytes | None) -> Representation | None:
         key = accept if accept is not None else b"\0none"
         try:
@@ -235,13 +271,18 @@ class HotPath:
     def _file(self, scope: Scope, services: AppServices, parts: list[str]) -> Answer | None:
         user, index_name, h3, h13, filename = parts[1], parts[2], parts[4], parts[5], parts[6]
         if_none_match: bytes | None = None
+        credentials: dict[str, str] = {}
         for name, value in scope["headers"]:
             if name == b"if-none-match":
                 if_none_match = value if if_none_match is None else if_none_match
+            elif name in _CREDENTIALS:
+                credentials.setdefault(name.decode(), value.decode("latin-1"))
             elif name in _FALLS_THROUGH:
                 return None
         index = services.indexes.get(user, index_name)
         if index is None:
+            return None
+        if not self._reader(self._file_rule, services, user, index, credentials)[0]:
             return None
         metadata = filename.endswith(_METADATA)
         record = services.files.peek_record(

@@ -9,7 +9,7 @@ from cheeseboard.core.names import is_valid_project_name, normalize_project_name
 from cheeseboard.core.negotiation import Representation, negotiate
 from cheeseboard.http.access import READ, GuardedRoute
 from cheeseboard.http.responses import page_response
-from cheeseboard.http.state import index_of, services
+from cheeseboard.http.state import hidden_bases, index_of, services
 from cheeseboard.services.errors import NotAcceptable, NotFound
 
 
@@ -41,7 +41,7 @@ async def project_list(request: Request) -> Response:
     index = index_of(request)
     representation = _representation(request)
     app = services(request)
-    cached = await app.pages.project_list(index)
+    cached = await app.pages.project_list(index, hidden_bases(request, index))
     return page_response(request, cached, representation, app.settings.page_max_age)
 
 
@@ -56,7 +56,7 @@ async def project_page(request: Request) -> Response:
     app = services(request)
     # Look the project up before negotiating: an unknown project is 404 whatever the Accept
     # (docs/standards.md §1.2, and test 2 of §4), so clients move on to their next index.
-    cached = await app.pages.project_page(index, normalized)
+    cached = await app.pages.project_page(index, normalized, hidden_bases(request, index))
     representation = _representation(request)
     max_age = (
         app.settings.mirror_page_max_age if index.type == "mirror" else app.settings.page_max_age

@@ -6,9 +6,10 @@ from starlette.requests import Request
 
 from cheeseboard.services.container import AppServices
 from cheeseboard.services.errors import NotFound
+from cheeseboard.services.visibility import index_not_found
 from cheeseboard.store.records import IndexRecord
 
-__all__ = ["AppServices", "base_url", "index_of", "services"]
+__all__ = ["AppServices", "base_url", "hidden_bases", "index_of", "reader_of", "services"]
 
 
 def services(request: Request) -> AppServices:
@@ -21,7 +22,7 @@ def index_of(request: Request) -> IndexRecord:
     user, name = request.path_params["user"], request.path_params["index"]
     index = services(request).indexes.get(user, name)
     if index is None:
-        raise NotFound(f"no index {user}/{name}")
+        raise NotFound(index_not_found(user, name))
     return index
 
 
@@ -31,3 +32,16 @@ def base_url(request: Request) -> str:
     if outside:
         return outside.rstrip("/") + "/"
     return str(request.base_url)
+
+
+def reader_of(request: Request) -> str | None:
+    """Who is reading, as the route's rule identified them (None: anonymous, or a route whose
+    rule does not look at credentials)."""
+    identity = getattr(request.state, "identity", None)
+    user = getattr(identity, "user", None)
+    return user if isinstance(user, str) else None
+
+
+def hidden_bases(request: Request, index: IndexRecord) -> frozenset[str]:
+    """The bases of ``index`` the reader may not read: pages leave them out."""
+    return services(request).reads.hidden_bases(reader_of(request), index)

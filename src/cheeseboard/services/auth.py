@@ -25,7 +25,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -67,7 +67,7 @@ class Identity:
 ANONYMOUS = Identity(None)
 
 
-def _credentials(headers: Headers) -> tuple[str, str] | None:
+def _credentials(headers: Mapping[str, str]) -> tuple[str, str] | None:
     raw = None
     authorization = headers.get("authorization", "")
     scheme, _, value = authorization.partition(" ")
@@ -165,7 +165,36 @@ class AuthService:
         credentials = _credentials(headers)
         if credentials is None:
             return ANONYMOUS
-        user, secret = credentials
+        user, digest, known = self._remembered(*credentials)
+        if known is None:
+            known = await self._shared_verify(digest, user, credentials[1])
+        if known.token_id is not None:
+            self._check_scope(known.token_id, action, index)
+        return Identity(user)
+
+    def identify_known(self, headers: Mapping[str, str], index: str | None) -> Identity | None:
+        """``identify(headers, "read", index)`` when memory answers it (no credentials, or
+        credentials checked before and still valid); else None, and the caller awaits
+        ``identify``. Synchronous, for the hot path (http/hot.py)."""
+        try:
+            credentials = _credentials(headers)
+        except Unauthorized:
+            return None
+        if credentials is None:
+            return ANONYMOUS
+        user, _, known = self._remembered(*credentials)
+        if known is None:
+            return None
+        if known.token_id is not None:
+            try:
+                self._check_scope(known.token_id, "read", index)
+            except (Unauthorized, Forbidden):
+                return None
+        return Identity(user)
+
+    def _remembered(self, user: str, secret: str) -> tuple[str, bytes, _Verified | None]:
+        """The user the credentials name, their keyed digest, and their remembered successful
+        check if it still holds (an expired token's is forgotten: checked again, and refused)."""
         if user == TOKEN_USER:
             user = self.tokens.owner(secret) or user
         digest = hmac.new(self._key, f"{user}\0{secret}".encode(), hashlib.sha256).digest()
@@ -173,13 +202,9 @@ class AuthService:
         if known is not None and (
             known.user != user or (known.expires is not None and time.time() >= known.expires)
         ):
-            del self._verified[digest]  # an expired token: check it again (and refuse it)
+            del self._verified[digest]
             known = None
-        if known is None:
-            known = await self._shared_verify(digest, user, secret)
-        if known.token_id is not None:
-            self._check_scope(known.token_id, action, index)
-        return Identity(user)
+        return user, digest, known
 
     async def _shared_verify(self, digest: bytes, user: str, secret: str) -> _Verified:
         """``_throttled_verify`` once for concurrent requests with the same credentials (a

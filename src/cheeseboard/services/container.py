@@ -33,6 +33,7 @@ from cheeseboard.services.status import StatusService
 from cheeseboard.services.throttle import LoginThrottle, VerifyGate
 from cheeseboard.services.tokens import TokenService
 from cheeseboard.services.uploads import UploadService
+from cheeseboard.services.visibility import ReadAccess
 from cheeseboard.settings import Settings
 from cheeseboard.store import info, pg_changes
 from cheeseboard.store.blob_stores import open_blob_store
@@ -63,6 +64,7 @@ class AppServices:
     browse: BrowseService
     docs: DocService
     status: StatusService
+    reads: ReadAccess
 
 
 @asynccontextmanager
@@ -114,6 +116,8 @@ async def open_services(settings: Settings) -> AsyncIterator[AppServices]:
         account_service = AccountService(settings, db, changes, auth, indexes)
         changes.subscribe(auth.on_change)
         changes.subscribe(indexes.on_change)
+        reads = ReadAccess(settings, indexes)
+        changes.subscribe(reads.on_change)  # after the registry: it reads the reloaded one
         changes.subscribe(pages.on_change)
         changes.subscribe(file_service.on_change)
         server_uuid = await db.read(info.get_info, "uuid")
@@ -136,6 +140,7 @@ async def open_services(settings: Settings) -> AsyncIterator[AppServices]:
             BrowseService(db),
             DocService(db),
             StatusService(settings, db, changes),
+            reads,
         )
 
 

@@ -97,6 +97,8 @@ _STALE_RETRY_SECONDS = 30.0  # after an upstream failure, serve stale this long 
 MAX_MISSING_NAMES = 10_000
 """Not-found pages kept in memory (names; the least recently stored goes first). Random names
 then cost a few MB at most, and one upstream request each per expiry while remembered."""
+MAX_FILTERED_PAGES = 1000
+"""Pages kept for readers who may not read some bases of a stage (the oldest go first)."""
 FORCED_REFRESH_INTERVAL = 10.0
 """Seconds after a forced refresh of a project during which another one does not fetch again:
 twenty anonymous refreshes of a 4,000-file page cost one upstream fetch, not twenty."""
@@ -295,6 +297,8 @@ class PageService:
         self._missing: OrderedDict[str, dict[int, CachedPage]] = OrderedDict()
         self._forced: OrderedDict[tuple[int, str], float] = OrderedDict()  # monotonic end times
         self._lists: dict[int, CachedPage] = {}
+        # Pages of stages as readers who may not read some bases see them (usually none).
+        self._filtered: OrderedDict[tuple[int, str, frozenset[str]], CachedPage] = OrderedDict()
         self._attempts: dict[tuple[int, str], _Attempt] = {}  # (index id, project), oldest first
         # Pages built from rows read before a change was applied are served but not cached.
         self._epochs = Epochs()
@@ -321,6 +325,7 @@ class PageService:
             self._pages.clear()
             self._missing.clear()
         self._epochs.bump(change.project)
+        self._filtered.clear()
         if change.kind.changes_project_lists:
             self._lists.clear()
             self._lists_epoch += 1
@@ -345,11 +350,16 @@ class PageService:
         while len(self._missing) > MAX_MISSING_NAMES:
             self._missing.popitem(last=False)
 
-    def peek(self, index: IndexRecord, name: str) -> CachedPage | None:
+    def peek(
+        self, index: IndexRecord, name: str, hidden: frozenset[str] = frozenset()
+    ) -> CachedPage | None:
         """The page ``project_page`` would answer right now from memory, found or not, or None
         when answering needs the database or upstream. Synchronous: the hot path
         (http/hot.py) serves what this returns without awaiting anything."""
-        cached = self._cached(name, index.id)
+        if hidden:
+            cached = self._filtered.get((index.id, name, hidden))
+        else:
+            cached = self._cached(name, index.id)
         if cached is None:
             return None
         if index.type == "mirror":
@@ -362,15 +372,19 @@ class PageService:
         metrics.count("page_cache_hits_total")
         return cached
 
-    async def project_page(self, index: IndexRecord, name: str) -> CachedPage:
-        """The page of ``name`` (normalized) on ``index``. Raises NotFound or UpstreamFailed."""
-        page = self.peek(index, name)
+    async def project_page(
+        self, index: IndexRecord, name: str, hidden: frozenset[str] = frozenset()
+    ) -> CachedPage:
+        """The page of ``name`` (normalized) on ``index``, merging no base named in ``hidden``
+        (the bases its reader may not read: services/visibility.py). Raises NotFound or
+        UpstreamFailed."""
+        page = self.peek(index, name, hidden)
         if page is None:
             cached = self._cached(name, index.id)
             if index.type == "mirror":
                 page = await self._mirror_page(index, name, cached)
             else:
-                page = await self._stage_page(index, name)
+                page = await self._stage_page(index, name, hidden)
         if not page.found:
             raise NotFound(f"no project {name!r} on {index.fullname}")
         return page
@@ -630,12 +644,13 @@ class PageService:
         return [ix for fullname in names if (ix := self._registry.by_name(fullname)) is not None]
 
     async def _resolve(
-        self, index: IndexRecord, name: str
+        self, index: IndexRecord, name: str, hidden: frozenset[str] = frozenset()
     ) -> tuple[list[IndexRecord], dict[int, list[FileRecord]], set[str], MirrorDecision]:
-        """Resolution order of ``index``, the stages' files of ``name``, the stages that have
-        it, and whether mirrors take part (dependency-confusion guard)."""
+        """Resolution order of ``index`` without the ``hidden`` bases, the stages' files of
+        ``name``, the stages that have it, and whether mirrors take part (dependency-confusion
+        guard)."""
         nodes = self._nodes()
-        names = resolution_order(index.fullname, nodes)
+        names = [n for n in resolution_order(index.fullname, nodes) if n not in hidden]
         order = [ix for fullname in names if (ix := self._registry.by_name(fullname)) is not None]
         stages = [ix for ix in order if ix.type != "mirror"]
         stage_files = await self._db.read(project_rows.stage_files, [ix.id for ix in stages], name)
@@ -643,14 +658,17 @@ class PageService:
         decision = mirror_decision(name, index.fullname, names, nodes, holders.__contains__)
         return order, stage_files, holders, decision
 
-    async def _stage_page(self, index: IndexRecord, name: str) -> CachedPage:
-        """Merge the project's files along the stage resolution order (first filename wins).
+    async def _stage_page(
+        self, index: IndexRecord, name: str, hidden: frozenset[str] = frozenset()
+    ) -> CachedPage:
+        """Merge the project's files along the stage resolution order (first filename wins),
+        leaving out the ``hidden`` bases as if they were not there.
 
         Mirrors take part only if no stage in the order has the project, or it is whitelisted
         (dependency-confusion guard, docs/devpi-protocol.md §7).
         """
         ticket = self._epochs.ticket()
-        order, stage_files, holders, decision = await self._resolve(index, name)
+        order, stage_files, holders, decision = await self._resolve(index, name, hidden)
         groups: list[tuple[str, tuple[FileLink, ...]]] = []
         valid_until: float | None = None
         status: tuple[str | None, str | None] = (None, None)
@@ -693,6 +711,13 @@ class PageService:
             found=bool(links) or bool(holders),
             valid_until=valid_until,
         )
+        if hidden:
+            # A reader's partial view: kept in memory only (bounded), never stored or shared.
+            if self._epochs.current(name, ticket):
+                self._filtered[(index.id, name, hidden)] = cached
+                while len(self._filtered) > MAX_FILTERED_PAGES:
+                    self._filtered.popitem(last=False)
+            return cached
         await self._settle(index.id, name, cached, UNREAD, self._cached(name, index.id))
         if self._epochs.current(name, ticket):
             self._keep(name, index.id, cached)
@@ -771,20 +796,25 @@ class PageService:
 
     # --- project lists -----------------------------------------------------------------------
 
-    async def project_list(self, index: IndexRecord) -> CachedPage:
-        """An index's project names. Mirrors list the names seen so far, never upstream's list."""
-        cached = self._lists.get(index.id)
+    async def project_list(
+        self, index: IndexRecord, hidden: frozenset[str] = frozenset()
+    ) -> CachedPage:
+        """An index's project names (not those only ``hidden`` bases have). Mirrors list the
+        names seen so far, never upstream's list."""
+        cached = None if hidden else self._lists.get(index.id)
         if cached is not None:
             return cached
         epoch = self._lists_epoch
         members = [
             member
             for fullname in resolution_order(index.fullname, self._nodes())
-            if (member := self._registry.by_name(fullname)) is not None
+            if fullname not in hidden and (member := self._registry.by_name(fullname)) is not None
         ]
         names, state = await self._db.read(_list_rows, index.id, [m.id for m in members])
         listing = ProjectList(index.fullname, tuple(names), self._changes.serial)
         cached = CachedPage(page=listing, last_modified=formatdate(time.time(), usegmt=True))
+        if hidden:
+            return cached  # a reader's partial view: not stored, not cached
         await self._settle(index.id, page_rows.LIST_KEY, cached, state, None)
         if epoch == self._lists_epoch:  # else a change applied during the read outdated it
             self._lists[index.id] = cached

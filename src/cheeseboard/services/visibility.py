@@ -1,0 +1,83 @@
+"""Who may read which index: the one place every read path asks (docs/security.md, "Reading").
+
+An index is read by the principals of its ``acl_read``, its owner and root (core/acl.py
+``may_read``); ``--read-requires-auth`` keeps anonymous callers out of everything. Answers are
+pure lookups in the in-memory index registry, cheap enough for the hot path.
+
+Refusals must not tell a private index from a missing one: the caller who may not read an index
+gets exactly what a request for an index that does not exist gets (``not_found``), and, once
+anonymous callers may not read everything, an anonymous request for a missing index is asked for
+credentials just like one for a private index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from cheeseboard.core import acl
+from cheeseboard.core.sro import IndexNode, resolution_order
+from cheeseboard.services.indexes import IndexRegistry
+from cheeseboard.settings import Settings
+from cheeseboard.store.records import Change, IndexRecord
+
+
+def index_not_found(user: str, name: str) -> str:
+    """The message of a 404 for an index that does not exist, or that the caller may not read
+    (the same words, so the two can't be told apart)."""
+    return f"no index {user}/{name}"
+
+
+class ReadAccess:
+    """Read decisions over the live index registry."""
+
+    def __init__(self, settings: Settings, registry: IndexRegistry) -> None:
+        self._settings = settings
+        self._registry = registry
+        # index -> its bases that anonymous callers may not read (usually none)
+        self._restricted: dict[str, tuple[IndexRecord, ...]] = {}
+
+    def decide(self, user: str | None, index: IndexRecord) -> acl.Decision:
+        return acl.may_read(
+            user, index.user, acl.acl_read_of(index.config), self._settings.read_requires_auth
+        )
+
+    def may_read(self, user: str | None, index: IndexRecord) -> bool:
+        return self.decide(user, index).allowed
+
+    def anonymous_restricted(self) -> bool:
+        """Whether some index is hidden from anonymous callers (then a missing index is answered
+        to them as a private one: 401, not 404)."""
+        if self._settings.read_requires_auth:
+            return True
+        return any(not self.may_read(None, index) for index in self._registry.all())
+
+    def readable(self, user: str | None, indexes: Iterable[IndexRecord]) -> list[IndexRecord]:
+        """The ones among ``indexes`` that ``user`` may read, in their order."""
+        return [index for index in indexes if self.may_read(user, index)]
+
+    def hidden_bases(self, user: str | None, index: IndexRecord) -> frozenset[str]:
+        """Full names of the bases of ``index`` (its whole resolution order) that ``user`` may
+        not read: its pages merge only the bases their reader may read. Empty, from memory,
+        unless some base is not public."""
+        restricted = self._restricted.get(index.fullname)
+        if restricted is None:
+            restricted = self._restricted_bases(index)
+            self._restricted[index.fullname] = restricted
+        if not restricted:
+            return frozenset()
+        return frozenset(base.fullname for base in restricted if not self.may_read(user, base))
+
+    def _restricted_bases(self, index: IndexRecord) -> tuple[IndexRecord, ...]:
+        nodes = {
+            ix.fullname: IndexNode.from_config(ix.fullname, {**ix.config, "type": ix.type})
+            for ix in self._registry.all()
+        }
+        order = resolution_order(index.fullname, nodes)[1:]
+        bases = [base for name in order if (base := self._registry.by_name(name)) is not None]
+        return tuple(base for base in bases if not self.may_read(None, base))
+
+    def on_change(self, change: Change) -> None:
+        """Index configurations decide what is restricted: forget it when one changes (after
+        the registry has reloaded: subscribed after it)."""
+        if change.kind.concerns_indexes:
+            self._restricted.clear()
