@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
 PIP_ACCEPT = (
@@ -28,6 +29,11 @@ PIP_ACCEPT = (
 # What pip (requests/urllib3) sends; servers that keep pages gzipped get credit for it,
 # as they would with real clients.  "identity" measures uncompressed serving.
 PIP_ACCEPT_ENCODING = "gzip, deflate"
+
+# Headers beyond Accept and Accept-Encoding (``Authorization`` for the authenticated page
+# load) reach the fallback's worker processes in this variable, as JSON: not on their command
+# lines, where ``ps`` would show a password.
+HEADERS_ENV = "BENCH_LOAD_HEADERS"
 
 # Never let a hung server hang the benchmark: generous per-request timeout, hard cap
 # on the whole run well above the requested duration.
@@ -69,11 +75,13 @@ def run_load(
     accept: str = PIP_ACCEPT,
     accept_encoding: str = PIP_ACCEPT_ENCODING,
     tool: str = "auto",
+    extra_headers: Mapping[str, str] | None = None,
 ) -> LoadResult:
-    """Drive ``url`` with ``connections`` keep-alive connections for ``duration`` seconds."""
+    """Drive ``url`` with ``connections`` keep-alive connections for ``duration`` seconds,
+    every request with ``extra_headers`` too (e.g. ``Authorization``)."""
     if tool == "auto":
         tool = "wrk" if shutil.which("wrk") else "python"
-    headers = {"Accept": accept, "Accept-Encoding": accept_encoding}
+    headers = {"Accept": accept, "Accept-Encoding": accept_encoding, **(extra_headers or {})}
     if tool == "wrk":
         return _run_wrk(url, connections=connections, duration=duration, headers=headers)
     if tool == "python":
@@ -150,6 +158,8 @@ def _run_python(
         connections // procs_n + (1 if i < connections % procs_n else 0) for i in range(procs_n)
     ]
     start_at = time.time() + 1.0  # every worker starts the clock together
+    extra = {k: v for k, v in headers.items() if k not in ("Accept", "Accept-Encoding")}
+    env = {**os.environ, HEADERS_ENV: json.dumps(extra)}
     procs = [
         subprocess.Popen(
             [
@@ -171,6 +181,7 @@ def _run_python(
             ],
             stdout=subprocess.PIPE,
             text=True,
+            env=env,
         )
         for share in shares
     ]
@@ -264,6 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--accept", default=PIP_ACCEPT)
     ap.add_argument("--accept-encoding", default=PIP_ACCEPT_ENCODING)
     ap.add_argument("--tool", choices=["auto", "wrk", "python"], default="auto")
+    ap.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="another request header (repeatable)",
+    )
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -273,7 +291,11 @@ def main(argv: list[str] | None = None) -> int:
                 args.url,
                 args.connections,
                 args.duration,
-                {"Accept": args.accept, "Accept-Encoding": args.accept_encoding},
+                {
+                    "Accept": args.accept,
+                    "Accept-Encoding": args.accept_encoding,
+                    **json.loads(os.environ.get(HEADERS_ENV) or "{}"),
+                },
                 args.start_at,
             )
         )
@@ -286,6 +308,10 @@ def main(argv: list[str] | None = None) -> int:
         accept=args.accept,
         accept_encoding=args.accept_encoding,
         tool=args.tool,
+        extra_headers=dict(
+            (name.strip(), value.strip())
+            for name, _, value in (header.partition(":") for header in args.header)
+        ),
     )
     print(json.dumps(res.to_dict(), indent=2))
     return 0

@@ -14,6 +14,7 @@ benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import datetime as dt
 import functools
@@ -41,6 +42,7 @@ from urllib.parse import urldefrag, urljoin
 from benchmarks import dataset
 from benchmarks.load import PIP_ACCEPT, PIP_ACCEPT_ENCODING, run_load
 from benchmarks.servers import (
+    ROOT_PASSWORD,
     BenchServer,
     CheeseboardServer,
     DevpiServer,
@@ -225,11 +227,15 @@ def _opener() -> urllib.request.OpenerDirector:
 
 
 def fetch(
-    url: str, accept_encoding: str = PIP_ACCEPT_ENCODING, accept: str = PIP_ACCEPT
+    url: str,
+    accept_encoding: str = PIP_ACCEPT_ENCODING,
+    accept: str = PIP_ACCEPT,
+    extra_headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """One GET with pip's headers: status, type, encoding, wire size, wall time, redirects."""
     req = urllib.request.Request(
-        url, headers={"Accept": accept, "Accept-Encoding": accept_encoding}
+        url,
+        headers={"Accept": accept, "Accept-Encoding": accept_encoding, **(extra_headers or {})},
     )
     t0 = time.perf_counter()
     try:
@@ -272,13 +278,24 @@ def file_url(page_url: str, filename: str) -> str:
     return str(urldefrag(urljoin(final, href)).url)
 
 
+def basic_auth(user: str, password: str) -> dict[str, str]:
+    """The ``Authorization`` header pip sends with credentials from a URL, netrc or keyring."""
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
 def page_throughput(
-    server: BenchServer, project: str, connections: int, args: argparse.Namespace
+    server: BenchServer,
+    project: str,
+    connections: int,
+    args: argparse.Namespace,
+    extra_headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """First (cold) fetch, one warm-up fetch, then fixed-duration load with pip's headers."""
+    """First (cold) fetch, one warm-up fetch, then fixed-duration load with pip's headers
+    (and ``extra_headers``: credentials for the authenticated load)."""
     url = f"{server.index_url}{project}/"
-    cold = fetch(url, args.accept_encoding)
-    warm = fetch(url, args.accept_encoding)
+    cold = fetch(url, args.accept_encoding, extra_headers=extra_headers)
+    warm = fetch(url, args.accept_encoding, extra_headers=extra_headers)
     if warm["status"] != 200:
         raise RuntimeError(f"{url} answers {warm['status']} after its first fetch")
     load = run_load(
@@ -287,6 +304,7 @@ def page_throughput(
         duration=args.duration,
         accept_encoding=args.accept_encoding,
         tool=args.load_tool,
+        extra_headers=extra_headers,
     )
     return {"url": url, "first_fetch": cold, "warmup_fetch": warm, "load": load.to_dict()}
 
@@ -388,6 +406,28 @@ def measure(server: BenchServer, upstream: Upstream, args: argparse.Namespace) -
                     functools.partial(page_throughput, server, project, args.connections, args),
                 )
                 log(f"{name}: {key} {_get(res, key, 'load', 'ok_rps')} req/s")
+            # The same small page, each request signed in as root (Basic, the password
+            # verified once, then known to the server's memory): what signing in costs on
+            # the hot path. Only cheeseboard: the peers' auth is not what this compares.
+            if name == "cheeseboard":
+                key = "page_small_auth"
+                log(f"{name}: {key}, {args.connections} conns, {args.duration}s")
+                _phase(
+                    res,
+                    key,
+                    server,
+                    functools.partial(
+                        page_throughput,
+                        server,
+                        dataset.SMALL_PROJECT,
+                        args.connections,
+                        args,
+                        basic_auth("root", ROOT_PASSWORD),
+                    ),
+                )
+                log(f"{name}: {key} {_get(res, key, 'load', 'ok_rps')} req/s")
+            else:
+                res["not_applicable"] += ["page_small_auth", "_auth_ratio"]
             for key, project, filename in (
                 ("file_small", dataset.SMALL_PROJECT, dataset.SMALL_FILE),
                 ("file_large", dataset.HUGE_PROJECT, dataset.HUGE_FILE),
@@ -483,6 +523,23 @@ def rows(args: argparse.Namespace) -> list[Row]:
         ),
         Row("cached small page p50", ("page_small", "load", "latency_ms", "p50"), "ms"),
         Row(
+            f"cached small page, c{c}, Basic auth (root)",
+            ("page_small_auth", "load", "ok_rps"),
+            "req/s",
+        ),
+        Row(
+            "cached small page p99, Basic auth (root)",
+            ("page_small_auth", "load", "latency_ms", "p99"),
+            "ms",
+        ),
+        Row(
+            "authenticated ÷ anonymous small page req/s",
+            ("_auth_ratio",),
+            "",
+            ratio=False,
+            target=Target(">=", 0.9),
+        ),
+        Row(
             "cached small page p99",
             ("page_small", "load", "latency_ms", "p99"),
             "ms",
@@ -558,7 +615,7 @@ def _decorate(res: dict[str, Any]) -> None:
     """Derived fields the table shows (error counts, MiB)."""
     non_2xx = errors = 0
     seen = False
-    for key in ("page_small", "page_large", "file_small", "file_large"):
+    for key in LOAD_KEYS:
         load = _get(res, key, "load")
         if load:
             seen = True
@@ -566,6 +623,11 @@ def _decorate(res: dict[str, Any]) -> None:
             errors += load["errors"]
     if seen:
         res["_load_errors"] = f"{non_2xx} / {errors}"
+    signed_in, anonymous = (
+        _get(res, k, "load", "ok_rps") for k in ("page_small_auth", "page_small")
+    )
+    if isinstance(signed_in, int | float) and isinstance(anonymous, int | float) and anonymous:
+        res["_auth_ratio"] = round(signed_in / anonymous, 3)
     mem = res.get("memory")
     if mem:
         for key in ("peak_rss", "rss", "max_process_peak_rss", "max_process_rss"):
@@ -694,7 +756,7 @@ def _target_cell(row: Row, values: dict[str, Any], into: dict[str, Any]) -> str:
 def _notes(res: dict[str, Any]) -> list[str]:
     """What each server answered, what it fetched upstream, what failed."""
     notes = []
-    for key in ("page_small", "page_large", "file_small", "file_large"):
+    for key in LOAD_KEYS:
         ff = _get(res, key, "warmup_fetch")
         if ff:
             notes.append(
@@ -726,7 +788,7 @@ def _notes(res: dict[str, Any]) -> list[str]:
     return notes
 
 
-LOAD_KEYS = ("page_small", "page_large", "file_small", "file_large")
+LOAD_KEYS = ("page_small", "page_small_auth", "page_large", "file_small", "file_large")
 
 
 # ------------------------------------------------------------------------ main
