@@ -260,7 +260,7 @@ def install(
         raise ClientError(f"the installer exited with status {code}", "", status=code)
 
 
-@cli.command(short_help="Create, list or revoke scoped upload tokens.")
+@cli.command(short_help="Create, list or revoke scoped tokens (upload or read-only).")
 @click.option("-c", "--create", "create", is_flag=True, help="Create a token.")
 @click.option("-l", "--list", "list_", is_flag=True, help="List tokens (never their secrets).")
 @click.option("--delete", "delete", metavar="ID", help="Revoke the token ID.")
@@ -269,7 +269,14 @@ def install(
     "indexes",
     multiple=True,
     metavar="USER/INDEX",
-    help="An index the token may upload to (repeat; default: the current index).",
+    help="An index the token may use (repeat; default: the current index).",
+)
+@click.option(
+    "--scope",
+    type=click.Choice(["upload", "read"]),
+    default="upload",
+    show_default=True,
+    help="upload: read and upload to the indexes; read: only read them (installs in CI).",
 )
 @click.option("--expires", default="90d", show_default=True, help="Lifetime: 30d, 12h, 3600.")
 @click.option("-d", "--description", default="", help="What the token is for.")
@@ -282,14 +289,16 @@ def token(
     delete: str | None,
     indexes: tuple[str, ...],
     expires: str,
+    scope: str,
     description: str,
     user: str | None,
 ) -> None:
-    """Create (-c), list (-l) or revoke (--delete ID) tokens that may only upload to the given
-    indexes; the server keeps no copy of a token, so it is printed once."""
+    """Create (-c), list (-l) or revoke (--delete ID) tokens that may read and upload to the
+    given indexes (--scope read: only read them), nothing else; the server keeps no copy of a
+    token, so it is printed once."""
     config, out = session.config, session.out
     if create:
-        tokens.create(config, out, list(indexes), expires, description, user)
+        tokens.create(config, out, list(indexes), expires, description, user, scope)
     elif list_:
         tokens.list_tokens(config, out, user)
     elif delete:

@@ -1,4 +1,4 @@
-"""``token``: create, list and revoke scoped upload tokens on the server."""
+"""``token``: create, list and revoke scoped tokens (upload, or read-only) on the server."""
 
 from __future__ import annotations
 
@@ -48,11 +48,19 @@ def create(
     expires: str,
     description: str,
     user: str | None,
+    scope: str = "upload",
 ) -> None:
-    """Create a token that may upload to ``indexes``; print it once."""
+    """Create a token that may read and upload to ``indexes`` (``scope`` "upload") or only
+    read them ("read"); print it once."""
     owner = _owner(config, user)
     targets = [qualify(config, name) for name in indexes] or [config.require_index()]
-    body = {"indexes": targets, "expires_in": parse_duration(expires), "description": description}
+    body: dict[str, object] = {
+        "indexes": targets,
+        "expires_in": parse_duration(expires),
+        "description": description,
+    }
+    if scope != "upload":  # the server's default; a server before scopes refuses the key
+        body["scope"] = scope
     try:
         made = result_of(client(config).json("POST", f"{owner}/+tokens", body))
     except ClientError as error:
@@ -61,10 +69,14 @@ def create(
         out.emit(made)
         return
     out.info(made["token"])
+    if made.get("scope", "upload") == "read":
+        what, how = "read", "in the index URL (pip, uv: http://__token__:TOKEN@host/…/+simple/)"
+    else:
+        what, how = "read and upload to", "(twine, uv publish)"
     out.errors.print(
-        f"[dim]token {made['id']} of {owner}: upload to {', '.join(made['indexes'])} until "
+        f"[dim]token {made['id']} of {owner}: {what} {', '.join(made['indexes'])} until "
         f"{_when(made['expires'])}. It is shown only this once. Use it as the password with "
-        "the user name __token__ (twine, uv publish) or your own user name.[/dim]"
+        f"the user name __token__ {how} or your own user name.[/dim]"
     )
 
 
@@ -75,13 +87,20 @@ def list_tokens(config: ClientConfig, out: Output, user: str | None) -> None:
     except ClientError as error:
         raise _unsupported(error) from None
     rows = [
-        [t["id"], ", ".join(t["indexes"]), _when(t["expires"]), t.get("description", "")]
+        [
+            t["id"],
+            t.get("scope", "upload"),
+            ", ".join(t["indexes"]),
+            _when(t["expires"]),
+            t.get("description", ""),
+        ]
         for t in found
     ]
     if out.json_mode:
         out.emit(found)
         return
-    out.table(f"tokens of {owner}", ["id", "may upload to", "expires", "description"], rows)
+    columns = ["id", "scope", "indexes", "expires", "description"]
+    out.table(f"tokens of {owner}", columns, rows)
 
 
 def revoke(config: ClientConfig, out: Output, token_id: str, user: str | None) -> None:

@@ -12,8 +12,11 @@ argon2 never runs on more threads than there are cores.
 Login tokens revoked early (web sign-out) are kept as digests in the database and loaded by
 every worker and node on change, like users and scoped tokens.
 
-Scoped tokens (see services/tokens.py) may read and upload to their indexes, nothing else: every
-caller says what it is about to do (``action``), and a scoped token asking for more is refused.
+Scoped tokens (see services/tokens.py) have a scope: ``upload`` tokens read and upload to their
+indexes, ``read`` tokens only read them; nothing else. Every caller says what it is about to do
+(``action``, and on which index): a scoped token asking for more is refused (Forbidden), except
+for reading an index outside its scope, where it grants nothing and its bearer reads as an
+anonymous caller would (public indexes stay readable, private ones are refused as to anyone).
 """
 
 from __future__ import annotations
@@ -168,8 +171,8 @@ class AuthService:
         user, digest, known = self._remembered(*credentials)
         if known is None:
             known = await self._shared_verify(digest, user, credentials[1])
-        if known.token_id is not None:
-            self._check_scope(known.token_id, action, index)
+        if known.token_id is not None and not self._check_scope(known.token_id, action, index):
+            return ANONYMOUS
         return Identity(user)
 
     def identify_known(self, headers: Mapping[str, str], index: str | None) -> Identity | None:
@@ -187,7 +190,8 @@ class AuthService:
             return None
         if known.token_id is not None:
             try:
-                self._check_scope(known.token_id, "read", index)
+                if not self._check_scope(known.token_id, "read", index):
+                    return ANONYMOUS
             except (Unauthorized, Forbidden):
                 return None
         return Identity(user)
@@ -265,15 +269,30 @@ class AuthService:
             raise Unauthorized(f"user {user!r} could not be authenticated")
         return _Verified(user, None, None)
 
-    def _check_scope(self, token_id: str, action: Action, index: str | None) -> None:
+    def _check_scope(self, token_id: str, action: Action, index: str | None) -> bool:
+        """Whether the scoped token ``token_id`` acts as its owner for ``action`` on ``index``
+        (True), or grants nothing there (False: a read of an index outside its scope, answered
+        as to an anonymous caller). Raises Unauthorized for a revoked or expired token and
+        Forbidden for anything else beyond its scope. Memory only: never awaits (the hot path
+        calls it through ``identify_known``).
+
+        A read naming no index (``/+api``'s login status, user listings, push's "who is this")
+        is not an index's content: the token names its owner there, as before."""
         scoped = self.scoped.get(token_id)
         if scoped is None:
             raise Unauthorized(f"token {token_id} was revoked")
         if time.time() >= scoped.expires:
             raise Unauthorized(f"token {token_id} expired")
-        if action == "read" or (action == "upload" and index in scoped.indexes):
-            return
         allowed = ", ".join(scoped.indexes)
+        if action == "read":
+            return index is None or index in scoped.indexes
+        if scoped.scope == "read":
+            raise Forbidden(
+                f"token {token_id} is a read-only token: it may only read {allowed}; "
+                "uploading needs a token with scope 'upload'"
+            )
+        if action == "upload" and index in scoped.indexes:
+            return True
         raise Forbidden(f"token {token_id} may only upload to {allowed}")
 
     async def check_password(self, record: UserRecord, password: str) -> bool:

@@ -1,4 +1,8 @@
-"""Scoped API tokens: upload-only credentials for CI, limited to named indexes, expiring.
+"""Scoped API tokens: credentials for CI, limited to named indexes, expiring.
+
+A token's ``scope`` is ``upload`` (read and upload to its indexes, the default) or ``read``
+(read its indexes only: installs from private indexes). Either way it grants nothing on any
+other index (services/auth.py: there its bearer reads as an anonymous caller).
 
 A token is signed like a login token and names its id; the row under that id holds the scope.
 Only the owner (with a password or login token, never another scoped token) or root creates,
@@ -22,11 +26,18 @@ from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.errors import BadRequest, NotFound
 from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.store import accounts
-from cheeseboard.store.tokens import TokenRecord, create_token, delete_token, revoke
+from cheeseboard.store.tokens import (
+    SCOPES,
+    Scope,
+    TokenRecord,
+    create_token,
+    delete_token,
+    revoke,
+)
 
 DEFAULT_LIFETIME = 90 * 86_400
 MAX_LIFETIME = 366 * 86_400
-_KEYS = {"indexes", "expires_in", "description"}
+_KEYS = {"indexes", "expires_in", "description", "scope"}
 
 
 def token_view(record: TokenRecord) -> dict[str, Any]:
@@ -35,6 +46,7 @@ def token_view(record: TokenRecord) -> dict[str, Any]:
         "id": record.id,
         "description": record.description,
         "indexes": list(record.indexes),
+        "scope": record.scope,
         "created": record.created,
         "expires": record.expires,
     }
@@ -72,7 +84,7 @@ class TokenService:
         if isinstance(indexes, str):
             indexes = [item for item in indexes.split(",") if item]
         if not isinstance(indexes, list) or not indexes:
-            raise BadRequest("a token needs 'indexes': the user/index names it may upload to")
+            raise BadRequest("a token needs 'indexes': the user/index names it may use")
         for name in indexes:
             if not isinstance(name, str) or self._indexes.by_name(name) is None:
                 raise BadRequest(f"no index {name!r}")
@@ -84,9 +96,10 @@ class TokenService:
         description = body.get("description", "")
         if not isinstance(description, str) or len(description) > 200:
             raise BadRequest("'description' is a text of at most 200 characters")
+        scope = _scope(body.get("scope", "upload"))
         now = time.time()
         record = TokenRecord(
-            secrets.token_hex(8), user, description, tuple(indexes), now, now + lifetime
+            secrets.token_hex(8), user, description, tuple(indexes), now, now + lifetime, scope
         )
         await self._changes.write(_create, record)
         owner = self._auth.user(user)
@@ -110,6 +123,15 @@ class TokenService:
         await self._changes.write(
             _revoke_login, self._auth.tokens.digest(token), check.expires, time.time()
         )
+
+
+def _scope(value: object) -> Scope:
+    for scope in SCOPES:
+        if value == scope:
+            return scope
+    raise BadRequest(
+        "'scope' is 'upload' (read and upload to the token's indexes) or 'read' (read them only)"
+    )
 
 
 def _revoke_login(tx: Transaction, digest: str, expires: float, now: float) -> None:

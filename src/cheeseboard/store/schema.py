@@ -61,8 +61,9 @@ indexes = Table(
     UniqueConstraint("user_id", "name"),
 )
 
-# Scoped API tokens (upload-only, to named indexes, with an expiry). The token itself is signed
-# and never stored; a row is what makes it valid, so deleting the row revokes it.
+# Scoped API tokens (to named indexes, with an expiry; ``scope`` "upload": read and upload,
+# "read": read only). The token itself is signed and never stored; a row is what makes it valid,
+# so deleting the row revokes it.
 tokens = Table(
     "tokens",
     metadata,
@@ -72,6 +73,7 @@ tokens = Table(
     Column("indexes", JSON, nullable=False),
     Column("created", Float, nullable=False),
     Column("expires", Float, nullable=False),
+    Column("scope", String(16), nullable=False, server_default="upload"),  # 0007
 )
 
 # Login tokens revoked before they expire (web sign-out): a digest of each token, kept until the

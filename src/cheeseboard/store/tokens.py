@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Connection
 
 from cheeseboard.store.schema import revoked_tokens, tokens, users
+
+Scope = Literal["read", "upload"]
+SCOPES: tuple[Scope, ...] = ("read", "upload")
+"""``upload``: read and upload to its indexes (the default, what tokens made before 0007 do);
+``read``: read its indexes only (installs in CI)."""
+
+
+def as_scope(value: object) -> Scope:
+    """A stored scope (anything unknown reads as the narrower ``read``)."""
+    return "upload" if value == "upload" else "read"
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +29,7 @@ class TokenRecord:
     indexes: tuple[str, ...]
     created: float
     expires: float
+    scope: Scope = "upload"
 
 
 def load_tokens(conn: Connection) -> list[TokenRecord]:
@@ -25,7 +37,15 @@ def load_tokens(conn: Connection) -> list[TokenRecord]:
         select(tokens, users.c.name.label("user")).join(users, users.c.id == tokens.c.user_id)
     ).all()
     return [
-        TokenRecord(r.id, r.user, r.description or "", tuple(r.indexes), r.created, r.expires)
+        TokenRecord(
+            r.id,
+            r.user,
+            r.description or "",
+            tuple(r.indexes),
+            r.created,
+            r.expires,
+            as_scope(r.scope),
+        )
         for r in rows
     ]
 
@@ -39,6 +59,7 @@ def create_token(conn: Connection, record: TokenRecord, user_id: int) -> None:
             indexes=list(record.indexes),
             created=record.created,
             expires=record.expires,
+            scope=record.scope,
         )
     )
 
