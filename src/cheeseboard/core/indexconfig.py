@@ -4,6 +4,13 @@ The stored form is a plain JSON-able dict, the ``result`` of ``GET /<user>/<inde
 ``ixconfig``). Clients send loose values (devpi-client PUTs ``{"volatile": "True"}`` and
 comma-separated lists), so every entry point cleans its input into that one form. Because the
 form is canonical, comparing two stored dicts tells whether a change did anything.
+
+``acl_read`` (ours; issue 20) names who may read an index besides its owner and root, with the
+principals of ``acl_upload``. Both index types have it, with ``[":ANONYMOUS:"]`` (everyone) as
+the default; an empty list is allowed and makes the index private (its owner and root only).
+It always holds a value: ``acl_read-=`` without a value is refused like for the other required
+keys, while removing its last entry leaves the empty list. Indexes stored before the setting
+existed have no key: they mean, and show (``shown_config``), the default.
 """
 
 from __future__ import annotations
@@ -34,10 +41,15 @@ def _shown(value: object, quote: bool = True) -> str:
 
 INDEX_TYPES = ("stage", "mirror")
 WHITELIST_INHERITANCE = ("intersection", "union")
-_COMMON_KEYS = frozenset({"type", "volatile", "title", "description", "custom_data"})
-LIST_KEYS = frozenset({"bases", "acl_upload", "acl_toxresult_upload", "mirror_whitelist"})
+# List settings of both index types: who reads a mirror matters as much as who reads a stage.
+_COMMON_LIST_KEYS = frozenset({"acl_read"})
+_COMMON_KEYS = (
+    frozenset({"type", "volatile", "title", "description", "custom_data"}) | _COMMON_LIST_KEYS
+)
+_STAGE_LIST_KEYS = frozenset({"bases", "acl_upload", "acl_toxresult_upload", "mirror_whitelist"})
+LIST_KEYS = _STAGE_LIST_KEYS | _COMMON_LIST_KEYS
 # allow_upstream_names (ours, not devpi's): may the stage take uploads of names upstream has?
-_STAGE_ONLY = LIST_KEYS | {"mirror_whitelist_inheritance", "allow_upstream_names"}
+_STAGE_ONLY = _STAGE_LIST_KEYS | {"mirror_whitelist_inheritance", "allow_upstream_names"}
 MIRROR_FLAGS = (
     "mirror_use_external_urls",
     "mirror_no_project_list",
@@ -54,7 +66,7 @@ MIRROR_KEYS = _COMMON_KEYS | {
 # devpi drops stage settings from a mirror without complaint: clients copy configs around.
 MIRROR_DROPPED_KEYS = _STAGE_ONLY
 # Keys that always hold a value, so ``key-=`` can't remove them.
-REQUIRED_KEYS = frozenset({"type", "volatile", "mirror_url"}) | _STAGE_ONLY
+REQUIRED_KEYS = frozenset({"type", "volatile", "mirror_url"}) | _STAGE_ONLY | _COMMON_LIST_KEYS
 # Sent back by clients that PATCH what they got from GET; not configuration.
 _IGNORED_KEYS = frozenset({"projects"})
 _OPTIONAL_TEXT = ("title", "description", "mirror_web_url_fmt")
@@ -65,13 +77,16 @@ _DIGITS = re.compile(r"[0-9]+")  # str.isdigit() also accepts "²" and other non
 # ValueError that is not a ConfigError, so it was a 500).
 _MAX_EXPIRY_DIGITS = 12
 _MAX_SHOWN = 100  # characters of a client's value quoted back in a message
-# Entries a list setting may hold (acl_upload, acl_toxresult_upload, mirror_whitelist): far more
+# Entries a list setting may hold (acl_upload, acl_read, ..., mirror_whitelist): far more
 # than real configs use, and small enough that no edit or page merge over them is slow. Bases
 # are fewer: every page of the index merges each of them (and their bases).
 MAX_LIST_ENTRIES = 1000
 MAX_BASES = 50
 ANONYMOUS = ":ANONYMOUS:"
 AUTHENTICATED = ":AUTHENTICATED:"
+# Who reads a new index besides its owner and root (core/acl.py acl_read_of: the same default
+# for indexes stored before the setting existed).
+DEFAULT_ACL_READ = (ANONYMOUS,)
 
 
 def new_index_config(
@@ -122,8 +137,18 @@ def patch_index_config(
 
 
 def config_is_noop(before: Mapping[str, object], after: Mapping[str, object]) -> bool:
-    """Tell whether a change left the stored config as it was (for ``?error_on_noop``)."""
-    return dict(before) == dict(after)
+    """Tell whether a change left the stored config as it was (for ``?error_on_noop``); a
+    config stored without ``acl_read`` equals one with the default."""
+    return shown_config(before) == shown_config(after)
+
+
+def shown_config(config: Mapping[str, object]) -> Config:
+    """A stored config as GET shows it: one stored before ``acl_read`` existed gets the
+    default it means."""
+    shown = dict(config)
+    if "acl_read" not in shown:
+        shown["acl_read"] = list(DEFAULT_ACL_READ)
+    return shown
 
 
 def _validated(
@@ -150,6 +175,8 @@ def _validated(
         "type": index_type,
         "volatile": _boolean("volatile", values.get("volatile", True)),
     }
+    for key in _COMMON_LIST_KEYS:
+        config[key] = _list(key, values.get(key, _list_default(owner, key)))
     if index_type == "stage":
         stage = _stage_defaults(owner) | {k: v for k, v in values.items() if k in _STAGE_ONLY}
         config["bases"] = _existing_bases(fullname, stage["bases"], base_exists)
@@ -189,6 +216,13 @@ def _stage_defaults(owner: str) -> dict[str, object]:
     }
 
 
+def _list_default(owner: str, key: str) -> object:
+    """The value of the list setting ``key`` in a new index of ``owner``."""
+    if key == "acl_read":
+        return list(DEFAULT_ACL_READ)
+    return _stage_defaults(owner)[key]
+
+
 def _apply_item(config: Config, edited: dict[str, EntrySet], item: object, owner: str) -> None:
     """Apply one ``k=v``/``k+=v``/``k-=v``/``k-=`` item of a list PATCH to ``config`` in place;
     ``edited`` holds the list settings edited so far (``config`` gets them at the end)."""
@@ -218,7 +252,7 @@ def _apply_item(config: Config, edited: dict[str, EntrySet], item: object, owner
     else:
         if key not in edited:
             # The stored list may be longer than today's bound: it can still be shortened.
-            current = config.get(key, _stage_defaults(owner)[key])
+            current = config.get(key, _list_default(owner, key))
             edited[key] = EntrySet(key, _list(key, current, bounded=False))
         if op == "+":
             edited[key].add(_list(key, value))
@@ -337,6 +371,7 @@ _ENTRY_RULES: dict[str, Callable[[str], str]] = {
     "bases": _base_entry,
     "acl_upload": _acl_entry,
     "acl_toxresult_upload": _acl_entry,
+    "acl_read": _acl_entry,
     "mirror_whitelist": _whitelist_entry,
 }
 

@@ -4,8 +4,13 @@ Every operation takes the acting identity and checks permissions first (core.acl
 raise Unauthorized for anonymous callers and Forbidden otherwise, with the rule's reason as the
 whole message, and change nothing.
 
-Bases: any existing index may be listed as a base of one's own index (inheriting is reading, and
-every index is readable; root/pypi is everyone's base). Listing one gives no say over it: its
+Bases: an index may list as a base any index its owner may read (inheriting is reading: core/acl.py
+``may_read`` with the owner as the reader, so root's indexes may list any; root/pypi is everyone's
+base). Inheritance can't widen access: a base the owner may not read is refused (400) when it is
+added, and one the acting user may not read is answered as a missing one (the same words, as a
+read of it would be). Bases already listed are not checked again: a base whose ``acl_read`` later
+shuts the owner out stays listed, and the pages merge only the bases their reader may read
+(services/visibility.py ``hidden_bases``). Listing one gives no say over it: its
 owner or root deletes it with ``?force``, which drops it from the dependents' bases in the same
 transaction. Without ``?force`` the delete is refused with the dependents named, so nobody
 removes a base by accident, and nobody can make someone else's index undeletable.
@@ -20,10 +25,12 @@ from typing import Any
 from cheeseboard.core import acl
 from cheeseboard.core.changes import ChangeKind
 from cheeseboard.core.indexconfig import (
+    BaseExists,
     ConfigError,
     config_is_noop,
     new_index_config,
     patch_index_config,
+    shown_config,
 )
 from cheeseboard.core.names import InvalidName, checked_segment_name
 from cheeseboard.services.auth import AuthService, Forbidden, Identity, Unauthorized
@@ -114,7 +121,7 @@ class AccountService:
             if value is not None and not (private and field == "email"):
                 view[field] = value
         view["indexes"] = {
-            index.name: dict(index.config)
+            index.name: shown_config(index.config)
             for index in sorted(self._indexes.all(), key=lambda ix: ix.name)
             if index.user == user.name
         }
@@ -130,7 +137,7 @@ class AccountService:
         return user
 
     async def index_view(self, index: IndexRecord, with_projects: bool) -> dict[str, Any]:
-        view = dict(index.config)
+        view = shown_config(index.config)
         if with_projects:
             view["projects"] = await self._db.read(project_rows.project_names, index.id)
         return view
@@ -215,9 +222,40 @@ class AccountService:
             raise NotFound(f"no index {user}/{name}")
         return index
 
-    def _base_exists(self, fullname: str) -> bool:
-        user, _, name = fullname.partition("/")
-        return self._indexes.get(user, name) is not None
+    def _may_read(self, user: str | None, index: IndexRecord) -> bool:
+        """The read rule of services/visibility.py ``ReadAccess``, over the same registry."""
+        acl_read = acl.acl_read_of(index.config)
+        return acl.may_read(user, index.user, acl_read, self._settings.read_requires_auth).allowed
+
+    def _visible_base(self, identity: Identity) -> BaseExists:
+        """``base_exists`` for a config the acting user writes: a base they may not read is
+        missing to them, as a read of it would answer."""
+
+        def visible(fullname: str) -> bool:
+            user, _, name = fullname.partition("/")
+            base = self._indexes.get(user, name)
+            return base is not None and self._may_read(identity.user, base)
+
+        return visible
+
+    def _check_bases_readable(
+        self, owner: str, fullname: str, bases: object, known: object = ()
+    ) -> None:
+        """Refuse (400) a new base of ``fullname`` that its ``owner`` may not read: inheritance
+        can't widen access. Bases in ``known`` (already listed) are not checked again."""
+        if not isinstance(bases, list):
+            return
+        listed = set(known) if isinstance(known, list) else set()
+        for name in bases:
+            user, _, short = str(name).partition("/")
+            base = self._indexes.get(user, short)
+            if name in listed or base is None or self._may_read(owner, base):
+                continue
+            raise BadRequest(
+                f"base index '{name}' can't be a base of {fullname}: its acl_read doesn't let "
+                f"{owner}, the owner of {fullname}, read it (an index can't inherit what its "
+                "owner may not read)"
+            )
 
     async def create_index(
         self, identity: Identity, user: str, name: str, body: Mapping[str, Any]
@@ -236,10 +274,11 @@ class AccountService:
         try:
             checked_segment_name("index", name)
             config = new_index_config(
-                owner=user, raw=body, base_exists=self._base_exists, fullname=fullname
+                owner=user, raw=body, base_exists=self._visible_base(identity), fullname=fullname
             )
         except (InvalidName, ConfigError) as exc:
             raise BadRequest(str(exc)) from exc
+        self._check_bases_readable(owner.name, fullname, config.get("bases"))
         if self._indexes.get(user, name) is not None:
             raise Conflict(f"index {fullname!r} exists")
         await self._changes.write(_create_index, owner.name, name, config)
@@ -261,10 +300,13 @@ class AccountService:
                 patch=patch,
                 owner=index.user,
                 fullname=index.fullname,
-                base_exists=self._base_exists,
+                base_exists=self._visible_base(identity),
             )
         except ConfigError as exc:
             raise BadRequest(str(exc)) from exc
+        self._check_bases_readable(
+            index.user, index.fullname, config.get("bases"), index.config.get("bases")
+        )
         if config.get("mirror_url") != index.config.get("mirror_url"):
             _require(acl.may_point_mirror(identity.user), identity)
         if config_is_noop(index.config, config):
