@@ -13,6 +13,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from cheeseboard.core import acl
 from cheeseboard.http import simple
 from cheeseboard.http.access import (
     CREATE_INDEX,
@@ -23,9 +24,10 @@ from cheeseboard.http.access import (
     READ,
     GuardedRoute,
 )
-from cheeseboard.http.state import index_of, services
+from cheeseboard.http.state import index_of, reader_of, services
 from cheeseboard.services.auth import ANONYMOUS, Identity, Unauthorized
 from cheeseboard.services.errors import BadRequest, CheeseboardError
+from cheeseboard.store.records import IndexRecord
 
 
 def envelope(
@@ -113,9 +115,39 @@ async def _reader(request: Request) -> Identity:
         return ANONYMOUS
 
 
+def _visible_config(
+    request: Request, record: IndexRecord, config: dict[str, Any], reader: str | None
+) -> dict[str, Any]:
+    """An index's config as ``reader`` sees it: bases they may not read are not there. Those
+    who may change it (the owner, root) see it whole, so what they send back loses nothing."""
+    if reader in (acl.ROOT, record.user) or not isinstance(config.get("bases"), list):
+        return config
+    hidden = services(request).reads.hidden_bases(reader, record)
+    if hidden:
+        config = {**config, "bases": [b for b in config["bases"] if str(b) not in hidden]}
+    return config
+
+
+def _readable_only(request: Request, view: dict[str, Any], viewer: Identity) -> dict[str, Any]:
+    """A ``userconfig`` with only the indexes ``viewer`` may read (the others are not there)."""
+    app = services(request)
+    indexes = view.get("indexes")
+    if isinstance(indexes, dict):
+        owner = str(view.get("username", ""))
+        shown: dict[str, Any] = {}
+        for name, config in indexes.items():
+            record = app.indexes.get(owner, name)
+            if record is not None and app.reads.may_read(viewer.user, record):
+                shown[name] = _visible_config(request, record, config, viewer.user)
+        view["indexes"] = shown
+    return view
+
+
 async def list_users(request: Request) -> Response:
     viewer = await _reader(request)
-    return envelope(result=services(request).accounts.all_users(viewer), type_="list:userconfig")
+    users = services(request).accounts.all_users(viewer)
+    result = {name: _readable_only(request, view, viewer) for name, view in users.items()}
+    return envelope(result=result, type_="list:userconfig")
 
 
 async def user(request: Request) -> Response:
@@ -124,7 +156,8 @@ async def user(request: Request) -> Response:
     if request.method in ("GET", "HEAD"):
         found = app.accounts.get_user(name)
         viewer = await _reader(request)
-        return envelope(result=app.accounts.user_view(found, viewer), type_="userconfig")
+        view = _readable_only(request, app.accounts.user_view(found, viewer), viewer)
+        return envelope(result=view, type_="userconfig")
     identity = await app.auth.identify(request.headers)
     if request.method == "PUT":
         created = await app.accounts.create_user(identity, name, await _object_body(request))
@@ -157,6 +190,7 @@ async def index(request: Request) -> Response:
         found = app.accounts.get_index(user_name, name)
         with_projects = "no_projects" not in request.query_params
         view = await app.accounts.index_view(found, with_projects)
+        view = _visible_config(request, found, view, reader_of(request))
         return envelope(result=view, type_="indexconfig")
     identity = await app.auth.identify(request.headers)
     if request.method == "PUT":

@@ -9,7 +9,7 @@ from starlette.responses import RedirectResponse, Response
 from cheeseboard.core.names import is_valid_project_name, normalize_project_name
 from cheeseboard.http import responses
 from cheeseboard.http.access import READ, GuardedRoute
-from cheeseboard.http.state import base_url, index_of, services
+from cheeseboard.http.state import base_url, hidden_bases, index_of, services
 from cheeseboard.services.errors import NotFound
 
 
@@ -24,7 +24,9 @@ async def project_json(request: Request) -> Response:
         tail = f"{version}/json" if version else "json"
         return RedirectResponse(f"/{index.fullname}/+pypi/{normalized}/{tail}", status_code=301)
     app = services(request)
-    cached, rendered = await app.pypi_json.document(index, normalized, version, base_url(request))
+    cached, rendered = await app.pypi_json.document(
+        index, normalized, version, base_url(request), hidden_bases(request, index)
+    )
     max_age = (
         app.settings.mirror_page_max_age if index.type == "mirror" else app.settings.page_max_age
     )

@@ -9,7 +9,7 @@ from starlette.responses import Response
 from cheeseboard.http import simple
 from cheeseboard.http.access import READ, REMOVE, GuardedRoute
 from cheeseboard.http.accounts import envelope, json_body, wants_json
-from cheeseboard.http.state import base_url, index_of, services
+from cheeseboard.http.state import base_url, hidden_bases, index_of, services
 from cheeseboard.services.errors import BadRequest, NotFound
 
 
@@ -28,7 +28,11 @@ async def project(request: Request) -> Response:
         if not wants_json(request):
             return await simple.project_page(request)  # installers given the index URL itself
         config = await app.releases.project_config(
-            index, name, base_url(request), "ignore_bases" in request.query_params
+            index,
+            name,
+            base_url(request),
+            "ignore_bases" in request.query_params,
+            hidden_bases(request, index),  # bases the caller may not read: as if not there
         )
         return envelope(result=config, type_="projectconfig")
     identity = await app.auth.identify(request.headers)

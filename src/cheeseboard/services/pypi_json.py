@@ -137,11 +137,18 @@ class PypiJsonService:
         self._files = files
 
     async def document(
-        self, index: IndexRecord, name: str, version: str | None, base_url: str
+        self,
+        index: IndexRecord,
+        name: str,
+        version: str | None,
+        base_url: str,
+        hidden: frozenset[str] = frozenset(),
     ) -> tuple[CachedPage, Rendered]:
         """The JSON document for a project (``version`` None) or one release, its URLs under
-        ``base_url``; raises NotFound."""
-        cached = await self._pages.project_page(index, name)
+        ``base_url``, built from the page that merges no ``hidden`` base (those the reader may
+        not read: its documents are cached on that page, never shared with other readers);
+        raises NotFound."""
+        cached = await self._pages.project_page(index, name, hidden)
         page = cached.page
         assert isinstance(page, ProjectPage)
         releases = _releases(page)

@@ -18,6 +18,7 @@ from cheeseboard.core.changes import ChangeKind
 from cheeseboard.core.distfiles import canonical_version, version_sort_key
 from cheeseboard.core.names import normalize_project_name
 from cheeseboard.core.pages import FileLink, ProjectPage
+from cheeseboard.core.sro import IndexNode, mirror_decision
 from cheeseboard.services.auth import Forbidden, Identity, Unauthorized
 from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.errors import BadRequest, NotFound
@@ -222,20 +223,50 @@ class ReleaseService:
         name, versions = await self._mirror_versions(index, project)
         return {entry.version: _mirror_versiondata(name, entry, base_url) for entry in versions}
 
+    async def _members(
+        self, index: IndexRecord, name: str, hidden: frozenset[str]
+    ) -> list[tuple[IndexRecord, bool]]:
+        """``PageService.members_for`` as a reader who may not read the ``hidden`` bases sees
+        it: they are left out, and the dependency-confusion guard decides without them (as the
+        reader's simple page does), so nothing tells that a hidden base holds ``name``."""
+        if not hidden:
+            return await self._pages.members_for(index, name)
+        order = [ix for ix in self._pages.order_of(index) if ix.fullname not in hidden]
+        stages = [ix for ix in order if ix.type != "mirror"]
+        stage_files = await self._db.read(project_rows.stage_files, [ix.id for ix in stages], name)
+        holders = {ix.fullname for ix in stages if stage_files.get(ix.id)}
+        nodes = {
+            ix.fullname: IndexNode.from_config(ix.fullname, {**ix.config, "type": ix.type})
+            for ix in order
+        }
+        names = [ix.fullname for ix in order]
+        decision = mirror_decision(name, index.fullname, names, nodes, holders.__contains__)
+        return [
+            (ix, ix.type == "mirror") for ix in order if ix.type != "mirror" or decision.use_mirrors
+        ]
+
     async def project_config(
-        self, index: IndexRecord, project: str, base_url: str, ignore_bases: bool = True
+        self,
+        index: IndexRecord,
+        project: str,
+        base_url: str,
+        ignore_bases: bool = True,
+        hidden: frozenset[str] = frozenset(),
     ) -> dict[str, Any]:
         """devpi's ``projectconfig``: ``{version: versiondata}``.
 
-        With ``ignore_bases`` only this index's releases; otherwise the whole resolution order,
-        the first index having a version winning (mirrors only where the whitelist lets them in).
+        With ``ignore_bases`` only this index's releases; otherwise the whole resolution order
+        but the ``hidden`` bases (those the reader may not read), the first index having a
+        version winning (mirrors only where the whitelist lets them in).
         """
         if index.type == "mirror":
             return await self._mirror_config(index, project, base_url)
         if ignore_bases:
             return await self._stage_config(index, project, base_url)
         config: dict[str, Any] = {}
-        for member, is_mirror in await self._pages.members_for(index, project):
+        for member, is_mirror in await self._members(
+            index, normalize_project_name(project), hidden
+        ):
             try:
                 if is_mirror:
                     part = await self._mirror_config(member, project, base_url)
@@ -273,18 +304,23 @@ class ReleaseService:
         return _stage_versiondata(index, project, entry, base_url)
 
     async def project_versions(
-        self, index: IndexRecord, project: str, version: str | None
+        self,
+        index: IndexRecord,
+        project: str,
+        version: str | None,
+        hidden: frozenset[str] = frozenset(),
     ) -> ProjectVersions:
-        """The project page's data: every file along the resolution order (the simple page),
-        merged by canonical version with the releases the stages hold; ``version`` selected,
-        else the latest release that is not yanked. Raises NotFound."""
+        """The project page's data: every file along the resolution order but the ``hidden``
+        bases (the simple page its reader gets), merged by canonical version with the releases
+        the stages hold; ``version`` selected, else the latest release that is not yanked.
+        Raises NotFound."""
         name = normalize_project_name(project)
-        cached = await self._pages.project_page(index, name)
+        cached = await self._pages.project_page(index, name, hidden)
         page = cached.page
         assert isinstance(page, ProjectPage)
         by_version = _page_versions(page, canonical_version)
         display_name = page.name
-        for member, is_mirror in await self._pages.members_for(index, name):
+        for member, is_mirror in await self._members(index, name, hidden):
             if is_mirror:
                 continue
             record, releases, files = await self._db.read(

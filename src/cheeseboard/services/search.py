@@ -60,9 +60,15 @@ class SearchService:
         self._indexes = indexes
 
     async def search(
-        self, query: str, page: int = 1, per_page: int = 20, index: IndexRecord | None = None
+        self,
+        query: str,
+        page: int = 1,
+        per_page: int = 20,
+        index: IndexRecord | None = None,
+        hidden: frozenset[str] = frozenset(),
     ) -> SearchPage:
-        """Results for ``query``, best first.
+        """Results for ``query``, best first, from no index named in ``hidden`` (those the
+        searcher may not read: neither their projects nor the count shows them).
 
         With ``index``, its own projects and those of its resolution order (bases breadth-first,
         mirrors last): what installing from it can see. A page out of range is clamped to
@@ -78,7 +84,7 @@ class SearchService:
         per_page = min(max(per_page, 1), MAX_PER_PAGE)
         if not query.strip():
             return SearchPage(query, [], 0, page, per_page)
-        members = self._members(index)
+        members = [member for member in self._members(index) if member.fullname not in hidden]
         hits, total = await self._db.read(
             search.search_projects,
             query,

@@ -11,10 +11,15 @@ handed a web page by accident.
 from __future__ import annotations
 
 from starlette.datastructures import Headers
+from starlette.requests import Request
 from starlette.routing import Match
 from starlette.types import Scope
 
-from cheeseboard.http.access import GuardedRoute
+from cheeseboard.http.access import GuardedRoute, Rule
+from cheeseboard.http.state import services
+from cheeseboard.http.ui import session as sessions
+from cheeseboard.services.auth import ANONYMOUS, Forbidden, Identity, Unauthorized
+from cheeseboard.store.records import IndexRecord
 
 
 def is_browser(headers: Headers) -> bool:
@@ -26,7 +31,29 @@ def is_browser(headers: Headers) -> bool:
     return "application/xhtml+xml" in accept or headers.get("user-agent", "").startswith("Mozilla/")
 
 
-class BrowserRoute(GuardedRoute):
+async def web_reader(request: Request, index: IndexRecord | None = None) -> Identity:
+    """Who reads a web page: the user the session cookie names, else whoever the request's
+    credentials name (bad or stale ones, and tokens not scoped to read ``index``, read as
+    anonymous, as the read rule treats them)."""
+    app = services(request)
+    session = sessions.current(request, app.auth)
+    if session.user is not None:
+        return session.identity
+    fullname = index.fullname if index is not None else None
+    try:
+        return await app.auth.identify(request.headers, "read", fullname)
+    except (Unauthorized, Forbidden):
+        return ANONYMOUS
+
+
+class WebRoute(GuardedRoute):
+    """A web UI page answering every client: the reader is the session's user (http/ui)."""
+
+    async def identity(self, request: Request, rule: Rule, index: IndexRecord | None) -> Identity:
+        return await web_reader(request, index)
+
+
+class BrowserRoute(WebRoute):
     """A route that matches only a browser's request, and never a ``+…`` segment (those are the
     API's own: ``+simple``, ``+f``, ``+api``), so the API route behind it answers everyone else."""
 

@@ -13,10 +13,10 @@ from starlette.responses import RedirectResponse, Response
 
 from cheeseboard import __version__
 from cheeseboard.core.names import normalize_project_name
-from cheeseboard.http.access import PUBLIC, READ, GuardedRoute
-from cheeseboard.http.state import AppServices, base_url, index_of, services
+from cheeseboard.http.access import PUBLIC, READ
+from cheeseboard.http.state import AppServices, base_url, index_of, reader_of, services
 from cheeseboard.http.ui import session as sessions
-from cheeseboard.http.ui.browser import BrowserRoute
+from cheeseboard.http.ui.browser import BrowserRoute, WebRoute, web_reader
 from cheeseboard.http.ui.templating import render
 from cheeseboard.http.ui.views import project_view
 from cheeseboard.services.errors import BadRequest, NotFound
@@ -55,11 +55,25 @@ def _session(request: Request) -> sessions.Session:
     return sessions.current(request, services(request).auth)
 
 
+async def _readable(request: Request, app: AppServices) -> list[IndexRecord]:
+    """The indexes the page's reader may read (the others are not shown, nor counted)."""
+    reader = (await web_reader(request)).user
+    return app.reads.readable(reader, sorted(app.indexes.all(), key=lambda ix: ix.fullname))
+
+
+def _visible_bases(app: AppServices, reader: str | None, index: IndexRecord) -> list[str]:
+    """The bases ``index`` names that ``reader`` may read (the others are not there for them)."""
+    hidden = app.reads.hidden_bases(reader, index)
+    return [str(base) for base in index.config.get("bases", ()) if str(base) not in hidden]
+
+
 async def home(request: Request) -> Response:
     app = services(request)
     counts = await app.browse.project_counts()
-    indexes = sorted(app.indexes.all(), key=lambda ix: ix.fullname)
+    indexes = await _readable(request, app)
     users = [(user, [ix for ix in indexes if ix.user == user.name]) for user in app.auth.users()]
+    reader = (await web_reader(request)).user
+    bases = {ix.id: _visible_bases(app, reader, ix) for ix in indexes}
     status = {
         "version": __version__,
         "serial": app.changes.serial,
@@ -70,7 +84,13 @@ async def home(request: Request) -> Response:
         "offline": app.settings.offline,
     }
     return render(
-        request, "home.html", _session(request), users=users, counts=counts, status=status
+        request,
+        "home.html",
+        _session(request),
+        users=users,
+        counts=counts,
+        status=status,
+        bases=bases,
     )
 
 
@@ -81,7 +101,8 @@ async def user_page(request: Request) -> Response:
     if record is None:
         raise NotFound(f"no user {name!r}")
     counts = await app.browse.project_counts()
-    indexes = sorted((ix for ix in app.indexes.all() if ix.user == name), key=lambda ix: ix.name)
+    readable = await _readable(request, app)
+    indexes = sorted((ix for ix in readable if ix.user == name), key=lambda ix: ix.name)
     return render(
         request, "user.html", _session(request), user=record, indexes=indexes, counts=counts
     )
@@ -96,13 +117,15 @@ async def index_page(request: Request) -> Response:
     app = services(request)
     index = index_of(request)
     number = page_number(request)
-    order = app.pages.order_of(index)
+    hidden = app.reads.hidden_bases(reader_of(request), index)
+    order = [ix for ix in app.pages.order_of(index) if ix.fullname not in hidden]
     stages = [ix.id for ix in order if ix.type == "stage"]
     own = [index.id] if index.type == "mirror" else stages or [index.id]
     rows, total = await app.browse.index_projects(
         own, PROJECTS_PER_PAGE, (number - 1) * PROJECTS_PER_PAGE
     )
     config = {k: v for k, v in sorted(index.config.items()) if k not in ("bases",)}
+    bases = _visible_bases(app, reader_of(request), index)
     return render(
         request,
         "index.html",
@@ -114,6 +137,7 @@ async def index_page(request: Request) -> Response:
         page=number,
         pages=max(1, -(-total // PROJECTS_PER_PAGE)),
         config=config,
+        bases=bases,
         usage=_usage(base_url(request), index),
     )
 
@@ -123,7 +147,8 @@ async def project_page(request: Request) -> Response:
     index = index_of(request)
     project = request.path_params["project"]
     version = request.path_params.get("version")
-    view = await project_view(app, index, project, version)
+    hidden = app.reads.hidden_bases(reader_of(request), index)
+    view = await project_view(app, index, project, version, hidden)
     canonical = normalize_project_name(project)
     if project != canonical and project != view.display_name and version is None:
         return RedirectResponse(f"/{index.fullname}/{canonical}", status_code=301)
@@ -143,12 +168,16 @@ async def search_page(request: Request) -> Response:
     query = request.query_params.get("q", "").strip()
     index: IndexRecord | None = None
     wanted = request.query_params.get("index", "").strip()
+    reader = reader_of(request)
     if wanted:
         index = app.indexes.by_name(wanted)
-        if index is None:
-            raise NotFound(f"no index {wanted}")
+        if index is None or not app.reads.may_read(reader, index):
+            raise NotFound(f"no index {wanted}")  # an unreadable one looks missing
+    unreadable = frozenset(
+        ix.fullname for ix in app.indexes.all() if not app.reads.may_read(reader, ix)
+    )
     started = time.perf_counter()
-    results = await app.search.search(query, page_number(request), 20, index)
+    results = await app.search.search(query, page_number(request), 20, index, unreadable)
     elapsed = time.perf_counter() - started
     return render(
         request,
@@ -172,4 +201,4 @@ routes = [
     BrowserRoute("/{user}/{index}/{project}/{version}", project_page, GET=READ),
     BrowserRoute("/{user}/{index}/{project}/{version}/", project_page, GET=READ),
 ]
-search_routes = [GuardedRoute("/+search", search_page, GET=READ)]
+search_routes = [WebRoute("/+search", search_page, GET=READ)]

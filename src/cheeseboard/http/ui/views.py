@@ -55,13 +55,18 @@ class ProjectView:
 
 
 async def project_view(
-    app: AppServices, index: IndexRecord, project: str, version: str | None
+    app: AppServices,
+    index: IndexRecord,
+    project: str,
+    version: str | None,
+    hidden: frozenset[str] = frozenset(),
 ) -> ProjectView:
-    """The project (at ``version``, else its latest release); raises NotFound."""
+    """The project (at ``version``, else its latest release), as seen without the ``hidden``
+    bases (those its reader may not read); raises NotFound."""
     # readme-renderer, docutils and nh3: on the first project page, not at every start.
     from cheeseboard.http.ui.readme import render_description_async
 
-    found = await app.releases.project_versions(index, project, version)
+    found = await app.releases.project_versions(index, project, version, hidden)
     data = found.selected.metadata
     readme = await render_description_async(
         data.get("description"), data.get("description_content_type")
