@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -47,11 +48,25 @@ def _json(url: str) -> dict[str, Any]:
     return document
 
 
+def _with_facts(url: str) -> dict[str, Any]:
+    """The document once the upstream JSON API's facts (sizes, upload times) have landed: from
+    an HTML-only upstream the first answer comes from the simple page alone, the facts follow
+    in the background (services/mirror.py)."""
+    deadline = time.monotonic() + 10
+    while True:
+        document = _json(url)
+        entries = [entry for files in document["releases"].values() for entry in files]
+        if entries and all(e["size"] is not None and e["upload_time_iso_8601"] for e in entries):
+            return document
+        assert time.monotonic() < deadline, f"no sizes and upload times in {url}"
+        time.sleep(0.05)
+
+
 def test_project_json_has_pypi_shape(
     mirror_server: CheeseboardServer, dists: dict[str, list[Dist]]
 ) -> None:
     """info comes from the wheel's METADATA; releases and urls point at our own file URLs."""
-    document = _json(f"{mirror_server.url}root/pypi/+pypi/lib-a/json")
+    document = _with_facts(f"{mirror_server.url}root/pypi/+pypi/lib-a/json")
     info = document["info"]
     assert info["name"] == "lib-a"
     assert info["version"] == "1.0"
@@ -97,6 +112,7 @@ def test_non_normalized_name_redirects(mirror_server: CheeseboardServer, suffix:
 def test_json_api_revalidates_with_etag(mirror_server: CheeseboardServer) -> None:
     """The document has a strong ETag and answers If-None-Match with 304."""
     url = f"{mirror_server.url}root/pypi/+pypi/lib-b/json"
+    _with_facts(url)  # the document changes once more when they land
     status, headers, _ = _get(url)
     assert status == 200 and headers["etag"].startswith('"')
     assert _get(url, **{"If-None-Match": headers["etag"]})[0] == 304

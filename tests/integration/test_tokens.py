@@ -133,7 +133,8 @@ def test_password_change_kills_tokens(server: CheeseboardServer, tmp_path: Path)
         ({"indexes": ["ci/none"]}, "no index"),
         ({"indexes": ["ci/stable"], "expires_in": 5}, "between 60"),
         ({"indexes": ["ci/stable"], "expires_in": "soon"}, "seconds"),
-        ({"indexes": ["ci/stable"], "scope": "all"}, "unknown token keys"),
+        ({"indexes": ["ci/stable"], "colour": "red"}, "unknown token keys"),
+        ({"indexes": ["ci/stable"], "scope": "all"}, "'scope' is 'upload'"),
     ],
 )
 def test_bad_token_requests(server: CheeseboardServer, body: dict[str, object], words: str) -> None:
