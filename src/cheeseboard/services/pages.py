@@ -723,10 +723,14 @@ class PageService:
             self._keep(name, index.id, cached)
         return cached
 
-    async def members_for(self, index: IndexRecord, name: str) -> list[tuple[IndexRecord, bool]]:
+    async def members_for(
+        self, index: IndexRecord, name: str, hidden: frozenset[str] = frozenset()
+    ) -> list[tuple[IndexRecord, bool]]:
         """The indexes whose releases of ``name`` show through ``index``: its resolution
-        order, without the mirrors when the dependency-confusion guard hides them."""
-        order, _, _, decision = await self._resolve(index, name)
+        order without the ``hidden`` bases, and without the mirrors when the
+        dependency-confusion guard hides them (deciding as if the hidden bases were not there,
+        so nothing tells that one of them holds ``name``)."""
+        order, _, _, decision = await self._resolve(index, name, hidden)
         return [
             (ix, ix.type == "mirror") for ix in order if ix.type != "mirror" or decision.use_mirrors
         ]

@@ -18,7 +18,6 @@ from cheeseboard.core.changes import ChangeKind
 from cheeseboard.core.distfiles import canonical_version, version_sort_key
 from cheeseboard.core.names import normalize_project_name
 from cheeseboard.core.pages import FileLink, ProjectPage
-from cheeseboard.core.sro import IndexNode, mirror_decision
 from cheeseboard.services.auth import Forbidden, Identity, Unauthorized
 from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.errors import BadRequest, NotFound
@@ -227,23 +226,8 @@ class ReleaseService:
         self, index: IndexRecord, name: str, hidden: frozenset[str]
     ) -> list[tuple[IndexRecord, bool]]:
         """``PageService.members_for`` as a reader who may not read the ``hidden`` bases sees
-        it: they are left out, and the dependency-confusion guard decides without them (as the
-        reader's simple page does), so nothing tells that a hidden base holds ``name``."""
-        if not hidden:
-            return await self._pages.members_for(index, name)
-        order = [ix for ix in self._pages.order_of(index) if ix.fullname not in hidden]
-        stages = [ix for ix in order if ix.type != "mirror"]
-        stage_files = await self._db.read(project_rows.stage_files, [ix.id for ix in stages], name)
-        holders = {ix.fullname for ix in stages if stage_files.get(ix.id)}
-        nodes = {
-            ix.fullname: IndexNode.from_config(ix.fullname, {**ix.config, "type": ix.type})
-            for ix in order
-        }
-        names = [ix.fullname for ix in order]
-        decision = mirror_decision(name, index.fullname, names, nodes, holders.__contains__)
-        return [
-            (ix, ix.type == "mirror") for ix in order if ix.type != "mirror" or decision.use_mirrors
-        ]
+        it (as the reader's simple page does)."""
+        return await self._pages.members_for(index, name, hidden)
 
     async def project_config(
         self,
