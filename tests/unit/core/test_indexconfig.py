@@ -66,6 +66,7 @@ def test_devpi_client_put_body_gives_observed_stage() -> None:
         "acl_upload": ["alice"],
         "type": "stage",
         "allow_upstream_names": False,
+        "acl_read": [":ANONYMOUS:"],
     }
 
 
@@ -243,7 +244,12 @@ def test_title_must_be_text() -> None:
 
 def test_mirror_defaults() -> None:
     """A mirror is volatile by default and keeps only mirror keys."""
-    assert mirror() == {"type": "mirror", "volatile": True, "mirror_url": MIRROR_URL}
+    assert mirror() == {
+        "type": "mirror",
+        "volatile": True,
+        "mirror_url": MIRROR_URL,
+        "acl_read": [":ANONYMOUS:"],
+    }
 
 
 def test_mirror_needs_url() -> None:
