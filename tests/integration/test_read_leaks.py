@@ -232,20 +232,7 @@ def seeds(private: Private) -> list[str]:
 
 OTHERS = ("anonymous", "stranger", "token elsewhere", "wrong password")
 
-# Known leaks, found by this test when it was written: strict, so that the fix is noticed.
-TOKEN_LEAKS = (
-    "issue 20: a read token scoped to owner/openidx reads as its owner wherever no index is in the "
-    "path: GET / and /owner list owner/vaultzqx, /owner/openidx shows bases [owner/vaultzqx], "
-    "/+search (also &index=owner/vaultzqx: 200, not 404) finds the private project; "
-    "owner/openidx merges its private base for the token (simple pages with file URLs on "
-    "owner/vaultzqx that then answer 401, PyPI JSON, devpi JSON, web pages); and a private index "
-    "answers the token 401 where a missing one answers 404"
-)
-TOKEN_XFAIL = pytest.mark.xfail(strict=True, reason=TOKEN_LEAKS)
-CHECKED = [
-    pytest.param(identity, marks=TOKEN_XFAIL) if identity == "token elsewhere" else identity
-    for identity in OTHERS
-]
+CHECKED = OTHERS
 
 
 @dataclass

@@ -249,7 +249,12 @@ class GuardedRoute(Route):
 
     async def identity(self, request: Request, rule: Rule, index: IndexRecord | None) -> Identity:
         """Who is calling: from the request's credentials, asked for ``rule.action``."""
+        params = request.path_params
         fullname = index.fullname if index is not None else None
+        if fullname is None and "index" in params:
+            # A missing index: a scoped token covers no such index, so its reads there are
+            # anonymous, as on a private one (the two must not be told apart).
+            fullname = f"{params.get('user', '')}/{params['index']}"
         return await services(request).auth.identify(request.headers, rule.action, fullname)
 
     async def _enforce(self, request: Request, rule: Rule) -> None:

@@ -27,6 +27,7 @@ from cheeseboard.http.access import (
 from cheeseboard.http.state import index_of, reader_of, services
 from cheeseboard.services.auth import ANONYMOUS, Identity, Unauthorized
 from cheeseboard.services.errors import BadRequest, CheeseboardError
+from cheeseboard.services.visibility import ReadAccess, Reader
 from cheeseboard.store.records import IndexRecord
 
 
@@ -116,11 +117,15 @@ async def _reader(request: Request) -> Identity:
 
 
 def _visible_config(
-    request: Request, record: IndexRecord, config: dict[str, Any], reader: str | None
+    request: Request, record: IndexRecord, config: dict[str, Any], reader: Reader
 ) -> dict[str, Any]:
     """An index's config as ``reader`` sees it: bases they may not read are not there. Those
     who may change it (the owner, root) see it whole, so what they send back loses nothing."""
-    if reader in (acl.ROOT, record.user) or not isinstance(config.get("bases"), list):
+    scoped = isinstance(reader, Identity) and reader.token_indexes is not None
+    user = ReadAccess.reads_as(reader, record)
+    if not isinstance(config.get("bases"), list):
+        return config
+    if user in (acl.ROOT, record.user) and not scoped:  # a scoped token manages nothing
         return config
     hidden = services(request).reads.hidden_bases(reader, record)
     if hidden:
@@ -137,8 +142,8 @@ def _readable_only(request: Request, view: dict[str, Any], viewer: Identity) -> 
         shown: dict[str, Any] = {}
         for name, config in indexes.items():
             record = app.indexes.get(owner, name)
-            if record is not None and app.reads.may_read(viewer.user, record):
-                shown[name] = _visible_config(request, record, config, viewer.user)
+            if record is not None and app.reads.may_read(viewer, record):
+                shown[name] = _visible_config(request, record, config, viewer)
         view["indexes"] = shown
     return view
 

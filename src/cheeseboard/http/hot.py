@@ -35,6 +35,7 @@ from cheeseboard.http.responses import (
     file_headers,
     page_headers,
 )
+from cheeseboard.services.auth import Identity
 from cheeseboard.services.container import AppServices
 from cheeseboard.services.files import StoredFile
 from cheeseboard.services.pages import CachedPage
@@ -218,7 +219,7 @@ class HotPath:
         user: str,
         index: IndexRecord,
         credentials: dict[str, str],
-    ) -> tuple[bool, str | None]:
+    ) -> tuple[bool, Identity | None]:
         """Whether the route's rule admits the caller, as far as memory knows their credentials
         (``AuthService.identify_known``), and who they are. Not admitted: the route answers (it
         checks the credentials, or refuses as it must)."""
@@ -237,7 +238,7 @@ class HotPath:
             names_index=True,
         )
         decision = rule.check(identity.user, target)
-        return decision is None or decision.allowed, identity.user
+        return decision is None or decision.allowed, identity
 
     def _representation(self, accept: bytes | None) -> Representation | None:
         key = accept if accept is not None else b"\0none"

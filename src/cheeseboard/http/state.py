@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from cheeseboard.services.auth import Identity
 from cheeseboard.services.container import AppServices
 from cheeseboard.services.errors import NotFound
 from cheeseboard.services.visibility import index_not_found
@@ -34,12 +35,11 @@ def base_url(request: Request) -> str:
     return str(request.base_url)
 
 
-def reader_of(request: Request) -> str | None:
+def reader_of(request: Request) -> Identity | None:
     """Who is reading, as the route's rule identified them (None: anonymous, or a route whose
     rule does not look at credentials)."""
     identity = getattr(request.state, "identity", None)
-    user = getattr(identity, "user", None)
-    return user if isinstance(user, str) else None
+    return identity if isinstance(identity, Identity) else None
 
 
 def hidden_bases(request: Request, index: IndexRecord) -> frozenset[str]:

@@ -58,9 +58,12 @@ class Forbidden(CheeseboardError):
 
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """The authenticated user, or anonymous (``user`` None)."""
+    """The authenticated user, or anonymous (``user`` None). A scoped token's identity names
+    its owner and the indexes it covers (``token_indexes``): it reads any other index only as
+    an anonymous caller would (services/visibility.py)."""
 
     user: str | None
+    token_indexes: frozenset[str] | None = None
 
     @property
     def anonymous(self) -> bool:
@@ -171,8 +174,10 @@ class AuthService:
         user, digest, known = self._remembered(*credentials)
         if known is None:
             known = await self._shared_verify(digest, user, credentials[1])
-        if known.token_id is not None and not self._check_scope(known.token_id, action, index):
-            return ANONYMOUS
+        if known.token_id is not None:
+            if not self._check_scope(known.token_id, action, index):
+                return ANONYMOUS
+            return Identity(user, self._token_indexes(known.token_id))
         return Identity(user)
 
     def identify_known(self, headers: Mapping[str, str], index: str | None) -> Identity | None:
@@ -194,7 +199,12 @@ class AuthService:
                     return ANONYMOUS
             except (Unauthorized, Forbidden):
                 return None
+            return Identity(user, self._token_indexes(known.token_id))
         return Identity(user)
+
+    def _token_indexes(self, token_id: str) -> frozenset[str]:
+        scoped = self.scoped.get(token_id)
+        return frozenset(scoped.indexes) if scoped is not None else frozenset()
 
     def _remembered(self, user: str, secret: str) -> tuple[str, bytes, _Verified | None]:
         """The user the credentials name, their keyed digest, and their remembered successful

@@ -16,9 +16,25 @@ from collections.abc import Iterable
 
 from cheeseboard.core import acl
 from cheeseboard.core.sro import IndexNode, resolution_order
+from cheeseboard.services.auth import Identity
 from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.settings import Settings
 from cheeseboard.store.records import Change, IndexRecord
+
+Reader = Identity | str | None
+"""Who reads: an identity (a scoped token's covers only its indexes), or a user name (None:
+anonymous)."""
+
+
+def _user_for(reader: Reader, index: IndexRecord) -> str | None:
+    """The user ``reader`` reads ``index`` as: a scoped token's owner on the token's indexes,
+    anonymous on every other one (its bases included)."""
+    if isinstance(reader, Identity):
+        scope = reader.token_indexes
+        if scope is not None and index.fullname not in scope:
+            return None
+        return reader.user
+    return reader
 
 
 def index_not_found(user: str, name: str) -> str:
@@ -36,13 +52,21 @@ class ReadAccess:
         # index -> its bases that anonymous callers may not read (usually none)
         self._restricted: dict[str, tuple[IndexRecord, ...]] = {}
 
-    def decide(self, user: str | None, index: IndexRecord) -> acl.Decision:
+    def decide(self, reader: Reader, index: IndexRecord) -> acl.Decision:
         return acl.may_read(
-            user, index.user, acl.acl_read_of(index.config), self._settings.read_requires_auth
+            _user_for(reader, index),
+            index.user,
+            acl.acl_read_of(index.config),
+            self._settings.read_requires_auth,
         )
 
-    def may_read(self, user: str | None, index: IndexRecord) -> bool:
-        return self.decide(user, index).allowed
+    @staticmethod
+    def reads_as(reader: Reader, index: IndexRecord) -> str | None:
+        """The user ``reader`` reads ``index`` as (None: anonymous)."""
+        return _user_for(reader, index)
+
+    def may_read(self, reader: Reader, index: IndexRecord) -> bool:
+        return self.decide(reader, index).allowed
 
     def anonymous_restricted(self) -> bool:
         """Whether some index is hidden from anonymous callers (then a missing index is answered
@@ -51,11 +75,11 @@ class ReadAccess:
             return True
         return any(not self.may_read(None, index) for index in self._registry.all())
 
-    def readable(self, user: str | None, indexes: Iterable[IndexRecord]) -> list[IndexRecord]:
-        """The ones among ``indexes`` that ``user`` may read, in their order."""
-        return [index for index in indexes if self.may_read(user, index)]
+    def readable(self, reader: Reader, indexes: Iterable[IndexRecord]) -> list[IndexRecord]:
+        """The ones among ``indexes`` that ``reader`` may read, in their order."""
+        return [index for index in indexes if self.may_read(reader, index)]
 
-    def hidden_bases(self, user: str | None, index: IndexRecord) -> frozenset[str]:
+    def hidden_bases(self, reader: Reader, index: IndexRecord) -> frozenset[str]:
         """Full names of the bases of ``index`` (its whole resolution order) that ``user`` may
         not read: its pages merge only the bases their reader may read. Empty, from memory,
         unless some base is not public."""
@@ -65,7 +89,7 @@ class ReadAccess:
             self._restricted[index.fullname] = restricted
         if not restricted:
             return frozenset()
-        return frozenset(base.fullname for base in restricted if not self.may_read(user, base))
+        return frozenset(base.fullname for base in restricted if not self.may_read(reader, base))
 
     def _restricted_bases(self, index: IndexRecord) -> tuple[IndexRecord, ...]:
         nodes = {

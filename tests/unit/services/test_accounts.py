@@ -84,7 +84,7 @@ async def test_scoped_token_may_upload_to_its_index_only(services: AppServices) 
     token = created["token"]
     headers = _basic("alice", token)
     who = await services.auth.identify(headers, "upload", "alice/dev")
-    assert who == ALICE
+    assert who.user == "alice" and who.token_indexes == frozenset({"alice/dev"})
     with pytest.raises(Forbidden, match="may only upload to alice/dev"):
         await services.auth.identify(headers, "upload", "alice/other")
     listed = services.tokens.list(ALICE, "alice")

@@ -4,6 +4,7 @@ and the database; stale pages while upstream is down; a clear error when nothing
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,17 @@ async def test_page_is_fetched_once_then_served_from_cache(
     first = await services.pages.project_page(mirror(services), "lib-a")
     assert sorted(filenames(first)) == sorted(d.filename for d in dists["lib-a"])
     assert html_upstream.count("/simple/lib-a/") == 1
-    # The fetch's own write voids what it built; the next request loads the stored page once.
+    # The fetch's own write voids what it built, and so does the write of the upstream JSON
+    # API's facts (sizes) that follows in the background: wait for those, then the page stays.
+    deadline = time.monotonic() + 10
+    while True:
+        loaded = await services.pages.project_page(mirror(services), "lib-a")
+        links = getattr(loaded.page, "files", ())
+        if links and all(link.size is not None for link in links):
+            break
+        assert time.monotonic() < deadline, "the upstream JSON API's facts never landed"
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.05)
     loaded = await services.pages.project_page(mirror(services), "lib-a")
     assert filenames(loaded) == filenames(first)
     builds, hits = metrics.counters["page_builds_total"], metrics.counters["page_cache_hits_total"]

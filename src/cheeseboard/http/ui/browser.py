@@ -40,6 +40,9 @@ async def web_reader(request: Request, index: IndexRecord | None = None) -> Iden
     if session.user is not None:
         return session.identity
     fullname = index.fullname if index is not None else None
+    params = request.path_params
+    if fullname is None and "index" in params:
+        fullname = f"{params.get('user', '')}/{params['index']}"  # missing: as a private one
     try:
         return await app.auth.identify(request.headers, "read", fullname)
     except (Unauthorized, Forbidden):

@@ -20,6 +20,7 @@ from cheeseboard.http.ui.browser import BrowserRoute, WebRoute, web_reader
 from cheeseboard.http.ui.templating import render
 from cheeseboard.http.ui.views import project_view
 from cheeseboard.services.errors import BadRequest, NotFound
+from cheeseboard.services.visibility import Reader
 from cheeseboard.store.records import IndexRecord
 
 PROJECTS_PER_PAGE = 100
@@ -57,11 +58,11 @@ def _session(request: Request) -> sessions.Session:
 
 async def _readable(request: Request, app: AppServices) -> list[IndexRecord]:
     """The indexes the page's reader may read (the others are not shown, nor counted)."""
-    reader = (await web_reader(request)).user
+    reader = await web_reader(request)
     return app.reads.readable(reader, sorted(app.indexes.all(), key=lambda ix: ix.fullname))
 
 
-def _visible_bases(app: AppServices, reader: str | None, index: IndexRecord) -> list[str]:
+def _visible_bases(app: AppServices, reader: Reader, index: IndexRecord) -> list[str]:
     """The bases ``index`` names that ``reader`` may read (the others are not there for them)."""
     hidden = app.reads.hidden_bases(reader, index)
     return [str(base) for base in index.config.get("bases", ()) if str(base) not in hidden]
@@ -72,7 +73,7 @@ async def home(request: Request) -> Response:
     counts = await app.browse.project_counts()
     indexes = await _readable(request, app)
     users = [(user, [ix for ix in indexes if ix.user == user.name]) for user in app.auth.users()]
-    reader = (await web_reader(request)).user
+    reader = await web_reader(request)
     bases = {ix.id: _visible_bases(app, reader, ix) for ix in indexes}
     status = {
         "version": __version__,
