@@ -209,19 +209,21 @@ async def publish_local_blobs(url: str, cache: FileBlobStore, sha256s: Iterable[
     were not there yet. Existing ones are put again, which keeps a concurrent gc off them."""
     limit = asyncio.Semaphore(_PUBLISH_CONCURRENCY)
     added = 0
-    async with S3Client(S3Location.from_url(url)) as client:
-        store = S3BlobStore(cache, client)
+    location = S3Location.from_url(url)  # ValueError for a URL that names no bucket
+    with _blob_errors():  # the bucket's failures as BlobStoreError, like every blob store's
+        async with S3Client(location) as client:
+            store = S3BlobStore(cache, client)
 
-        async def publish(sha256: str) -> None:
-            nonlocal added
-            path = cache.path(sha256)
-            size = path.stat().st_size
-            async with limit:
-                if await client.head(object_name(sha256)) != size:
-                    added += 1
-                await store._publish(path, sha256, size)  # also makes existing ones young
+            async def publish(sha256: str) -> None:
+                nonlocal added
+                path = cache.path(sha256)
+                size = path.stat().st_size
+                async with limit:
+                    if await client.head(object_name(sha256)) != size:
+                        added += 1
+                    await store._publish(path, sha256, size)  # also makes existing ones young
 
-        await asyncio.gather(*(publish(sha256) for sha256 in sha256s))
+            await asyncio.gather(*(publish(sha256) for sha256 in sha256s))
     return added
 
 

@@ -44,9 +44,14 @@ from cheeseboard.ops.dump.upstream_names import shadowing
 from cheeseboard.services.users import DEVPI_SALTED_SHA256, pwhash_problem
 from cheeseboard.settings import DataDirLayout
 from cheeseboard.store import changelog_rows, info, project_rows
-from cheeseboard.store.blobs import FileBlobStore, check_sha256, copy_hashed, hash_file
+from cheeseboard.store.blobs import (
+    BlobStoreError,
+    FileBlobStore,
+    check_sha256,
+    copy_hashed,
+    hash_file,
+)
 from cheeseboard.store.db import engine_for
-from cheeseboard.store.s3 import S3Error
 from cheeseboard.store.s3_blobs import publish_local_blobs
 from cheeseboard.store.schema import changelog, files, indexes, projects, releases, users
 
@@ -406,7 +411,7 @@ def _load(
             # Into the bucket before the rows commit: no row may name a blob it lacks.
             try:
                 asyncio.run(publish_local_blobs(blob_url, store, sorted(loader.blobs)))
-            except (S3Error, ValueError) as error:
+            except (BlobStoreError, ValueError) as error:
                 raise DumpError(f"cannot store the files in the bucket: {error}") from None
     except BaseException:
         loader.undo_blobs()
