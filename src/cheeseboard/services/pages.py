@@ -590,7 +590,15 @@ class PageService:
         if isinstance(state, _Unread):
             state = await self._db.read(page_rows.get_state, index_id, key)
         if state is None or state.fingerprint != fp:
-            state = await self._db.write(page_rows.claim_state, index_id, key, fp)
+            try:
+                state = await self._db.write(page_rows.claim_state, index_id, key, fp)
+            except OSError as exc:
+                # A full disk (store/db.py): reads keep working. This node serves the page
+                # with a state of its own, stores nothing, and settles it on a later build.
+                log.warning("page state of %s not stored: %s", key, exc)
+                cached.stored_as = cached.fingerprint = None
+                metrics.count("page_builds_total")
+                return
         cached.page = dataclasses.replace(cached.page, last_serial=state.serial)
         cached.last_modified = formatdate(state.modified, usegmt=True)
         stored = await asyncio.to_thread(self._load_bodies, index_id, key, fp, state.serial)
