@@ -530,8 +530,8 @@ def test_client_install_passes_credentials_without_showing_them(
     project, a wrong password). Signed out, the same install fails with the 401."""
     cli = Cli(tmp_path / "client")
     cli.ok("use", private.server.url)
-    # ``use USER/INDEX`` checks the index anonymously, which a private one refuses: the index is
-    # given in the environment instead.
+    # The index comes from the environment (``use`` of a private index needs a signed-in
+    # reader: test_client_use_checks_a_private_index_as_the_signed_in_user).
     here = {"CHEESEBOARD_INDEX": "alice/private"}
 
     def install(*args: str, env: Mapping[str, str] | None = None) -> tuple[bool, str]:
@@ -563,3 +563,19 @@ def test_client_install_passes_credentials_without_showing_them(
         ok, output = install("-v", "--target", str(tmp_path / "x"), "cbsecret", env=env)
         assert ok == (password == ALICE[1]), output
         assert password not in output, output
+
+
+def test_client_use_checks_a_private_index_as_the_signed_in_user(
+    private: Private, tmp_path: Path
+) -> None:
+    """``cheeseboard use USER/INDEX`` on the same server checks the index with the stored
+    credentials: signed out a private index is refused (401), signed in as a reader it is used."""
+    cli = Cli(tmp_path / "client")
+    cli.ok("use", private.server.url)
+    refused = cli("use", "alice/private")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "401" in refused.stderr or "sign in" in refused.stderr, refused.stderr
+    cli.ok("login", ALICE[0], "--password", ALICE[1])
+    assert "using" in cli.ok("use", "alice/private")
+    config = json.loads((tmp_path / "client" / "client.json").read_text())
+    assert config["index"] == "alice/private" and config["user"] == "alice"

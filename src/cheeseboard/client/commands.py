@@ -71,11 +71,13 @@ def use(config: ClientConfig, out: Output, target: str) -> None:
         url, index = split_url(target)
     else:
         url, index = config.require_url(), target.strip("/")
-    api = HttpClient(url)
+    same_server = url == config.url
+    # On the same server, the signed-in user checks the index: a private one answers only them.
+    api = HttpClient(url, config.credentials() if same_server else None)
     result_of(api.json("GET", "+api"))
     if index:
         result_of(api.json("GET", f"{index}/+api"))
-    if url != config.url:
+    if not same_server:
         config.user = config.token = None
     config.url, config.index = url, index
     config.save()
