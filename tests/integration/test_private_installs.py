@@ -27,7 +27,7 @@ import pytest
 
 from tests.support.api import call, upload_dist
 from tests.support.client_cli import Cli
-from tests.support.clients import UV, installed
+from tests.support.clients import UV, installed, pip_install
 from tests.support.packages import build_wheel, installer_env
 from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory
 from tests.support.upstream import UpstreamServer
@@ -180,29 +180,8 @@ def _run(command: list[str], env: Mapping[str, str], cwd: Path | None = None) ->
 def _pip(index_url: str, target: Path, env: Mapping[str, str], *extra: str) -> str:
     """``pip install --target`` of cbsecret; ``--isolated`` (no pip config or PIP_* variables)
     does not stop pip reading a netrc file or a keyring."""
-    return _run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--isolated",
-            "--no-cache-dir",
-            "--disable-pip-version-check",
-            "--no-input",
-            "--retries",
-            "0",
-            "--timeout",
-            "20",
-            "--target",
-            str(target),
-            "--index-url",
-            index_url,
-            *extra,
-            "cbsecret",
-        ],
-        env,
-    )
+    result = pip_install(index_url, target, "cbsecret", extra=extra, env=env)
+    return f"{'ok' if result.returncode == 0 else 'failed'}\n{result.stdout}\n{result.stderr}"
 
 
 def _uv(target: Path, env: Mapping[str, str], *index: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from tests.support.packages import installer_env
@@ -12,9 +13,14 @@ UV = str(Path(sys.executable).with_name("uv"))
 
 
 def pip_install(
-    index_url: str, target: Path, *requirements: str, extra: tuple[str, ...] = ()
+    index_url: str,
+    target: Path,
+    *requirements: str,
+    extra: tuple[str, ...] = (),
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``pip install --target`` from ``index_url`` only; no cache, no global config."""
+    """``pip install --target`` from ``index_url`` only; no cache, no global config (``env``:
+    the environment, default ``installer_env()``)."""
     command = [
         sys.executable,
         "-m",
@@ -35,7 +41,8 @@ def pip_install(
         *extra,
         *requirements,
     ]
-    return subprocess.run(command, env=installer_env(), capture_output=True, text=True, timeout=300)
+    environment = dict(env) if env is not None else installer_env()
+    return subprocess.run(command, env=environment, capture_output=True, text=True, timeout=300)
 
 
 def uv_install(
