@@ -38,7 +38,7 @@ from cheeseboard.http.responses import (
 from cheeseboard.services.auth import Identity
 from cheeseboard.services.container import AppServices
 from cheeseboard.services.files import StoredFile
-from cheeseboard.services.pages import CachedPage
+from cheeseboard.services.pages import CachedPage, Rendered
 from cheeseboard.store.records import FileRecord, IndexRecord
 
 PAGE_ROUTE = "/{user}/{index}/+simple/{project}/"
@@ -169,30 +169,25 @@ class HotPath:
             else services.settings.page_max_age
         )
         devpi = self._devpi_head(services)
-        if if_none_match is not None and etag_matches(
-            if_none_match.decode("latin-1"), cached.render(representation, gzipped).etag
-        ):
-            return (
-                304,
-                self._page_head(cached, representation, gzipped, max_age, False) + devpi,
-                b"",
-                None,
-                0,
-            )
         rendered = cached.render(representation, gzipped)
-        head = self._page_head(cached, representation, gzipped, max_age, True)
+        if if_none_match is not None and etag_matches(
+            if_none_match.decode("latin-1"), rendered.etag
+        ):
+            head = self._page_head(cached, rendered, representation, gzipped, max_age, False)
+            return 304, head + devpi, b"", None, 0
+        head = self._page_head(cached, rendered, representation, gzipped, max_age, True)
         body = rendered.body if scope["method"] == "GET" else b""
         return 200, head + devpi, body, None, len(rendered.body)
 
     def _page_head(
         self,
         cached: CachedPage,
+        rendered: Rendered,
         representation: Representation,
         gzipped: bool,
         max_age: int,
         with_body: bool,
     ) -> Head:
-        rendered = cached.render(representation, gzipped)
         key = (
             rendered.etag,
             cached.last_modified,
