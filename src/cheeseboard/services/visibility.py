@@ -51,6 +51,7 @@ class ReadAccess:
         self._registry = registry
         # index -> its bases that anonymous callers may not read (usually none)
         self._restricted: dict[str, tuple[IndexRecord, ...]] = {}
+        self._any_private: bool | None = None  # whether some index hides from anonymous callers
 
     def decide(self, reader: Reader, index: IndexRecord) -> acl.Decision:
         return acl.may_read(
@@ -73,7 +74,9 @@ class ReadAccess:
         to them as a private one: 401, not 404)."""
         if self._settings.read_requires_auth:
             return True
-        return any(not self.may_read(None, index) for index in self._registry.all())
+        if self._any_private is None:  # once per index change, not per anonymous 404
+            self._any_private = any(not self.may_read(None, ix) for ix in self._registry.all())
+        return self._any_private
 
     def readable(self, reader: Reader, indexes: Iterable[IndexRecord]) -> list[IndexRecord]:
         """The ones among ``indexes`` that ``reader`` may read, in their order."""
@@ -105,3 +108,4 @@ class ReadAccess:
         the registry has reloaded: subscribed after it)."""
         if change.kind.concerns_indexes:
             self._restricted.clear()
+            self._any_private = None
