@@ -1,6 +1,9 @@
 """The upstream HTTP client: one aiohttp session per process, opened and closed by the app.
 
 Fetching returns raw pages (bytes, type, URL, validators); parsing and policy live elsewhere.
+aiohttp is imported on first use, not with this module: a worker that only serves what is
+cached never loads it (about a tenth of a second of start-up and several MiB per worker;
+issue 19), and the session is made on the first request.
 """
 
 from __future__ import annotations
@@ -10,21 +13,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin
-
-import aiohttp
 
 from cheeseboard import __version__
 from cheeseboard.core import metrics
 from cheeseboard.mirror.errors import UpstreamNotFound, UpstreamRefused, UpstreamUnavailable
-from cheeseboard.mirror.outbound import (
-    CURRENT_HOP,
-    GuardedResolver,
-    OutboundPolicy,
-    OutboundRefused,
-    check_url,
-)
+from cheeseboard.mirror.outbound import CURRENT_HOP, OutboundPolicy, OutboundRefused, check_url
+
+if TYPE_CHECKING:
+    import aiohttp
 
 # JSON first: real PyPI answers with PEP 691; HTML-only mirrors send HTML (docs/standards.md §3).
 PAGE_ACCEPT = (
@@ -71,9 +69,18 @@ class UpstreamClient:
     def __init__(self, request_timeout: float) -> None:
         self._timeout = request_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._started = False
         self._before_close: list[Callable[[], Awaitable[None]]] = []
 
     async def start(self) -> None:
+        """Allow requests; the session itself is made by the first one (``session``)."""
+        self._started = True
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        import aiohttp
+
+        from cheeseboard.mirror.resolver import GuardedResolver
+
         # aiohttp's own DNS cache would hand out addresses without asking the guarded resolver;
         # the resolver caches instead, and filters on every use.
         connector = aiohttp.TCPConnector(
@@ -82,7 +89,7 @@ class UpstreamClient:
             use_dns_cache=False,
             resolver=GuardedResolver(aiohttp.DefaultResolver()),
         )
-        self._session = aiohttp.ClientSession(
+        return aiohttp.ClientSession(
             connector=connector,
             headers={"User-Agent": f"cheeseboard/{__version__}"},
             auto_decompress=True,
@@ -98,14 +105,18 @@ class UpstreamClient:
         callbacks, self._before_close = self._before_close, []
         for callback in reversed(callbacks):
             await callback()
+        self._started = False
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     @property
     def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
+        """The session, made on first use (inside the running event loop)."""
+        if not self._started:
             raise RuntimeError("UpstreamClient.start() was not called")
+        if self._session is None:
+            self._session = self._open_session()
         return self._session
 
     async def _send(
@@ -154,6 +165,8 @@ class UpstreamClient:
         Raises UpstreamNotFound for 404/410, UpstreamRefused when ``policy`` forbids a hop, and
         UpstreamUnavailable for anything else unusable.
         """
+        import aiohttp
+
         metrics.count("upstream_requests_total")
         timeout = aiohttp.ClientTimeout(total=self._timeout)
         headers = {"Accept": accept}
@@ -189,6 +202,8 @@ class UpstreamClient:
     @asynccontextmanager
     async def open_file(self, url: str, policy: OutboundPolicy) -> AsyncIterator[UpstreamFile]:
         """Stream a file. The body may be large, so only connect and read stalls time out."""
+        import aiohttp
+
         metrics.count("upstream_requests_total")
         metrics.count("file_downloads_total")
         timeout = aiohttp.ClientTimeout(
@@ -236,6 +251,8 @@ class UpstreamClient:
         a server it reaches. Raises UpstreamRefused when ``policy`` forbids the URL, and
         UpstreamUnavailable with a short reason of our own when the index cannot be reached.
         """
+        import aiohttp
+
         metrics.count("upstream_requests_total")
         form = aiohttp.FormData(quote_fields=False)
         for key, value in fields:
@@ -260,6 +277,8 @@ class UpstreamClient:
                 raise UpstreamUnavailable(url, short_reason(exc)) from exc
 
     async def _chunks(self, response: aiohttp.ClientResponse, url: str) -> AsyncIterator[bytes]:
+        import aiohttp
+
         try:
             async for chunk in response.content.iter_chunked(_CHUNK):
                 yield chunk
@@ -269,6 +288,8 @@ class UpstreamClient:
 
 def short_reason(exc: BaseException) -> str:
     """A few words of our own for a failed connection, never the peer's answer."""
+    import aiohttp
+
     if isinstance(exc, TimeoutError):
         return "timed out"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):

@@ -9,24 +9,17 @@ mirror's own URL, whose host root configured; ``--push-allow`` for pushes).
 
 The check runs twice: on each URL before it is requested (hops of a redirect included, since
 the client follows them itself), which catches IP literals; and at connect time in
-``GuardedResolver``, on the addresses a host name actually resolves to, so DNS rebinding cannot
-slip a private address in after the first check. The policy of the request in flight reaches the
-resolver through a context variable, set around each hop.
+``GuardedResolver`` (mirror/resolver.py), on the addresses a host name actually resolves to,
+so DNS rebinding cannot slip a private address in after the first check. The policy of the
+request in flight reaches the resolver through a context variable, set around each hop.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import socket
-import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 from urllib.parse import urlsplit
-
-from aiohttp.abc import AbstractResolver, ResolveResult
-
-_DNS_TTL = 60.0  # seconds a resolution is reused (the filter runs on every use)
-_DNS_ENTRIES = 512  # resolutions kept; the oldest goes first
 
 
 class OutboundRefused(Exception):
@@ -116,7 +109,7 @@ CURRENT_HOP: ContextVar[Hop | None] = ContextVar("cheeseboard_outbound_hop", def
 # (host, port) pairs an allowance let us connect to on a non-public address. A pooled connection
 # to one of them must not serve a request the policy does not allow there (the resolver, which
 # would refuse it, is not asked again for a pooled connection). Bounded by the allowances.
-_PRIVATE_ORIGINS: set[tuple[str, int]] = set()
+PRIVATE_ORIGINS: set[tuple[str, int]] = set()
 
 
 def check_url(url: str, policy: OutboundPolicy) -> Hop:
@@ -132,59 +125,16 @@ def check_url(url: str, policy: OutboundPolicy) -> Hop:
     try:
         ipaddress.ip_address(literal)
     except ValueError:
-        if (host, port) in _PRIVATE_ORIGINS:
-            raise OutboundRefused(url, _refusal(host, "a non-public address", policy)) from None
+        if (host, port) in PRIVATE_ORIGINS:
+            raise OutboundRefused(url, refusal(host, "a non-public address", policy)) from None
         return Hop(url, policy, None)  # a name: the resolver checks what it resolves to
     if not is_public(literal):
-        raise OutboundRefused(url, _refusal(host, literal, policy))
+        raise OutboundRefused(url, refusal(host, literal, policy))
     return Hop(url, policy, None)
 
 
-def _refusal(host: str, address: str, policy: OutboundPolicy) -> str:
+def refusal(host: str, address: str, policy: OutboundPolicy) -> str:
+    """Why a connection to ``host`` at ``address`` is refused, naming the setting to allow it."""
     where = f"{host} ({address})" if host != address else host
     hint = f"; allow it with {policy.option}" if policy.option else ""
     return f"refused to connect to {where}: loopback, link-local or private address{hint}"
-
-
-class GuardedResolver(AbstractResolver):
-    """Wraps aiohttp's resolver: drops the addresses the current hop's policy refuses, and
-    fails (OutboundRefused) when none is left. Without a hop (a request outside UpstreamClient)
-    only public addresses pass: the guard fails closed."""
-
-    def __init__(self, inner: AbstractResolver) -> None:
-        self._inner = inner
-        self._cache: dict[tuple[str, int, int], tuple[float, list[ResolveResult]]] = {}
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        results = await self._resolved(host, port, family)
-        hop = CURRENT_HOP.get()
-        if hop is not None and hop.allowed == (host.lower().rstrip("."), port):
-            if not all(is_public(r["host"]) for r in results):
-                _PRIVATE_ORIGINS.add(hop.allowed)
-            return results
-        public = [r for r in results if is_public(r["host"])]
-        if not public:
-            shown = ", ".join(sorted({r["host"] for r in results})) or "no address"
-            policy = hop.policy if hop is not None else OutboundPolicy()
-            raise OutboundRefused(hop.url if hop else host, _refusal(host, shown, policy))
-        return public
-
-    async def _resolved(
-        self, host: str, port: int, family: socket.AddressFamily
-    ) -> list[ResolveResult]:
-        key = (host, port, int(family))
-        now = time.monotonic()
-        cached = self._cache.get(key)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        results = await self._inner.resolve(host, port, family)
-        self._cache.pop(key, None)
-        if len(self._cache) >= _DNS_ENTRIES:
-            del self._cache[next(iter(self._cache))]
-        self._cache[key] = (now + _DNS_TTL, results)
-        return results
-
-    async def close(self) -> None:
-        await self._inner.close()

@@ -145,8 +145,11 @@ def _check_blob_url(settings: Settings) -> None:
 
 def run_server(settings: Settings) -> None:
     """Prepare the data directory (init if asked, migrate) and run the HTTP server."""
-    from cheeseboard.server.runner import StorageError, run
-    from cheeseboard.store.db import SchemaTooNew
+    from cheeseboard.server.start import collector_paused
+
+    with collector_paused():  # the app, which the workers inherit (server/start.py)
+        from cheeseboard.server.runner import StorageError, run
+        from cheeseboard.store.db import SchemaTooNew
 
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import resource
@@ -16,7 +17,6 @@ from cheeseboard.http.app import SETTINGS_ENV
 from cheeseboard.settings import Settings
 from cheeseboard.store.blobs import FileBlobStore
 from cheeseboard.store.db import migrate
-from cheeseboard.store.s3 import S3Client, S3Error, S3Location
 
 log = logging.getLogger("cheeseboard.server")
 
@@ -81,6 +81,8 @@ class StorageError(Exception):
 
 async def check_bucket(url: str) -> None:
     """Fail before serving, with the reason, if the bucket cannot be written and read."""
+    from cheeseboard.store.s3 import S3Client, S3Error, S3Location  # aiohttp: only for a bucket
+
     location = S3Location.from_url(url)
     async with S3Client(location, timeout=10) as client:
         probe = f".cheeseboard-probe-{uuid.uuid4().hex}"
@@ -101,6 +103,9 @@ def run(settings: Settings) -> None:
     if leftovers:
         log.info("removed %d unfinished staged files", leftovers)
     os.environ[SETTINGS_ENV] = settings.to_json()
+    # What start-up made lives as long as the process: the collector need not walk it again,
+    # here or in the forked workers, and its pages stay shared with them (server/start.py).
+    gc.freeze()
     connections = connection_limit()
     log.info(
         "serving %s on http://%s:%d/ with %d worker(s), up to %d connections each",

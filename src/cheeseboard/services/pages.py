@@ -42,7 +42,6 @@ import asyncio
 import dataclasses
 import gzip
 import hashlib
-import inspect
 import logging
 import re
 import time
@@ -113,11 +112,14 @@ _KINDS: dict[str, tuple[Representation, ...]] = {"html": ("html", "v1html"), "js
 def _renderer_version() -> bytes:
     """Part of every page fingerprint: a new renderer (any change to core/pages.py) renders
     every page again instead of loading bytes the old one made."""
+    path = getattr(cheeseboard.core.pages, "__file__", None)
     try:
-        source = inspect.getsource(cheeseboard.core.pages)
-    except (OSError, TypeError):  # no source installed: the release will do
-        source = f"{__version__} {cheeseboard.core.pages.API_VERSION}"
-    return hashlib.sha256(source.encode()).digest()
+        source = Path(path).read_bytes() if path else b""
+    except OSError:
+        source = b""
+    if not source:  # no source installed: the release will do
+        source = f"{__version__} {cheeseboard.core.pages.API_VERSION}".encode()
+    return hashlib.sha256(source).digest()
 
 
 _RENDERER = _renderer_version()

@@ -1,4 +1,5 @@
-"""The outbound address policy (mirror/outbound.py): which URLs and resolved addresses pass."""
+"""The outbound address policy (mirror/outbound.py, mirror/resolver.py): which URLs and
+resolved addresses pass."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 
 from cheeseboard.mirror.outbound import (
     CURRENT_HOP,
-    GuardedResolver,
     OutboundPolicy,
     OutboundRefused,
     check_url,
     is_public,
 )
+from cheeseboard.mirror.resolver import GuardedResolver
 
 
 @pytest.mark.parametrize(

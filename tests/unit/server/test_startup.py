@@ -35,8 +35,21 @@ NOT_FOR_INIT = {
     "multipart",
 }
 # What the serving parent imports before it forks the workers (they inherit it): the app, but
-# not the migration machinery on a current schema, nor README rendering or YAML.
-NOT_FOR_SERVE = {"alembic", "mako", "readme_renderer", "docutils", "nh3", "yaml"}
+# not the migration machinery on a current schema, nor README rendering or YAML, nor what only
+# a request for something uncached (aiohttp: the upstream and S3 clients) or a browser (Jinja2:
+# the web UI) needs. aiohttp alone was about a fifth of the start (issue 19).
+NOT_FOR_SERVE = {
+    "alembic",
+    "mako",
+    "readme_renderer",
+    "docutils",
+    "nh3",
+    "yaml",
+    "aiohttp",
+    "yarl",
+    "multidict",
+    "jinja2",
+}
 
 _REPORT_MODULES = """
 import atexit, json, sys
@@ -101,6 +114,43 @@ def test_serve_parent_on_a_current_schema_skips_alembic(tmp_path: Path) -> None:
     )
     assert "starlette" in loaded  # the app is imported before the fork, as the workers need
     assert not loaded & NOT_FOR_SERVE, sorted(loaded & NOT_FOR_SERVE)
+
+
+def test_the_entry_point_pauses_the_collector_only_for_imports() -> None:
+    """server/start.py: the collector is off while the command line is imported, on again
+    before any command runs, and left off if it was off before (an embedding program's choice)."""
+    import gc
+
+    from cheeseboard.server.start import collector_paused
+
+    assert gc.isenabled()
+    with collector_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import gc, sys\n"
+            "from cheeseboard.server import start\n"
+            "sys.argv = ['cheeseboard-server', '--version']\n"
+            "try:\n    start.main()\nexcept SystemExit:\n    pass\n"
+            "print(gc.isenabled())",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert "cheeseboard-server" in probe.stdout
+    assert probe.stdout.strip().splitlines()[-1] == "True"
 
 
 def _alembic_config() -> Config:

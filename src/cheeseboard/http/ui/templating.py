@@ -1,18 +1,25 @@
-"""One Jinja2 environment for the web UI: templates compiled once, every value autoescaped."""
+"""One Jinja2 environment for the web UI: templates compiled once, every value autoescaped.
+
+Made on the first page a browser asks for, not at import: a worker that only serves installers
+never loads Jinja2 (issue 19, start-up).
+"""
 
 from __future__ import annotations
 
+import functools
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from cheeseboard import __version__
 from cheeseboard.http.ui.session import CSRF_FIELD, Session
 from cheeseboard.http.ui.static import asset_url
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 # The web UI's own pages run only our script from our origin; README images may come from any
 # https host (as on PyPI). Nothing may frame the pages (clickjacking of the yank/delete buttons).
@@ -82,22 +89,28 @@ def ago(value: str | float | None) -> str:
     return "just now"
 
 
-environment = Environment(
-    loader=PackageLoader("cheeseboard.http.ui", "templates"),
-    autoescape=select_autoescape(default=True, default_for_string=True),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    auto_reload=False,
-    enable_async=False,
-)
-environment.filters["filesize"] = filesize
-environment.filters["datetime"] = datetime_filter
-environment.filters["isotime"] = isotime
-environment.filters["ago"] = ago
-environment.globals["asset"] = asset_url
-environment.globals["version"] = __version__
-environment.globals["csrf_field"] = CSRF_FIELD
+@functools.cache
+def environment() -> Environment:
+    """The web UI's Jinja2 environment, made once per process."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    made = Environment(
+        loader=PackageLoader("cheeseboard.http.ui", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+        enable_async=False,
+    )
+    made.filters["filesize"] = filesize
+    made.filters["datetime"] = datetime_filter
+    made.filters["isotime"] = isotime
+    made.filters["ago"] = ago
+    made.globals["asset"] = asset_url
+    made.globals["version"] = __version__
+    made.globals["csrf_field"] = CSRF_FIELD
+    return made
 
 
 def render(
@@ -112,12 +125,16 @@ def render(
 
     The flash message (set by a form's redirect) is shown once, then its cookie is removed."""
     flash = request.cookies.get(FLASH_COOKIE)
-    body = environment.get_template(template).render(
-        request=request,
-        session=session,
-        flash=flash,
-        path=request.url.path,
-        **context,
+    body = (
+        environment()
+        .get_template(template)
+        .render(
+            request=request,
+            session=session,
+            flash=flash,
+            path=request.url.path,
+            **context,
+        )
     )
     response = HTMLResponse(
         body, status_code=http_status, headers={**SECURITY_HEADERS, **(headers or {})}
