@@ -35,6 +35,9 @@ class ChangeKind(StrEnum):
     MIRROR_CHECKED = "mirror-checked"  # a mirror's page was fetched and is unchanged
     MIRROR_FILE = "mirror-file"  # a mirrored file's bytes arrived and it is now listed
     MIRROR_FILE_CACHED = "mirror-file-cached"  # bytes arrived for a file already listed
+    BLOCKS = "blocks"  # a block was added or removed (project set when it names one)
+    ADVISORIES = "advisories"  # advisories were imported
+    PROJECT_STATUS = "project-status"  # an owner or root set a project's PEP 792 status
 
     @classmethod
     def _missing_(cls, value: object) -> ChangeKind | None:

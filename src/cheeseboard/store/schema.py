@@ -158,6 +158,54 @@ changelog = Table(
     Column("kind", String(32), nullable=False),
 )
 
+# Issue 21 (migration 0008): the supply-chain guard.
+blocks = Table(
+    "blocks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    # NULL: server-wide; else this index and every index inheriting it.
+    Column("index_id", Integer, ForeignKey("indexes.id", ondelete="CASCADE"), nullable=True),
+    Column("project", String(255)),  # PEP 503 normalized; NULL for a sha256-only block
+    Column("specifier", Text),  # PEP 440 specifier set ("==1.0", "<2,>=1.5"); NULL = all
+    Column("filename", String(255)),
+    Column("sha256", String(64)),
+    Column("reason", Text, nullable=False),
+    Column("author", String(64), nullable=False),
+    Column("source", String(128), nullable=False, default="manual"),  # or "osv:MAL-…"
+    Column("created", Float, nullable=False),
+    Index("ix_blocks_project", "project"),
+)
+
+advisories = Table(
+    "advisories",
+    metadata,
+    Column("id", String(128), primary_key=True),  # the OSV id: PYSEC-…, GHSA-…, MAL-…
+    Column("project", String(255), nullable=False),  # PEP 503 normalized
+    Column("summary", Text),
+    Column("details", Text),
+    Column("aliases", JSON, nullable=False),
+    Column("affected", JSON, nullable=False),  # {"versions": [...], "ranges": [...]} as in OSV
+    Column("fixed", JSON, nullable=False),  # versions that fix it
+    Column("link", Text),
+    Column("modified", String(40)),
+    Column("withdrawn", String(40)),
+    Column("imported", Float, nullable=False),
+    Index("ix_advisories_project", "project"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("actor", String(64)),  # NULL: anonymous or the server itself
+    Column("action", String(64), nullable=False),  # e.g. "user-create", "block-add"
+    Column("target", Text),  # e.g. "alice", "alice/dev", "alice/dev/foo==1.0"
+    Column("detail", JSON, nullable=False),
+    Column("client", String(64)),  # the client address, when a request made the change
+    Index("ix_audit_log_at", "at"),
+)
+
 server_info = Table(
     "server_info",
     metadata,

@@ -13,6 +13,7 @@ def test_values_are_the_stored_strings() -> None:
         "index-created", "index-modified", "index-deleted",
         "upload", "doc-upload", "push", "remove", "yank", "unyank",
         "mirror-page", "mirror-checked", "mirror-file", "mirror-file-cached",
+        "blocks", "advisories", "project-status",
     }  # fmt: skip
 
 
