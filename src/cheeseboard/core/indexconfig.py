@@ -17,10 +17,18 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from cheeseboard.core.names import InvalidName, checked_project_name, checked_segment_name
+from cheeseboard.core.release_policy import (
+    PolicyError,
+    exemption_from,
+    format_time,
+    parse_age,
+    parse_time,
+)
 
 Config = dict[str, object]
 BaseExists = Callable[[str], bool]
@@ -43,8 +51,13 @@ INDEX_TYPES = ("stage", "mirror")
 WHITELIST_INHERITANCE = ("intersection", "union")
 # List settings of both index types: who reads a mirror matters as much as who reads a stage.
 _COMMON_LIST_KEYS = frozenset({"acl_read"})
+# The supply-chain guard (issue 21, core/release_policy.py), on both index types.
+POLICY_KEYS = frozenset({"min_release_age", "release_cutoff", "release_age_exempt"})
+EXEMPT_KEY = "release_age_exempt"
 _COMMON_KEYS = (
-    frozenset({"type", "volatile", "title", "description", "custom_data"}) | _COMMON_LIST_KEYS
+    frozenset({"type", "volatile", "title", "description", "custom_data"})
+    | _COMMON_LIST_KEYS
+    | POLICY_KEYS
 )
 _STAGE_LIST_KEYS = frozenset({"bases", "acl_upload", "acl_toxresult_upload", "mirror_whitelist"})
 LIST_KEYS = _STAGE_LIST_KEYS | _COMMON_LIST_KEYS
@@ -90,13 +103,20 @@ DEFAULT_ACL_READ = (ANONYMOUS,)
 
 
 def new_index_config(
-    owner: str, raw: Mapping[str, object], base_exists: BaseExists, *, fullname: str
+    owner: str,
+    raw: Mapping[str, object],
+    base_exists: BaseExists,
+    *,
+    fullname: str,
+    actor: str | None = None,
+    now: float | None = None,
 ) -> Config:
     """Validate the body of ``PUT /<owner>/<index>`` and fill in devpi's defaults.
 
-    ``fullname`` is the new index's own ``user/index``, which may not be one of its bases.
+    ``fullname`` is the new index's own ``user/index``, which may not be one of its bases;
+    ``actor`` (default: the owner) and ``now`` are recorded with new exemptions.
     """
-    return _validated(owner, fullname, raw, base_exists)
+    return _validated(owner, fullname, raw, base_exists, _Author(actor or owner, now))
 
 
 def patch_index_config(
@@ -105,6 +125,9 @@ def patch_index_config(
     owner: str,
     fullname: str,
     base_exists: BaseExists,
+    *,
+    actor: str | None = None,
+    now: float | None = None,
 ) -> Config:
     """Apply a devpi PATCH body to a stored config and validate the result.
 
@@ -118,6 +141,7 @@ def patch_index_config(
     37 s when every item rescanned the whole list, issue 17).
     """
     index_type = current.get("type", "stage")
+    author = _Author(actor or owner, now)
     if isinstance(patch, Mapping):
         merged = dict(current)
         merged.update(_unwrap_envelope(patch))
@@ -127,13 +151,23 @@ def patch_index_config(
         merged = dict(current)
         edited: dict[str, EntrySet] = {}
         for item in patch:
-            _apply_item(merged, edited, item, owner)
+            _apply_item(merged, edited, item, owner, author)
         for key, entries in edited.items():
             merged[key] = entries.entries()
     if merged.get("type", index_type) != index_type:
         raise ConfigError(f"the type of index {fullname} ({index_type}) can't be changed")
     known = set(_items("bases", current.get("bases", []), bounded=False))
-    return _validated(owner, fullname, merged, lambda name: name in known or base_exists(name))
+    return _validated(
+        owner, fullname, merged, lambda name: name in known or base_exists(name), author
+    )
+
+
+class _Author:
+    """Who makes a change and when: recorded with the exemptions it adds."""
+
+    def __init__(self, name: str, now: float | None) -> None:
+        self.name = name
+        self.now = time.time() if now is None else now
 
 
 def config_is_noop(before: Mapping[str, object], after: Mapping[str, object]) -> bool:
@@ -152,7 +186,11 @@ def shown_config(config: Mapping[str, object]) -> Config:
 
 
 def _validated(
-    owner: str, fullname: str, raw: Mapping[str, object], base_exists: BaseExists
+    owner: str,
+    fullname: str,
+    raw: Mapping[str, object],
+    base_exists: BaseExists,
+    author: _Author | None = None,
 ) -> Config:
     values = {key: value for key, value in raw.items() if key not in _IGNORED_KEYS}
     index_type = values.pop("type", "stage")
@@ -201,8 +239,35 @@ def _validated(
             config[key] = _text(key, values[key])
     if values.get("custom_data") is not None:
         config["custom_data"] = _custom_data(values["custom_data"])
+    try:
+        config.update(_policy(values, author or _Author(owner, None)))
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from None
     return config
 
+
+def _policy(values: Mapping[str, object], author: _Author) -> Config:
+    """The supply-chain keys in their stored form (core/release_policy.py): the age in seconds
+    (0 drops it), the cut-off as RFC 3339 UTC, the exemptions as dicts with their author."""
+    config: Config = {}
+    age = values.get("min_release_age")
+    if age is not None and age != "":
+        seconds = parse_age(age)
+        if seconds:
+            config["min_release_age"] = seconds
+    cutoff = values.get("release_cutoff")
+    if cutoff is not None and cutoff != "":
+        config["release_cutoff"] = format_time(parse_time(cutoff))
+    exempt = values.get(EXEMPT_KEY)
+    if exempt is not None:
+        entries = exempt if isinstance(exempt, list | tuple) else [exempt] if exempt else []
+        _check_size(EXEMPT_KEY, len(entries))
+        stored: dict[str, dict[str, object]] = {}
+        for item in entries:
+            exemption = exemption_from(item, author.name, author.now)
+            stored[exemption.entry] = exemption.stored()  # one entry per name, the last wins
+        config[EXEMPT_KEY] = list(stored.values())
+    return config
 
 def _stage_defaults(owner: str) -> dict[str, object]:
     """Observed defaults of a new devpi stage, plus ours."""
@@ -223,7 +288,9 @@ def _list_default(owner: str, key: str) -> object:
     return _stage_defaults(owner)[key]
 
 
-def _apply_item(config: Config, edited: dict[str, EntrySet], item: object, owner: str) -> None:
+def _apply_item(
+    config: Config, edited: dict[str, EntrySet], item: object, owner: str, author: _Author
+) -> None:
     """Apply one ``k=v``/``k+=v``/``k-=v``/``k-=`` item of a list PATCH to ``config`` in place;
     ``edited`` holds the list settings edited so far (``config`` gets them at the end)."""
     if not isinstance(item, str):
@@ -240,7 +307,9 @@ def _apply_item(config: Config, edited: dict[str, EntrySet], item: object, owner
     if key not in STAGE_KEYS | MIRROR_KEYS:
         shown = f"{_shown(key, False)}={_shown(value, False)}"
         raise ConfigError(f"indexconfig got unexpected keyword arguments: {shown}")
-    if not op:
+    if key == EXEMPT_KEY and value:
+        _edit_exemptions(config, op, value, author)
+    elif not op:
         edited.pop(key, None)
         config[key] = value
     elif op == "-" and not value:
@@ -258,6 +327,33 @@ def _apply_item(config: Config, edited: dict[str, EntrySet], item: object, owner
             edited[key].add(_list(key, value))
         else:
             edited[key].remove(_list(key, value))
+
+
+def _edit_exemptions(config: Config, op: str, value: str, author: _Author) -> None:
+    """``release_age_exempt+=foo==1.0; reason=…; expires=…`` adds (or replaces) an entry,
+    ``-=foo==1.0`` removes one, ``=…`` sets the list to that one entry."""
+    current = config.get(EXEMPT_KEY) or []
+    entries = list(current) if isinstance(current, list) else []
+    try:
+        exemption = exemption_from(value, author.name, author.now)
+    except PolicyError as exc:
+        raise ConfigError(str(exc)) from None
+    kept = [
+        item
+        for item in entries
+        if not (isinstance(item, Mapping) and item.get("entry") == exemption.entry)
+    ]
+    if op == "-":
+        if len(kept) == len(entries):
+            raise ConfigError(
+                f"The '{EXEMPT_KEY}' setting doesn't have value '{_shown(exemption.entry, False)}'"
+            )
+        config[EXEMPT_KEY] = kept
+    elif op == "+":
+        _check_size(EXEMPT_KEY, len(kept) + 1)
+        config[EXEMPT_KEY] = [*kept, exemption.stored()]
+    else:
+        config[EXEMPT_KEY] = [exemption.stored()]
 
 
 class EntrySet:

@@ -10,6 +10,7 @@ from cheeseboard.core.indexconfig import (
     MAX_BASES,
     MAX_LIST_ENTRIES,
     MIRROR_KEYS,
+    POLICY_KEYS,
     STAGE_KEYS,
     ConfigError,
     EntrySet,
@@ -77,7 +78,7 @@ def test_empty_body_gives_stage_defaults() -> None:
     assert config["bases"] == []
     assert config["volatile"] is True
     assert config["acl_upload"] == ["bob"]
-    assert set(config) == STAGE_KEYS - {"title", "description", "custom_data"}
+    assert set(config) == STAGE_KEYS - {"title", "description", "custom_data"} - POLICY_KEYS
 
 
 def test_unknown_type_is_rejected() -> None:
