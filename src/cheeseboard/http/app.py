@@ -18,6 +18,7 @@ from cheeseboard.http import (
     files,
     health,
     login,
+    project_status,
     pypi_json,
     releases,
     simple,
@@ -62,6 +63,7 @@ def create_app(settings: Settings) -> Starlette:
             *simple.routes,
             *files.routes,
             *pypi_json.routes,
+            *project_status.routes,  # …/{project}/+status, before the {version} patterns
             *upload.routes,
             *docs.routes,  # …/{project}/{version}/+doc/…, before the pages and releases
             *web_pages.routes,  # browsers only (http/ui/browser.py); everyone else falls through

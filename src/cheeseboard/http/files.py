@@ -24,6 +24,7 @@ async def _record(request: Request, filename: str) -> FileRecord:
         digest = record.sha256 or ""
         if not digest or (h3, h13) != (digest[:3], digest[3:16]):
             raise NotFound(f"no file {filename!r} under +f/{h3[:16]}/{h13[:16]}")
+    services(request).project_status.check_download(index, record)
     return record
 
 

@@ -286,6 +286,8 @@ class HotPath:
         )
         if record is None or not record.sha256:
             return None
+        if services.project_status.is_quarantined(record.project_id):
+            return None  # the route refuses it (PEP 792)
         if (h3, h13) != (record.sha256[:3], record.sha256[3:16]):
             return None  # the route answers 404
         stored = self._stored(services, index.id, filename, record, metadata)

@@ -25,6 +25,7 @@ from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.services.locks import SharedLocks
 from cheeseboard.services.mirror import MirrorRefresher
 from cheeseboard.services.pages import PageService
+from cheeseboard.services.project_status import ProjectStatusService
 from cheeseboard.services.push import PushService
 from cheeseboard.services.pypi_json import PypiJsonService
 from cheeseboard.services.releases import ReleaseService
@@ -65,6 +66,7 @@ class AppServices:
     docs: DocService
     status: StatusService
     reads: ReadAccess
+    project_status: ProjectStatusService
 
 
 @asynccontextmanager
@@ -120,6 +122,9 @@ async def open_services(settings: Settings) -> AsyncIterator[AppServices]:
         changes.subscribe(reads.on_change)  # after the registry: it reads the reloaded one
         changes.subscribe(pages.on_change)
         changes.subscribe(file_service.on_change)
+        project_status = ProjectStatusService(db, changes)
+        await project_status.load()
+        changes.subscribe(project_status.on_change)
         server_uuid = await db.read(info.get_info, "uuid")
         yield AppServices(
             settings,
@@ -141,6 +146,7 @@ async def open_services(settings: Settings) -> AsyncIterator[AppServices]:
             DocService(db),
             StatusService(settings, db, changes),
             reads,
+            project_status,
         )
 
 

@@ -84,7 +84,7 @@ from cheeseboard.services.indexes import IndexRegistry, mirror_config
 from cheeseboard.services.locks import LockTimeout, SharedLocks
 from cheeseboard.services.mirror import MirrorRefresher
 from cheeseboard.settings import Settings
-from cheeseboard.store import page_rows, project_rows
+from cheeseboard.store import page_rows, project_rows, project_status_rows
 from cheeseboard.store.db import Database
 from cheeseboard.store.page_bodies import PageBodies, StoredBody
 from cheeseboard.store.page_rows import PageState
@@ -97,6 +97,7 @@ MAX_MISSING_NAMES = 10_000
 """Not-found pages kept in memory (names; the least recently stored goes first). Random names
 then cost a few MB at most, and one upstream request each per expiry while remembered."""
 MAX_FILTERED_PAGES = 1000
+MAX_GUARDED_PAGES = 10_000  # pages as the supply-chain guard lets them be seen; oldest go first
 """Pages kept for readers who may not read some bases of a stage (the oldest go first)."""
 FORCED_REFRESH_INTERVAL = 10.0
 """Seconds after a forced refresh of a project during which another one does not fetch again:
@@ -309,6 +310,16 @@ class PageService:
         self._saving: set[asyncio.Future[None]] = set()
         # Renderings stored before a change of a kind this version does not know are not used.
         self._stored_after = 0.0
+        # The supply-chain guard (services/guard.py) and the pages as it lets them be seen:
+        # (index id, project, hidden bases) -> (the full page, the guarded view of it).
+        self._guard: ReleaseGuard | None = None
+        self._guarded: OrderedDict[
+            tuple[int, str, frozenset[str]], tuple[CachedPage, CachedPage]
+        ] = OrderedDict()
+
+    def use_guard(self, guard: ReleaseGuard) -> None:
+        """Serve every page through ``guard`` (made after this service: it needs order_of)."""
+        self._guard = guard
 
     # --- invalidation ------------------------------------------------------------------------
 
@@ -328,6 +339,7 @@ class PageService:
             self._missing.clear()
         self._epochs.bump(change.project)
         self._filtered.clear()
+        self._guarded.clear()
         if change.kind.changes_project_lists:
             self._lists.clear()
             self._lists_epoch += 1
@@ -372,7 +384,63 @@ class PageService:
         if not usable:
             return None
         metrics.count("page_cache_hits_total")
-        return cached
+        return self.guarded(index, name, hidden, cached)
+
+    def guarded(
+        self, index: IndexRecord, name: str, hidden: frozenset[str], full: CachedPage
+    ) -> CachedPage:
+        """``full`` as the supply-chain guard lets ``index`` offer it now: the same object when
+        nothing applies; else a view without the held files, kept until a file comes of age or
+        an exemption expires (its ``valid_until``) or a change drops it. Synchronous and in
+        memory, for the hot path as much as for the routes."""
+        if self._guard is None or not full.found or not isinstance(full.page, ProjectPage):
+            return full
+        plan = self._guard.plan(index)
+        if plan is None:
+            return full
+        key = (index.id, name, hidden)
+        known = self._guarded.get(key)
+        now = time.time()
+        if known is not None and known[0] is full:
+            view = known[1]
+            if view.valid_until is None or now < view.valid_until:
+                return view
+        page, recheck = plan.filter(full.page, now)
+        if page is full.page and recheck is None:
+            view = full
+        else:
+            view = CachedPage(
+                page=page,
+                last_modified=full.last_modified,
+                checked_at=full.checked_at,
+                found=True,
+                stale_reason=full.stale_reason,
+                retry_at=full.retry_at,
+                valid_until=recheck,
+            )
+        self._guarded[key] = (full, view)
+        self._guarded.move_to_end(key)
+        while len(self._guarded) > MAX_GUARDED_PAGES:
+            self._guarded.popitem(last=False)
+        return view
+
+    def as_of(self, index: IndexRecord, full: CachedPage, moment: float) -> CachedPage:
+        """``full`` as it would have looked at ``moment`` (``+at`` URLs): files uploaded later,
+        or of unknown age, left out, and the guard's rules applied as they stood then. Built
+        per request (the moment is the client's), never cached."""
+        if not full.found or not isinstance(full.page, ProjectPage):
+            return full
+        plan = self._guard.plan(index) if self._guard is not None else None
+        if plan is None:
+            plan = Plan(index.fullname, {}, {}, ())
+        page, _ = plan.filter(full.page, moment, as_of=moment)
+        return CachedPage(
+            page=page,
+            last_modified=full.last_modified,
+            checked_at=full.checked_at,
+            found=True,
+            stale_reason=full.stale_reason,
+        )
 
     async def project_page(
         self, index: IndexRecord, name: str, hidden: frozenset[str] = frozenset()
@@ -387,6 +455,7 @@ class PageService:
                 page = await self._mirror_page(index, name, cached)
             else:
                 page = await self._stage_page(index, name, hidden)
+            page = self.guarded(index, name, hidden, page)
         if not page.found:
             raise NotFound(f"no project {name!r} on {index.fullname}")
         return page
@@ -445,6 +514,9 @@ class PageService:
         self, index: IndexRecord, name: str, previous: CachedPage | None
     ) -> CachedPage:
         config = mirror_config(index, self._settings.mirror_cache_expiry)
+        if self._guard is not None and self._guard.needs_upload_times(index):
+            # A cooldown or cut-off judges these files by age: the page waits for upload times.
+            config = dataclasses.replace(config, needs_upload_times=True)
         etag = previous.upstream_etag if previous is not None and previous.found else None
         # Taken before our own write, which then voids it: the next request loads the stored
         # page, rather than this one caching rows a change applied meanwhile may have outdated.
@@ -679,10 +751,17 @@ class PageService:
         """
         ticket = self._epochs.ticket()
         order, stage_files, holders, decision = await self._resolve(index, name, hidden)
+        # PEP 792 statuses set on the stages (services/project_status.py): a quarantined
+        # project offers no files, through this index or any that inherits from it.
+        own = await self._db.read(
+            project_status_rows.statuses_of, [ix.id for ix in order if ix.type != "mirror"], name
+        )
         groups: list[tuple[str, tuple[FileLink, ...]]] = []
         valid_until: float | None = None
         status: tuple[str | None, str | None] = (None, None)
         for member in order:
+            if own.get(member.id, (None, None))[0] == project_status_rows.QUARANTINED:
+                continue
             if member.type != "mirror":
                 # Documentation zips are files of a release, but not installable: not listed.
                 records = [r for r in stage_files.get(member.id, []) if r.packagetype != "doczip"]
@@ -706,6 +785,10 @@ class PageService:
                 valid_until = until if valid_until is None else min(valid_until, until)
             status = (part.page.status, part.page.status_reason)
         links = tuple(merge_by_filename(groups, lambda link: link.filename))
+        if index.id in own:  # the stage's own status, not its bases'
+            status = own[index.id]
+            if status[0] == project_status_rows.QUARANTINED:
+                links = ()
         page = ProjectPage(
             index=index.fullname,
             name=name,
