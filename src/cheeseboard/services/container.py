@@ -21,6 +21,7 @@ from cheeseboard.services.browse import BrowseService
 from cheeseboard.services.changes import ChangeFeed
 from cheeseboard.services.docs import DocService
 from cheeseboard.services.files import FileService
+from cheeseboard.services.guard import ReleaseGuard
 from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.services.locks import SharedLocks
 from cheeseboard.services.mirror import MirrorRefresher
@@ -67,6 +68,7 @@ class AppServices:
     status: StatusService
     reads: ReadAccess
     project_status: ProjectStatusService
+    guard: ReleaseGuard
 
 
 @asynccontextmanager
@@ -109,6 +111,9 @@ async def open_services(settings: Settings) -> AsyncIterator[AppServices]:
             after_fetch=file_service.prefetch_metadata,
         )
         stack.push_async_callback(pages.flush)  # renderings being saved reach the disk
+        guard = ReleaseGuard(db, indexes, pages.order_of)
+        await guard.load()
+        pages.use_guard(guard)
         secret = await _signing_secret(settings, db)
         throttle = LoginThrottle(settings.login_attempts, settings.login_window)
         # Password checks share the cores among the workers: argon2 work is bounded server-wide.
@@ -120,6 +125,7 @@ async def open_services(settings: Settings) -> AsyncIterator[AppServices]:
         changes.subscribe(indexes.on_change)
         reads = ReadAccess(settings, indexes)
         changes.subscribe(reads.on_change)  # after the registry: it reads the reloaded one
+        changes.subscribe(guard.on_change)  # after the registry too, before the pages
         changes.subscribe(pages.on_change)
         changes.subscribe(file_service.on_change)
         project_status = ProjectStatusService(db, changes)
@@ -147,6 +153,7 @@ async def open_services(settings: Settings) -> AsyncIterator[AppServices]:
             StatusService(settings, db, changes),
             reads,
             project_status,
+            guard,
         )
 
 

@@ -80,6 +80,7 @@ from cheeseboard.mirror.errors import UpstreamUnavailable
 from cheeseboard.mirror.parse import UpstreamLink
 from cheeseboard.services.changes import ChangeFeed, Epochs
 from cheeseboard.services.errors import NotFound, UpstreamFailed
+from cheeseboard.services.guard import Plan, ReleaseGuard
 from cheeseboard.services.indexes import IndexRegistry, mirror_config
 from cheeseboard.services.locks import LockTimeout, SharedLocks
 from cheeseboard.services.mirror import MirrorRefresher
