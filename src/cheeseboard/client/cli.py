@@ -209,6 +209,18 @@ def remove(session: Session, spec: str, force: bool) -> None:
     releases.remove(session.config, session.out, spec, force)
 
 
+@cli.command(name="project-status", short_help="Show or set a project's PEP 792 status.")
+@click.argument("project")
+@click.argument("status", required=False, type=click.Choice(releases.PROJECT_STATUSES))
+@click.option("--reason", metavar="TEXT", help="Why (shown to installers with the status).")
+@pass_session
+def project_status(session: Session, project: str, status: str | None, reason: str | None) -> None:
+    """Show the status of PROJECT on the current index, or set it to STATUS (the index owner or
+    root): archived and deprecated are shown to installers; quarantined also hides its files
+    and refuses their downloads; active clears it."""
+    releases.project_status(session.config, session.out, project, status, reason)
+
+
 @cli.command(short_help="Copy a release to another index or to a .pypirc repository.")
 @click.argument("spec")
 @click.argument("target")

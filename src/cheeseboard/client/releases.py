@@ -119,3 +119,27 @@ def getjson(config: ClientConfig, out: Output, path: str | None) -> None:
     elif not path.startswith("/"):
         path = f"/{config.require_index()}/{path}"
     out.emit(client(config).json("GET", path))
+
+
+PROJECT_STATUSES = ("active", "archived", "deprecated", "quarantined")
+
+
+def project_status(
+    config: ClientConfig, out: Output, project: str, status: str | None, reason: str | None
+) -> None:
+    """Show or set (index owner or root) a project's PEP 792 status on the current index."""
+    index = config.require_index()
+    path = f"{index}/{project}/+status"
+    api = client(config)
+    if status is None:
+        if reason is not None:
+            raise ClientError("--reason goes with a STATUS", "e.g. archived --reason 'use bar'")
+        current = result_of(api.json("GET", path))
+        shown = current["status"] + (f": {current['reason']}" if current.get("reason") else "")
+        out.success(f"{current['project']} on {index} is {shown}", current)
+        return
+    body: dict[str, Any] = {"status": status}
+    if reason is not None:
+        body["reason"] = reason
+    changed = result_of(api.json("POST", path, body))
+    out.success(f"{changed['project']} on {index} is now {changed['status']}", changed)
