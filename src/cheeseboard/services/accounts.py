@@ -33,6 +33,7 @@ from cheeseboard.core.indexconfig import (
     shown_config,
 )
 from cheeseboard.core.names import InvalidName, checked_segment_name
+from cheeseboard.services import audit
 from cheeseboard.services.auth import AuthService, Forbidden, Identity, Unauthorized
 from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.errors import BadRequest, CheeseboardError, NotFound
@@ -167,7 +168,7 @@ class AccountService:
             raise BadRequest("password needs to be set")
         if self._auth.user(name) is not None:
             raise Conflict(f"user {name!r} already exists")
-        await self._changes.write(_create_user, name, pwhash, extra)
+        await self._changes.write(_create_user, audit.actor(identity), name, pwhash, extra)
         return self.get_user(name)
 
     @staticmethod
@@ -196,10 +197,13 @@ class AccountService:
         user = self.get_user(name)
         _require(acl.may_modify_user(identity.user, user.name), identity)
         values = _user_fields(body)
+        changed = sorted(k for k, v in values.items() if getattr(user, k) != v)
         pwhash = self._password_hash(identity, body)
         if pwhash is not None:
             values["pwhash"] = pwhash
-        await self._changes.write(_update_user, name, values)
+        await self._changes.write(
+            _update_user, audit.actor(identity), name, values, changed, pwhash is not None
+        )
         return pwhash is not None
 
     async def delete_user(self, identity: Identity, name: str, force: bool = False) -> None:
@@ -212,7 +216,7 @@ class AccountService:
         for index in owned:
             if not index.config.get("volatile", True):
                 raise Forbidden(f"user {name} has non-volatile index {index.fullname}")
-        await self._changes.write(_delete_user, name, force)
+        await self._changes.write(_delete_user, audit.actor(identity), name, force)
 
     # --- indexes ------------------------------------------------------------------------------
 
@@ -281,7 +285,7 @@ class AccountService:
         self._check_bases_readable(owner.name, fullname, config.get("bases"))
         if self._indexes.get(user, name) is not None:
             raise Conflict(f"index {fullname!r} exists")
-        await self._changes.write(_create_index, owner.name, name, config)
+        await self._changes.write(_create_index, audit.actor(identity), owner.name, name, config)
         return self.get_index(user, name)
 
     async def patch_index(
@@ -313,7 +317,7 @@ class AccountService:
             if error_on_noop:
                 raise BadRequest("the modification would not change anything")
             return index
-        await self._changes.write(_update_index, index.id, config)
+        await self._changes.write(_update_index, audit.actor(identity), index, config)
         return self.get_index(user, name)
 
     async def delete_index(
@@ -325,32 +329,52 @@ class AccountService:
         _require(acl.may_modify_index(identity.user, index.user), identity)
         if not index.config.get("volatile", True):
             raise Forbidden(f"index {index.fullname} non-volatile, cannot delete")
-        await self._changes.write(_delete_index, index.id, force)
+        await self._changes.write(_delete_index, audit.actor(identity), index, force)
 
 
 # --- transactions (run on the database thread) ---------------------------------------------
 
 
-def _create_user(tx: Transaction, name: str, pwhash: str, extra: dict[str, Any]) -> None:
+def _create_user(
+    tx: Transaction, who: audit.Actor, name: str, pwhash: str, extra: dict[str, Any]
+) -> None:
     accounts.create_user(tx.conn, name, pwhash, **extra)
     tx.log(None, None, ChangeKind.USER_CREATED)
+    audit.record(tx, who, "user-create", name, {"fields": sorted(extra)})
 
 
-def _update_user(tx: Transaction, name: str, values: dict[str, Any]) -> None:
+def _update_user(
+    tx: Transaction,
+    who: audit.Actor,
+    name: str,
+    values: dict[str, Any],
+    changed: list[str],
+    password: bool,
+) -> None:
+    """Change the account; the audit log names the fields changed (never their values: an email
+    address is the user's) and a password change as an entry of its own."""
     accounts.update_user(tx.conn, name, **values)
     tx.log(None, None, ChangeKind.USER_MODIFIED)
+    if changed:
+        audit.record(tx, who, "user-modify", name, {"fields": changed})
+    if password:
+        audit.record(tx, who, "password-change", name)
 
 
-def _delete_user(tx: Transaction, name: str, force: bool) -> None:
+def _delete_user(tx: Transaction, who: audit.Actor, name: str, force: bool) -> None:
     owned = [ix for ix in accounts.load_indexes(tx.conn) if ix.user == name]
-    _drop_from_bases(tx, owned, force)
+    _drop_from_bases(tx, who, owned, force)
     accounts.delete_user(tx.conn, name)
+    detail = {"indexes": sorted(ix.fullname for ix in owned), "force": force}
+    audit.record(tx, who, "user-delete", name, detail)
     tx.log(None, None, ChangeKind.USER_DELETED)
     for index in owned:
         tx.log(index.id, None, ChangeKind.INDEX_DELETED)
 
 
-def _drop_from_bases(tx: Transaction, doomed: list[IndexRecord], force: bool) -> None:
+def _drop_from_bases(
+    tx: Transaction, who: audit.Actor, doomed: list[IndexRecord], force: bool
+) -> None:
     """Before ``doomed`` go: refuse (Conflict) if other indexes list them as bases, or with
     ``force`` remove them from those bases. Read in the transaction, so a base added meanwhile
     is seen."""
@@ -370,23 +394,39 @@ def _drop_from_bases(tx: Transaction, doomed: list[IndexRecord], force: bool) ->
         config["bases"] = [base for base in bases if base not in names]
         accounts.update_index_config(tx.conn, other.id, config)
         tx.log(other.id, None, ChangeKind.INDEX_MODIFIED)
+        detail = {
+            "changed": audit.config_changes(other.config, config),
+            "why": "a base was deleted",
+        }
+        audit.record(tx, who, "index-modify", other.fullname, detail)
 
 
-def _create_index(tx: Transaction, owner: str, name: str, config: dict[str, Any]) -> None:
+def _create_index(
+    tx: Transaction, who: audit.Actor, owner: str, name: str, config: dict[str, Any]
+) -> None:
     owner_id = accounts.user_id(tx.conn, owner)
     if owner_id is None:
         raise NotFound(f"no user {owner!r}")
     index_id = accounts.create_index(tx.conn, owner_id, name, str(config["type"]), config)
     tx.log(index_id, None, ChangeKind.INDEX_CREATED)
+    detail = {"config": {key: audit.shown(value) for key, value in sorted(config.items())}}
+    audit.record(tx, who, "index-create", f"{owner}/{name}", detail)
 
 
-def _update_index(tx: Transaction, index_id: int, config: dict[str, Any]) -> None:
-    accounts.update_index_config(tx.conn, index_id, config)
-    tx.log(index_id, None, ChangeKind.INDEX_MODIFIED)
+def _update_index(
+    tx: Transaction, who: audit.Actor, index: IndexRecord, config: dict[str, Any]
+) -> None:
+    """Store the new config; the audit log has each changed key (exemptions are one:
+    ``release_age_exempt``) with its old and new value."""
+    accounts.update_index_config(tx.conn, index.id, config)
+    tx.log(index.id, None, ChangeKind.INDEX_MODIFIED)
+    detail = {"changed": audit.config_changes(index.config, config)}
+    audit.record(tx, who, "index-modify", index.fullname, detail)
 
 
-def _delete_index(tx: Transaction, index_id: int, force: bool) -> None:
-    doomed = [ix for ix in accounts.load_indexes(tx.conn) if ix.id == index_id]
-    _drop_from_bases(tx, doomed, force)
-    accounts.delete_index(tx.conn, index_id)
-    tx.log(index_id, None, ChangeKind.INDEX_DELETED)
+def _delete_index(tx: Transaction, who: audit.Actor, index: IndexRecord, force: bool) -> None:
+    doomed = [ix for ix in accounts.load_indexes(tx.conn) if ix.id == index.id]
+    _drop_from_bases(tx, who, doomed, force)
+    accounts.delete_index(tx.conn, index.id)
+    tx.log(index.id, None, ChangeKind.INDEX_DELETED)
+    audit.record(tx, who, "index-delete", index.fullname, {"force": force})

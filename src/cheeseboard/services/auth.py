@@ -9,6 +9,10 @@ Every check not answered from memory is an attempt counted before it runs, and p
 take turns (services/throttle.py): a burst of guesses gets ``--login-attempts`` checks, and
 argon2 never runs on more threads than there are cores.
 
+A failed check that the throttle counted is recorded in the audit log (``login-failed``, with the
+user name tried and the client address, never the secret). Attempts the throttle refuses are not
+checked and not recorded, so the log grows no faster than the throttle lets guesses through.
+
 Login tokens revoked early (web sign-out) are kept as digests in the database and loaded by
 every worker and node on change, like users and scoped tokens.
 
@@ -26,25 +30,28 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import Headers
 
 from cheeseboard.core.tokens import TokenCheck, TokenSigner
 from cheeseboard.services.errors import CheeseboardError
 from cheeseboard.services.throttle import Attempt, LoginThrottle, VerifyGate, client_address
 from cheeseboard.services.users import verify_password
-from cheeseboard.store import accounts
+from cheeseboard.store import accounts, audit_rows
 from cheeseboard.store.db import Database
 from cheeseboard.store.records import Change, UserRecord
 from cheeseboard.store.tokens import TokenRecord, load_revoked, load_tokens
 
 Action = Literal["read", "upload", "manage"]
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 TOKEN_USER = "__token__"  # noqa: S105 - PyPI's convention: the token names its owner
 
 
@@ -252,20 +259,31 @@ class AuthService:
     async def _throttled_verify(self, user: str, secret: str) -> _Verified:
         """``_verify``, counted as an attempt before it runs (services/throttle.py)."""
         attempt = self.throttle.reserve(user, client_address.get())
-        return await self._settled(attempt, self._verify(user, secret))
+        return await self._settled(attempt, self._verify(user, secret), user, "credentials")
 
-    @staticmethod
-    async def _settled(attempt: Attempt, check: Awaitable[T]) -> T:
+    async def _settled(self, attempt: Attempt, check: Awaitable[T], user: str, via: str) -> T:
         try:
             result = await check
         except Unauthorized:
             attempt.failed()
+            await self._record_failure(user, via)
             raise
         except BaseException:
             attempt.abandoned()
             raise
         attempt.succeeded()
         return result
+
+    async def _record_failure(self, user: str, via: str) -> None:
+        """A ``login-failed`` audit entry for a counted failure (``via``: ``login`` for a
+        sign-in, ``credentials`` for a request's Basic or X-Devpi-Auth). A store that cannot
+        take it is logged, and the caller still hears only that the credentials were wrong."""
+        address = client_address.get()
+        entry = audit_rows.AuditEntry(None, "login-failed", user[:64], {"via": via}, address)
+        try:
+            await self._db.write(audit_rows.append, entry)
+        except SQLAlchemyError as exc:
+            log.warning("could not record a failed sign-in of %r from %s: %s", user, address, exc)
 
     async def _verify(self, user: str, secret: str) -> _Verified:
         """Check a password or token."""
@@ -314,7 +332,7 @@ class AuthService:
         """A fresh token for ``user``; raises Unauthorized for a wrong password and
         TooManyAttempts while the user is blocked from the client address (or the address)."""
         attempt = self.throttle.reserve(user, client_address.get())
-        record = await self._settled(attempt, self._password_login(user, password))
+        record = await self._settled(attempt, self._password_login(user, password), user, "login")
         return self.issue_token(record)
 
     async def _password_login(self, user: str, password: str) -> UserRecord:

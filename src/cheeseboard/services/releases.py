@@ -18,6 +18,7 @@ from cheeseboard.core.changes import ChangeKind
 from cheeseboard.core.distfiles import canonical_version, version_sort_key
 from cheeseboard.core.names import normalize_project_name
 from cheeseboard.core.pages import FileLink, ProjectPage
+from cheeseboard.services import audit
 from cheeseboard.services.auth import Forbidden, Identity, Unauthorized
 from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.errors import BadRequest, NotFound
@@ -371,11 +372,14 @@ class ReleaseService:
     ) -> None:
         record, releases, files = await self._load(index, project)
         self._check(identity, index, force, f"remove project {project}")
+        name = normalize_project_name(project)
+        what = Removal(audit.actor(identity), f"{index.fullname}/{name}", force)
         await self._changes.write(
             _remove,
+            what,
             index.id,
             record.id,
-            normalize_project_name(project),
+            name,
             [r.id for r in releases],
             [f.id for f in files],
         )
@@ -387,16 +391,17 @@ class ReleaseService:
         release = _find(releases, version, project)
         self._check(identity, index, force, f"remove {project} {version}")
         doomed = [f.id for f in _files_of(files, release)]
-        await self._changes.write(
-            _remove, index.id, record.id, normalize_project_name(project), [release.id], doomed
-        )
+        name = normalize_project_name(project)
+        what = Removal(audit.actor(identity), f"{index.fullname}/{name}=={release.version}", force)
+        await self._changes.write(_remove, what, index.id, record.id, name, [release.id], doomed)
 
     async def delete_file(
         self, identity: Identity, index: IndexRecord, record: FileRecord, force: bool
     ) -> None:
         self._check(identity, index, force, f"remove {record.filename}")
         name = await self._db.read(project_rows.project_name, record.project_id) or ""
-        await self._changes.write(_remove, index.id, record.project_id, name, [], [record.id])
+        what = Removal(audit.actor(identity), f"{index.fullname}/{record.filename}", force)
+        await self._changes.write(_remove, what, index.id, record.project_id, name, [], [record.id])
 
     async def yank(
         self,
@@ -411,8 +416,10 @@ class ReleaseService:
         release = _find(releases, version, project)
         self.permit(identity, index, ("un-yank" if reason is None else "yank") + f" {project}")
         file_ids = [f.id for f in _files_of(files, release)]
+        name = normalize_project_name(project)
+        target = f"{index.fullname}/{name}=={release.version}"
         await self._changes.write(
-            _yank, index.id, normalize_project_name(project), release.id, file_ids, reason
+            _yank, audit.actor(identity), target, index.id, name, release.id, file_ids, reason
         )
 
 
@@ -430,8 +437,19 @@ def _files_of(files: list[FileRecord], release: ReleaseRecord) -> list[FileRecor
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Removal:
+    """For the audit log: who removes what (``index/project``, ``…==version`` or
+    ``index/filename``), and whether with force."""
+
+    who: audit.Actor
+    target: str
+    force: bool
+
+
 def _remove(
     tx: Transaction,
+    what: Removal,
     index_id: int,
     project_id: int,
     name: str,
@@ -442,10 +460,14 @@ def _remove(
     release_rows.delete_release_rows(tx.conn, release_ids)
     release_rows.delete_project_if_empty(tx.conn, project_id)
     tx.log(index_id, name, ChangeKind.REMOVE)
+    detail = {"releases": len(release_ids), "files": len(file_ids), "force": what.force}
+    audit.record(tx, what.who, "remove", what.target, detail)
 
 
 def _yank(
     tx: Transaction,
+    who: audit.Actor,
+    target: str,
     index_id: int,
     name: str,
     release_id: int,
@@ -454,3 +476,7 @@ def _yank(
 ) -> None:
     release_rows.set_yanked(tx.conn, release_id, file_ids, reason)
     tx.log(index_id, name, ChangeKind.YANK if reason is not None else ChangeKind.UNYANK)
+    if reason is None:
+        audit.record(tx, who, "unyank", target, {"files": len(file_ids)})
+    else:
+        audit.record(tx, who, "yank", target, {"reason": reason, "files": len(file_ids)})

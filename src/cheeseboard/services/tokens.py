@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cheeseboard.core.changes import ChangeKind
+from cheeseboard.services import audit
 from cheeseboard.services.auth import AuthService, Forbidden, Identity, Unauthorized
 from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.errors import BadRequest, NotFound
@@ -101,7 +102,7 @@ class TokenService:
         record = TokenRecord(
             secrets.token_hex(8), user, description, tuple(indexes), now, now + lifetime, scope
         )
-        await self._changes.write(_create, record)
+        await self._changes.write(_create, audit.actor(identity), record)
         owner = self._auth.user(user)
         assert owner is not None  # checked above; users are only deleted with their tokens
         token = self._auth.tokens.issue_scoped(user, owner.token_binding, record.id, record.expires)
@@ -112,7 +113,7 @@ class TokenService:
         found = self._auth.scoped.get(token_id)
         if found is None or found.user != user:
             raise NotFound(f"no token {token_id!r} of {user}")
-        await self._changes.write(_delete, token_id)
+        await self._changes.write(_delete, audit.actor(identity), user, token_id)
 
     async def revoke_login(self, token: str) -> None:
         """End a login token now (web sign-out); a token that is not valid is left alone."""
@@ -121,7 +122,11 @@ class TokenService:
         if check is None or check.user is None or check.expires is None:
             return
         await self._changes.write(
-            _revoke_login, self._auth.tokens.digest(token), check.expires, time.time()
+            _revoke_login,
+            audit.actor(Identity(check.user)),
+            self._auth.tokens.digest(token),
+            check.expires,
+            time.time(),
         )
 
 
@@ -134,19 +139,32 @@ def _scope(value: object) -> Scope:
     )
 
 
-def _revoke_login(tx: Transaction, digest: str, expires: float, now: float) -> None:
+def _revoke_login(
+    tx: Transaction, who: audit.Actor, digest: str, expires: float, now: float
+) -> None:
+    """A login token ended early (web sign-out): ``token-revoke`` in the audit log."""
     revoke(tx.conn, digest, expires, now)
     tx.log(None, None, ChangeKind.TOKEN_REVOKED)
+    audit.record(tx, who, "token-revoke", who.user, {"kind": "login"})
 
 
-def _create(tx: Transaction, record: TokenRecord) -> None:
-    owner_id = accounts.user_id(tx.conn, record.user)
+def _create(tx: Transaction, who: audit.Actor, token: TokenRecord) -> None:
+    owner_id = accounts.user_id(tx.conn, token.user)
     if owner_id is None:
-        raise NotFound(f"no user {record.user!r}")
-    create_token(tx.conn, record, owner_id)
+        raise NotFound(f"no user {token.user!r}")
+    create_token(tx.conn, token, owner_id)
     tx.log(None, None, ChangeKind.TOKEN_CREATED)
+    detail = {
+        "id": token.id,
+        "scope": token.scope,
+        "indexes": list(token.indexes),
+        "expires": token.expires,
+    }
+    audit.record(tx, who, "token-create", token.user, detail)
 
 
-def _delete(tx: Transaction, token_id: str) -> None:
+def _delete(tx: Transaction, who: audit.Actor, user: str, token_id: str) -> None:
+    """A scoped token revoked (its row deleted): ``token-delete`` in the audit log."""
     delete_token(tx.conn, token_id)
     tx.log(None, None, ChangeKind.TOKEN_DELETED)
+    audit.record(tx, who, "token-delete", user, {"id": token_id})
