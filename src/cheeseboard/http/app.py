@@ -25,6 +25,7 @@ from cheeseboard.http import (
     tokens,
     upload,
 )
+from cheeseboard.http import audit as audit_api
 from cheeseboard.http.access import unguarded
 from cheeseboard.http.access_log import AccessLog
 from cheeseboard.http.client_address import ClientAddress
@@ -33,6 +34,7 @@ from cheeseboard.http.devpi import DevpiHeaders
 from cheeseboard.http.errors import EXCEPTION_HANDLERS
 from cheeseboard.http.hot import HotPath
 from cheeseboard.http.ui import actions as web_actions
+from cheeseboard.http.ui import audit as web_audit
 from cheeseboard.http.ui import pages as web_pages
 from cheeseboard.http.ui import static as web_static
 from cheeseboard.services.container import open_services
@@ -58,6 +60,8 @@ def create_app(settings: Settings) -> Starlette:
             *web_actions.routes,  # POST-only form targets with "+…" segments of their own
             *web_pages.search_routes,
             *login.routes,
+            *web_audit.routes,  # /+audit for browsers; everyone else gets the JSON below
+            *audit_api.routes,
             *tokens.routes,  # before the /{user}/{index} patterns it would match
             *devpi.routes,
             *simple.routes,

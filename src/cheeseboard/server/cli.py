@@ -22,6 +22,7 @@ from cheeseboard import __version__
 from cheeseboard.ops.blob_gc import DEFAULT_MIN_AGE
 from cheeseboard.ops.datadir import DataDirError, init_datadir, is_initialised
 from cheeseboard.server.advisory_commands import advisories_group
+from cheeseboard.server.audit_command import audit_command
 from cheeseboard.server.dump_commands import export_command, import_command
 from cheeseboard.services.indexes import DEFAULT_MIRROR_URL
 from cheeseboard.settings import OPTIONS, DataDirLayout, Settings, SettingsError, resolve
@@ -268,6 +269,7 @@ async def _collect_bucket(url: str, engine: Any, min_age: float, dry_run: bool) 
 
 main.add_command(export_command)
 main.add_command(import_command)
+main.add_command(audit_command)
 main.add_command(advisories_group)
 
 if __name__ == "__main__":

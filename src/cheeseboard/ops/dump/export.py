@@ -33,7 +33,7 @@ from cheeseboard.ops.dump.format import (
     blob_path,
 )
 from cheeseboard.settings import DataDirLayout, staging_dir
-from cheeseboard.store import changelog_rows
+from cheeseboard.store import audit_rows, changelog_rows
 from cheeseboard.store.blobs import FileBlobStore, copy_hashed
 from cheeseboard.store.db import engine_for
 from cheeseboard.store.schema import files, indexes, projects, releases, users
@@ -152,6 +152,13 @@ class _Exporter:
             record = {**columns(files, row), "index": index, "project": project}
             writer.write({"kind": "file", **record})
 
+    def audit(self, writer: RecordWriter) -> None:
+        """The audit log, oldest first; ``at`` as the stored number (no precision lost)."""
+        for row in audit_rows.every(self.conn):
+            entry = {**row.to_json(), "at": row.at}
+            del entry["id"]
+            writer.write({"kind": "audit", **entry})
+
 
 def export_store(
     datadir: Path,
@@ -189,6 +196,7 @@ def _export(
             exporter.releases(writer)
             exporter.blob_records(writer, progress)
             exporter.files(writer)
+            exporter.audit(writer)
             serial = changelog_rows.max_serial(conn)
             handle.flush()
             os.fsync(handle.fileno())

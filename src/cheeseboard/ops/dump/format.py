@@ -6,7 +6,8 @@
 
 Records refer to each other by natural keys (user name, ``user/index``, project name), never by
 database ids, so a dump imports into any store and merges into a populated one. Kinds, in the
-order they are written: ``user``, ``index``, ``project``, ``release``, ``blob``, ``file``.
+order they are written: ``user``, ``index``, ``project``, ``release``, ``blob``, ``file``,
+``audit`` (the audit log's entries, oldest first; dumps written before issue 21 have none).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ VERSION = 1
 HEADER = "cheeseboard-dump.json"
 RECORDS = "records.jsonl"
 BLOBS = "blobs"
-KINDS = ("user", "index", "project", "release", "blob", "file")
+KINDS = ("user", "index", "project", "release", "blob", "file", "audit")
 
 # The fields each kind must carry (more are allowed and kept where the schema has a column).
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -35,6 +36,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "release": ("index", "project", "version", "canonical_version", "metadata"),
     "blob": ("sha256", "size"),
     "file": ("index", "project", "filename", "packagetype"),
+    "audit": ("at", "action"),
 }
 
 
@@ -165,6 +167,8 @@ def describe(record: dict[str, Any]) -> str:
         return f"project {record.get('index')} {record.get('name')}"
     if kind == "blob":
         return f"blob {record.get('sha256')}"
+    if kind == "audit":
+        return f"audit entry {record.get('action')} at {record.get('at')}"
     return f"{kind} {record.get('name')}"
 
 

@@ -43,7 +43,7 @@ from cheeseboard.ops.dump.format import (
 from cheeseboard.ops.dump.upstream_names import shadowing
 from cheeseboard.services.users import DEVPI_SALTED_SHA256, pwhash_problem
 from cheeseboard.settings import DataDirLayout
-from cheeseboard.store import changelog_rows, info, project_rows
+from cheeseboard.store import audit_rows, changelog_rows, info, project_rows
 from cheeseboard.store.blobs import (
     BlobStoreError,
     FileBlobStore,
@@ -358,6 +358,30 @@ class _Loader:
         self.touched.add((index_id, str(record["project"])))
         self.report.count("file")
 
+    def _audit(self, record: dict[str, Any]) -> None:
+        """An audit log entry, appended with its time (merged logs keep each entry's time;
+        ids are the target's, in import order)."""
+        detail = record.get("detail") or {}
+        if not isinstance(detail, dict):
+            raise DumpError("an audit entry's detail is a JSON object")
+        text = {key: record.get(key) for key in ("actor", "target", "client")}
+        for key, value in text.items():
+            if value is not None and not isinstance(value, str):
+                raise DumpError(f"an audit entry's {key} is a string or null")
+        entry = audit_rows.AuditEntry(
+            text["actor"], str(record["action"]), text["target"], detail, text["client"]
+        )
+        audit_rows.append(self.conn, entry, at=float(record["at"]))
+        self.report.count("audit")
+
+    def record_import(self) -> None:
+        """The import itself, as the target's newest audit entry (by nobody: an operator's
+        command, not a user's request)."""
+        detail = {"created": dict(self.report.created), "merge": self.merge}
+        audit_rows.append(
+            self.conn, audit_rows.AuditEntry(None, "import", self.source.name, detail)
+        )
+
     def log_changes(self) -> None:
         """Tell running servers what a merge changed; a new store instead continues the
         source's serial, so the serials its pages carry (``_last-serial``: when the server learnt
@@ -406,6 +430,7 @@ def _load(
         for where, record in source.records():
             loader.load(where, record)
         loader.guard_upstream_names(allow_upstream_names)
+        loader.record_import()
         loader.log_changes()
         if blob_url:
             # Into the bucket before the rows commit: no row may name a blob it lacks.
