@@ -269,6 +269,7 @@ def _policy(values: Mapping[str, object], author: _Author) -> Config:
         config[EXEMPT_KEY] = list(stored.values())
     return config
 
+
 def _stage_defaults(owner: str) -> dict[str, object]:
     """Observed defaults of a new devpi stage, plus ours."""
     return {

@@ -288,9 +288,7 @@ class Block:
     filename: str | None = None
     sha256: str | None = None
 
-    def matches(
-        self, project: str, version: str | None, filename: str, sha256: str | None
-    ) -> bool:
+    def matches(self, project: str, version: str | None, filename: str, sha256: str | None) -> bool:
         if self.project is not None and self.project != project:
             return False
         if self.filename is not None and self.filename != filename:

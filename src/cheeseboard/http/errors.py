@@ -22,6 +22,7 @@ from cheeseboard.services.errors import (
     NotAcceptable,
     NotFound,
     UpstreamFailed,
+    Withheld,
 )
 from cheeseboard.services.push import PushConflict, PushFailed
 from cheeseboard.services.throttle import TooManyAttempts
@@ -38,6 +39,7 @@ STATUSES: tuple[tuple[type[CheeseboardError], int], ...] = (
     (UploadRefused, 400),
     (Unauthorized, 401),
     (Forbidden, 403),  # CsrfRejected too
+    (Withheld, 403),
     (UpstreamNameShadowed, 403),
     (NotFound, 404),
     (NotAcceptable, 406),

@@ -17,7 +17,7 @@ _METADATA = ".metadata"
 
 async def _record(request: Request, filename: str) -> FileRecord:
     index = index_of(request)
-    record = await services(request).files.lookup(index, filename)
+    record, project = await services(request).files.lookup_entry(index, filename)
     if "h3" in request.path_params:
         # Exactly the page's +f/<sha256[:3]>/<sha256[3:16]>/, not any split of a prefix of it.
         h3, h13 = request.path_params["h3"], request.path_params["h13"]
@@ -25,6 +25,7 @@ async def _record(request: Request, filename: str) -> FileRecord:
         if not digest or (h3, h13) != (digest[:3], digest[3:16]):
             raise NotFound(f"no file {filename!r} under +f/{h3[:16]}/{h13[:16]}")
     services(request).project_status.check_download(index, record)
+    services(request).guard.check_download(index, record, project)
     return record
 
 

@@ -288,6 +288,8 @@ class HotPath:
             return None
         if services.project_status.is_quarantined(record.project_id):
             return None  # the route refuses it (PEP 792)
+        if services.guard.plan(index) is not None and services.guard.withholds(index, record):
+            return None  # the route refuses it, saying why (services/guard.py)
         if (h3, h13) != (record.sha256[:3], record.sha256[3:16]):
             return None  # the route answers 404
         stored = self._stored(services, index.id, filename, record, metadata)

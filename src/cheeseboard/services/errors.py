@@ -30,5 +30,10 @@ class UpstreamFailed(CheeseboardError):
     """Raised when upstream is unreachable or broken and nothing usable is cached."""
 
 
+class Withheld(CheeseboardError):
+    """Raised for a file the supply-chain guard holds back or blocks (services/guard.py); the
+    message says why and, for a cooldown, from when it is available."""
+
+
 class NotAcceptable(CheeseboardError):
     """Raised when content negotiation finds no representation the client accepts."""

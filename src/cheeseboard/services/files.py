@@ -104,6 +104,10 @@ class FileService:
 
     async def lookup(self, index: IndexRecord, filename: str) -> FileRecord:
         """The file row for ``filename`` on ``index``; raises NotFound."""
+        return (await self.lookup_entry(index, filename))[0]
+
+    async def lookup_entry(self, index: IndexRecord, filename: str) -> tuple[FileRecord, str]:
+        """The file row for ``filename`` on ``index`` and its project's name; raises NotFound."""
         if not is_safe_filename(filename):
             raise NotFound(f"no such file: {filename!r}")
         key = (index.id, filename)
@@ -116,7 +120,11 @@ class FileService:
             if self._epochs.current(found[1], ticket):  # else the row may be outdated already
                 self._records[key] = found
                 self._by_project.setdefault(found[1], set()).add(key)
-        return found[0]
+        return found
+
+    def peek_entry(self, index: IndexRecord, filename: str) -> tuple[FileRecord, str] | None:
+        """``peek_record`` with the project's name."""
+        return self._records.get((index.id, filename))
 
     def peek_record(self, index: IndexRecord, filename: str) -> FileRecord | None:
         """The row ``lookup`` would answer from memory, or None. Synchronous, for the hot path

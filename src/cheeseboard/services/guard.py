@@ -19,10 +19,13 @@ that no rule or block reaches has no plan, and costs one dictionary lookup.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from cheeseboard.core.changes import ChangeKind
+from cheeseboard.core.distfiles import parse_dist_filename
+from cheeseboard.core.names import normalize_project_name
 from cheeseboard.core.pages import FileLink, ProjectPage, collect_versions
 from cheeseboard.core.release_policy import (
     Block,
@@ -35,11 +38,12 @@ from cheeseboard.core.release_policy import (
     rule_of,
     upload_seconds,
 )
+from cheeseboard.services.errors import Withheld
 from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.store import block_rows
 from cheeseboard.store.block_rows import BlockRecord
 from cheeseboard.store.db import Database
-from cheeseboard.store.records import Change, IndexRecord
+from cheeseboard.store.records import Change, FileRecord, IndexRecord
 
 log = logging.getLogger(__name__)
 
@@ -118,6 +122,13 @@ class Plan:
         if len(kept) == len(page.files):
             return page, recheck
         return replace(page, files=tuple(kept), versions=collect_versions(kept)), recheck
+
+
+def _project_of(filename: str) -> str:
+    try:
+        return parse_dist_filename(filename).project
+    except ValueError:
+        return normalize_project_name(filename.partition("-")[0])
 
 
 def _origin(path: str) -> str:
@@ -219,6 +230,37 @@ class ReleaseGuard:
             return None
         where = origin.fullname if origin is not None else index.fullname
         return plan.verdict(where, project, version, filename, sha256, upload_time, now).held
+
+    def withholds(self, index: IndexRecord, record: FileRecord, project: str | None = None) -> bool:
+        """Whether a direct request for this file of ``index`` is refused now (for the hot path:
+        then the route answers, saying why)."""
+        return self.held(index, record, project) is not None
+
+    def held(
+        self, index: IndexRecord, record: FileRecord, project: str | None = None
+    ) -> Held | None:
+        """Why ``index`` may not hand out its file ``record`` now. A direct file URL names the
+        file's own index, so that index's rules and blocks decide (``project`` defaults to the
+        name in the file name)."""
+        plan = self.plan(index)
+        if plan is None:
+            return None
+        name = project if project is not None else _project_of(record.filename)
+        return plan.verdict(
+            index.fullname,
+            name,
+            record.version,
+            record.filename,
+            record.sha256,
+            record.upload_time,
+            time.time(),
+        ).held
+
+    def check_download(self, index: IndexRecord, record: FileRecord, project: str) -> None:
+        """Raise Withheld when the guard refuses this file (the message says why)."""
+        held = self.held(index, record, project)
+        if held is not None:
+            raise Withheld(held.message(record.filename))
 
     def needs_upload_times(self, mirror: IndexRecord) -> bool:
         """Whether some index judges this mirror's files by age (its own cooldown or cut-off,
