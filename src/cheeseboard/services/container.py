@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from cheeseboard.core.tokens import TokenSigner
 from cheeseboard.mirror.client import UpstreamClient
 from cheeseboard.services.accounts import AccountService
+from cheeseboard.services.advisories import AdvisoryService
 from cheeseboard.services.auth import AuthService
 from cheeseboard.services.browse import BrowseService
 from cheeseboard.services.changes import ChangeFeed
@@ -131,6 +132,8 @@ async def open_services(settings: Settings) -> AsyncIterator[AppServices]:
         project_status = ProjectStatusService(db, changes)
         await project_status.load()
         changes.subscribe(project_status.on_change)
+        advisories = AdvisoryService(db)  # loads nothing until a project is asked about
+        changes.subscribe(advisories.on_change)
         server_uuid = await db.read(info.get_info, "uuid")
         yield AppServices(
             settings,
@@ -139,7 +142,7 @@ async def open_services(settings: Settings) -> AsyncIterator[AppServices]:
             indexes,
             pages,
             file_service,
-            PypiJsonService(pages, file_service),
+            PypiJsonService(pages, file_service, advisories),
             auth,
             account_service,
             UploadService(settings, db, changes, blobs, pages),

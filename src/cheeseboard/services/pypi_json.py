@@ -27,7 +27,9 @@ from cheeseboard.core.distfiles import (
     version_sort_key,
 )
 from cheeseboard.core.metadata import parse_core_metadata
+from cheeseboard.core.names import normalize_project_name
 from cheeseboard.core.pages import FileLink, ProjectPage
+from cheeseboard.services.advisories import AdvisoryService
 from cheeseboard.services.errors import CheeseboardError, NotFound
 from cheeseboard.services.files import FileService
 from cheeseboard.services.pages import CachedPage, PageService, Rendered
@@ -132,9 +134,17 @@ def _choose(
 class PypiJsonService:
     """Build and cache JSON API documents."""
 
-    def __init__(self, pages: PageService, files: FileService) -> None:
+    def __init__(
+        self, pages: PageService, files: FileService, advisories: AdvisoryService | None = None
+    ) -> None:
         self._pages = pages
         self._files = files
+        self._advisories = advisories
+
+    @property
+    def advisories(self) -> AdvisoryService | None:
+        """The advisories it lists (the web pages show the same)."""
+        return self._advisories
 
     async def document(
         self,
@@ -154,8 +164,9 @@ class PypiJsonService:
         releases = _releases(page)
         chosen = _choose(index, page, releases, version)
         # Keyed by the release found, not the string asked for: "1.0", "1.0.0", "1.0.0.0"...
-        # are one entry.
-        key = f"pypi-json:{'release' if version else 'project'}:{chosen}"
+        # are one entry; and by the advisories' generation, which an import moves.
+        generation = self._advisories.generation if self._advisories else 0
+        key = f"pypi-json:{'release' if version else 'project'}:{chosen}:{generation}"
         template = cached.extras.get(key)
         if template is None:
             body = await self._build(index, page, releases, chosen, version is None)
@@ -178,7 +189,7 @@ class PypiJsonService:
             "info": info,
             "last_serial": page.last_serial,
             "urls": [_file_entry(link, base_url) for link in links],
-            "vulnerabilities": [],
+            "vulnerabilities": await self._vulnerabilities(page.name, chosen),
             "ownership": {"organization": None, "roles": []},
         }
         if with_releases:
@@ -187,6 +198,13 @@ class PypiJsonService:
                 for v, files in sorted(releases.items(), key=lambda kv: version_sort_key(kv[0]))
             }
         return document
+
+    async def _vulnerabilities(self, project: str, version: str) -> list[dict[str, Any]]:
+        """The imported advisories affecting this release (PyPI lists those of the release the
+        document shows, for the project document too)."""
+        if self._advisories is None:
+            return []
+        return await self._advisories.affecting(normalize_project_name(project), version)
 
     async def _info(
         self,

@@ -153,6 +153,7 @@ async def project_page(request: Request) -> Response:
     canonical = normalize_project_name(project)
     if project != canonical and project != view.display_name and version is None:
         return RedirectResponse(f"/{index.fullname}/{canonical}", status_code=301)
+    advisories = app.pypi_json.advisories
     return render(
         request,
         "project.html",
@@ -161,6 +162,9 @@ async def project_page(request: Request) -> Response:
         view=view,
         usage=_usage(base_url(request), index),
         is_version_page=version is not None,
+        vulnerabilities=await advisories.affecting(view.name, view.selected.version)
+        if advisories is not None
+        else [],
     )
 
 

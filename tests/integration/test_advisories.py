@@ -1,0 +1,87 @@
+"""Imported OSV advisories in a running server: the PyPI JSON API's ``vulnerabilities`` and the
+project page, for releases uploaded to a stage; the import runs while the server serves."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tests.support.api import call, upload_dist
+from tests.support.packages import build_wheel
+from tests.support.server import ROOT_PASSWORD, ServerFactory, server_command
+from tests.support.upstream import UpstreamServer
+
+ROOT = ("root", ROOT_PASSWORD)
+ADVISORY = {
+    "id": "GHSA-vuln-1234-abcd",
+    "modified": "2024-03-01T00:00:00Z",
+    "summary": "Remote code execution in vuln-lib",
+    "details": "vuln-lib before 1.1 runs what it is sent.",
+    "aliases": ["CVE-2024-0001"],
+    "affected": [
+        {
+            "package": {"ecosystem": "PyPI", "name": "Vuln_Lib"},
+            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.1"}]}],
+        }
+    ],
+}
+
+
+def _json(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        document: dict[str, Any] = json.loads(response.read())
+        return document
+
+
+def _page(url: str) -> str:
+    request = urllib.request.Request(
+        url, headers={"Accept": "text/html,application/xhtml+xml", "User-Agent": "Mozilla/5.0"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return str(response.read().decode())
+
+
+def test_vulnerabilities_in_the_pypi_json_api(
+    server_factory: ServerFactory, html_upstream: UpstreamServer, tmp_path: Path
+) -> None:
+    server = server_factory.start(mirror_url=html_upstream.simple_url)
+    assert call(server.url, "PUT", "/root/dev", {"bases": []}, auth=ROOT)[0] == 200
+    for version in ("1.0", "1.1"):
+        wheel = build_wheel(tmp_path / version, "vuln_lib", version)
+        assert upload_dist(server.url, "root/dev", wheel, ROOT)[0] == 200
+    old = f"{server.url}root/dev/+pypi/vuln-lib/1.0/json"
+    assert _json(old)["vulnerabilities"] == []  # cached now: the import must drop it
+
+    feed = tmp_path / "osv"
+    feed.mkdir()
+    (feed / "GHSA-vuln-1234-abcd.json").write_text(json.dumps(ADVISORY))
+    done = subprocess.run(
+        server_command("advisories", "import", "--datadir", str(server.datadir), str(feed)),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "stored 1" in done.stdout
+
+    (entry,) = _json(old)["vulnerabilities"]
+    assert entry == {
+        "aliases": ["CVE-2024-0001"],
+        "details": "vuln-lib before 1.1 runs what it is sent.",
+        "fixed_in": ["1.1"],
+        "id": "GHSA-vuln-1234-abcd",
+        "link": "https://osv.dev/vulnerability/GHSA-vuln-1234-abcd",
+        "source": "osv",
+        "summary": "Remote code execution in vuln-lib",
+        "withdrawn": None,
+    }
+    assert _json(f"{server.url}root/dev/+pypi/vuln-lib/1.1/json")["vulnerabilities"] == []
+    project = _json(f"{server.url}root/dev/+pypi/vuln-lib/json")
+    assert project["info"]["version"] == "1.1"
+    assert project["vulnerabilities"] == []  # PyPI lists those of the release shown
+
+    assert "GHSA-vuln-1234-abcd" in _page(f"{server.url}root/dev/vuln-lib/1.0")
+    assert "Known vulnerabilities" not in _page(f"{server.url}root/dev/vuln-lib/1.1")
