@@ -202,7 +202,7 @@ def test_install_command_uses_the_current_index() -> None:
 def test_help_matches_the_readme() -> None:
     """Every command in ``cheeseboard --help`` has a README row with the same one-line help."""
     readme = (Path(__file__).parents[3] / "README.md").read_text()
-    rows = dict(re.findall(r"^\| `cheeseboard ([a-z]+)` \| (.+?) \|$", readme, re.MULTILINE))
+    rows = dict(re.findall(r"^\| `cheeseboard ([a-z-]+)` \| (.+?) \|$", readme, re.MULTILINE))
     result = CliRunner().invoke(cli.cli, ["--help"], terminal_width=200)
     assert result.exit_code == 0
     listed = result.output.split("Commands:\n", 1)[1]
