@@ -103,6 +103,10 @@ def test_statuses_on_the_simple_pages_and_quarantine(
         assert f'<meta name="pypi:project-status" content="{status}">' in html
         assert "&lt;for&gt;" in html and wheel.filename in html
         assert _get(file_url)[0] == 200
+        if status == "archived":  # PEP 792: an archived project takes no uploads
+            newer = build_wheel(tmp_path / "newer", "gated", "2.0")
+            result = twine_upload(f"{server.url}owner/dev/", *OWNER, newer.path)
+            assert result.returncode != 0 and "403" in result.stdout + result.stderr
 
     answer = call(server.url, "POST", STATUS, {"status": "quarantined", "reason": "bad"}, auth=ROOT)
     assert answer[0] == 200, answer

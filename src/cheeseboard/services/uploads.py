@@ -44,7 +44,7 @@ from cheeseboard.services.files import put_small_blob
 from cheeseboard.services.pages import PageService
 from cheeseboard.services.upstream_names import refuse_upstream_name
 from cheeseboard.settings import Settings
-from cheeseboard.store import project_rows, release_rows
+from cheeseboard.store import project_rows, project_status_rows, release_rows
 from cheeseboard.store.blobs import BlobStore
 from cheeseboard.store.db import Database
 from cheeseboard.store.records import FileRecord, IndexRecord, NewFile
@@ -122,6 +122,7 @@ class UploadService:
             project, version, packagetype = check_file_upload(form, filename)
         except UploadError as exc:
             raise refused(exc) from exc
+        await self._db.read(_refuse_closed, index, project)  # before the bytes are stored
         writer = self._blobs.writer()
         try:
             md5, blake2 = hashlib.md5(usedforsecurity=False), hashlib.blake2b(digest_size=32)
@@ -292,6 +293,13 @@ def _identical_or_refused(tx: Transaction, index: IndexRecord, new: NewFile) -> 
     return None
 
 
+def _refuse_closed(conn: Connection, index: IndexRecord, project: str) -> None:
+    """Raise Forbidden when the project is archived or quarantined (PEP 792: no uploads)."""
+    status = project_status_rows.status_of(conn, index.id, project)
+    if status in project_status_rows.CLOSED:
+        raise Forbidden(f"{project} is {status} on {index.fullname}: it takes no uploads")
+
+
 def _doc_release(conn: Connection, index_id: int, project: str, version: str) -> str | None:
     """The stored version of the release a doc zip for ``version`` ("" = the newest) attaches
     to; None if the index has no such release."""
@@ -323,6 +331,7 @@ def _store_upload(
     same = _identical_or_refused(tx, index, new)
     if same is not None:
         return same
+    _refuse_closed(tx.conn, index, project)
     project_id = project_rows.ensure_stage_project(tx.conn, index.id, project, display_name)
     release_rows.upsert_release(
         tx.conn, project_id, new.version, canonical_version(new.version), metadata

@@ -24,6 +24,18 @@ def set_status(conn: Connection, project_id: int, status: str | None, reason: st
     )
 
 
+CLOSED = ("archived", QUARANTINED)
+"""Statuses under which a project takes no uploads (PEP 792)."""
+
+
+def status_of(conn: Connection, index_id: int, name: str) -> str | None:
+    """The status set on project ``name`` of the index (None: active or no such project)."""
+    value = conn.scalar(
+        select(projects.c.status).where(projects.c.index_id == index_id, projects.c.name == name)
+    )
+    return None if value is None else str(value)
+
+
 def statuses_of(conn: Connection, index_ids: Sequence[int], name: str) -> dict[int, Status]:
     """The status of project ``name`` on each of the given indexes that has it set."""
     if not index_ids:

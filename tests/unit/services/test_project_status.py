@@ -154,3 +154,17 @@ async def test_who_may_set_a_status_and_what_is_refused(
             parse_request(bad)
     with pytest.raises(BadRequest, match="longer"):
         parse_request({"status": "archived", "reason": "x" * (MAX_REASON + 1)})
+
+
+async def test_archived_and_quarantined_projects_take_no_uploads(
+    services: AppServices, tmp_path: Path
+) -> None:
+    dev, wheel = await _dev(services, tmp_path)
+    for status in ("archived", "quarantined"):
+        await services.project_status.set(ALICE, dev, PROJECT, status)
+        with pytest.raises(Forbidden, match=f"{status} on alice/dev"):
+            await upload(services, dev, build_wheel(tmp_path / status, PROJECT, "2.0"))
+    await services.project_status.set(ALICE, dev, PROJECT, "deprecated")
+    await upload(services, dev, build_wheel(tmp_path / "deprecated", PROJECT, "2.0"))
+    assert len(filenames(await services.pages.project_page(dev, PROJECT))) == 2
+    assert wheel.filename in filenames(await services.pages.project_page(dev, PROJECT))
