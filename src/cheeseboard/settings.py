@@ -150,6 +150,13 @@ def _to_blob_url(value: object) -> str | None:
     return url
 
 
+def _to_advisories_source(value: object) -> str | None:
+    source = _to_optional_str(value)
+    if source is None or source.startswith(("http://", "https://")) or "://" not in source:
+        return source
+    raise ValueError(f"expected an http(s) URL or a path, got {source!r}")
+
+
 def _to_redirect_seconds(value: object) -> int:
     number = int(str(value))
     if not 0 <= number <= 7 * 24 * 3600:
@@ -300,6 +307,19 @@ OPTIONS: tuple[Option, ...] = (
         300.0,
         "seconds over which failed sign-ins are counted",
     ),
+    Option(
+        "advisories-url",
+        _to_advisories_source,
+        None,
+        "OSV advisories to import every --advisories-interval seconds (an http(s) URL or a path "
+        "of a zip such as OSV's PyPI all.zip, or a directory); one node at a time imports",
+    ),
+    Option(
+        "advisories-interval",
+        _to_positive_float,
+        3600.0,
+        "seconds between imports of --advisories-url",
+    ),
     Option("access-log", _to_bool, True, "log one line per request"),
     Option("log-level", _to_log_level, "info", "logging level: debug, info, warning, error"),
 )
@@ -390,6 +410,8 @@ class Settings:
     max_upload_size: int = 1024**3
     login_attempts: int = 10
     login_window: float = 300.0
+    advisories_url: str | None = None
+    advisories_interval: float = 3600.0
     access_log: bool = True
     log_level: str = "info"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)

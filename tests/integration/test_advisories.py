@@ -3,9 +3,16 @@ project page, for releases uploaded to a stage; the import runs while the server
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
+import threading
+import time
 import urllib.request
+import zipfile
+from collections.abc import Iterator
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +92,66 @@ def test_vulnerabilities_in_the_pypi_json_api(
 
     assert "GHSA-vuln-1234-abcd" in _page(f"{server.url}root/dev/vuln-lib/1.0")
     assert "Known vulnerabilities" not in _page(f"{server.url}root/dev/vuln-lib/1.1")
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _serving(directory: Path) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def _publish(directory: Path, *documents: dict[str, Any]) -> None:
+    """Write OSV's all.zip shape atomically (the server may be downloading the old one)."""
+    partial_zip = directory / "all.zip.part"
+    with zipfile.ZipFile(partial_zip, "w") as archive:
+        for document in documents:
+            archive.writestr(f"{document['id']}.json", json.dumps(document))
+    partial_zip.replace(directory / "all.zip")
+
+
+def _until(check: Any, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+def test_scheduled_reimport_from_a_url(
+    server_factory: ServerFactory, html_upstream: UpstreamServer, tmp_path: Path
+) -> None:
+    served = tmp_path / "served"
+    served.mkdir()
+    _publish(served, ADVISORY)
+    with _serving(served) as base:
+        server = server_factory.start(
+            html_upstream.simple_url,
+            "--workers",
+            "2",
+            "--advisories-url",
+            f"{base}/all.zip",
+            "--advisories-interval",
+            "1",
+        )
+        assert call(server.url, "PUT", "/root/dev", {"bases": []}, auth=ROOT)[0] == 200
+        wheel = build_wheel(tmp_path / "w", "vuln_lib", "1.0")
+        assert upload_dist(server.url, "root/dev", wheel, ROOT)[0] == 200
+        url = f"{server.url}root/dev/+pypi/vuln-lib/1.0/json"
+
+        def listed() -> list[str]:
+            return [entry["id"] for entry in _json(url)["vulnerabilities"]]
+
+        _until(lambda: listed() == ["GHSA-vuln-1234-abcd"], "the first import never landed")
+        _publish(served, {**ADVISORY, "withdrawn": "2024-04-01T00:00:00Z"})
+        _until(lambda: listed() == [], "the withdrawal was never re-imported")

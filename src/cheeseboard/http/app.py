@@ -51,7 +51,13 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with open_services(settings) as built:
             app.state.services = built
-            yield
+            if settings.advisories_url is None:
+                yield
+                return
+            from cheeseboard.ops.advisory_schedule import scheduled_imports  # only when asked
+
+            async with scheduled_imports(settings):
+                yield
 
     app = Starlette(
         routes=[
