@@ -123,8 +123,9 @@ class Affected:
 
     def block_specifiers(self) -> list[str | None]:
         """One specifier per block a malicious advisory makes (None: every version): a block
-        per listed version and per bounded range, since a specifier set cannot say "or"."""
-        if self.every_version:
+        per listed version and per bounded range, since a specifier set cannot say "or". An entry
+        naming neither versions nor ranges means the whole project."""
+        if self.every_version or not (self.versions or self.intervals):
             return [None]
         found: dict[str | None, None] = {}
         for version in self.versions:

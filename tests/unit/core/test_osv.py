@@ -140,6 +140,12 @@ def test_malicious_listed_versions_one_block_each() -> None:
     assert entry.affects("1.0.0") and entry.affects("weird-version") and not entry.affects("1.1")
 
 
+def test_malicious_without_versions_blocks_the_project() -> None:
+    doc = {**MAL, "affected": [{"package": {"ecosystem": "PyPI", "name": "evil"}}]}
+    (entry,) = parse_document(doc).affected
+    assert entry.block_specifiers() == [None]
+
+
 def test_withdrawn() -> None:
     advisory = parse_document({**MAL, "withdrawn": "2024-06-01T00:00:00Z"})
     assert advisory.withdrawn == "2024-06-01T00:00:00Z"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import threading
+import time
 import zipfile
 from collections.abc import Iterator
 from functools import partial
@@ -271,3 +272,16 @@ def _serving(server: ThreadingHTTPServer) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def test_scheduled_import_runs_once_per_interval(datadir: Path, tmp_path: Path) -> None:
+    from cheeseboard.ops.advisory_schedule import import_if_due
+    from cheeseboard.settings import Settings
+
+    source = _write(tmp_path / "osv", _feed())
+    settings = Settings(datadir=datadir, advisories_url=str(source), advisories_interval=600)
+    first = import_if_due(settings)
+    assert first is not None and first.stored == 4
+    assert import_if_due(settings) is None  # another worker (or node) did it just now
+    later = import_if_due(settings, now=time.time() + 600)
+    assert later is not None and later.unchanged == 4
