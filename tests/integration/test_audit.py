@@ -45,6 +45,17 @@ def page(server: CheeseboardServer, path: str, auth: tuple[str, str] | None) -> 
             return error.code, error.read().decode()
 
 
+def signed_in(server: CheeseboardServer, who: tuple[str, str]) -> str:
+    """The home page in a browser signed in to the web UI as ``who``."""
+    login = {"user": who[0], "password": who[1]}
+    status, body = call(server.url, "POST", "/+login", login)
+    assert status == 200, body
+    headers = {**BROWSER, "Cookie": f"cheeseboard_session={body['result']['password']}"}
+    request = urllib.request.Request(server.url, headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return str(response.read().decode())
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CheeseboardServer]:
     """A server on which root created alice and alice/dev, alice changed and yanked, and
@@ -113,6 +124,8 @@ def test_root_reads_the_log_as_a_web_page(server: CheeseboardServer) -> None:
     assert "<h1>Audit log</h1>" in html
     for action in ("user-create", "index-create", "index-modify", "yank", "login-failed"):
         assert f">{action}</a>" in html
+    assert '<a href="/+audit">Audit log</a>' in signed_in(server, ROOT)  # in root's footer
+    assert "/+audit" not in signed_in(server, ALICE)
     status, html = page(server, "/+audit?action=yank", ROOT)
     assert status == 200 and ">yank</a>" in html and ">user-create</a>" not in html
 
