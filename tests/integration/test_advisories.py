@@ -54,7 +54,18 @@ def _page(url: str) -> str:
 def test_vulnerabilities_in_the_pypi_json_api(
     server_factory: ServerFactory, html_upstream: UpstreamServer, tmp_path: Path
 ) -> None:
-    server = server_factory.start(mirror_url=html_upstream.simple_url)
+    _vulnerabilities(server_factory, html_upstream, tmp_path)
+
+
+def test_vulnerabilities_on_postgres(
+    pg_server_factory: ServerFactory, html_upstream: UpstreamServer, tmp_path: Path
+) -> None:
+    """The import commits on PostgreSQL; the running server learns of it by notification."""
+    _vulnerabilities(pg_server_factory, html_upstream, tmp_path)
+
+
+def _vulnerabilities(factory: ServerFactory, upstream: UpstreamServer, tmp_path: Path) -> None:
+    server = factory.start(mirror_url=upstream.simple_url)
     assert call(server.url, "PUT", "/root/dev", {"bases": []}, auth=ROOT)[0] == 200
     for version in ("1.0", "1.1"):
         wheel = build_wheel(tmp_path / version, "vuln_lib", version)
@@ -65,8 +76,11 @@ def test_vulnerabilities_in_the_pypi_json_api(
     feed = tmp_path / "osv"
     feed.mkdir()
     (feed / "GHSA-vuln-1234-abcd.json").write_text(json.dumps(ADVISORY))
+    database = ["--database-url", factory.database_url] if factory.database_url else []
     done = subprocess.run(
-        server_command("advisories", "import", "--datadir", str(server.datadir), str(feed)),
+        server_command(
+            "advisories", "import", "--datadir", str(server.datadir), *database, str(feed)
+        ),
         capture_output=True,
         text=True,
         check=False,
