@@ -48,6 +48,9 @@ class ProjectPage:
     last_serial: int = 0
     status: str | None = None
     status_reason: str | None = None
+    links_up: int = 4
+    """Path segments from the page up to the server root: 4 for ``<user>/<index>/+simple/
+    <project>/``, 6 under an "as of" prefix (``<user>/<index>/+at/<time>/+simple/<project>/``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +62,12 @@ class ProjectList:
     last_serial: int = 0
 
 
-def _href(link: FileLink) -> str:
+def _href(link: FileLink, up: int = 4) -> str:
     # The page lives at <user>/<index>/+simple/<project>/; four levels up is the server root.
     # Route segments keep their "+" (``+f``, ``+e``); in the file name it is escaped as %2B, since
     # some clients and storage backends read a raw "+" in a path as a space.
     directory, slash, filename = link.path.rpartition("/")
-    url = "../../../../" + quote(directory, safe="/+@") + slash + quote(filename, safe="")
+    url = "../" * up + quote(directory, safe="/+@") + slash + quote(filename, safe="")
     return f"{url}#sha256={link.sha256}" if link.sha256 else url
 
 
@@ -85,7 +88,7 @@ def render_project_html(page: ProjectPage) -> bytes:
     head += [f"    <title>Links for {name}</title>", "  </head>", "  <body>"]
     lines = [*head, f"    <h1>Links for {name}</h1>"]
     for link in page.files:
-        attrs = [f'href="{escape(_href(link))}"']
+        attrs = [f'href="{escape(_href(link, page.links_up))}"']
         if link.requires_python:
             attrs.append(f'data-requires-python="{escape(link.requires_python)}"')
         if link.yanked is not None:
@@ -103,10 +106,10 @@ def render_project_html(page: ProjectPage) -> bytes:
     return "\n".join(lines).encode()
 
 
-def _file_json(link: FileLink) -> dict[str, object]:
+def _file_json(link: FileLink, up: int = 4) -> dict[str, object]:
     entry: dict[str, object] = {
         "filename": link.filename,
-        "url": _href(link),
+        "url": _href(link, up),
         "hashes": {"sha256": link.sha256} if link.sha256 else {},
     }
     if link.size is not None:
@@ -129,7 +132,7 @@ def render_project_json(page: ProjectPage) -> bytes:
         "meta": {"api-version": API_VERSION, "_last-serial": page.last_serial},
         "name": normalize_project_name(page.name),
         "versions": list(page.versions),
-        "files": [_file_json(link) for link in page.files],
+        "files": [_file_json(link, page.links_up) for link in page.files],
     }
     if page.status:
         status: dict[str, str] = {"status": page.status}

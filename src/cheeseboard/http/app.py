@@ -13,6 +13,7 @@ from starlette.types import ASGIApp
 
 from cheeseboard.http import (
     accounts,
+    blocks,
     devpi,
     docs,
     files,
@@ -68,6 +69,7 @@ def create_app(settings: Settings) -> Starlette:
             *login.routes,
             *web_audit.routes,  # /+audit for browsers; everyone else gets the JSON below
             *audit_api.routes,
+            *blocks.routes,  # …/+blocks, before the /{user}/{index}/{project} patterns
             *tokens.routes,  # before the /{user}/{index} patterns it would match
             *devpi.routes,
             *simple.routes,

@@ -7,10 +7,11 @@ from starlette.responses import RedirectResponse, Response
 
 from cheeseboard.core.names import is_valid_project_name, normalize_project_name
 from cheeseboard.core.negotiation import Representation, negotiate
+from cheeseboard.core.release_policy import PolicyError, parse_time
 from cheeseboard.http.access import READ, GuardedRoute
 from cheeseboard.http.responses import page_response
 from cheeseboard.http.state import hidden_bases, index_of, services
-from cheeseboard.services.errors import NotAcceptable, NotFound
+from cheeseboard.services.errors import BadRequest, NotAcceptable, NotFound
 
 
 def _representation(request: Request) -> Representation:
@@ -64,6 +65,36 @@ async def project_page(request: Request) -> Response:
     return page_response(request, cached, representation, max_age)
 
 
+def _moment(request: Request) -> float:
+    """The time of an "as of" URL (``+at/<RFC 3339 time>/``); 400 for anything else."""
+    text: str = request.path_params["moment"]
+    try:
+        return parse_time(text, "+at")
+    except PolicyError:
+        raise BadRequest(
+            f"+at/{text[:40]}/: not an RFC 3339 time (e.g. 2026-01-31T00:00:00Z)"
+        ) from None
+
+
+async def project_page_as_of(request: Request) -> Response:
+    """``/<user>/<index>/+at/<time>/+simple/<project>/``: the page as it looked then (files
+    uploaded later, or of unknown age, left out; the index's cooldown as it stood then), for
+    reproducible builds and rollbacks (docs/supply-chain.md)."""
+    index = index_of(request)
+    moment = _moment(request)
+    name = normalize_project_name(_project_name(request))
+    app = services(request)
+    cached = await app.pages.project_page(index, name, hidden_bases(request, index), as_of=moment)
+    return page_response(request, cached, _representation(request), app.settings.page_max_age)
+
+
+async def project_list_as_of(request: Request) -> Response:
+    """The project list under an "as of" prefix: today's names (a project's page is then empty
+    when nothing of it existed at the time)."""
+    _moment(request)
+    return await project_list(request)
+
+
 async def add_slash(request: Request) -> Response:
     """Missing trailing slash: redirect, keeping the query string (PEP 503)."""
     index_of(request)
@@ -88,4 +119,6 @@ routes = [
     GuardedRoute("/{user}/{index}/+simple", add_slash, GET=READ),
     GuardedRoute("/{user}/{index}/+simple/{project}/", project_page, GET=READ),
     GuardedRoute("/{user}/{index}/+simple/{project}", add_slash, GET=READ),
+    GuardedRoute("/{user}/{index}/+at/{moment}/+simple/", project_list_as_of, GET=READ),
+    GuardedRoute("/{user}/{index}/+at/{moment}/+simple/{project}/", project_page_as_of, GET=READ),
 ]

@@ -18,6 +18,7 @@ from cheeseboard.mirror.client import UpstreamClient
 from cheeseboard.services.accounts import AccountService
 from cheeseboard.services.advisories import AdvisoryService
 from cheeseboard.services.auth import AuthService
+from cheeseboard.services.blocks import BlockService
 from cheeseboard.services.browse import BrowseService
 from cheeseboard.services.changes import ChangeFeed
 from cheeseboard.services.docs import DocService
@@ -70,6 +71,7 @@ class AppServices:
     reads: ReadAccess
     project_status: ProjectStatusService
     guard: ReleaseGuard
+    blocks: BlockService
 
 
 @asynccontextmanager
@@ -157,6 +159,7 @@ async def open_services(settings: Settings) -> AsyncIterator[AppServices]:
             reads,
             project_status,
             guard,
+            BlockService(changes, guard),
         )
 
 

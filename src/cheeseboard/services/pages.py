@@ -435,6 +435,7 @@ class PageService:
         if plan is None:
             plan = Plan(index.fullname, {}, {}, ())
         page, _ = plan.filter(full.page, moment, as_of=moment)
+        page = dataclasses.replace(page, links_up=6)  # under <user>/<index>/+at/<time>/
         return CachedPage(
             page=page,
             last_modified=full.last_modified,
@@ -444,19 +445,26 @@ class PageService:
         )
 
     async def project_page(
-        self, index: IndexRecord, name: str, hidden: frozenset[str] = frozenset()
+        self,
+        index: IndexRecord,
+        name: str,
+        hidden: frozenset[str] = frozenset(),
+        as_of: float | None = None,
     ) -> CachedPage:
         """The page of ``name`` (normalized) on ``index``, merging no base named in ``hidden``
-        (the bases its reader may not read: services/visibility.py). Raises NotFound or
-        UpstreamFailed."""
-        page = self.peek(index, name, hidden)
+        (the bases its reader may not read: services/visibility.py), as the supply-chain guard
+        lets it be seen now, or as it looked at ``as_of``. Raises NotFound or UpstreamFailed."""
+        page = self.peek(index, name, hidden) if as_of is None else None
         if page is None:
             cached = self._cached(name, index.id)
             if index.type == "mirror":
                 page = await self._mirror_page(index, name, cached)
             else:
                 page = await self._stage_page(index, name, hidden)
-            page = self.guarded(index, name, hidden, page)
+            if as_of is None:
+                page = self.guarded(index, name, hidden, page)
+            else:
+                page = self.as_of(index, page, as_of)
         if not page.found:
             raise NotFound(f"no project {name!r} on {index.fullname}")
         return page
