@@ -16,6 +16,7 @@ from sqlalchemy import create_engine
 from cheeseboard.settings import Settings
 from cheeseboard.store import audit_rows
 from cheeseboard.store.audit_rows import AuditRow
+from tests.integration.test_web_pages import Browser
 from tests.support.api import call, twine_upload
 from tests.support.client_cli import Cli
 from tests.support.clients import pip_install
@@ -179,3 +180,24 @@ def test_client_command(mirror_server: CheeseboardServer, wheel: Dist, tmp_path:
     assert "project-status" not in _pages(mirror_server)[0]
     refused = cli("project-status", "gated", "sunk")
     assert refused.returncode != 0
+
+
+def test_web_form(mirror_server: CheeseboardServer, wheel: Dist) -> None:
+    page_path = "/owner/dev/gated"
+    uploader = Browser(mirror_server.url)
+    assert uploader.login(*UPLOADER) == 303
+    assert "Project status" not in uploader.get(page_path)[2]  # no form for non-owners
+    owner = Browser(mirror_server.url)
+    assert owner.login(*OWNER) == 303
+    _, _, page = owner.get(page_path)
+    assert "Project status" in page
+    form = {"csrf_token": owner.csrf(page), "status": "quarantined", "reason": "under review"}
+    status, headers, _ = owner.request("POST", f"{page_path}/+setstatus", form)
+    assert status == 303 and headers["location"] == page_path
+    _, _, page = owner.get(page_path)
+    assert "marked <strong>quarantined</strong>: under review" in page
+    assert "may not be downloaded" in page
+    assert _pages(mirror_server)[0]["project-status"]["status"] == "quarantined"
+    refused = {"csrf_token": uploader.csrf(uploader.get(page_path)[2]), "status": "active"}
+    assert uploader.request("POST", f"{page_path}/+setstatus", refused)[0] == 403
+    assert _pages(mirror_server)[0]["project-status"]["status"] == "quarantined"

@@ -1,6 +1,6 @@
-"""The web UI's forms: sign in and out, yank and un-yank, remove a version, refresh a mirror
-project. Each needs a signed-in session and the form's CSRF token (http/ui/session.py); the
-permission checks are the services' own, the same as for the API."""
+"""The web UI's forms: sign in and out, yank and un-yank, remove a version, set a project's
+status (PEP 792), refresh a mirror project. Each needs a signed-in session and the form's CSRF
+token (http/ui/session.py); the permission checks are the services' own, as for the API."""
 
 from __future__ import annotations
 
@@ -11,12 +11,22 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from cheeseboard.core.names import normalize_project_name
-from cheeseboard.http.access import PUBLIC, REMOVE, SIGN_IN, SIGNED_IN, GuardedRoute, Rule
+from cheeseboard.http.access import (
+    MANAGE_INDEX,
+    PUBLIC,
+    REMOVE,
+    SIGN_IN,
+    SIGNED_IN,
+    GuardedRoute,
+    Rule,
+)
 from cheeseboard.http.state import index_of, services
 from cheeseboard.http.ui import session as sessions
 from cheeseboard.http.ui.templating import FLASH_COOKIE, render
 from cheeseboard.services.auth import Identity, Unauthorized
 from cheeseboard.services.errors import BadRequest
+from cheeseboard.services.project_status import parse_request
+from cheeseboard.services.throttle import client_address
 from cheeseboard.store.records import IndexRecord
 
 MAX_FORM_BYTES = 64 * 1024
@@ -137,6 +147,21 @@ async def version_action(request: Request) -> Response:
     raise BadRequest(f"unknown action {action!r}")
 
 
+async def project_status(request: Request) -> Response:
+    """``POST …/<project>/+setstatus``: set the project's PEP 792 status (owner or root)."""
+    app = services(request)
+    index = index_of(request)
+    session, form = await _signed_in(request)
+    reason = str(form.get("reason") or "").strip()
+    status, why = parse_request({"status": form.get("status"), "reason": reason})
+    project = request.path_params["project"]
+    changed = await app.project_status.set(
+        session.identity, index, project, status, why, client_address.get()
+    )
+    target = f"/{index.fullname}/{changed.project}"
+    return _done(target, f"{changed.project} is now {changed.status} on {index.fullname}.")
+
+
 async def refresh(request: Request) -> Response:
     """``POST …/<project>/+refresh``: fetch a mirrored project from upstream now."""
     index = index_of(request)
@@ -160,5 +185,6 @@ routes = [
     FormRoute("/+web/login", login, POST=SIGN_IN),
     FormRoute("/+web/logout", logout, POST=SIGN_IN),
     FormRoute("/{user}/{index}/{project}/+refresh", refresh, POST=SIGNED_IN),
+    FormRoute("/{user}/{index}/{project}/+setstatus", project_status, POST=MANAGE_INDEX),
     FormRoute("/{user}/{index}/{project}/{version}/+{action}", version_action, POST=REMOVE),
 ]

@@ -53,6 +53,14 @@ class ProjectView:
         acl_upload = self.index.config.get("acl_upload", ())
         return acl.may_delete_files(user, self.index.user, acl_upload).allowed
 
+    def status_settable_by(self, user: str | None) -> bool:
+        """Whether to offer the project status form: the project is on this stage and ``user``
+        is its owner or root (the service checks again when the form arrives)."""
+        if self.on_mirror or user is None:
+            return False
+        here = any(entry.source == self.index.fullname for entry in self.versions)
+        return here and acl.may_modify_index(user, self.index.user).allowed
+
 
 async def project_view(
     app: AppServices,
