@@ -129,6 +129,8 @@ class Fixture:
             "name": "style.css",
             "action": "yank",
             "path": "index.html",
+            "moment": "2026-01-01T00:00:00Z",  # +at/<time>/ URLs
+            "id": "999999",  # a block id (none has it: admitted callers get 404)
         }
 
     def api_credentials(self, identity: str) -> dict[str, str]:
