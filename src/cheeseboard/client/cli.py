@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from cheeseboard import __version__
-from cheeseboard.client import commands, publish, releases, tokens
+from cheeseboard.client import commands, guard, publish, releases, tokens
 from cheeseboard.client import install as installer
 from cheeseboard.client.config import ClientConfig
 from cheeseboard.client.console import Output
@@ -219,6 +219,89 @@ def project_status(session: Session, project: str, status: str | None, reason: s
     root): archived and deprecated are shown to installers; quarantined also hides its files
     and refuses their downloads; active clears it."""
     releases.project_status(session.config, session.out, project, status, reason)
+
+
+@cli.command(short_help="Exempt a release from the cooldown; -l lists exemptions.")
+@click.argument("args", nargs=-1)
+@click.option("--reason", metavar="TEXT", help="Why (required to add; kept with the entry).")
+@click.option("--expires", metavar="TIME|AGE", help="When it ends: 2026-12-31T00:00:00Z or 2d.")
+@click.option("--remove", "remove_", metavar="PROJECT[==VERSION]", help="Remove this exemption.")
+@click.option("-l", "--list", "list_", is_flag=True, help="List the exemptions.")
+@pass_session
+def exempt(
+    session: Session,
+    args: tuple[str, ...],
+    reason: str | None,
+    expires: str | None,
+    remove_: str | None,
+    list_: bool,
+) -> None:
+    """Let PROJECT (every version) or PROJECT==VERSION through the cooldown (min_release_age,
+    release_cutoff) of INDEX (default: the current one): `exempt [INDEX] PROJECT[==VERSION]
+    --reason TEXT [--expires TIME|AGE]`, `exempt [INDEX] --remove PROJECT[==VERSION]`,
+    `exempt [INDEX] -l`. The index owner or root; the server records who added it and when."""
+    config, out = session.config, session.out
+    if list_ or remove_:
+        if len(args) > 1:
+            raise click.UsageError("-l and --remove take at most an INDEX")
+        index_name = args[0] if args else None
+        if remove_:
+            guard.exempt_remove(config, out, index_name, remove_)
+        else:
+            guard.exempt_list(config, out, index_name)
+        return
+    if not 1 <= len(args) <= 2:
+        raise click.UsageError("pass [INDEX] PROJECT[==VERSION] (or -l, or --remove)")
+    if reason is None:
+        raise click.UsageError("an exemption needs --reason TEXT")
+    index_name, entry = (args[0], args[1]) if len(args) == 2 else (None, args[0])
+    guard.exempt_add(config, out, index_name, entry, reason, expires)
+
+
+@cli.command(short_help="Block a project, version range or file; -l lists blocks.")
+@click.argument("spec", required=False)
+@click.option("--reason", metavar="TEXT", help="Why (required; shown to whoever is refused).")
+@click.option("--filename", metavar="NAME", help="Block the file of this name.")
+@click.option("--sha256", metavar="HEX", help="Block the file with this SHA256 digest.")
+@click.option("--index", "index_name", metavar="USER/INDEX", help="Not the current index.")
+@click.option("--server-wide", is_flag=True, help="Block on every index (root only).")
+@click.option("-l", "--list", "list_", is_flag=True, help="List the blocks.")
+@pass_session
+def block(
+    session: Session,
+    spec: str | None,
+    reason: str | None,
+    filename: str | None,
+    sha256: str | None,
+    index_name: str | None,
+    server_wide: bool,
+    list_: bool,
+) -> None:
+    """Block SPEC (PROJECT, PROJECT==VERSION or a range such as 'PROJECT<2,>=1'), a --filename
+    or a --sha256 on the current index and every index inheriting it (the owner or root), or on
+    the whole server (--server-wide, root). Blocked files leave the index pages and their
+    downloads get 403 with the reason."""
+    config, out = session.config, session.out
+    if list_:
+        if spec or filename or sha256:
+            raise click.UsageError("-l takes no SPEC, --filename or --sha256")
+        guard.block_list(config, out, index_name, server_wide)
+        return
+    if reason is None:
+        raise click.UsageError("a block needs --reason TEXT")
+    body = guard.block_body(spec, filename, sha256, reason)
+    guard.block(config, out, body, index_name, server_wide)
+
+
+@cli.command(short_help="Remove a block by its id.")
+@click.argument("block_id", metavar="ID")
+@click.option("--index", "index_name", metavar="USER/INDEX", help="Not the current index.")
+@click.option("--server-wide", is_flag=True, help="A server-wide block (root only).")
+@pass_session
+def unblock(session: Session, block_id: str, index_name: str | None, server_wide: bool) -> None:
+    """Remove the block ID (see `cheeseboard block -l`) from the current index, or from the
+    server-wide ones."""
+    guard.unblock(session.config, session.out, block_id, index_name, server_wide)
 
 
 @cli.command(short_help="Copy a release to another index or to a .pypirc repository.")

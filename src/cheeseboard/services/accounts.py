@@ -278,7 +278,11 @@ class AccountService:
         try:
             checked_segment_name("index", name)
             config = new_index_config(
-                owner=user, raw=body, base_exists=self._visible_base(identity), fullname=fullname
+                owner=user,
+                raw=body,
+                base_exists=self._visible_base(identity),
+                fullname=fullname,
+                actor=identity.user,
             )
         except (InvalidName, ConfigError) as exc:
             raise BadRequest(str(exc)) from exc
@@ -305,6 +309,7 @@ class AccountService:
                 owner=index.user,
                 fullname=index.fullname,
                 base_exists=self._visible_base(identity),
+                actor=identity.user,
             )
         except ConfigError as exc:
             raise BadRequest(str(exc)) from exc
