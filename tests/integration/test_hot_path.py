@@ -75,3 +75,40 @@ def test_cached_pages_and_files_need_no_database_or_upstream(
     assert after["upstream_requests_total"] == before["upstream_requests_total"]
     assert after["page_builds_total"] == before["page_builds_total"]
     assert after["page_cache_hits_total"] - before["page_cache_hits_total"] == 50
+
+
+def test_pages_and_files_under_a_cooldown_and_blocks_stay_in_memory(
+    mirror_server: CheeseboardServer, dists: dict[str, list[Dist]]
+) -> None:
+    """The supply-chain guard judges from memory (issue 21): with a cooldown on the mirror and
+    a server-wide block, cached pages and files still open no database connection."""
+    from tests.support.api import call
+    from tests.support.server import ROOT_PASSWORD
+
+    root = ("root", ROOT_PASSWORD)
+    status, body = call(mirror_server.url, "PATCH", "/root/pypi", ["min_release_age=7d"], root)
+    assert status == 200, body
+    status, body = call(
+        mirror_server.url, "POST", "/+blocks", {"project": "lib-a", "reason": "test"}, root
+    )
+    assert status == 201, body
+    wheel = dists["lib-c"][0]
+    page_url = mirror_server.index_url + "lib-c/"
+    file_url = (
+        f"{mirror_server.url}root/pypi/+f/{wheel.sha256[:3]}/{wheel.sha256[3:16]}/{wheel.filename}"
+    )
+    assert wheel.filename.encode() in _get(page_url)  # uploaded in 2024: long out of cooldown
+    assert _get(file_url) == wheel.path.read_bytes()
+    _settled_metrics(mirror_server)
+    for url, accept in ((page_url, ""), (page_url, JSON), (file_url, "")):
+        _get(url, accept)
+    before = _metrics(mirror_server)
+    for _ in range(25):
+        _get(page_url)
+        _get(page_url, JSON)
+        _get(file_url)
+    after = _metrics(mirror_server)
+    assert after["db_reads_total"] == before["db_reads_total"]
+    assert after["db_writes_total"] == before["db_writes_total"]
+    assert after["page_builds_total"] == before["page_builds_total"]
+    assert after["page_cache_hits_total"] - before["page_cache_hits_total"] == 50
