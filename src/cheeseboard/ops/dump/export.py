@@ -33,10 +33,10 @@ from cheeseboard.ops.dump.format import (
     blob_path,
 )
 from cheeseboard.settings import DataDirLayout, staging_dir
-from cheeseboard.store import audit_rows, changelog_rows
+from cheeseboard.store import audit_rows, block_rows, changelog_rows
 from cheeseboard.store.blobs import FileBlobStore, copy_hashed
 from cheeseboard.store.db import engine_for
-from cheeseboard.store.schema import files, indexes, projects, releases, users
+from cheeseboard.store.schema import advisories, files, indexes, projects, releases, users
 
 Progress = Callable[[str, int], None]  # (what, bytes just copied)
 # Database ids, and the account identity tokens are bound to (users.uid): an imported user is a
@@ -159,6 +159,31 @@ class _Exporter:
             del entry["id"]
             writer.write({"kind": "audit", **entry})
 
+    def advisory_records(self, writer: RecordWriter) -> None:
+        """Every advisory row as stored, its key (``id``: the OSV id, or ``<id>#<project>``)
+        included: it is no database id, and re-imports of OSV files compare ``modified`` by it."""
+        for row in _stream(self.conn, select(advisories).order_by(advisories.c.id)):
+            writer.write(
+                {"kind": "advisory", **{c.name: row._mapping[c.name] for c in advisories.c}}
+            )
+
+    def block_records(self, writer: RecordWriter) -> None:
+        """Every block, hand-made or an advisory's (``source``), on its index by name; after the
+        indexes and advisories, so that an import resolves both."""
+        for block in block_rows.load_all(self.conn):
+            record = {
+                "index": block.index,
+                "project": block.project,
+                "specifier": block.specifier,
+                "filename": block.filename,
+                "sha256": block.sha256,
+                "reason": block.reason,
+                "author": block.author,
+                "source": block.source,
+                "created": block.created,
+            }
+            writer.write({"kind": "block", **record})
+
 
 def export_store(
     datadir: Path,
@@ -197,6 +222,8 @@ def _export(
             exporter.blob_records(writer, progress)
             exporter.files(writer)
             exporter.audit(writer)
+            exporter.advisory_records(writer)
+            exporter.block_records(writer)
             serial = changelog_rows.max_serial(conn)
             handle.flush()
             os.fsync(handle.fileno())

@@ -7,7 +7,9 @@
 Records refer to each other by natural keys (user name, ``user/index``, project name), never by
 database ids, so a dump imports into any store and merges into a populated one. Kinds, in the
 order they are written: ``user``, ``index``, ``project``, ``release``, ``blob``, ``file``,
-``audit`` (the audit log's entries, oldest first; dumps written before issue 21 have none).
+``audit`` (the audit log's entries, oldest first), ``advisory`` (imported OSV advisories, one per
+stored row), ``block`` (server-wide, ``index`` null, or on a ``user/index``). Dumps written before
+issue 21 have none of the last three, and import as before.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ VERSION = 1
 HEADER = "cheeseboard-dump.json"
 RECORDS = "records.jsonl"
 BLOBS = "blobs"
-KINDS = ("user", "index", "project", "release", "blob", "file", "audit")
+KINDS = ("user", "index", "project", "release", "blob", "file", "audit", "advisory", "block")
 
 # The fields each kind must carry (more are allowed and kept where the schema has a column).
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -37,6 +39,8 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "blob": ("sha256", "size"),
     "file": ("index", "project", "filename", "packagetype"),
     "audit": ("at", "action"),
+    "advisory": ("id", "project", "aliases", "affected", "fixed", "imported"),
+    "block": ("index", "reason", "author", "created"),  # index: null for a server-wide block
 }
 
 
@@ -169,6 +173,12 @@ def describe(record: dict[str, Any]) -> str:
         return f"blob {record.get('sha256')}"
     if kind == "audit":
         return f"audit entry {record.get('action')} at {record.get('at')}"
+    if kind == "advisory":
+        return f"advisory {record.get('id')}"
+    if kind == "block":
+        scope = record.get("index") or "server-wide"
+        named = record.get("project") or record.get("filename") or record.get("sha256")
+        return f"block {scope} {named}"
     return f"{kind} {record.get('name')}"
 
 

@@ -43,7 +43,15 @@ from cheeseboard.ops.dump.format import (
 from cheeseboard.ops.dump.upstream_names import shadowing
 from cheeseboard.services.users import DEVPI_SALTED_SHA256, pwhash_problem
 from cheeseboard.settings import DataDirLayout
-from cheeseboard.store import audit_rows, changelog_rows, info, project_rows
+from cheeseboard.store import (
+    advisory_rows,
+    audit_rows,
+    block_rows,
+    changelog_rows,
+    info,
+    pg_changes,
+    project_rows,
+)
 from cheeseboard.store.blobs import (
     BlobStoreError,
     FileBlobStore,
@@ -53,7 +61,16 @@ from cheeseboard.store.blobs import (
 )
 from cheeseboard.store.db import engine_for
 from cheeseboard.store.s3_blobs import publish_local_blobs
-from cheeseboard.store.schema import changelog, files, indexes, projects, releases, users
+from cheeseboard.store.schema import (
+    advisories,
+    changelog,
+    files,
+    indexes,
+    projects,
+    releases,
+    users,
+)
+from cheeseboard.store.serial import SerialFile
 
 Progress = Callable[[str, int], None]  # (what, bytes just copied)
 
@@ -69,7 +86,8 @@ class DumpSource(Protocol):
 
     def records(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """``(where, record)`` in dependency order: users, indexes, projects, releases, blobs,
-        files; ``where`` names the dump file and line for messages."""
+        files (then audit entries, advisories and blocks, if any); ``where`` names the dump file
+        and line for messages."""
 
     def blob_file(self, sha256: str) -> Path:
         """The file holding a blob's bytes: KeyError if the dump has none, DumpError if it is a
@@ -145,12 +163,42 @@ def _checked_project(name: str) -> None:
         raise DumpError(f"project name {name!r} is not normalized (PEP 503: {normalized!r})")
 
 
+def _text(record: dict[str, Any], key: str, limit: int | None = None) -> str | None:
+    """The record's ``key``: text (of at most ``limit`` characters, the column's size) or null."""
+    value = record.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or (limit is not None and len(value) > limit):
+        size = "" if limit is None else f" of at most {limit} characters"
+        raise DumpError(f"{key} is text{size} or null")
+    return value
+
+
+def _texts(record: dict[str, Any], key: str) -> list[str]:
+    value = record[key]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise DumpError(f"{key} is a list of text")
+    return value
+
+
 def _row(table: Table, record: dict[str, Any], **extra: Any) -> dict[str, Any]:
     """The record's values for the table's columns (unknown keys are ignored)."""
     names = {c.name for c in table.c} - {"id"}
     values = {k: v for k, v in record.items() if k in names}
     values.update(extra)
     return values
+
+
+def _block_key(block: block_rows.NewBlock | block_rows.BlockRecord) -> tuple[object, ...]:
+    """What makes two blocks the same block (a merge keeps the target's)."""
+    return (
+        block.index_id,
+        block.project,
+        block.specifier,
+        block.filename,
+        block.sha256,
+        block.source,
+    )
 
 
 class _Loader:
@@ -186,6 +234,10 @@ class _Loader:
         # (index id, project) given their first release file by this import: the guard's input.
         self.first_files: set[tuple[int, str]] = set()
         self._had_files: set[tuple[int, str]] = set()
+        # What the target held before (merge): kept as it is, as users and releases are.
+        self._old_advisories = set(conn.scalars(select(advisories.c.id)))
+        self._old_osv_ids = {key.split("#", 1)[0] for key in self._old_advisories}
+        self._old_blocks = {_block_key(b) for b in block_rows.load_all(conn)}
 
     def _insert(self, table: Table, values: dict[str, Any]) -> int:
         """Insert a row; its new id."""
@@ -374,6 +426,69 @@ class _Loader:
         audit_rows.append(self.conn, entry, at=float(record["at"]))
         self.report.count("audit")
 
+    def _advisory(self, record: dict[str, Any]) -> None:
+        """An advisory row as the source stored it (its key is ``id``, one row per project)."""
+        key = _text(record, "id", 128)
+        if not key:
+            raise DumpError("an advisory's id is text")
+        project = str(record["project"])
+        _checked_project(project)
+        if not isinstance(record["affected"], dict):
+            raise DumpError("an advisory's affected is a JSON object")
+        values = {
+            "id": key,
+            "project": project,
+            "summary": _text(record, "summary"),
+            "details": _text(record, "details"),
+            "aliases": _texts(record, "aliases"),
+            "affected": record["affected"],
+            "fixed": _texts(record, "fixed"),
+            "link": _text(record, "link"),
+            "modified": _text(record, "modified", 40),
+            "withdrawn": _text(record, "withdrawn", 40),
+            "imported": float(record["imported"]),
+        }
+        if key in self._old_advisories:
+            self.report.kept.append(describe(record))
+            return
+        if self.conn.scalar(select(advisories.c.id).where(advisories.c.id == key)) is not None:
+            raise DumpError("the advisory exists twice in the dump")
+        self.conn.execute(insert(advisories).values(**values))
+        self.report.count("advisory")
+
+    def _block(self, record: dict[str, Any]) -> None:
+        """A block, server-wide (``index`` null) or on an index imported before it."""
+        index_id = None if record["index"] is None else self._index_id(record)
+        project = _text(record, "project", 255)
+        if project is not None:
+            _checked_project(project)
+        sha256 = _text(record, "sha256", 64)
+        if sha256 is not None:
+            check_sha256(sha256)
+        block = block_rows.NewBlock(
+            index_id=index_id,
+            project=project,
+            specifier=_text(record, "specifier"),  # kept as it is: the guard ignores a bad one
+            filename=_text(record, "filename", 255),
+            sha256=sha256,
+            reason=str(_text(record, "reason") or ""),
+            author=str(_text(record, "author", 64) or ""),
+            source=_text(record, "source", 128) or block_rows.MANUAL,
+        )
+        if block.project is None and block.filename is None and block.sha256 is None:
+            raise DumpError("a block names a project, a filename or a sha256")
+        if not block.reason:
+            raise DumpError("a block needs a reason")
+        osv_id = block.source.removeprefix(advisory_rows.SOURCE_PREFIX)
+        if _block_key(block) in self._old_blocks or (
+            block.source.startswith(advisory_rows.SOURCE_PREFIX) and osv_id in self._old_osv_ids
+        ):
+            # There already, or made by an advisory the target has (its blocks stand with it).
+            self.report.kept.append(describe(record))
+            return
+        block_rows.add(self.conn, block, float(record["created"]))
+        self.report.count("block")
+
     def record_import(self) -> None:
         """The import itself, as the target's newest audit entry (by nobody: an operator's
         command, not a user's request)."""
@@ -397,6 +512,10 @@ class _Loader:
             changelog_rows.log_change(self.conn, index_id, None, ChangeKind.INDEX_MODIFIED)
         for index_id, project in sorted(self.touched):
             changelog_rows.log_change(self.conn, index_id, project, ChangeKind.UPLOAD)
+        if self.report.created.get("advisory"):
+            changelog_rows.log_change(self.conn, None, None, ChangeKind.ADVISORIES)
+        if self.report.created.get("block"):
+            changelog_rows.log_change(self.conn, None, None, ChangeKind.BLOCKS)
 
     def guard_upstream_names(self, allow: bool) -> None:
         """Refuse (or, when ``allow``, report) stage projects that would shadow a mirror's."""
@@ -515,6 +634,22 @@ def _merge(
     try:
         with engine.begin() as conn:
             store = FileBlobStore(layout.blobs)
-            return _load(conn, store, source, True, progress, blob_url, allow_upstream_names)
+            report = _load(conn, store, source, True, progress, blob_url, allow_upstream_names)
+            serial = changelog_rows.max_serial(conn)
+            pg_changes.notify(conn, serial)  # the other nodes, once this commits
     finally:
         engine.dispose()
+    _wake(layout.serial, serial)
+    return report
+
+
+def _wake(path: Path, serial: int) -> None:
+    """Advance this node's serial file, so that the server processes running on the data
+    directory catch up with the merge's changelog rows now (not at their next own write)."""
+    if not path.parent.is_dir():
+        return
+    serial_file = SerialFile(path)
+    try:
+        serial_file.advance(serial)
+    finally:
+        serial_file.close()
