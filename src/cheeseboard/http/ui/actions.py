@@ -1,6 +1,7 @@
 """The web UI's forms: sign in and out, yank and un-yank, remove a version, set a project's
-status (PEP 792), refresh a mirror project. Each needs a signed-in session and the form's CSRF
-token (http/ui/session.py); the permission checks are the services' own, as for the API."""
+status (PEP 792), refresh a mirror project, add and remove an index's exemptions and blocks.
+Each needs a signed-in session and the form's CSRF token (http/ui/session.py); the permission
+checks are the services' own, as for the API."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from cheeseboard.core.indexconfig import EXEMPT_KEY
 from cheeseboard.core.names import normalize_project_name
 from cheeseboard.http.access import (
     MANAGE_INDEX,
@@ -172,6 +174,64 @@ async def refresh(request: Request) -> Response:
     return _done(f"/{index.fullname}/{name}", f"Refreshed {name} from {what}.")
 
 
+def _field(form: FormData, name: str, what: str = "") -> str:
+    """A form field as one line; ``what`` names a field that goes into one ``; key=value``
+    option of an exemption, where a ``;`` would end it early."""
+    value = " ".join(str(form.get(name) or "").split())
+    if what and ";" in value:
+        raise BadRequest(f"the {what} may not contain ';'")
+    return value
+
+
+async def exemption(request: Request) -> Response:
+    """``POST …/+exempt`` and ``…/+unexempt``: add or remove a break-glass exemption from the
+    index's cooldown, through the same index PATCH as the API (owner or root)."""
+    app = services(request)
+    index = index_of(request)
+    session, form = await _signed_in(request)
+    entry = _field(form, "entry", "entry")
+    if not entry:
+        raise BadRequest("name the project (or project==version) to exempt")
+    if request.url.path.endswith("/+unexempt"):
+        item = f"{EXEMPT_KEY}-={entry}"
+        await app.accounts.patch_index(session.identity, index.user, index.name, [item])
+        return _done(f"/{index.fullname}", f"Exemption {entry} removed.")
+    reason = _field(form, "reason", "reason")
+    if not reason:
+        raise BadRequest("an exemption needs a reason")
+    item = f"{EXEMPT_KEY}+={entry}; reason={reason}"
+    expires = _field(form, "expires", "expiry")
+    if expires:
+        item += f"; expires={expires}"
+    changed = await app.accounts.patch_index(session.identity, index.user, index.name, [item])
+    added = (changed.config.get(EXEMPT_KEY) or [{}])[-1]  # appended last, its name normalized
+    shown = added.get("entry", entry) if isinstance(added, dict) else entry
+    return _done(f"/{index.fullname}", f"{shown} is exempt from the cooldown of {index.fullname}.")
+
+
+async def block(request: Request) -> Response:
+    """``POST …/+block``: block a project, version range, filename or sha256 on the index."""
+    app = services(request)
+    index = index_of(request)
+    session, form = await _signed_in(request)
+    fields = ("project", "specifier", "filename", "sha256", "reason")
+    body = {name: value for name in fields if (value := _field(form, name))}
+    added = await app.blocks.add(session.identity, index, body, client_address.get())
+    return _done(f"/{index.fullname}", f"Block {added.id} added to {index.fullname}.")
+
+
+async def unblock(request: Request) -> Response:
+    """``POST …/+unblock`` with the block's ``id``."""
+    app = services(request)
+    index = index_of(request)
+    session, form = await _signed_in(request)
+    text = _field(form, "id")
+    if not text.isascii() or not text.isdigit() or len(text) > 12:
+        raise BadRequest("which block? (its id)")
+    removed = await app.blocks.remove(session.identity, index, int(text), client_address.get())
+    return _done(f"/{index.fullname}", f"Block {removed.id} removed from {index.fullname}.")
+
+
 class FormRoute(GuardedRoute):
     """A form target of the web UI: the caller is whoever the session cookie names (scoped
     tokens are never sessions), checked before the form is read."""
@@ -184,6 +244,10 @@ routes = [
     GuardedRoute("/+web/login", login_form, GET=PUBLIC),
     FormRoute("/+web/login", login, POST=SIGN_IN),
     FormRoute("/+web/logout", logout, POST=SIGN_IN),
+    FormRoute("/{user}/{index}/+exempt", exemption, POST=MANAGE_INDEX),
+    FormRoute("/{user}/{index}/+unexempt", exemption, POST=MANAGE_INDEX),
+    FormRoute("/{user}/{index}/+block", block, POST=MANAGE_INDEX),
+    FormRoute("/{user}/{index}/+unblock", unblock, POST=MANAGE_INDEX),
     FormRoute("/{user}/{index}/{project}/+refresh", refresh, POST=SIGNED_IN),
     FormRoute("/{user}/{index}/{project}/+setstatus", project_status, POST=MANAGE_INDEX),
     FormRoute("/{user}/{index}/{project}/{version}/+{action}", version_action, POST=REMOVE),

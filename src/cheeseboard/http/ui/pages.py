@@ -12,13 +12,14 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from cheeseboard import __version__
+from cheeseboard.core.indexconfig import POLICY_KEYS
 from cheeseboard.core.names import normalize_project_name
 from cheeseboard.http.access import PUBLIC, READ
 from cheeseboard.http.state import AppServices, base_url, index_of, reader_of, services
 from cheeseboard.http.ui import session as sessions
 from cheeseboard.http.ui.browser import BrowserRoute, WebRoute, web_reader
 from cheeseboard.http.ui.templating import render
-from cheeseboard.http.ui.views import project_view
+from cheeseboard.http.ui.views import guard_view, project_view
 from cheeseboard.services.errors import BadRequest, NotFound
 from cheeseboard.services.visibility import Reader
 from cheeseboard.store.records import IndexRecord
@@ -125,12 +126,14 @@ async def index_page(request: Request) -> Response:
     rows, total = await app.browse.index_projects(
         own, PROJECTS_PER_PAGE, (number - 1) * PROJECTS_PER_PAGE
     )
-    config = {k: v for k, v in sorted(index.config.items()) if k not in ("bases",)}
+    shown = {"bases", *POLICY_KEYS}  # the guard has its own section
+    config = {k: v for k, v in sorted(index.config.items()) if k not in shown}
     bases = _visible_bases(app, reader_of(request), index)
+    session = _session(request)
     return render(
         request,
         "index.html",
-        _session(request),
+        session,
         index=index,
         order=order,
         rows=rows,
@@ -140,6 +143,7 @@ async def index_page(request: Request) -> Response:
         config=config,
         bases=bases,
         usage=_usage(base_url(request), index),
+        guard=guard_view(app, index, session.user),
     )
 
 

@@ -10,11 +10,14 @@ safe to show, and whether to offer the manage forms.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from markupsafe import Markup
 
 from cheeseboard.core import acl
+from cheeseboard.core.indexconfig import EXEMPT_KEY
 from cheeseboard.http.state import AppServices
+from cheeseboard.services.blocks import block_json
 from cheeseboard.services.releases import VersionEntry
 from cheeseboard.store.records import IndexRecord
 
@@ -89,4 +92,38 @@ async def project_view(
         status=found.status,
         status_reason=found.status_reason,
         readme=readme,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class GuardView:
+    """The index's supply-chain guard (issue 21) as its page shows it: the cooldown, the
+    cut-off, the break-glass exemptions and the blocks made on this index."""
+
+    cooldown: str | None  # "7d"
+    cutoff: str | None  # RFC 3339
+    exemptions: list[dict[str, Any]]
+    blocks: list[dict[str, Any]]
+    manageable: bool  # the owner or root: offer the forms (the services check again)
+
+
+def cooldown_text(seconds: int) -> str:
+    """``604800`` -> ``"7d"``: days, as cooldowns are usually given (``format_age`` says 1w)."""
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def guard_view(app: AppServices, index: IndexRecord, user: str | None) -> GuardView:
+    config = index.config
+    age = config.get("min_release_age")
+    cutoff = config.get("release_cutoff")
+    listed = config.get(EXEMPT_KEY) or []
+    return GuardView(
+        cooldown=cooldown_text(age) if isinstance(age, int) and age > 0 else None,
+        cutoff=str(cutoff) if cutoff else None,
+        exemptions=[item for item in listed if isinstance(item, dict)],
+        blocks=[block_json(block) for block in app.blocks.listed(index)],
+        manageable=user is not None and acl.may_modify_index(user, index.user).allowed,
     )
