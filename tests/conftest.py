@@ -226,18 +226,6 @@ def s3_url(s3_server: SeaweedServer, monkeypatch: pytest.MonkeyPatch) -> str:
     The server's credentials are put in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for the test (and
     the servers it starts); other AWS_* settings that would change the URL's meaning are removed.
     """
-    import uuid
+    from tests.support.backends import fresh_bucket_url
 
-    bucket = f"cb-{uuid.uuid4().hex[:16]}"
-    s3_server.create_bucket(bucket)
-    for name in (
-        "AWS_SESSION_TOKEN",
-        "AWS_ENDPOINT_URL",
-        "AWS_ENDPOINT_URL_S3",
-        "AWS_REGION",
-        "AWS_DEFAULT_REGION",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in s3_server.env.items():
-        monkeypatch.setenv(name, value)
-    return s3_server.url(bucket)
+    return fresh_bucket_url(s3_server, monkeypatch)

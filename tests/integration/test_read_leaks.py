@@ -28,7 +28,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -50,8 +49,9 @@ from tests.integration.read_crawl import (
     request_words,
 )
 from tests.support.api import basic, call, doc_zip, upload_dist, upload_docs
+from tests.support.backends import BACKENDS, factory_for
 from tests.support.packages import Dist, build_sdist, build_wheel
-from tests.support.server import ROOT_PASSWORD, ServerFactory
+from tests.support.server import ROOT_PASSWORD
 
 ROOT = ("root", ROOT_PASSWORD)
 OWNER = ("owner", "owner-secret-1")
@@ -163,7 +163,14 @@ CONTEXTS = (
     (("owner", PUBLIC_INDEX, False), ("owner", PUBLIC_INDEX, True)),
     (("stranger", STRANGER_INDEX, False), ("stranger", STRANGER_INDEX, True)),
 )
-FIXED = {"where": "files.example.org", "token_id": "0" * 16, "name": "style.css", "action": "yank"}
+FIXED = {
+    "where": "files.example.org",
+    "token_id": "0" * 16,
+    "name": "style.css",
+    "action": "yank",
+    "moment": "2026-12-31T00:00:00Z",  # +at/<time>/ pages (issue 21)
+    "id": "1",  # a block id
+}
 
 
 SPELLINGS = (
@@ -280,7 +287,7 @@ def _token(url: str) -> str:
     return str(made["result"]["token"])
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres+s3"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def crawled(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Crawled]:
@@ -288,24 +295,7 @@ def crawled(
     first, so that whatever the owner's requests leave in caches is there for the others)."""
     base = tmp_path_factory.mktemp("read-leaks")
     with pytest.MonkeyPatch.context() as env:
-        if request.param == "sqlite":
-            factory = ServerFactory(base)
-        else:
-            from tests.support.postgres import create_database
-
-            postgres = request.getfixturevalue("postgres_server")
-            s3 = request.getfixturevalue("s3_server")
-            bucket = f"cb-{uuid.uuid4().hex[:16]}"
-            s3.create_bucket(bucket)
-            for name in ("AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-                env.delenv(name, raising=False)
-            for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
-                env.delenv(name, raising=False)
-            for name, value in s3.env.items():
-                env.setenv(name, value)
-            factory = ServerFactory(
-                base, database_url=create_database(postgres), blob_url=s3.url(bucket)
-            )
+        factory = factory_for(request.param, request, base, env)
         try:
             server = factory.start("http://127.0.0.1:9/simple/", "--login-attempts", "1000000")
             private = _setup(server.url, base)

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.api import call
+from tests.support.backends import BACKENDS, factory_for
 from tests.support.clients import pip_install, uv_install
 from tests.support.packages import Dist, build_wheel
 from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory, server_command
@@ -66,7 +67,7 @@ def _ok(status: int, body: object, *expected: int) -> None:
     assert status in (expected or (200, 201)), (status, body)
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres+s3"])
+@pytest.fixture(scope="module", params=BACKENDS)
 def guarded(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Guarded]:
@@ -78,24 +79,7 @@ def guarded(
         for key, dist in dists.items():
             upstream.add(dist, upload_time=RELEASES[key])
         upstream.set_fault("pypi/notime", Fault("status", status=500))
-        if request.param == "sqlite":
-            factory = ServerFactory(base)
-        else:
-            from tests.support.postgres import create_database
-
-            postgres = request.getfixturevalue("postgres_server")
-            s3 = request.getfixturevalue("s3_server")
-            bucket = f"cb-{uuid.uuid4().hex[:16]}"
-            s3.create_bucket(bucket)
-            for name in ("AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-                env.delenv(name, raising=False)
-            for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
-                env.delenv(name, raising=False)
-            for name, value in s3.env.items():
-                env.setenv(name, value)
-            factory = ServerFactory(
-                base, database_url=create_database(postgres), blob_url=s3.url(bucket)
-            )
+        factory = factory_for(request.param, request, base, env)
         try:
             server = factory.start(upstream.simple_url)
             url = server.url

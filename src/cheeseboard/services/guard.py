@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 from cheeseboard.core.changes import ChangeKind
@@ -213,24 +213,6 @@ class ReleaseGuard:
             return None
         return Plan(index.fullname, plan_rules, plan_blocks, everywhere)
 
-    def verdict(
-        self,
-        index: IndexRecord,
-        origin: IndexRecord | None,
-        project: str,
-        version: str | None,
-        filename: str,
-        sha256: str | None,
-        upload_time: str | None,
-        now: float,
-    ) -> Held | None:
-        """Why ``index`` may not hand out this file now (None: it may)."""
-        plan = self.plan(index)
-        if plan is None:
-            return None
-        where = origin.fullname if origin is not None else index.fullname
-        return plan.verdict(where, project, version, filename, sha256, upload_time, now).held
-
     def withholds(self, index: IndexRecord, record: FileRecord, project: str | None = None) -> bool:
         """Whether a direct request for this file of ``index`` is refused now (for the hot path:
         then the route answers, saying why)."""
@@ -270,7 +252,3 @@ class ReleaseGuard:
             if plan is not None and plan.rules.get(mirror.fullname):
                 return True
         return False
-
-    def indexes_reached(self) -> Iterable[IndexRecord]:
-        """Indexes some rule or block applies to (for status pages and tests)."""
-        return [index for index in self._registry.all() if self.plan(index) is not None]
