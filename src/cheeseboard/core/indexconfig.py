@@ -442,6 +442,9 @@ def _list(key: str, value: object, bounded: bool = True) -> list[str]:
 
 
 def _base_entry(entry: str) -> str:
+    """``user/index``; devpi-client users write ``/root/pypi`` (a path), which devpi takes as
+    ``root/pypi``: one leading slash is dropped."""
+    entry = entry.removeprefix("/")
     user, sep, index = entry.partition("/")
     if not sep or "/" in index:
         raise ConfigError(f"base index {_shown(entry)} is not of the form 'user/index'")
@@ -493,7 +496,8 @@ def _inheritance(value: object) -> str:
 
 
 def _mirror_url(value: object) -> str:
-    """An http(s) URL ending in "/", so project pages are ``mirror_url + name + "/"``."""
+    """An http(s) URL, stored as given (stripped), as devpi shows it back: the "/" that
+    project page URLs need is added where it is used (services/indexes.py mirror_config)."""
     url = value.strip() if isinstance(value, str) else ""
     try:
         parts = urlsplit(url)
@@ -509,10 +513,11 @@ def _mirror_url(value: object) -> str:
         raise ConfigError(f"mirror_url {_shown(value)} is not an http:// or https:// URL")
     if "?" in url or "#" in url:
         raise ConfigError(f"mirror_url {_shown(value)} can't have a query or fragment")
-    return url if url.endswith("/") else url + "/"
+    return url
 
 
 def _expiry(value: object) -> int:
+    """Whole seconds, 0 included: devpi's "revalidate every time" (services/pages.py)."""
     seconds = None
     if isinstance(value, int) and not isinstance(value, bool):
         seconds = value
@@ -524,10 +529,10 @@ def _expiry(value: object) -> int:
         seconds = int(value.strip())
     elif isinstance(value, float) and value.is_integer():
         seconds = int(value)
-    if seconds is None or seconds <= 0:
+    if seconds is None or seconds < 0:
         raise ConfigError(
             f"The 'mirror_cache_expiry' setting can't have value {_shown(value)}: "
-            "use a whole number of seconds above 0"
+            "use a whole number of seconds (0 revalidates on every request)"
         )
     return seconds
 

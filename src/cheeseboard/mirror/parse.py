@@ -5,7 +5,8 @@ distribution archive, whose name is unsafe, or whose URL does not parse, is skip
 whole is judged by ``parse_simple_page``, which refuses (PageFormatError) what is not a simple page
 at all, so that garbage never replaces a good cached page: another content type, bytes that do
 not decode, text without markup, a document cut off inside a tag, JSON of another shape or of an
-unknown major API version.
+unknown major API version. An empty body (200, nothing or only whitespace) of a page type is a
+page without files, as devpi reads it: a project with no releases.
 """
 
 from __future__ import annotations
@@ -296,18 +297,22 @@ def parse_json_page(body: bytes, base_url: str) -> UpstreamPage:
 def parse_simple_page(body: bytes, content_type: str, base_url: str) -> UpstreamPage:
     """Parse whichever representation upstream chose to send, refusing what is not a page.
 
-    Raises PageFormatError for another content type (no type at all is taken as HTML, as old
-    mirrors send), HTML that does not decode in its charset (UTF-8 by default, as pip reads it),
-    holds NUL characters, has no tags or is cut off inside one, and for JSON that does not parse
-    or has the wrong shape.
+    An empty body is a page without files. Raises PageFormatError for another content type (no
+    type at all is taken as HTML, as old mirrors send), HTML that does not decode in its charset
+    (UTF-8 by default, as pip reads it), holds NUL characters, has no tags or is cut off inside
+    one, and for JSON that does not parse or has the wrong shape.
     """
     media_type, _, params = content_type.partition(";")
     media_type = media_type.strip().lower()
     simple = _SIMPLE_TYPE.fullmatch(media_type)
-    if media_type in _JSON_TYPES or (simple is not None and simple.group(1) == "json"):
-        return parse_json_page(body, base_url)
-    if not (media_type in ("", *_HTML_TYPES) or simple is not None):
+    is_json = media_type in _JSON_TYPES or (simple is not None and simple.group(1) == "json")
+    if not (is_json or media_type in ("", *_HTML_TYPES) or simple is not None):
         raise PageFormatError(f"upstream answered {media_type!r}, not a simple page")
+    if not body or body.isspace():
+        # Not is_json: an empty answer says nothing about which facts upstream's pages carry.
+        return UpstreamPage(links=(), is_json=False)
+    if is_json:
+        return parse_json_page(body, base_url)
     charset = _charset(params)
     try:
         text = body.decode(charset)

@@ -3,7 +3,9 @@
 A cached page stays valid until the change feed reports a change to its project (from this process
 or another worker) or, for mirrors, until it is older than the mirror's cache expiry. A refresh is
 single-flight per project across tasks and worker processes; when upstream fails, the stale page is
-served and upstream is left alone for a short back-off.
+served and upstream is left alone for a short back-off. An expiry of 0 (devpi's "revalidate every
+time") sends every request upstream (a conditional request with the stored ETag), still one at a
+time per project: requests that queued behind a refresh share its outcome.
 
 Costs an anonymous caller can impose stay bounded (docs/security.md, "Limits"): a name upstream does
 not have leaves no row and no changelog entry, only an entry in a bounded in-memory cache of
@@ -94,6 +96,10 @@ from cheeseboard.store.records import Change, FileRecord, IndexRecord, ProjectRe
 log = logging.getLogger(__name__)
 
 _STALE_RETRY_SECONDS = 30.0  # after an upstream failure, serve stale this long before retrying
+_ZERO_EXPIRY_RETRY_SECONDS = 5.0
+"""That back-off on a mirror that revalidates every request (expiry 0; shorter expiries are
+their own back-off): without one, request after request during an outage would wait out
+upstream's timeout."""
 MAX_MISSING_NAMES = 10_000
 """Not-found pages kept in memory (names; the least recently stored goes first). Random names
 then cost a few MB at most, and one upstream request each per expiry while remembered."""
@@ -542,7 +548,8 @@ class PageService:
                 self._attempted(index, name, None, failed.message)
                 raise failed from exc
             previous.stale_reason = exc.reason
-            previous.retry_at = time.monotonic() + min(_STALE_RETRY_SECONDS, config.cache_expiry)
+            backoff = min(_STALE_RETRY_SECONDS, config.cache_expiry or _ZERO_EXPIRY_RETRY_SECONDS)
+            previous.retry_at = time.monotonic() + backoff
             if self._epochs.current(name, ticket):
                 self._keep(name, index.id, previous)
             self._attempted(index, name, previous)

@@ -254,8 +254,10 @@ def _doc_zip_problem(path: Path) -> str | None:
 
     Docs are checked member by member when served (http/ui/docs.py); here only what would break
     every page of the release: not a zip, or a member without a name (ZipInfo.is_dir() raises
-    IndexError on it, a 500 for each page).
+    IndexError on it, a 500 for each page). Zero bytes are an empty doc set, as devpi stores them.
     """
+    if path.stat().st_size == 0:
+        return None
     try:
         with zipfile.ZipFile(path) as archive:
             if any(not info.filename for info in archive.infolist()):

@@ -18,6 +18,8 @@ from cheeseboard.core.indexconfig import (
     new_index_config,
     patch_index_config,
 )
+from cheeseboard.services.indexes import mirror_config
+from cheeseboard.store.records import IndexRecord
 
 EXISTING = {"root/pypi", "local/stable", "alice/base"}
 MIRROR_URL = "https://pypi.org/simple/"
@@ -135,6 +137,19 @@ def test_bases_from_list_or_csv_without_duplicates(bases: object) -> None:
     assert stage({"bases": bases})["bases"] == ["root/pypi", "local/stable"]
 
 
+@pytest.mark.parametrize("bases", ["/root/pypi", ["/root/pypi", "root/pypi"], " /root/pypi"])
+def test_base_with_leading_slash_is_normalized(bases: object) -> None:
+    """devpi takes ``/root/pypi`` (devpi-client users write index paths) as ``root/pypi``."""
+    assert stage({"bases": bases})["bases"] == ["root/pypi"]
+
+
+def test_patch_base_with_leading_slash() -> None:
+    """``bases+=/x/y`` and ``bases-=/x/y`` name the same base as ``x/y``."""
+    added = patch(stage(), ["bases+=/root/pypi", "bases+=root/pypi"])
+    assert added["bases"] == ["root/pypi"]
+    assert patch(added, ["bases-=/root/pypi"])["bases"] == []
+
+
 def test_missing_base_is_rejected() -> None:
     """Every base must exist, in devpi's words."""
     assert error({"bases": "root/pypi,nobody/here"}) == "base index 'nobody/here' does not exist"
@@ -146,7 +161,9 @@ def test_index_cannot_be_its_own_base() -> None:
         new_index_config("alice", {"bases": "alice/dev"}, lambda _: True, fullname="alice/dev")
 
 
-@pytest.mark.parametrize("base", ["rootpypi", "root/pypi/x", "root/+pypi", "/pypi", [1]])
+@pytest.mark.parametrize(
+    "base", ["rootpypi", "root/pypi/x", "root/+pypi", "/pypi", "//root/pypi", "root/pypi/", [1]]
+)
 def test_malformed_base_is_rejected(base: object) -> None:
     """A base must be one valid user/index name."""
     with pytest.raises(ConfigError):
@@ -262,14 +279,24 @@ def test_mirror_needs_url() -> None:
 @pytest.mark.parametrize(
     ("url", "stored"),
     [
-        ("https://pypi.org/simple", "https://pypi.org/simple/"),
+        ("https://pypi.org/simple", "https://pypi.org/simple"),
         ("http://127.0.0.1:8080/simple/", "http://127.0.0.1:8080/simple/"),
-        ("https://user:secret@example.com/simple", "https://user:secret@example.com/simple/"),
+        ("https://user:secret@example.com/simple", "https://user:secret@example.com/simple"),
+        (" https://pypi.org/simple ", "https://pypi.org/simple"),
     ],
 )
-def test_mirror_url_is_normalized_with_slash(url: str, stored: str) -> None:
-    """http(s) URLs, credentials included, are stored ending in a slash."""
+def test_mirror_url_is_kept_as_given(url: str, stored: str) -> None:
+    """http(s) URLs, credentials included, are stored and shown as given (devpi does so); the
+    slash project URLs need is added where the URL is used."""
     assert mirror(mirror_url=url)["mirror_url"] == stored
+
+
+def test_mirror_url_is_used_with_slash() -> None:
+    """mirror_config appends the "/" a URL given without it lacks, and finds its JSON API."""
+    record = IndexRecord(1, "root", "m", "mirror", mirror(mirror_url="https://pypi.org/simple"))
+    config = mirror_config(record, 1800.0)
+    assert config.simple_url == "https://pypi.org/simple/"
+    assert config.json_api_url == "https://pypi.org/pypi/{name}/json"
 
 
 @pytest.mark.parametrize(
@@ -292,15 +319,19 @@ def test_mirror_url_rejects_non_http_urls(url: object) -> None:
         mirror(mirror_url=url)
 
 
-@pytest.mark.parametrize(("value", "seconds"), [(60, 60), ("1800", 1800), (" 5 ", 5), (30.0, 30)])
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [(60, 60), ("1800", 1800), (" 5 ", 5), (30.0, 30), (0, 0), ("0", 0), (0.0, 0), ("00", 0)],
+)
 def test_mirror_cache_expiry_is_whole_seconds(value: object, seconds: int) -> None:
-    """mirror_cache_expiry is a whole number of seconds, strings allowed."""
+    """mirror_cache_expiry is a whole number of seconds, strings allowed; 0 is devpi's
+    "revalidate every time"."""
     assert mirror(mirror_cache_expiry=value)["mirror_cache_expiry"] == seconds
 
 
-@pytest.mark.parametrize("value", [0, -1, "0", "abc", "1.5", 1.5, True, "²"])
+@pytest.mark.parametrize("value", [-1, "-0", "abc", "1.5", 1.5, True, "²", -0.5])
 def test_mirror_cache_expiry_rejects_other_values(value: object) -> None:
-    """Zero, negatives, fractions and words are errors."""
+    """Negatives, fractions and words are errors."""
     with pytest.raises(ConfigError, match="mirror_cache_expiry"):
         mirror(mirror_cache_expiry=value)
 

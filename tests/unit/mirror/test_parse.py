@@ -391,6 +391,42 @@ def test_parse_simple_page_dispatches_on_content_type() -> None:
             parse_simple_page(body, content_type, BASE)
 
 
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/html",
+        "",
+        "text/html; charset=utf-8",
+        "application/vnd.pypi.simple.v1+html",
+        "application/vnd.pypi.simple.v1+json",
+        "application/json",
+    ],
+)
+@pytest.mark.parametrize("body", [b"", b"\n", b" \r\n\t"])
+def test_empty_body_is_a_page_without_files(body: bytes, content_type: str) -> None:
+    """An empty 200 of a page type is a project with no releases, as devpi reads it; it says
+    nothing about upstream's representation, so it is not counted as JSON."""
+    assert parse_simple_page(body, content_type, BASE) == UpstreamPage(links=(), is_json=False)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b"", "application/octet-stream"),
+        (b"", "image/png"),
+        (b"no markup", "text/html"),
+        (b"{", "application/vnd.pypi.simple.v1+json"),
+        (b"null", "application/json"),
+        (b"\0", "text/html"),
+    ],
+)
+def test_empty_is_not_garbage(body: bytes, content_type: str) -> None:
+    """Only an empty body is read as an empty page: another type, text without markup and
+    invalid JSON stay errors."""
+    with pytest.raises(PageFormatError):
+        parse_simple_page(body, content_type, BASE)
+
+
 # -- PyPI JSON API and enrichment ---------------------------------------------------------
 
 

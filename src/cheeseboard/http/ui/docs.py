@@ -145,6 +145,8 @@ def find_member(table: DocTable, name: str, what: str) -> Member | DocRedirect:
         return member
     if name + "/" in table.directories:
         return DocRedirect(quote(name.rsplit("/", 1)[-1], safe="") + "/")
+    if not table.members:
+        raise NotFound(f"the documentation of {what} is empty: it has no documents")
     raise NotFound(f"no {name} in the documentation of {what}")
 
 
@@ -212,10 +214,13 @@ def _member_name(raw: str) -> str | None:
 
 
 def load_table(path: Path, sha256: str) -> DocTable:
-    """Parse a doc zip's central directory (blocking: run it in a thread)."""
+    """Parse a doc zip's central directory (blocking: run it in a thread). Zero bytes (an
+    upload devpi takes as "no documents") are an empty table."""
     try:
         with path.open("rb") as handle:
             size = handle.seek(0, 2)
+            if size == 0:
+                return DocTable(sha256, {}, frozenset())
             entries, directory_size = _directory_extent(handle, size)
             if entries > MAX_MEMBERS or directory_size > MAX_CENTRAL_DIRECTORY:
                 raise DocTooLarge(
