@@ -142,6 +142,15 @@ def may_upload(user: str | None, acl_upload: Iterable[str]) -> Decision:
     return Decision(False, f"{user or 'anonymous'} is not in acl_upload")
 
 
+def may_upload_toxresult(user: str | None, acl_toxresult_upload: Iterable[str]) -> Decision:
+    """Attach a tox result to a release file (``devpi test``): the index's
+    ``acl_toxresult_upload``, ``:ANONYMOUS:`` by default as in devpi (results never change the
+    releases, and each is size-limited)."""
+    if _matches(user, acl_toxresult_upload):
+        return Decision(True, "in acl_toxresult_upload")
+    return Decision(False, f"{user or 'anonymous'} is not in acl_toxresult_upload")
+
+
 def may_delete_files(user: str | None, owner: str, acl_upload: Iterable[str]) -> Decision:
     """Remove or yank releases: uploaders, the owner and root."""
     if user is not None and user in (ROOT, owner):

@@ -38,6 +38,7 @@ class ChangeKind(StrEnum):
     BLOCKS = "blocks"  # a block was added or removed (project set when it names one)
     ADVISORIES = "advisories"  # advisories were imported
     PROJECT_STATUS = "project-status"  # an owner or root set a project's PEP 792 status
+    TOXRESULT = "toxresult"  # a tox result was attached to a release file (devpi test)
 
     @classmethod
     def _missing_(cls, value: object) -> ChangeKind | None:
@@ -75,7 +76,7 @@ class ChangeKind(StrEnum):
     def changes_project_lists(self) -> bool:
         """The lists of projects (root and index pages) may differ afterwards (unknown kinds:
         they may)."""
-        return self is not ChangeKind.MIRROR_CHECKED
+        return self not in (ChangeKind.MIRROR_CHECKED, ChangeKind.TOXRESULT)
 
 
 _ACCOUNTS = frozenset(

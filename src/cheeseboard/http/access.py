@@ -25,7 +25,7 @@ from starlette.routing import BaseRoute, Route
 
 from cheeseboard.core import acl
 from cheeseboard.http.state import services
-from cheeseboard.services import auth
+from cheeseboard.services import auth, toxresults
 from cheeseboard.services.auth import Action, Forbidden, Identity, Unauthorized
 from cheeseboard.services.errors import NotFound
 from cheeseboard.services.visibility import ReadAccess, index_not_found
@@ -164,6 +164,14 @@ UPLOAD = Rule(
     _on_stage(lambda user, index: acl.may_upload(user, _acl_upload(index))),
     "upload",
 )
+TOXRESULT = Rule(
+    "toxresult",
+    "the principals in the index's acl_toxresult_upload (:ANONYMOUS: by default, as in devpi), "
+    "or a token scoped to upload to that index: attach tox results to release files",
+    frozenset({ANONYMOUS, OTHER_USER, OWNER, ROOT}),
+    _on_stage(lambda user, index: acl.may_upload_toxresult(user, toxresults.acl_of(index))),
+    "upload",
+)
 PUSH = Rule(
     "push",
     "who may upload to or manage the source index (and upload to the target index); "
@@ -205,6 +213,7 @@ RULES = (
     READ,
     SIGNED_IN,
     UPLOAD,
+    TOXRESULT,
     PUSH,
     REMOVE,
     MANAGE_INDEX,

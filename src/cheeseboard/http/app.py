@@ -24,6 +24,7 @@ from cheeseboard.http import (
     releases,
     simple,
     tokens,
+    toxresults,
     upload,
 )
 from cheeseboard.http import audit as audit_api
@@ -74,6 +75,7 @@ def create_app(settings: Settings) -> Starlette:
             *devpi.routes,
             *simple.routes,
             *files.routes,
+            *toxresults.routes,  # POST to a release file's +f URL (devpi test)
             *pypi_json.routes,
             *project_status.routes,  # …/{project}/+status, before the {version} patterns
             *upload.routes,

@@ -5,11 +5,13 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from cheeseboard.http import toxresults as toxresult_http
 from cheeseboard.http.access import READ, GuardedRoute
 from cheeseboard.http.responses import BlobResponse, FollowResponse
 from cheeseboard.http.state import index_of, services
 from cheeseboard.services.errors import NotFound
 from cheeseboard.services.files import PendingFile
+from cheeseboard.services.toxresults import is_toxresult_name
 from cheeseboard.store.records import FileRecord
 
 _METADATA = ".metadata"
@@ -31,6 +33,8 @@ async def _record(request: Request, filename: str) -> FileRecord:
 
 async def hashed_file(request: Request) -> Response:
     filename: str = request.path_params["filename"]
+    if is_toxresult_name(filename):
+        return await toxresult_http.result(request)  # devpi test's results, next to the file
     if filename.endswith(_METADATA):
         return await _metadata(request, filename[: -len(_METADATA)])
     return await _file(request, filename)

@@ -36,6 +36,7 @@ from cheeseboard.services.search import SearchService
 from cheeseboard.services.status import StatusService
 from cheeseboard.services.throttle import LoginThrottle, VerifyGate
 from cheeseboard.services.tokens import TokenService
+from cheeseboard.services.toxresults import ToxResultService
 from cheeseboard.services.uploads import UploadService
 from cheeseboard.services.visibility import ReadAccess
 from cheeseboard.settings import Settings
@@ -72,6 +73,7 @@ class AppServices:
     project_status: ProjectStatusService
     guard: ReleaseGuard
     blocks: BlockService
+    toxresults: ToxResultService
 
 
 @asynccontextmanager
@@ -160,6 +162,7 @@ async def open_services(settings: Settings) -> AsyncIterator[AppServices]:
             project_status,
             guard,
             BlockService(changes, guard),
+            ToxResultService(db, changes),
         )
 
 

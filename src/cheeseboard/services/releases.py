@@ -18,15 +18,21 @@ from cheeseboard.core.changes import ChangeKind
 from cheeseboard.core.distfiles import canonical_version, version_sort_key
 from cheeseboard.core.names import normalize_project_name
 from cheeseboard.core.pages import FileLink, ProjectPage
-from cheeseboard.services import audit
+from cheeseboard.services import audit, toxresults
 from cheeseboard.services.auth import Forbidden, Identity, Unauthorized
 from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.errors import BadRequest, NotFound
 from cheeseboard.services.pages import PageService, file_path
-from cheeseboard.store import project_rows, release_rows
+from cheeseboard.store import project_rows, release_rows, toxresult_rows
 from cheeseboard.store.db import Database
 from cheeseboard.store.docs import DOCZIP
-from cheeseboard.store.records import FileRecord, IndexRecord, ProjectRecord, ReleaseRecord
+from cheeseboard.store.records import (
+    FileRecord,
+    IndexRecord,
+    ProjectRecord,
+    ReleaseRecord,
+    ToxResultRecord,
+)
 
 # Metadata keys devpi lists in versiondata; lists default to [], the rest to "".
 _LIST_KEYS = (
@@ -149,10 +155,14 @@ def _mirror_versiondata(name: str, entry: VersionEntry, base_url: str) -> dict[s
 
 
 def _stage_versiondata(
-    index: IndexRecord, project: str, entry: VersionEntry, base_url: str
+    index: IndexRecord,
+    project: str,
+    entry: VersionEntry,
+    base_url: str,
+    tox: dict[int, list[ToxResultRecord]],
 ) -> dict[str, Any]:
     """devpi's stage ``versiondata``: the release metadata and a link (with its upload log) per
-    release file and doc zip."""
+    release file, doc zip and tox result (``tox``: by file id; ``devpi list -f`` reads them)."""
     release = entry.release
     assert release is not None
     data: dict[str, Any] = {key: [] for key in _LIST_KEYS}
@@ -181,8 +191,32 @@ def _stage_versiondata(
                 ],
             }
         )
+        href = base_url + file_path(index, record)
+        for result in tox.get(record.id, []):
+            links.append(_toxresult_link(index, record, result, href, base_url))
     data["+links"] = links
     return data
+
+
+def _toxresult_link(
+    index: IndexRecord, record: FileRecord, result: ToxResultRecord, for_href: str, base_url: str
+) -> dict[str, Any]:
+    """A tox result in devpi's ``+links``: ``for_href`` is its release file's ``href``."""
+    return {
+        "rel": "toxresult",
+        "href": base_url + toxresults.result_path(index, record, result),
+        "for_href": for_href,
+        "hash_spec": f"sha256={result.sha256}",
+        "hashes": {"sha256": result.sha256},
+        "log": [
+            {
+                "what": "upload",
+                "who": result.uploaded_by,
+                "when": list(time.gmtime(result.created)[:6]),
+                "dst": index.fullname,
+            }
+        ],
+    }
 
 
 class ReleaseService:
@@ -269,9 +303,11 @@ class ReleaseService:
         self, index: IndexRecord, project: str, base_url: str
     ) -> dict[str, Any]:
         _, releases, files = await self._load(index, project)
+        tox = await self._db.read(toxresult_rows.for_files, [f.id for f in files])
         versions = _oldest_first(_stage_version(index, release, files) for release in releases)
         return {
-            entry.version: _stage_versiondata(index, project, entry, base_url) for entry in versions
+            entry.version: _stage_versiondata(index, project, entry, base_url, tox)
+            for entry in versions
         }
 
     async def version_data(
@@ -286,7 +322,8 @@ class ReleaseService:
             raise NotFound(f"The version {version} of project {project} does not exist.")
         _, releases, files = await self._load(index, project)
         entry = _stage_version(index, _find(releases, version, project), files)
-        return _stage_versiondata(index, project, entry, base_url)
+        tox = await self._db.read(toxresult_rows.for_files, [f.id for f in entry.stored])
+        return _stage_versiondata(index, project, entry, base_url, tox)
 
     async def project_versions(
         self,

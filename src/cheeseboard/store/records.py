@@ -105,6 +105,17 @@ class ReleaseRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ToxResultRecord:
+    id: int
+    file_id: int
+    name: str  # <release file>.toxresult-<time>-<n>, in the release file's +f directory
+    data: str  # the JSON as posted
+    sha256: str
+    uploaded_by: str | None
+    created: float
+
+
+@dataclass(frozen=True, slots=True)
 class Change:
     serial: int
     index_id: int | None

@@ -193,6 +193,21 @@ advisories = Table(
     Index("ix_advisories_project", "project"),
 )
 
+# Issue 22 (migration 0009): tox results attached to release files (devpi test). The JSON as
+# posted, size-limited (services/toxresults.py), so it lives here rather than in the blob store.
+toxresults = Table(
+    "toxresults",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("file_id", Integer, ForeignKey("files.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),  # <release file>.toxresult-<time>-<n>
+    Column("data", Text, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("uploaded_by", String(64)),  # NULL: anonymous
+    Column("created", Float, nullable=False),
+    UniqueConstraint("file_id", "name"),
+)
+
 audit_log = Table(
     "audit_log",
     metadata,

@@ -13,7 +13,7 @@ def test_values_are_the_stored_strings() -> None:
         "index-created", "index-modified", "index-deleted",
         "upload", "doc-upload", "push", "remove", "yank", "unyank",
         "mirror-page", "mirror-checked", "mirror-file", "mirror-file-cached",
-        "blocks", "advisories", "project-status",
+        "blocks", "advisories", "project-status", "toxresult",
     }  # fmt: skip
 
 
@@ -23,4 +23,5 @@ def test_what_each_kind_concerns() -> None:
     indexes = {k for k in ChangeKind if k.concerns_indexes}
     assert indexes == {k for k in ChangeKind if k.value.startswith("index-")}
     assert [k for k in ChangeKind if k.only_caches_bytes] == [ChangeKind.MIRROR_FILE_CACHED]
-    assert [k for k in ChangeKind if not k.changes_project_lists] == [ChangeKind.MIRROR_CHECKED]
+    unlisted = [k for k in ChangeKind if not k.changes_project_lists]
+    assert unlisted == [ChangeKind.MIRROR_CHECKED, ChangeKind.TOXRESULT]

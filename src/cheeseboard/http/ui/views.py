@@ -19,7 +19,20 @@ from cheeseboard.core.indexconfig import EXEMPT_KEY
 from cheeseboard.http.state import AppServices
 from cheeseboard.services.blocks import block_json
 from cheeseboard.services.releases import VersionEntry
+from cheeseboard.services.toxresults import ToxSummary, summarize
+from cheeseboard.services.toxresults import result_path as toxresult_path
 from cheeseboard.store.records import IndexRecord
+
+
+@dataclass(frozen=True, slots=True)
+class ToxResultRow:
+    """A tox result on the version page (``devpi test``), linked where devpi serves it."""
+
+    release_file: str
+    href: str
+    created: float
+    uploaded_by: str | None
+    summary: ToxSummary
 
 
 @dataclass(slots=True)
@@ -33,6 +46,7 @@ class ProjectView:
     status: str | None = None
     status_reason: str | None = None
     readme: Markup = field(default_factory=Markup)
+    toxresults: list[ToxResultRow] = field(default_factory=list)
 
     @property
     def project_urls(self) -> list[tuple[str, str]]:
@@ -82,6 +96,7 @@ async def project_view(
     readme = await render_description_async(
         data.get("description"), data.get("description_content_type")
     )
+    tox = await _toxresult_rows(app, found.selected)
     return ProjectView(
         index,
         found.name,
@@ -92,7 +107,28 @@ async def project_view(
         status=found.status,
         status_reason=found.status_reason,
         readme=readme,
+        toxresults=tox,
     )
+
+
+async def _toxresult_rows(app: AppServices, entry: VersionEntry) -> list[ToxResultRow]:
+    """The tox results of the release's files on the stage that serves it, newest first."""
+    source = app.indexes.get(*entry.source.split("/", 1)) if entry.stored else None
+    if source is None:
+        return []
+    by_file = await app.toxresults.for_files([record.id for record in entry.stored])
+    rows = [
+        ToxResultRow(
+            record.filename,
+            "/" + toxresult_path(source, record, result),
+            result.created,
+            result.uploaded_by,
+            summarize(result.data),
+        )
+        for record in entry.stored
+        for result in by_file.get(record.id, [])
+    ]
+    return sorted(rows, key=lambda row: row.created, reverse=True)
 
 
 @dataclass(frozen=True, slots=True)

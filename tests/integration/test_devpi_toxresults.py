@@ -1,0 +1,214 @@
+"""``devpi test`` and ``devpi list -f`` against cheeseboard (issue 22): tox results posted to a
+release file's URL are stored, listed in versiondata, served, shown on the version page.
+
+The real devpi client runs as a subprocess. tox itself is not a test dependency: a stand-in
+``tox`` on PATH writes the ``--result-json`` report a real tox run writes (the part devpi-client
+reads and posts), so the client's own download, unpack, run and post steps are what is tested.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import stat
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.api import basic, call, upload_dist
+from tests.support.devpi import DevpiClient
+from tests.support.packages import Dist, build_sdist, build_wheel
+from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory
+
+ROOT = ("root", ROOT_PASSWORD)
+ALICE = ("alice", "alice-pw-1")
+
+_FAKE_TOX = """#!{python}
+import json, sys
+args = sys.argv[1:]
+report = args[args.index("--result-json") + 1]
+result = {{
+    "reportversion": "1", "toxversion": "4.0.0", "platform": "linux", "host": "ci-host",
+    "testenvs": {{"py3": {{
+        "python": {{"version": "3.11.7 (main)"}},
+        "setup": [{{"command": ["pip", "install"], "retcode": 0, "output": ""}}],
+        "test": [{{"command": ["pytest"], "retcode": {retcode}, "output": "ran 1 test"}}],
+    }}}},
+}}
+with open(report, "w") as f:
+    json.dump(result, f)
+sys.exit({retcode})
+"""
+
+
+@dataclass
+class World:
+    server: CheeseboardServer
+    sdist: Dist
+    wheel: Dist
+    base: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    base = tmp_path_factory.mktemp("toxresults")
+    sdist = build_sdist(base / "t", "tested", "1.0")
+    wheel = build_wheel(base / "t", "tested", "1.0")
+    factory = ServerFactory(base)
+    try:
+        server = factory.start("http://127.0.0.1:9/simple/")
+        for user in ("alice", "bob"):
+            status, body = call(server.url, "PUT", f"/{user}", {"password": ALICE[1]}, auth=ROOT)
+            assert status == 201, body
+        status, body = call(server.url, "PUT", "/alice/dev", {"bases": []}, auth=ROOT)
+        assert status == 200, body
+        for dist in (sdist, wheel):
+            status, text = upload_dist(server.url, "alice/dev", dist, ALICE)
+            assert status == 200, text
+        yield World(server, sdist, wheel, base)
+    finally:
+        factory.stop_all()
+
+
+def _fake_tox(directory: Path, retcode: int = 0) -> Path:
+    import sys
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tox = directory / "tox"
+    tox.write_text(_FAKE_TOX.format(python=sys.executable, retcode=retcode))
+    tox.chmod(tox.stat().st_mode | stat.S_IXUSR)
+    return directory
+
+
+def _devpi(world: World, tmp_path: Path, retcode: int = 0) -> DevpiClient:
+    devpi = DevpiClient(tmp_path, server_log=world.server.log)
+    bin_dir = _fake_tox(tmp_path / "bin", retcode)
+    devpi.env["PATH"] = f"{bin_dir}:{devpi.env.get('PATH', '')}"
+    (tmp_path / "tox.ini").write_text("[tox]\nenvlist = py3\n")
+    return devpi
+
+
+def _versiondata(world: World) -> dict[str, Any]:
+    status, body = call(world.url, "GET", "/alice/dev/tested/1.0")
+    assert status == 200, body
+    return dict(body["result"])
+
+
+def _tox_links(world: World) -> list[dict[str, Any]]:
+    return [link for link in _versiondata(world)["+links"] if link["rel"] == "toxresult"]
+
+
+def test_devpi_test_posts_results_and_list_shows_them(world: World, tmp_path: Path) -> None:
+    """``devpi test tested`` (anonymous: acl_toxresult_upload is :ANONYMOUS: by default) posts
+    a result per tested file and exits 0; ``devpi list -f tested`` shows them."""
+    devpi = _devpi(world, tmp_path)
+    devpi.use(world.url + "alice/dev")
+    before = len(_tox_links(world))
+    out = devpi.ok("test", "--fallback-ini", str(tmp_path / "tox.ini"), "tested")
+    assert "posting tox result data to" in out and "could not post" not in out, out
+    links = _tox_links(world)
+    assert len(links) > before
+    release = {
+        link["href"]: link for link in _versiondata(world)["+links"] if link["rel"] == "releasefile"
+    }
+    for link in links:
+        assert link["for_href"] in release
+        assert link["href"].startswith(link["for_href"].rsplit("/", 1)[0] + "/")
+        assert (
+            link["href"]
+            .rsplit("/", 1)[1]
+            .startswith(link["for_href"].rsplit("/", 1)[1] + ".toxresult-")
+        )
+        with urllib.request.urlopen(link["href"], timeout=30) as response:
+            data = json.loads(response.read())
+        assert data["host"] == "ci-host"
+    out = devpi.ok("list", "-f", "tested")
+    assert "ci-host" in out and "py3" in out and "tests passed" in out, out
+
+
+def test_failed_run_is_posted_and_listed_as_failed(world: World, tmp_path: Path) -> None:
+    devpi = _devpi(world, tmp_path, retcode=1)
+    devpi.use(world.url + "alice/dev")
+    out = devpi.fails("test", "--fallback-ini", str(tmp_path / "tox.ini"), "tested")
+    assert "posting tox result data to" in out and "could not post" not in out, out
+    out = devpi.ok("list", "--failures", "tested")
+    assert "tests failed" in out and "FAIL: pytest" in out, out
+
+
+def _post(url: str, body: bytes, auth: tuple[str, str] | None = None) -> tuple[int, Any]:
+    headers = {"Accept": "application/json", "Content-Type": "application/json"}
+    if auth is not None:
+        headers["Authorization"] = basic(*auth)
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read().decode(errors="replace")
+
+
+def _file_url(world: World, dist: Dist) -> str:
+    sha = dist.sha256
+    return f"{world.url}alice/dev/+f/{sha[:3]}/{sha[3:16]}/{dist.filename}"
+
+
+def test_post_answers_toxresultpath_and_checks_the_body(world: World) -> None:
+    url = _file_url(world, world.wheel)
+    posted = b'{"testenvs": {}, "host": "h", "platform": "p"}'
+    status, body = _post(url, posted)
+    assert status == 200, body
+    assert body["type"] == "toxresultpath"
+    path, digest = body["result"].split("#sha256=")
+    assert digest == hashlib.sha256(posted).hexdigest()
+    assert path.startswith("alice/dev/+f/") and ".toxresult-" in path
+    with urllib.request.urlopen(world.url + path, timeout=30) as response:
+        assert json.loads(response.read())["host"] == "h"
+    assert _post(url, b"not json")[0] == 400
+    assert _post(url, b"[1, 2]")[0] == 400
+    assert _post(url, b"{" + b" " * (1024 * 1024) + b"}")[0] == 413
+    wrong = url.replace(world.wheel.sha256[:3], "000", 1)
+    assert _post(wrong, b"{}")[0] == 404
+    missing = url.rsplit("/", 1)[0] + "/tested-9.9.tar.gz"
+    assert _post(missing, b"{}")[0] == 404
+
+
+def test_acl_toxresult_upload_limits_who_posts(world: World) -> None:
+    status, body = call(world.url, "PATCH", "/alice/dev", ["acl_toxresult_upload=alice"], auth=ROOT)
+    assert status == 200, body
+    try:
+        url = _file_url(world, world.sdist)
+        assert _post(url, b"{}")[0] == 401
+        assert _post(url, b"{}", ("bob", ALICE[1]))[0] == 403
+        status, body = _post(url, b"{}", ALICE)
+        assert status == 200, body
+        link = next(
+            link
+            for link in _tox_links(world)
+            if link["href"].endswith(body["result"].split("#")[0])
+        )
+        assert link["log"][0]["who"] == "alice"
+    finally:
+        status, body = call(
+            world.url, "PATCH", "/alice/dev", ["acl_toxresult_upload=:ANONYMOUS:"], auth=ROOT
+        )
+        assert status == 200, body
+
+
+def test_version_page_shows_results(world: World) -> None:
+    _post(_file_url(world, world.sdist), b'{"testenvs": {}, "host": "web-host", "platform": "p"}')
+    request = urllib.request.Request(
+        world.url + "alice/dev/tested/1.0",
+        headers={"Accept": "text/html", "User-Agent": "Mozilla/5.0 (test)"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        page = response.read().decode()
+    assert ".toxresult-" in page and "Tox results of 1.0" in page and "web-host" in page, page
