@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import stat
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,6 +54,7 @@ class World:
     sdist: Dist
     wheel: Dist
     base: Path
+    factory: ServerFactory
 
     @property
     def url(self) -> str:
@@ -73,14 +77,12 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         for dist in (sdist, wheel):
             status, text = upload_dist(server.url, "alice/dev", dist, ALICE)
             assert status == 200, text
-        yield World(server, sdist, wheel, base)
+        yield World(server, sdist, wheel, base, factory)
     finally:
         factory.stop_all()
 
 
 def _fake_tox(directory: Path, retcode: int = 0) -> Path:
-    import sys
-
     directory.mkdir(parents=True, exist_ok=True)
     tox = directory / "tox"
     tox.write_text(_FAKE_TOX.format(python=sys.executable, retcode=retcode))
@@ -212,3 +214,49 @@ def test_version_page_shows_results(world: World) -> None:
     with urllib.request.urlopen(request, timeout=30) as response:
         page = response.read().decode()
     assert ".toxresult-" in page and "Tox results of 1.0" in page and "web-host" in page, page
+
+
+def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "cheeseboard.server.cli", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def _records(dump: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (dump / "records.jsonl").read_text().splitlines()]
+
+
+def _rewrite(dump: Path, records: list[dict[str, Any]]) -> None:
+    data = "".join(json.dumps(record) + "\n" for record in records).encode()
+    (dump / "records.jsonl").write_bytes(data)
+    header = json.loads((dump / "cheeseboard-dump.json").read_text())
+    header.update(records_sha256=hashlib.sha256(data).hexdigest(), records=len(records))
+    (dump / "cheeseboard-dump.json").write_text(json.dumps(header))
+
+
+def test_export_and_import_keep_the_results(world: World, tmp_path: Path) -> None:
+    """``toxresult`` records (docs/dump-format.md) bring every result back, at the same URL
+    with the same bytes; a record for a file the dump lacks is refused with its line."""
+    _post(_file_url(world, world.wheel), b'{"testenvs": {}, "host": "dumped", "platform": "p"}')
+    dump = tmp_path / "dump"
+    result = _cli("export", "--datadir", world.server.datadir, dump)
+    assert result.returncode == 0, result.stderr
+    kept = [r for r in _records(dump) if r["kind"] == "toxresult"]
+    assert kept and all(r["index"] == "alice/dev" and "file_id" not in r for r in kept)
+    broken = tmp_path / "broken"
+    shutil.copytree(dump, broken)
+    orphan = {"filename": "tested-9.9.tar.gz", "name": "tested-9.9.tar.gz.toxresult-1-0"}
+    _rewrite(broken, [*_records(broken), {**kept[0], **orphan}])
+    result = _cli("import", "--datadir", tmp_path / "refused", broken)
+    assert result.returncode != 0 and "no release file 'tested-9.9.tar.gz'" in result.stderr
+    result = _cli("import", "--datadir", world.base / "imported", dump)
+    assert result.returncode == 0, result.stderr
+    imported = world.factory.start("http://127.0.0.1:9/simple/", name="imported")
+    status, body = call(imported.url, "GET", "/alice/dev/tested/1.0")
+    assert status == 200, body
+    links = [link for link in body["result"]["+links"] if link["rel"] == "toxresult"]
+    assert [link["href"].removeprefix(imported.url) for link in links] == [
+        link["href"].removeprefix(world.url) for link in _tox_links(world)
+    ]
+    for link in links:
+        with urllib.request.urlopen(link["href"], timeout=30) as response:
+            assert hashlib.sha256(response.read()).hexdigest() == link["hashes"]["sha256"]

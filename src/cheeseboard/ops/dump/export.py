@@ -36,7 +36,15 @@ from cheeseboard.settings import DataDirLayout, staging_dir
 from cheeseboard.store import audit_rows, block_rows, changelog_rows
 from cheeseboard.store.blobs import FileBlobStore, copy_hashed
 from cheeseboard.store.db import engine_for
-from cheeseboard.store.schema import advisories, files, indexes, projects, releases, users
+from cheeseboard.store.schema import (
+    advisories,
+    files,
+    indexes,
+    projects,
+    releases,
+    toxresults,
+    users,
+)
 
 Progress = Callable[[str, int], None]  # (what, bytes just copied)
 # Database ids, and the account identity tokens are bound to (users.uid): an imported user is a
@@ -152,6 +160,21 @@ class _Exporter:
             record = {**columns(files, row), "index": index, "project": project}
             writer.write({"kind": "file", **record})
 
+    def toxresults(self, writer: RecordWriter) -> None:
+        """Tox results with their release file's name (a merge may give the file a new id)."""
+        query = (
+            select(toxresults, files.c.filename, files.c.project_id, files.c.index_id)
+            .join(files, files.c.id == toxresults.c.file_id)
+            .order_by(toxresults.c.id)
+        )
+        for row in _stream(self.conn, query):
+            if row.project_id not in self.project_names:
+                continue
+            record = {c.name: row._mapping[c.name] for c in toxresults.c if c.name not in _SKIP}
+            del record["file_id"]
+            index = self.names[row.index_id][0]
+            writer.write({"kind": "toxresult", **record, "index": index, "filename": row.filename})
+
     def audit(self, writer: RecordWriter) -> None:
         """The audit log, oldest first; ``at`` as the stored number (no precision lost)."""
         for row in audit_rows.every(self.conn):
@@ -221,6 +244,7 @@ def _export(
             exporter.releases(writer)
             exporter.blob_records(writer, progress)
             exporter.files(writer)
+            exporter.toxresults(writer)
             exporter.audit(writer)
             exporter.advisory_records(writer)
             exporter.block_records(writer)

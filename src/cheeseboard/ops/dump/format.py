@@ -7,9 +7,11 @@
 Records refer to each other by natural keys (user name, ``user/index``, project name), never by
 database ids, so a dump imports into any store and merges into a populated one. Kinds, in the
 order they are written: ``user``, ``index``, ``project``, ``release``, ``blob``, ``file``,
-``audit`` (the audit log's entries, oldest first), ``advisory`` (imported OSV advisories, one per
-stored row), ``block`` (server-wide, ``index`` null, or on a ``user/index``). Dumps written before
-issue 21 have none of the last three, and import as before.
+``toxresult`` (a tox result of the release file ``filename``, issue 22), ``audit`` (the audit
+log's entries, oldest first), ``advisory`` (imported OSV advisories, one per stored row),
+``block`` (server-wide, ``index`` null, or on a ``user/index``). Dumps written before issue 21
+have no ``audit``, ``advisory`` or ``block``, those before issue 22 no ``toxresult``; both
+import as before.
 """
 
 from __future__ import annotations
@@ -28,7 +30,18 @@ VERSION = 1
 HEADER = "cheeseboard-dump.json"
 RECORDS = "records.jsonl"
 BLOBS = "blobs"
-KINDS = ("user", "index", "project", "release", "blob", "file", "audit", "advisory", "block")
+KINDS = (
+    "user",
+    "index",
+    "project",
+    "release",
+    "blob",
+    "file",
+    "toxresult",
+    "audit",
+    "advisory",
+    "block",
+)
 
 # The fields each kind must carry (more are allowed and kept where the schema has a column).
 REQUIRED: dict[str, tuple[str, ...]] = {
@@ -38,6 +51,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "release": ("index", "project", "version", "canonical_version", "metadata"),
     "blob": ("sha256", "size"),
     "file": ("index", "project", "filename", "packagetype"),
+    "toxresult": ("index", "filename", "name", "data"),
     "audit": ("at", "action"),
     "advisory": ("id", "project", "aliases", "affected", "fixed", "imported"),
     "block": ("index", "reason", "author", "created"),  # index: null for a server-wide block
@@ -171,6 +185,8 @@ def describe(record: dict[str, Any]) -> str:
         return f"project {record.get('index')} {record.get('name')}"
     if kind == "blob":
         return f"blob {record.get('sha256')}"
+    if kind == "toxresult":
+        return f"tox result {record.get('index')} {record.get('name')}"
     if kind == "audit":
         return f"audit entry {record.get('action')} at {record.get('at')}"
     if kind == "advisory":

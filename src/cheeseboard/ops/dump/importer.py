@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +42,8 @@ from cheeseboard.ops.dump.format import (
     read_header,
 )
 from cheeseboard.ops.dump.upstream_names import shadowing
+from cheeseboard.services import toxresults
+from cheeseboard.services.errors import BadRequest
 from cheeseboard.services.users import DEVPI_SALTED_SHA256, pwhash_problem
 from cheeseboard.settings import DataDirLayout
 from cheeseboard.store import (
@@ -70,6 +73,7 @@ from cheeseboard.store.schema import (
     releases,
     users,
 )
+from cheeseboard.store.schema import toxresults as toxresult_table
 from cheeseboard.store.serial import SerialFile
 
 Progress = Callable[[str, int], None]  # (what, bytes just copied)
@@ -86,8 +90,8 @@ class DumpSource(Protocol):
 
     def records(self) -> Iterator[tuple[str, dict[str, Any]]]:
         """``(where, record)`` in dependency order: users, indexes, projects, releases, blobs,
-        files (then audit entries, advisories and blocks, if any); ``where`` names the dump file
-        and line for messages."""
+        files (then tox results, audit entries, advisories and blocks, if any); ``where`` names
+        the dump file and line for messages."""
 
     def blob_file(self, sha256: str) -> Path:
         """The file holding a blob's bytes: KeyError if the dump has none, DumpError if it is a
@@ -409,6 +413,49 @@ class _Loader:
         self.conn.execute(insert(files).values(**values))
         self.touched.add((index_id, str(record["project"])))
         self.report.count("file")
+
+    def _toxresult(self, record: dict[str, Any]) -> None:
+        """A tox result of a release file imported (or, in a merge, present) before it; one
+        the target has already (same file and name) is kept."""
+        index_id = self._index_id(record)
+        name, data = _text(record, "name", 255) or "", _text(record, "data") or ""
+        release = str(record["filename"])
+        if not name.startswith(release + toxresults.MARKER) or "/" in name:
+            raise DumpError("a tox result's name is its release file's name + .toxresult-…")
+        if len(data.encode()) > toxresults.MAX_SIZE:
+            raise DumpError(f"a tox result is at most {toxresults.MAX_SIZE} bytes")
+        try:
+            toxresults.parse(data.encode())
+        except BadRequest as error:
+            raise DumpError(error.message) from None
+        digest = hashlib.sha256(data.encode()).hexdigest()
+        if record.get("sha256", digest) != digest:
+            raise DumpError(f"its data has sha256 {digest}, not {record.get('sha256')}")
+        file_id = self.conn.scalar(
+            select(files.c.id).where(files.c.index_id == index_id, files.c.filename == release)
+        )
+        if file_id is None:
+            raise DumpError(f"no release file {release!r} on its index in the dump")
+        exists = self.conn.scalar(
+            select(toxresult_table.c.id).where(
+                toxresult_table.c.file_id == file_id, toxresult_table.c.name == name
+            )
+        )
+        if exists is not None:
+            if not self.merge:
+                raise DumpError("the tox result exists twice in the dump")
+            self.report.kept.append(describe(record))
+            return
+        values = {
+            "file_id": file_id,
+            "name": name,
+            "data": data,
+            "sha256": digest,
+            "uploaded_by": _text(record, "uploaded_by", 64),
+            "created": float(record.get("created") or time.time()),
+        }
+        self.conn.execute(insert(toxresult_table).values(**values))
+        self.report.count("toxresult")
 
     def _audit(self, record: dict[str, Any]) -> None:
         """An audit log entry, appended with its time (merged logs keep each entry's time;
