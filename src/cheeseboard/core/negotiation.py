@@ -1,4 +1,5 @@
-"""PEP 691 content negotiation for simple pages (docs/standards.md §1.6)."""
+"""Content negotiation: PEP 691 for simple pages (docs/standards.md §1.6), JSON or text for
+errors."""
 
 from __future__ import annotations
 
@@ -53,9 +54,10 @@ def _parse_accept(header: str) -> list[tuple[str, float]]:
     return ranges
 
 
-def _quality(ranges: list[tuple[str, float]], media_types: tuple[str, ...]) -> float | None:
-    """q for a representation from its most specific matching range (exact > type/* > */*)."""
-    best: tuple[int, float] | None = None
+def _match(ranges: list[tuple[str, float]], media_types: tuple[str, ...]) -> tuple[int, float]:
+    """(specificity, q) of the most specific range matching one of ``media_types`` (exact 3,
+    type/* 2, */* 1; (0, 0.0) when none does)."""
+    best = (0, 0.0)
     for media, quality in ranges:
         for candidate in media_types:
             major = candidate.split("/", 1)[0]
@@ -67,9 +69,31 @@ def _quality(ranges: list[tuple[str, float]], media_types: tuple[str, ...]) -> f
                 specificity = 1
             else:
                 continue
-            if best is None or specificity > best[0]:
+            if specificity > best[0]:
                 best = (specificity, quality)
-    return None if best is None else best[1]
+    return best
+
+
+def _quality(ranges: list[tuple[str, float]], media_types: tuple[str, ...]) -> float | None:
+    """q for a representation from its most specific matching range (exact > type/* > */*)."""
+    specificity, quality = _match(ranges, media_types)
+    return quality if specificity else None
+
+
+def prefers_json(accept: str | None) -> bool:
+    """Whether an error answer should be JSON rather than text/plain: JSON (``application/json``
+    or any ``…+json`` type named, as devpi-client and PEP 691 installers send) has the higher q,
+    or the same q asked for more specifically (``application/json, */*``). A bare ``*/*``, no
+    header or a tie keeps plain text, which every client can show."""
+    if not accept:
+        return False
+    ranges = _parse_accept(accept)
+    suffixed = [(3, q) for media, q in ranges if media.endswith("+json")]
+    json_rank = max([_match(ranges, ("application/json",)), *suffixed])
+    text_rank = _match(ranges, ("text/plain",))
+    if json_rank[1] <= 0:
+        return False
+    return (json_rank[1], json_rank[0]) > (text_rank[1], text_rank[0])
 
 
 def negotiate(accept: str | None, format_param: str | None) -> Choice:

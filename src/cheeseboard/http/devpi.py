@@ -105,7 +105,7 @@ async def status(request: Request) -> Response:
     result = {
         "serverdir": str(app.settings.datadir),
         "uuid": app.server_uuid,
-        "versioninfo": [["cheeseboard", __version__]],
+        "versioninfo": {"cheeseboard": __version__},  # devpi-client iterates .items()
         "host": app.settings.host,
         "port": app.settings.port,
         "outside-url": app.settings.outside_url,

@@ -10,11 +10,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from cheeseboard.core.negotiation import prefers_json
 from cheeseboard.http.accounts import BodyTooLarge
 from cheeseboard.http.ui.browser import is_browser
 from cheeseboard.http.ui.docs import DocTooLarge, DocZipUnreadable
 from cheeseboard.services.accounts import Conflict
-from cheeseboard.services.auth import Forbidden, Unauthorized
+from cheeseboard.services.auth import Forbidden, Unauthorized, UnknownUser
 from cheeseboard.services.errors import (
     BadRequest,
     BlobStoreError,
@@ -60,7 +61,8 @@ _NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def _wants_json(request: Request) -> bool:
-    return "json" in request.headers.get("accept", "")
+    """devpi-client and ``+api`` users ask for JSON and read ``message`` (devpi's shape)."""
+    return prefers_json(request.headers.get("accept"))
 
 
 def _answer(request: Request, status: int, message: str, headers: dict[str, str]) -> Response:
@@ -81,8 +83,19 @@ def status_of(exc: CheeseboardError) -> int | None:
     return None
 
 
+def _deleted_owner(request: Request, exc: UnknownUser) -> bool:
+    """Credentials of a missing (deleted) user on a path naming that user: devpi answers 404 for
+    the user, which GET /<user> tells anyone; the credentials still authenticate nothing. Not
+    for PUT /<user>, which creates the user (refused as any wrong credentials are)."""
+    params = request.path_params
+    creates = request.method == "PUT" and set(params) == {"user"}
+    return params.get("user") == exc.user and not creates
+
+
 async def domain_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CheeseboardError)
+    if isinstance(exc, UnknownUser) and _deleted_owner(request, exc):
+        return _answer(request, 404, f"no user {exc.user!r}", {"Cache-Control": "no-store"})
     status = status_of(exc)
     if status is None:  # a domain error nobody mapped is a bug: keep its traceback
         log.error(
@@ -107,6 +120,15 @@ async def domain_error(request: Request, exc: Exception) -> Response:
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return _answer(request, exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    """An unhandled exception (Starlette re-raises it to be logged): a 500 in the negotiated
+    shape, never a web page, whose rendering may be what failed."""
+    message, headers = "Internal Server Error", {"Cache-Control": "no-store"}
+    if _wants_json(request):
+        return JSONResponse({"message": message}, status_code=500, headers=headers)
+    return PlainTextResponse(message + "\n", status_code=500, headers=headers)
 
 
 async def os_error(request: Request, exc: Exception) -> Response:
@@ -138,4 +160,5 @@ EXCEPTION_HANDLERS: dict[type[Exception], Callable[[Request, Exception], Awaitab
     HTTPException: http_error,
     OSError: os_error,
     BlobStoreError: storage_error,
+    Exception: server_error,  # Starlette's outermost handler, for what nothing else caught
 }

@@ -59,6 +59,15 @@ class Unauthorized(CheeseboardError):
     """Raised when credentials are missing for an action that needs them, or are wrong."""
 
 
+class UnknownUser(Unauthorized):
+    """Credentials naming no user (or one deleted since they were issued): refused as wrong
+    ones are; a path naming that user answers 404 instead, as devpi does (http/access.py)."""
+
+    def __init__(self, user: str) -> None:
+        super().__init__(f"user {user!r} could not be authenticated")
+        self.user = user
+
+
 class Forbidden(CheeseboardError):
     """Raised when the authenticated user may not do what they asked."""
 
@@ -288,12 +297,14 @@ class AuthService:
     async def _verify(self, user: str, secret: str) -> _Verified:
         """Check a password or token."""
         record = self._users.get(user)
-        if record is not None and self.tokens.looks_like_token(secret):
+        if record is None:
+            raise UnknownUser(user)
+        if self.tokens.looks_like_token(secret):
             check = self.check_token(secret, user)
             if check.user is None:
                 raise Unauthorized(f"user {user!r} could not be authenticated: {check.reason}")
             return _Verified(user, check.token_id, check.expires)
-        if record is None or not await self.check_password(record, secret):
+        if not await self.check_password(record, secret):
             raise Unauthorized(f"user {user!r} could not be authenticated")
         return _Verified(user, None, None)
 
