@@ -27,6 +27,18 @@ from cheeseboard.core.names import is_valid_project_name, normalize_project_name
 
 ACTIONS = frozenset({"file_upload", "doc_upload", "submit"})
 FILETYPES = frozenset({"bdist_wheel", "sdist"})
+# The setuptools/distutils formats devpi still takes and cheeseboard refuses (README, "devpi
+# compatibility"): no installer in use installs them (pip never installed eggs or bdist_dumb
+# archives; easy_install is gone), PyPI stopped taking them (PEP 527; eggs in 2023), and a
+# bdist_dumb archive is named like an sdist of a version that does not exist.
+_LEGACY_SUFFIXES = {
+    ".egg": "bdist_egg",
+    ".exe": "bdist_wininst",
+    ".msi": "bdist_msi",
+    ".rpm": "bdist_rpm",
+    ".dmg": "bdist_dmg",
+}
+_LEGACY_FILETYPES = frozenset({*_LEGACY_SUFFIXES.values(), "bdist_dumb"})
 # Fields with a meaning of their own; every other field is project metadata. "content" is the
 # file part and "gpg_signature" is ignored, as on PyPI since 2023; neither is metadata.
 _PROTOCOL_FIELDS = frozenset(
@@ -217,11 +229,23 @@ def check_file_upload(form: UploadForm, filename: str) -> tuple[str, str, str]:
             "name-1.0.tar.gz or name-1.0-py3-none-any.whl"
         )
     kind = packagetype_of(filename)
+    legacy = _legacy_format(form, filename, kind)
+    if legacy is not None:
+        raise UploadError(
+            f"unsupported file {_shown(filename)}: {legacy} is a legacy format cheeseboard does "
+            "not accept (no installer in use installs it, and PyPI refuses it too); build a "
+            "wheel (python -m build) and upload that"
+        )
     if kind == "other":
         raise UploadError(
             f"unsupported file {_shown(filename)}: upload a wheel (.whl) or an sdist (.tar.gz)"
         )
     filetype = form.filetype or kind
+    if filetype in _LEGACY_FILETYPES:
+        raise UploadError(
+            f"unsupported filetype {_shown(filetype)}: {filetype} is a legacy format cheeseboard "
+            "does not accept; use bdist_wheel or sdist"
+        )
     if filetype not in FILETYPES:
         raise UploadError(f"unsupported filetype {_shown(filetype)}: use bdist_wheel or sdist")
     if filetype != kind:
@@ -253,6 +277,27 @@ def check_file_upload(form: UploadForm, filename: str) -> tuple[str, str, str]:
             f"{_shown(form.version)}"
         )
     return project, form.version, kind
+
+
+def _legacy_format(form: UploadForm, filename: str, kind: str) -> str | None:
+    """The legacy format ``filename`` is in (``bdist_egg``, ``bdist_dumb``, …), else None.
+
+    A bdist_dumb archive is ``name-1.0.linux-x86_64.tar.gz``: an sdist's suffix, and the form's
+    version followed by a platform where an sdist's name ends (devpi-client sends it as an sdist).
+    """
+    lower = filename.lower()
+    for suffix, name in _LEGACY_SUFFIXES.items():
+        if lower.endswith(suffix):
+            return name
+    if form.filetype == "bdist_dumb":
+        return "bdist_dumb"
+    if kind != "sdist":
+        return None
+    version = parse_dist_filename(filename, project=form.name).version or ""
+    tail = version.removeprefix(f"{form.version}.")
+    if tail != version and tail[:1].isalpha() and not is_pep440_version(version):
+        return "bdist_dumb"
+    return None
 
 
 def check_artifact_metadata(

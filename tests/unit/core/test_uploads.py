@@ -337,10 +337,31 @@ def test_unsafe_filename(filename: str) -> None:
     assert "invalid filename" in refused(lambda: check_file_upload(form(), filename))
 
 
-@pytest.mark.parametrize("filename", ["my_pkg-1.0-py3.8.egg", "my_pkg-1.0.win32.exe"])
-def test_legacy_binaries_refused(filename: str) -> None:
-    """Eggs and installers are archives, but not uploadable here: 400."""
-    assert "unsupported file" in refused(lambda: check_file_upload(form(filetype=[]), filename))
+@pytest.mark.parametrize(
+    ("filename", "filetype", "fmt"),
+    [
+        ("my_pkg-1.0-py3.8.egg", [], "bdist_egg"),
+        ("my_pkg-1.0-py3.8.egg", ["bdist_egg"], "bdist_egg"),
+        ("my_pkg-1.0.win32.exe", [], "bdist_wininst"),
+        ("my_pkg-1.0.linux-x86_64.tar.gz", ["sdist"], "bdist_dumb"),  # as devpi-client sends it
+        ("my_pkg-1.0.linux-x86_64.tar.gz", [], "bdist_dumb"),
+        ("my-pkg-1.0.macosx-14.0-arm64.zip", ["bdist_dumb"], "bdist_dumb"),
+        ("my_pkg-1.0.tar.gz", ["bdist_dumb"], "bdist_dumb"),
+    ],
+)
+def test_legacy_formats_refused_by_name(filename: str, filetype: list[str], fmt: str) -> None:
+    """Eggs, installers and bdist_dumb archives: 400 naming the format (README, devpi
+    compatibility), never a version mismatch."""
+    message = refused(lambda: check_file_upload(form(filetype=filetype), filename))
+    assert "unsupported file" in message and f"{fmt} is a legacy format" in message
+    assert "has version" not in message
+
+
+@pytest.mark.parametrize("filename", ["my_pkg-1.0.dev1.tar.gz", "my_pkg-1.0.post1.zip"])
+def test_sdists_of_longer_versions_are_not_bdist_dumb(filename: str) -> None:
+    """A version that extends the form's as PEP 440 does is a version mismatch, not a format."""
+    parsed = form(filetype=["sdist"], pyversion=["source"])
+    assert "has version" in refused(lambda: check_file_upload(parsed, filename))
 
 
 @pytest.mark.parametrize(
