@@ -29,7 +29,15 @@ def list_projects(config: ClientConfig, out: Output, project: str | None) -> Non
     api = client(config)
     if project is None:
         cfg = result_of(api.json("GET", index))
-        out.table(index, ["project"], [[name] for name in cfg.get("projects", [])])
+        title = index
+        if cfg.get("type") == "mirror":
+            # devpi lists a mirror's whole upstream; the server lists what it has cached.
+            title = f"{index} (mirror: cached projects only, not upstream's list)"
+            out.info(
+                f"{index} is a mirror: listing the projects cached here; "
+                f"'cheeseboard list NAME' asks upstream for any other"
+            )
+        out.table(title, ["project"], [[name] for name in cfg.get("projects", [])])
         return
     versions = result_of(api.json("GET", f"{index}/{project}"))
     rows = [
