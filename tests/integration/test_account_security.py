@@ -15,7 +15,9 @@ from argon2 import PasswordHasher
 
 from cheeseboard.services.users import MAX_TIME_COST, hash_password
 from tests.support.api import call
+from tests.support.clients import installed, pip_install
 from tests.support.devpi import DevpiClient
+from tests.support.packages import build_wheel
 from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory
 from tests.support.upstream import UpstreamServer
 
@@ -209,7 +211,8 @@ def test_open_registration_lets_devpi_provisioning_scripts_run(
     factory: ServerFactory, upstream: UpstreamServer, tmp_path: Path
 ) -> None:
     """``--open-registration`` is devpi's default: the real client registers a user anonymously,
-    logs in as it and creates its index; it can't create indexes for others, nor mirrors."""
+    logs in as it, creates its index, uploads with devpi and installs with pip (issue 22); it
+    can't create indexes for others, nor mirrors."""
     server = factory.start(upstream.simple_url, "--open-registration", name="open")
     devpi = DevpiClient(tmp_path, server_log=server.log)
     devpi.use(server.url)
@@ -221,6 +224,14 @@ def test_open_registration_lets_devpi_provisioning_scripts_run(
     devpi.ok("use", "newdev/dev")
     config = call(server.url, "GET", "/newdev/dev")[1]["result"]
     assert config["bases"] == ["root/pypi"] and config["acl_upload"] == ["newdev"]
+    # Then the rest of the classic sequence (issue 22): upload with the client, install with pip.
+    wheel = build_wheel(tmp_path / "dists", "newdev-lib", "1.0")
+    out = devpi.ok("upload", str(wheel.path))
+    assert wheel.filename in out
+    target = tmp_path / "installed"
+    done = pip_install(server.url + "newdev/dev/+simple/", target, "newdev-lib")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "newdev_lib" in installed(target)
     out = devpi.fails("index", "-c", "root/dev")
     assert "403" in out and "creating indexes of root is limited to root" in out
     out = devpi.fails("index", "-c", "mirror", "type=mirror", "mirror_url=http://10.1.2.3/")
