@@ -41,6 +41,14 @@ def _to_positive_float(value: object) -> float:
     return number
 
 
+def _to_expiry(value: object) -> float:
+    """Seconds a mirrored page stays fresh; 0 revalidates on every request (devpi's meaning)."""
+    number = float(str(value))
+    if not math.isfinite(number) or number < 0:
+        raise ValueError(f"must be 0 or a positive number of seconds, got {value!r}")
+    return number
+
+
 def _to_port(value: object) -> int:
     number = int(str(value))
     if not 0 <= number <= 65535:
@@ -215,9 +223,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("workers", _to_workers, 1, "worker processes"),
     Option(
         "mirror-cache-expiry",
-        _to_positive_float,
+        _to_expiry,
         1800.0,
-        "seconds before a mirrored project page is checked upstream again",
+        "seconds before a mirrored project page is checked upstream again (0: every request)",
     ),
     Option("request-timeout", _to_positive_float, 5.0, "seconds to wait for upstream"),
     Option("offline", _to_bool, False, "never contact upstream; serve only what is cached"),

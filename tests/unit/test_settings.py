@@ -130,6 +130,11 @@ def test_log_level_is_normalized() -> None:
     assert settle(env={"CHEESEBOARD_LOG_LEVEL": " WARNING "}).log_level == "warning"
 
 
+def test_a_zero_expiry_means_revalidate_every_time() -> None:
+    """devpi's meaning of 0 (issue 22), server-wide as per index."""
+    assert settle(env={"CHEESEBOARD_MIRROR_CACHE_EXPIRY": "0"}).mirror_cache_expiry == 0.0
+
+
 @pytest.mark.parametrize(
     ("option", "raw"),
     [
@@ -139,7 +144,6 @@ def test_log_level_is_normalized() -> None:
         ("workers", "0"),
         ("workers", "65"),
         ("workers", "1.5"),
-        ("mirror-cache-expiry", "0"),
         ("mirror-cache-expiry", "-5"),
         ("mirror-cache-expiry", "nan"),
         ("mirror-cache-expiry", "inf"),
