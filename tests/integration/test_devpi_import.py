@@ -202,10 +202,11 @@ def _import(source: Path, datadir: Path) -> subprocess.CompletedProcess[str]:
 # --- the migrated server -----------------------------------------------------------------------
 
 
-def test_import_summary_and_skipped_toxresults(migration: Migration) -> None:
+def test_import_summary_with_toxresults(migration: Migration) -> None:
     out = migration.imported.stdout
     assert "3 user(s)" in out and "3 index(s)" in out and "5 file(s)" in out, out
-    assert "skipped 1 tox result file(s)" in migration.imported.stderr
+    assert "1 toxresult(s)" in out, out
+    assert "tox result" not in migration.imported.stderr
 
 
 def test_devpi_login_with_old_passwords(migration: Migration, tmp_path: Path) -> None:
@@ -229,14 +230,13 @@ def test_pip_installs_private_packages_through_the_bases(
 
 def test_file_urls_and_hashes_are_devpis(migration: Migration) -> None:
     """Every +links href devpi gave is served by cheeseboard at the same path with the same
-    bytes, and cheeseboard's version data lists exactly those links (doc zip included, tox
-    results not)."""
+    bytes, and cheeseboard's version data lists exactly those links (doc zip and tox result
+    included)."""
     for name, devpi_data in migration.devpi_versions.items():
         ours = _json(migration.url + name)
         devpi_links = {
             (link["rel"], link["href"].removeprefix(migration.devpi_url), link["hashes"]["sha256"])
             for link in devpi_data["+links"]
-            if link["rel"] != "toxresult"  # skipped on import, with a warning
         }
         our_links = {
             (link["rel"], link["href"].removeprefix(migration.url), link["hashes"]["sha256"])
@@ -523,9 +523,33 @@ def test_dumpversion_1_export(migration: Migration, tmp_path: Path) -> None:
     configs = {r["name"]: r["config"] for _, r in records if r["kind"] == "index"}
     assert configs["alice/stable"]["mirror_whitelist"] == ["six"]
     assert configs["alice/stable"]["mirror_whitelist_inheritance"] == "union"
-    assert any("tox result" in warning for warning in warnings)
+    tox = [r for _, r in records if r["kind"] == "toxresult"]
+    assert [r["filename"] for r in tox] == [migration.dists["lib-a-wheel"].filename]
+    assert not any("tox result" in warning for warning in warnings)
 
     # The md5 is checked when there is no sha256 to check the copy against.
     _changed_byte(export)
     with pytest.raises(DumpError, match=r"app-2\.0-py3-none-any\.whl is damaged: its md5"):
         DevpiExport(export, warn=warnings.append).verify()
+
+
+def test_a_tox_result_cheeseboard_cannot_keep_is_skipped(
+    migration: Migration, tmp_path: Path
+) -> None:
+    """Not a JSON object (or over 1 MiB): skipped with a warning; the rest imports."""
+    from cheeseboard.ops.dump.devpi import DevpiExport
+
+    export = _copy(migration, tmp_path)
+    data = json.loads((export / "dataindex.json").read_text())
+    tox = [
+        desc
+        for index in data["indexes"].values()
+        for desc in index.get("files", [])
+        if desc["type"] == "toxresult"
+    ]
+    assert len(tox) == 1
+    (export / tox[0]["relpath"]).write_text("[1, 2]")
+    warnings: list[str] = []
+    records = list(DevpiExport(export, warn=warnings.append).records())
+    assert not [r for _, r in records if r["kind"] == "toxresult"]
+    assert any("skipped 1 tox result file(s)" in warning for warning in warnings), warnings

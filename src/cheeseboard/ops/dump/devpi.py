@@ -13,7 +13,8 @@ Every file is read only if it is a regular file inside the export reached withou
 What devpi knew is kept: password hashes (argon2 as they are, the legacy salted sha256 in the form
 services/users.py checks), index configs (bases, ACLs, whitelists, mirror settings), each file's
 sha256 (so its ``+f/<h[:3]>/<h[3:16]>/<name>`` URL stays the same), doc zips, upload times and
-uploaders. Tox results are skipped: cheeseboard has no place for them.
+uploaders, and tox results (under devpi's names, so at the same URLs; one that is not a JSON
+object of at most 1 MiB is skipped with a warning).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ from cheeseboard.core.names import (
     normalize_project_name,
 )
 from cheeseboard.ops.dump.format import DumpError, contained_file
+from cheeseboard.services import toxresults
+from cheeseboard.services.errors import BadRequest
 from cheeseboard.services.indexes import DEFAULT_MIRROR_URL
 from cheeseboard.services.users import devpi_salted_hash, pwhash_problem
 
@@ -134,11 +137,24 @@ class _Project:
 
 
 @dataclass
+class _Tox:
+    """A tox result (``devpi test``) of a release file, kept under devpi's name (the same URL)."""
+
+    release: str  # the release file's name
+    name: str  # <release>.toxresult-<time>-<n>
+    data: str
+    uploaded: float | None
+    uploaded_by: str | None
+    where: str
+
+
+@dataclass
 class _Index:
     name: str
     type: str
     config: dict[str, object]
     projects: dict[str, _Project]
+    toxresults: list[_Tox] = field(default_factory=list)
 
 
 class DevpiExport:
@@ -185,6 +201,18 @@ class DevpiExport:
                 yield from self._blob_records(index)
             for index in self._indexes:
                 yield from self._file_records(index)
+            for index in self._indexes:
+                for tox in index.toxresults:
+                    result: dict[str, Any] = {
+                        "kind": "toxresult",
+                        "index": index.name,
+                        "filename": tox.release,
+                        "name": tox.name,
+                        "data": tox.data,
+                        "uploaded_by": tox.uploaded_by,
+                        "created": tox.uploaded,
+                    }
+                    yield f"{DATAINDEX}: {tox.where}", result
         finally:
             self._remove_scratch()  # every blob is copied before the first file record
 
@@ -237,7 +265,10 @@ class DevpiExport:
             self._indexes.append(index)
             tox += skipped
         if tox:
-            self._warning(f"skipped {tox} tox result file(s): cheeseboard does not keep them")
+            self._warning(
+                f"skipped {tox} tox result file(s): not a JSON object of at most "
+                f"{toxresults.MAX_SIZE} bytes, or not of a release file on a stage"
+            )
         self._users = parsed_users
 
     def _user(self, name: str, config: object) -> dict[str, Any]:
@@ -283,7 +314,7 @@ class DevpiExport:
     def _index(
         self, name: str, entry: object, users: set[str], names: set[str], dumpversion: str
     ) -> tuple[_Index, int]:
-        """The index and how many tox results it had."""
+        """The index and how many of its tox results cannot be kept (skipped)."""
         where = f"index {name}"
         owner, sep, short = name.partition("/")
         try:
@@ -309,7 +340,7 @@ class DevpiExport:
             if not isinstance(desc, dict):
                 raise self._error(f"{where}: files[{number}]", "not a JSON object")
             if desc.get("type") == _TOX:
-                tox += 1
+                tox += 0 if self._add_toxresult(index, desc, number) else 1
                 continue
             self._add_file(index, desc, dumpversion, number)
         if index.type == "mirror":  # only what was cached has a place in a mirror
@@ -446,6 +477,38 @@ class DevpiExport:
                 uploaded_by=_last_uploader(log),
             )
         )
+
+    def _add_toxresult(self, index: _Index, desc: dict[str, Any], n: int) -> bool:
+        """Keep a tox result of a release file on a stage; False for one that cannot be kept
+        (too large, not a JSON object): the caller counts those in one warning."""
+        relpath, release = desc.get("relpath"), desc.get("for_entrypath")
+        where = f"index {index.name}: files[{n}] (tox result)"
+        if not isinstance(relpath, str) or not relpath or not isinstance(release, str):
+            raise self._error(where, "no relpath or for_entrypath")
+        try:
+            path = contained_file(self.root, relpath)
+        except DumpError as error:
+            raise self._error(where, str(error)) from None
+        name, release_name = PurePosixPath(relpath).name, PurePosixPath(release).name
+        if (
+            index.type != "stage"
+            or len(name) > 255
+            or not name.startswith(release_name + toxresults.MARKER)
+            or path.stat().st_size > toxresults.MAX_SIZE
+        ):
+            return False
+        raw = path.read_bytes()
+        try:
+            toxresults.parse(raw)
+            data = raw.decode("utf-8")
+        except (BadRequest, UnicodeDecodeError):
+            return False
+        log = desc.get("log")
+        log = log if isinstance(log, list) else []
+        index.toxresults.append(
+            _Tox(release_name, name, data, _first_upload(log), _last_uploader(log), where)
+        )
+        return True
 
     def _sha256(self, where: str, relpath: str, path: Path, mapping: dict[str, Any]) -> str:
         """The file's sha256 as devpi recorded it; files exported without one are hashed here
