@@ -260,3 +260,58 @@ def test_export_and_import_keep_the_results(world: World, tmp_path: Path) -> Non
     for link in links:
         with urllib.request.urlopen(link["href"], timeout=30) as response:
             assert hashlib.sha256(response.read()).hexdigest() == link["hashes"]["sha256"]
+
+
+def test_devpi_push_copies_the_results(world: World, tmp_path: Path) -> None:
+    """As devpi's push does: the target's release files get the source's tox results, and the
+    action log names each (``store_toxresult``)."""
+    _post(_file_url(world, world.wheel), b'{"testenvs": {}, "host": "pushed", "platform": "p"}')
+    status, body = call(world.url, "PUT", "/alice/staging", {"bases": []}, auth=ROOT)
+    assert status in (200, 409), body
+    devpi = DevpiClient(tmp_path, server_log=world.server.log)
+    devpi.use(world.url + "alice/dev")
+    devpi.login(*ALICE)
+    out = devpi.ok("push", "tested==1.0", "alice/staging")
+    assert "store_toxresult" in out, out
+    status, body = call(world.url, "GET", "/alice/staging/tested/1.0")
+    assert status == 200, body
+    pushed = {
+        link["href"].rsplit("/", 1)[1]: link["hashes"]["sha256"]
+        for link in body["result"]["+links"]
+        if link["rel"] == "toxresult"
+    }
+    source = {
+        link["href"].rsplit("/", 1)[1]: link["hashes"]["sha256"] for link in _tox_links(world)
+    }
+    assert pushed == source
+
+
+def test_other_bytes_under_the_name_drop_its_results(world: World, tmp_path: Path) -> None:
+    """A volatile index replacing a file's bytes: the results were of the old bytes."""
+    status, body = call(world.url, "PUT", "/alice/scratch", {"bases": []}, auth=ROOT)
+    assert status == 200, body
+    first = build_wheel(tmp_path / "a", "replaced", "1.0")
+    second = build_wheel(tmp_path / "b", "replaced", "1.0", summary="other bytes")
+    assert first.filename == second.filename and first.sha256 != second.sha256
+    assert upload_dist(world.url, "alice/scratch", first, ALICE)[0] == 200
+    sha = first.sha256
+    url = f"{world.url}alice/scratch/+f/{sha[:3]}/{sha[3:16]}/{first.filename}"
+    assert _post(url, b"{}")[0] == 200
+    assert upload_dist(world.url, "alice/scratch", second, ALICE)[0] == 200
+    status, body = call(world.url, "GET", "/alice/scratch/replaced/1.0")
+    assert status == 200, body
+    assert not [link for link in body["result"]["+links"] if link["rel"] == "toxresult"]
+
+
+def test_a_file_keeps_at_most_64_results(world: World, tmp_path: Path) -> None:
+    status, body = call(world.url, "PUT", "/alice/many", {"bases": []}, auth=ROOT)
+    assert status == 200, body
+    wheel = build_wheel(tmp_path, "many", "1.0")
+    assert upload_dist(world.url, "alice/many", wheel, ALICE)[0] == 200
+    sha = wheel.sha256
+    url = f"{world.url}alice/many/+f/{sha[:3]}/{sha[3:16]}/{wheel.filename}"
+    statuses = [_post(url, b"{}")[0] for _ in range(65)]
+    assert statuses == [200] * 64 + [409]
+    status, body = call(world.url, "GET", "/alice/many/many/1.0")
+    names = [link["href"] for link in body["result"]["+links"] if link["rel"] == "toxresult"]
+    assert len(set(names)) == 64

@@ -28,7 +28,7 @@ from cheeseboard.services.errors import BadRequest, CheeseboardError, NotFound
 from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.services.pages import PageService, file_path
 from cheeseboard.services.upstream_names import refuse_upstream_name
-from cheeseboard.store import project_rows, release_rows
+from cheeseboard.store import project_rows, release_rows, toxresult_rows
 from cheeseboard.store.blobs import BlobStore
 from cheeseboard.store.db import Database
 from cheeseboard.store.records import FileRecord, IndexRecord, NewFile, ReleaseRecord
@@ -124,7 +124,7 @@ class PushService:
             await refuse_upstream_name(self._db, self._pages, target, project)
         await self._check_conflicts(target, chosen)
         display = str(release.metadata.get("name") or name)
-        await self._changes.write(
+        tox = await self._changes.write(
             _store_push,
             target.id,
             project,
@@ -140,6 +140,8 @@ class PushService:
                 log.append([200, "store_doczip", display, release.version, "->", target.fullname])
             else:
                 log.append([200, "store_releasefile", file_path(target, f)])
+                directory = file_path(target, f).rsplit("/", 1)[0]
+                log.extend([200, "store_toxresult", f"{directory}/{n}"] for n in tox[f.filename])
         return log
 
     async def _release(
@@ -241,9 +243,12 @@ def _store_push(
     metadata: dict[str, Any],
     files: list[FileRecord],
     pusher: str | None,
-) -> None:
+) -> dict[str, list[str]]:
+    """Store the pushed release and files, with their tox results (as devpi's push copies
+    them); the names of the tox results copied, by file."""
     project_id = project_rows.ensure_stage_project(tx.conn, target_id, project, display)
     release_rows.upsert_release(tx.conn, project_id, version, canonical_version(version), metadata)
+    copied: dict[str, list[str]] = {}
     for f in files:
         new = NewFile(
             filename=f.filename,
@@ -253,4 +258,8 @@ def _store_push(
             **{field: getattr(f, field) for field in _FILE_FIELDS},
         )
         project_rows.put_stage_file(tx.conn, target_id, project_id, new, pusher)
+        stored = project_rows.file_by_filename(tx.conn, target_id, f.filename)
+        if stored is not None and f.packagetype != "doczip":
+            copied[f.filename] = toxresult_rows.copy(tx.conn, f.id, stored[0].id)
     tx.log(target_id, project, ChangeKind.PUSH)
+    return copied

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from cheeseboard.store import records
 from cheeseboard.store.records import FileRecord, NewFile, ProjectRecord
-from cheeseboard.store.schema import blobs, files, projects
+from cheeseboard.store.schema import blobs, files, projects, toxresults
 
 
 def get_project(conn: Connection, index_id: int, name: str) -> ProjectRecord | None:
@@ -291,10 +291,15 @@ def put_stage_file(
     The caller decides in the same write transaction whether a row of that name may be
     replaced (``core.uploads.check_existing_file``); this only writes."""
     values = {f: getattr(new, f) for f in records.FILE_FIELDS}
-    existing = conn.scalar(
-        select(files.c.id).where(files.c.index_id == index_id, files.c.filename == new.filename)
-    )
-    if existing is not None:
+    row = conn.execute(
+        select(files.c.id, files.c.sha256).where(
+            files.c.index_id == index_id, files.c.filename == new.filename
+        )
+    ).first()
+    if row is not None:
+        existing = row.id
+        if row.sha256 != new.sha256:  # other bytes: the tox results were of the old ones
+            conn.execute(delete(toxresults).where(toxresults.c.file_id == existing))
         conn.execute(
             update(files)
             .where(files.c.id == existing)

@@ -5,6 +5,7 @@ find one by name. Call them through ``Database.read``/``write``, e.g.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from sqlalchemy import func, insert, select
@@ -57,3 +58,17 @@ def by_name(conn: Connection, index_id: int, name: str) -> ToxResultRecord | Non
         .where(files.c.index_id == index_id, toxresults.c.name == name)
     ).first()
     return None if row is None else records.record(ToxResultRecord, row)
+
+
+def copy(conn: Connection, source_file_id: int, target_file_id: int) -> list[str]:
+    """Give the file ``target_file_id`` the results of ``source_file_id`` it lacks (a push);
+    the names copied."""
+    have = set(
+        conn.scalars(select(toxresults.c.name).where(toxresults.c.file_id == target_file_id))
+    )
+    copied = []
+    for result in for_files(conn, [source_file_id]).get(source_file_id, []):
+        if result.name not in have:
+            add(conn, dataclasses.replace(result, file_id=target_file_id))
+            copied.append(result.name)
+    return copied
