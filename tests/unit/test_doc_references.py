@@ -1,9 +1,10 @@
-"""Citations of Markdown documents in src/ and tests/ point at files and sections that exist.
+"""Citations of Markdown documents in src/, tests/ and the README point at files and sections
+that exist.
 
-Comments and docstrings cite the project's reference notes as ``docs/standards.md §1.12`` or
-``docs/devpi-protocol.md §2``. A citation of a file outside the repository (such as the
-developers' shared notes) or of a section the cited file does not have fails here, so a new
-contributor can always follow the reference.
+Comments, docstrings and the README cite the project's reference notes as
+``docs/standards.md §1.12`` or ``docs/devpi-protocol.md §2``. A citation of a file outside the
+repository (such as the developers' shared notes) or of a section the cited file does not have
+fails here, so a new contributor can always follow the reference.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ THIS = Path(__file__).resolve()
 # A Markdown file name, optionally followed by section numbers: "§7", "§1 and §2", "§1.2, §4".
 _SECTION = r"§\s?\d+(?:\.\d+)*"
 _CITATION = re.compile(
-    r"(?<![\w./-])(?P<file>\w[\w./-]*\.md)\b"
+    r"(?<![\w./-])(?P<file>(?:\.\.?/)*\w[\w./-]*\.md)\b"
     rf"(?P<sections>(?:[\s#,]*(?:(?:and|or)\s+)?{_SECTION})*)"
 )
 _SECTION_NUMBER = re.compile(r"§\s?(\d+(?:\.\d+)*)")
@@ -30,14 +31,15 @@ _HEADING = re.compile(r"^#{1,6}\s+(\d+(?:\.\d+)*)[.\s]", re.MULTILINE)
 
 
 def _sources() -> list[Path]:
-    files = [*(REPO / "src").rglob("*.py"), *(REPO / "tests").rglob("*.py")]
+    files = [*(REPO / "src").rglob("*.py"), *(REPO / "tests").rglob("*.py"), REPO / "README.md"]
     return sorted(path for path in files if path.resolve() != THIS)
 
 
 def _resolve(name: str, repo: Path) -> Path | None:
-    """The cited file: a path from the repository root, or a bare name of a file in docs/."""
+    """The cited file: a path from the repository root, or a bare name of a file in docs/; never
+    one outside the repository (``../shared/DESIGN.md`` may exist on the author's machine)."""
     for candidate in (repo / name, repo / "docs" / name):
-        if candidate.is_file():
+        if candidate.is_file() and candidate.resolve().is_relative_to(repo.resolve()):
             return candidate
     return None
 
@@ -83,6 +85,7 @@ def test_cited_documents_and_sections_exist() -> None:
         ("see docs/standards.md §9.9", ["§9.9"]),
         ("(docs/devpi-protocol.md §1 and §99)", ["§99"]),
         ("see elsewhere/NOPE.md §1", ["not in the repository"]),
+        ("the design is `../shared/DESIGN.md`", ["not in the repository"]),
         ("PEP 691 (standards §1.6)", ["name the file"]),
         ("RFC 9110 §14 is not a Markdown citation", []),
     ],
