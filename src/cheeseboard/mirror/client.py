@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,6 +26,8 @@ from cheeseboard.mirror.outbound import CURRENT_HOP, OutboundPolicy, OutboundRef
 
 if TYPE_CHECKING:
     import aiohttp
+
+log = logging.getLogger(__name__)
 
 # JSON first: real PyPI answers with PEP 691; HTML-only mirrors send HTML (docs/standards.md §3).
 PAGE_ACCEPT = (
@@ -322,6 +325,8 @@ def short_reason(exc: BaseException) -> str:
         return (
             "connection refused" if exc.os_error.errno == errno.ECONNREFUSED else "cannot connect"
         )
+    if isinstance(exc, aiohttp.ClientOSError) and exc.errno == errno.ECONNRESET:
+        return "connection reset"
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
         return "connection closed"
     if isinstance(exc, aiohttp.InvalidURL | ValueError):
@@ -330,7 +335,11 @@ def short_reason(exc: BaseException) -> str:
 
 
 def _unavailable(url: str, exc: BaseException, timeout_reason: str) -> UpstreamUnavailable:
-    """Our error for an aiohttp failure or timeout (the one place aiohttp's errors are mapped)."""
+    """Our error for an aiohttp failure or timeout (the one place aiohttp's errors are mapped).
+
+    The reason reaches clients (502 bodies, the stale header): a few words of our own, never
+    aiohttp's class names; the library's own text goes to the log for operators."""
     if isinstance(exc, TimeoutError):
         return UpstreamUnavailable(url, timeout_reason)
-    return UpstreamUnavailable(url, f"{type(exc).__name__}: {exc}")
+    log.info("upstream %s: %s: %s", url, type(exc).__name__, exc)
+    return UpstreamUnavailable(url, short_reason(exc))

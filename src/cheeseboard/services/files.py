@@ -8,11 +8,13 @@ disagrees with what upstream advertised is never stored or served complete.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cheeseboard.archives.wheels import extract_wheel_metadata
 from cheeseboard.core.changes import ChangeKind
@@ -39,6 +41,14 @@ _CACHE_TOUCH_AFTER = 3600.0  # a served local copy of a bucket blob is marked us
 _DOWNLOAD_LOCK_WAIT = 3600.0  # another worker may be fetching a large file; wait for it
 
 
+def fetch_failed(record: FileRecord, download: Download) -> UpstreamFailed:
+    """The 502 for a failed transfer, naming where the bytes were asked for (the upstream's
+    host, or the blob store) and the reason in our own words."""
+    reason = download.error.reason if download.error else "no file"
+    where = "the blob store" if download.from_bucket else urlsplit(download.url).netloc
+    return UpstreamFailed(f"fetching {record.filename} from {where} failed: {reason}")
+
+
 @dataclass(frozen=True, slots=True)
 class StoredFile:
     """A file whose bytes are in the blob store."""
@@ -62,8 +72,7 @@ class PendingFile:
         download = self.download
         await download.finished.wait()
         if download.error is not None or download.blob_path is None:
-            reason = download.error.reason if download.error else "no file"
-            raise UpstreamFailed(f"fetching {self.record.filename} failed: {reason}")
+            raise fetch_failed(self.record, download)
         assert download.blob_sha256 is not None
         return StoredFile(self.record, download.blob_path, download.blob_sha256, download.written)
 
@@ -174,7 +183,7 @@ class FileService:
                 raise NotFound(f"file {record.filename!r} is missing from storage")
             if download.error.not_found:
                 raise NotFound(f"upstream has no {record.filename}")
-            raise UpstreamFailed(f"fetching {record.filename} failed: {download.error.reason}")
+            raise fetch_failed(record, download)
         if download.finished.is_set() and download.blob_path is not None:
             assert download.blob_sha256 is not None
             return StoredFile(record, download.blob_path, download.blob_sha256, download.written)
@@ -340,6 +349,26 @@ class FileService:
         if not advertised:
             await self._changes.write(_record_core_metadata, record, digest)
         return stored_path
+
+    async def held_metadata(self, record: FileRecord) -> bytes | None:
+        """The wheel's METADATA when this server holds it here (its ``.metadata``, else read out
+        of the cached wheel), or None. Never asks upstream or the bucket: the web page of a
+        mirrored project shows what installs have brought in and costs no transfer."""
+        if record.packagetype != "bdist_wheel":
+            return None
+        advertised = record.core_metadata_sha256
+        if advertised and self._blobs.exists(advertised):
+            path = self._blobs.local_path(advertised)
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):  # collected since we looked
+                    return await asyncio.to_thread(path.read_bytes)
+        stored = record.blob_sha256
+        if stored and self._blobs.exists(stored):
+            path = self._blobs.local_path(stored)
+            if path is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    return await asyncio.to_thread(extract_wheel_metadata, path)
+        return None
 
     def prefetch_metadata(
         self, index: IndexRecord, project: str, links: Sequence[UpstreamLink]

@@ -214,7 +214,9 @@ async def _parse(page_url: str, body: bytes, content_type: str, final_url: str) 
             return parse_simple_page(body, content_type, final_url)
         return await asyncio.to_thread(parse_simple_page, body, content_type, final_url)
     except (ValueError, RecursionError) as exc:  # PageFormatError, and anything it missed
-        reason = str(exc) if isinstance(exc, PageFormatError) else f"unreadable page: {exc!r}"
+        if not isinstance(exc, PageFormatError):
+            log.warning("unreadable upstream page %s: %r", page_url, exc)
+        reason = str(exc) if isinstance(exc, PageFormatError) else "unreadable page"
         raise UpstreamUnavailable(page_url, reason) from exc
 
 
