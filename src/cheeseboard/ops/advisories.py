@@ -325,7 +325,7 @@ def import_offline(source: str, db_url: str, serial_path: Path | None) -> Adviso
     of this node at once, PostgreSQL's notification the other nodes)."""
     from cheeseboard.store import pg_changes
     from cheeseboard.store.db import engine_for
-    from cheeseboard.store.serial import SerialFile
+    from cheeseboard.store.serial import publish
 
     started = time.monotonic()
     report = AdvisoryImport()
@@ -344,11 +344,7 @@ def import_offline(source: str, db_url: str, serial_path: Path | None) -> Adviso
                 pg_changes.notify(conn, serials[-1])
     finally:
         engine.dispose()
-    if serials and serial_path is not None and serial_path.parent.is_dir():
-        serial_file = SerialFile(serial_path)
-        try:
-            serial_file.advance(serials[-1])
-        finally:
-            serial_file.close()
+    if serials and serial_path is not None:
+        publish(serial_path, serials[-1])
     report.seconds = time.monotonic() - started
     return report

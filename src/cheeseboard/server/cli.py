@@ -24,6 +24,7 @@ from cheeseboard.ops.datadir import DataDirError, init_datadir, is_initialised
 from cheeseboard.server.advisory_commands import advisories_group
 from cheeseboard.server.audit_command import audit_command
 from cheeseboard.server.dump_commands import export_command, import_command
+from cheeseboard.server.passwd_command import passwd_command
 from cheeseboard.services.indexes import DEFAULT_MIRROR_URL
 from cheeseboard.settings import OPTIONS, DataDirLayout, Settings, SettingsError, resolve
 
@@ -69,19 +70,33 @@ def main() -> None:
     default=None,
     help="metadata database (default: SQLite in the data directory)",
 )
+@click.option(
+    "--blob-url",
+    envvar="CHEESEBOARD_BLOB_URL",
+    default=None,
+    help="S3 bucket serve will keep files in (checked here; give it to serve too)",
+)
 def init(
     datadir: Path,
     root_password: str | None,
     mirror_url: str,
     no_root_pypi: bool,
     database_url: str | None,
+    blob_url: str | None,
 ) -> None:
     """Create a data directory with user root and the root/pypi mirror."""
+    from cheeseboard.server.storage_options import checked_blob_url, checked_database_url
+
     if not root_password:
         _fail(f"--root-password (or ${ROOT_PASSWORD_ENV}) is required")
         return
     if not no_root_pypi and not mirror_url.startswith(("http://", "https://")):
         _fail(f"--mirror-url must be an http(s) URL, got {mirror_url!r}")
+    try:
+        database_url = checked_database_url(database_url)
+        checked_blob_url(blob_url)
+    except SettingsError as exc:
+        _fail(str(exc))
     try:
         filled = init_datadir(
             datadir, root_password, None if no_root_pypi else mirror_url, database_url
@@ -102,10 +117,36 @@ def _serve_options(func: Any) -> Any:
     for option in reversed(OPTIONS):
         is_flag = option.default is False or option.default is True
         decl = f"--{option.name}/--no-{option.name}" if is_flag else f"--{option.name}"
-        func = click.option(decl, default=None, help=f"{option.help} [default: {option.default}]")(
-            func
-        )
+        default = shown_default(option.default)
+        shown = f" [default: {default}]" if default else ""
+        func = click.option(
+            decl, default=None, metavar=_metavar(option.default), help=f"{option.help}{shown}"
+        )(func)
     return func
+
+
+def _metavar(default: object) -> str | None:
+    """What ``--help`` names an option's value by: the kind of its default (the values stay
+    strings for settings.py to convert, with its messages)."""
+    if isinstance(default, bool) or default is None:
+        return None
+    if isinstance(default, int):
+        return "INTEGER"
+    if isinstance(default, float):
+        return "NUMBER"
+    return "LIST" if isinstance(default, tuple | list) else None
+
+
+def shown_default(value: object) -> str:
+    """A default as ``--help`` shows it: lists comma-joined, whole floats as integers, nothing
+    for None or an empty list."""
+    if value is None:
+        return ""
+    if isinstance(value, tuple | list):
+        return ",".join(str(item) for item in value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 @main.command()
@@ -270,6 +311,7 @@ async def _collect_bucket(url: str, engine: Any, min_age: float, dry_run: bool) 
 main.add_command(export_command)
 main.add_command(import_command)
 main.add_command(audit_command)
+main.add_command(passwd_command)
 main.add_command(advisories_group)
 
 if __name__ == "__main__":
