@@ -126,7 +126,8 @@ async def index_page(request: Request) -> Response:
     rows, total = await app.browse.index_projects(
         own, PROJECTS_PER_PAGE, (number - 1) * PROJECTS_PER_PAGE
     )
-    shown = {"bases", *POLICY_KEYS}  # the guard has its own section
+    # The type and bases have rows of their own; the guard has its own section.
+    shown = {"type", "bases", *POLICY_KEYS}
     config = {k: v for k, v in sorted(index.config.items()) if k not in shown}
     bases = _visible_bases(app, reader_of(request), index)
     session = _session(request)

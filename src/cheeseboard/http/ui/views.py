@@ -2,9 +2,10 @@
 
 The data is ReleaseService.project_versions (services/releases.py): the simple page (every file
 along the index's resolution order, with sizes, hashes, upload times and yank marks) merged with
-the release metadata the stages hold. Mirror projects have no metadata: their page lists the files
-that upstream offers. This module adds only what a page needs: the rendered README, the links
-safe to show, and whether to offer the manage forms.
+the release metadata the stages hold. Mirrored releases have no release rows: their metadata is
+the core metadata of one of their wheels when the server holds it (cached by an install), never
+fetched for the page. This module adds only what a page needs: that metadata, the rendered README,
+the links safe to show, and whether to offer the manage forms.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from markupsafe import Markup
 
 from cheeseboard.core import acl
 from cheeseboard.core.indexconfig import EXEMPT_KEY
+from cheeseboard.core.metadata import parse_core_metadata
 from cheeseboard.http.state import AppServices
 from cheeseboard.services.blocks import block_json
+from cheeseboard.services.errors import NotFound
 from cheeseboard.services.releases import VersionEntry
 from cheeseboard.services.toxresults import ToxSummary, summarize
 from cheeseboard.services.toxresults import result_path as toxresult_path
@@ -47,11 +50,23 @@ class ProjectView:
     status_reason: str | None = None
     readme: Markup = field(default_factory=Markup)
     toxresults: list[ToxResultRow] = field(default_factory=list)
+    # A mirrored release's core metadata, from a wheel the server holds; None: none held yet.
+    held: dict[str, Any] | None = None
+
+    @property
+    def mirrored(self) -> bool:
+        """Whether the selected release comes from a mirror (no stage holds its metadata)."""
+        return self.selected.release is None
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        """What the page shows of the release: the stage's metadata, else the held wheel's."""
+        return self.selected.metadata if not self.mirrored else self.held or {}
 
     @property
     def project_urls(self) -> list[tuple[str, str]]:
         """Home page and Project-URL entries, http(s) only (no javascript: links)."""
-        data = self.selected.metadata
+        data = self.metadata
         urls: list[tuple[str, str]] = []
         if data.get("home_page"):
             urls.append(("Homepage", str(data["home_page"])))
@@ -92,7 +107,8 @@ async def project_view(
     from cheeseboard.http.ui.readme import render_description_async
 
     found = await app.releases.project_versions(index, project, version, hidden)
-    data = found.selected.metadata
+    held = await held_metadata(app, found.selected) if found.selected.release is None else None
+    data = found.selected.metadata if held is None else held
     readme = await render_description_async(
         data.get("description"), data.get("description_content_type")
     )
@@ -108,7 +124,28 @@ async def project_view(
         status_reason=found.status_reason,
         readme=readme,
         toxresults=tox,
+        held=held,
     )
+
+
+async def held_metadata(app: AppServices, entry: VersionEntry) -> dict[str, Any] | None:
+    """The core metadata of one of a mirrored release's wheels that the server holds (its
+    ``.metadata`` or the wheel, cached by an install), or None. Nothing is fetched: a page view
+    must not cost an upstream request, nor wait for one when upstream is down."""
+    source = app.indexes.get(*entry.source.split("/", 1))
+    if source is None or source.type != "mirror":
+        return None
+    for link in entry.files:
+        if not link.filename.endswith(".whl"):
+            continue
+        try:
+            record = await app.files.lookup(source, link.filename)
+        except NotFound:
+            continue
+        data = await app.files.held_metadata(record)
+        if data is not None:
+            return parse_core_metadata(data)
+    return None
 
 
 async def _toxresult_rows(app: AppServices, entry: VersionEntry) -> list[ToxResultRow]:
