@@ -65,6 +65,20 @@ def download(server: CheeseboardServer, index: str, dist: Dist) -> bytes:
     return data
 
 
+def settle_blobs(datadir: Path, quiet: float = 0.6, limit: float = 15.0) -> None:
+    """Wait until no blob has appeared for ``quiet`` seconds (at most ``limit``)."""
+    deadline = time.monotonic() + limit
+    seen, since = blob_files(datadir), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = blob_files(datadir)
+        if now != seen:
+            seen, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+    raise AssertionError("blobs kept appearing in the data directory")
+
+
 def setup_stage(server: CheeseboardServer) -> None:
     assert call(server.url, "PUT", "/local", {"password": LOCAL[1]}, auth=ROOT)[0] == 201
     assert call(server.url, "PUT", "/local/dev", {"bases": []}, auth=ROOT)[0] == 200
@@ -82,6 +96,7 @@ def test_gc_collects_what_nothing_names_and_keeps_the_rest(
     mirrored = dists["lib-a"][0]
     assert download(server, "root/pypi", mirrored) == mirrored.path.read_bytes()
     assert call(server.url, "DELETE", "/local/dev/dropme/1.0", auth=LOCAL)[0] == 200
+    settle_blobs(datadir)  # the mirror's background .metadata work stores blobs a moment later
     age_all(datadir, 2 * HOUR)
     orphan = plant(datadir, b"left by a crash between blob and row", 2 * HOUR)
     young = plant(datadir, b"an upload about to commit its row", 10)
