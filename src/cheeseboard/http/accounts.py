@@ -59,18 +59,19 @@ class BodyTooLarge(CheeseboardError):
     """Raised when a JSON request body is larger than MAX_JSON_BODY."""
 
 
-async def _limited_body(request: Request, limit: int) -> bytes:
+async def limited_body(request: Request, limit: int, what: str = "request body") -> bytes:
     """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes:
-    from Content-Length before reading, or while reading a chunked body."""
+    from Content-Length before reading, or while reading a chunked body (``what`` names it in
+    the message)."""
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
-        raise BodyTooLarge(f"request body of {declared} bytes is larger than {limit} bytes")
+        raise BodyTooLarge(f"{what} of {declared} bytes is larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise BodyTooLarge(f"request body is larger than {limit} bytes")
+            raise BodyTooLarge(f"{what} is larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -86,7 +87,7 @@ def _not_a_json_number(value: str) -> float:
 
 async def json_body(request: Request, limit: int = MAX_JSON_BODY) -> Any:
     """The parsed JSON body ({} for none); 413 past ``limit`` bytes, 400 if it is not JSON."""
-    raw = await _limited_body(request, limit)
+    raw = await limited_body(request, limit)
     if not raw.strip():
         return {}
     try:

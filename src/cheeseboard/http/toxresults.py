@@ -7,25 +7,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cheeseboard.http.access import TOXRESULT, GuardedRoute
-from cheeseboard.http.accounts import BodyTooLarge, envelope
+from cheeseboard.http.accounts import envelope, limited_body
 from cheeseboard.http.state import index_of, services
 from cheeseboard.services import toxresults
 
 
 async def _body(request: Request) -> bytes:
     """The body, refused (413) once it is known to be larger than a result may be."""
-    limit = toxresults.MAX_SIZE
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
-        raise BodyTooLarge(f"tox result of {declared} bytes is larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(f"tox result is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await limited_body(request, toxresults.MAX_SIZE, "tox result")
 
 
 def _hash_prefix(request: Request) -> str:
