@@ -305,6 +305,41 @@ class Block:
         return True
 
 
+class BlockSet:
+    """Blocks found by what they name: a file is checked against the blocks naming its
+    project, its file name or its sha256, not against every block (an OSV import makes
+    thousands, and a page lists thousands of files). Each block is filed under one part it
+    requires (the project if it names one), which is enough: a file must match every part."""
+
+    __slots__ = ("_by_filename", "_by_project", "_by_sha256", "size")
+
+    def __init__(self, blocks: Iterable[Block] = ()) -> None:
+        self._by_project: dict[str, list[Block]] = {}
+        self._by_filename: dict[str, list[Block]] = {}
+        self._by_sha256: dict[str, list[Block]] = {}
+        self.size = 0
+        for block in blocks:
+            if block.project is not None:
+                self._by_project.setdefault(block.project, []).append(block)
+            elif block.filename is not None:
+                self._by_filename.setdefault(block.filename, []).append(block)
+            elif block.sha256 is not None:
+                self._by_sha256.setdefault(block.sha256, []).append(block)
+            else:
+                continue  # names nothing: matches nothing (parse_block refuses such blocks)
+            self.size += 1
+
+    def __bool__(self) -> bool:
+        return self.size > 0
+
+    def candidates(self, project: str, filename: str, sha256: str | None) -> list[Block]:
+        """The blocks that may match this file (each still checked with ``matches``)."""
+        found = [*self._by_project.get(project, ()), *self._by_filename.get(filename, ())]
+        if sha256:
+            found.extend(self._by_sha256.get(sha256.lower(), ()))
+        return found
+
+
 def parse_specifier(value: object) -> SpecifierSet | None:
     """A block's version range: a PEP 440 specifier set (``==1.0``, ``>=1.2,<1.4``), or None."""
     if value is None or value == "":

@@ -29,6 +29,7 @@ from cheeseboard.core.names import normalize_project_name
 from cheeseboard.core.pages import FileLink, ProjectPage, collect_versions
 from cheeseboard.core.release_policy import (
     Block,
+    BlockSet,
     Held,
     PolicyError,
     TimeRule,
@@ -72,8 +73,8 @@ class Plan:
 
     index: str
     rules: dict[str, tuple[TimeRule, ...]]
-    blocks: dict[str, tuple[Block, ...]]
-    everywhere: tuple[Block, ...]  # server-wide blocks
+    blocks: dict[str, BlockSet]  # made on indexes, by the origin they apply to
+    everywhere: BlockSet  # server-wide blocks (one object shared by every plan)
     _empty: tuple[TimeRule, ...] = field(default=(), repr=False)
 
     def verdict(
@@ -90,7 +91,10 @@ class Plan:
         rules = self.rules.get(origin, self._empty)
         if as_of is not None:
             rules = (*rules, TimeRule(f"{self.index} as of", cutoff=as_of))
-        blocks = self.blocks.get(origin, self.everywhere)
+        blocks = self.everywhere.candidates(project, filename, sha256)
+        scoped = self.blocks.get(origin)
+        if scoped is not None:
+            blocks += scoped.candidates(project, filename, sha256)
         return judge(
             project, version, filename, sha256, upload_seconds(upload_time), rules, blocks, now
         )
@@ -146,6 +150,7 @@ class ReleaseGuard:
         self._order_of = order_of
         self._records: list[BlockRecord] = []
         self._by_scope: dict[int | None, tuple[Block, ...]] = {}
+        self._everywhere = BlockSet()
         self._plans: dict[int, Plan | None] = {}
 
     async def load(self) -> None:
@@ -159,6 +164,7 @@ class ReleaseGuard:
                 scoped.setdefault(record.index_id, []).append(block)
         self._records = records
         self._by_scope = {scope: tuple(blocks) for scope, blocks in scoped.items()}
+        self._everywhere = BlockSet(self._by_scope.get(None, ()))
         self._plans.clear()
 
     async def on_change(self, change: Change) -> None:
@@ -187,9 +193,9 @@ class ReleaseGuard:
             member.fullname: {ix.fullname for ix in self._order_of(member)} for member in order
         }
         rules = {member.fullname: rule_of(member.fullname, member.config) for member in order}
-        everywhere = self._by_scope.get(None, ())
+        everywhere = self._everywhere
         plan_rules: dict[str, tuple[TimeRule, ...]] = {}
-        plan_blocks: dict[str, tuple[Block, ...]] = {}
+        plan_blocks: dict[str, BlockSet] = {}
         for origin in order:
             name = origin.fullname
             applying = [
@@ -208,7 +214,7 @@ class ReleaseGuard:
                 for block in self._by_scope.get(member.id, ())
             ]
             if blocks:
-                plan_blocks[name] = (*everywhere, *blocks)
+                plan_blocks[name] = BlockSet(blocks)
         if not plan_rules and not plan_blocks and not everywhere:
             return None
         return Plan(index.fullname, plan_rules, plan_blocks, everywhere)

@@ -71,6 +71,7 @@ from cheeseboard.core.pages import (
     render_project_html,
     render_project_json,
 )
+from cheeseboard.core.release_policy import BlockSet
 from cheeseboard.core.sro import (
     IndexNode,
     MirrorDecision,
@@ -439,7 +440,7 @@ class PageService:
             return full
         plan = self._guard.plan(index) if self._guard is not None else None
         if plan is None:
-            plan = Plan(index.fullname, {}, {}, ())
+            plan = Plan(index.fullname, {}, {}, BlockSet())
         page, _ = plan.filter(full.page, moment, as_of=moment)
         page = dataclasses.replace(page, links_up=6)  # under <user>/<index>/+at/<time>/
         return CachedPage(

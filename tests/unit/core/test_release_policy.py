@@ -7,6 +7,7 @@ import pytest
 from cheeseboard.core.indexconfig import ConfigError, new_index_config, patch_index_config
 from cheeseboard.core.release_policy import (
     Block,
+    BlockSet,
     Exemption,
     PolicyError,
     TimeRule,
@@ -193,3 +194,29 @@ def test_exemptions_edit_with_devpis_list_syntax() -> None:
         patch_index_config(later, ["release_age_exempt-=baz"], "alice", "alice/dev", bool)
     cleared = patch_index_config(later, ["release_age_exempt-="], "alice", "alice/dev", bool)
     assert "release_age_exempt" not in cleared
+
+
+def test_a_block_set_offers_only_the_blocks_a_file_can_match() -> None:
+    """Thousands of blocks (an OSV import) are not each checked against every file of a page:
+    only those naming the file's project, file name or sha256 are candidates."""
+    many = [Block(i, "malware", project=f"evil-{i}") for i in range(5000)]
+    by_name = Block(9001, "bad upload", filename="foo-1.0.tar.gz")
+    by_hash = Block(9002, "bad bytes", sha256="ab" * 32)
+    on_foo = Block(9003, "broken", project="foo", specifier=parse_specifier("==1.0"))
+    blocks = BlockSet([*many, by_name, by_hash, on_foo])
+    assert blocks.size == 5003 and blocks
+    assert blocks.candidates("foo", "foo-1.0.tar.gz", "AB" * 32) == [on_foo, by_name, by_hash]
+    assert blocks.candidates("bar", "bar-1.0.tar.gz", None) == []
+    assert blocks.candidates("evil-42", "evil_42-1.0.tar.gz", None) == [many[42]]
+    assert not BlockSet()
+    verdict = judge(
+        "foo",
+        "2.0",
+        "foo-2.0.tar.gz",
+        "cd" * 32,
+        NOW,
+        (),
+        blocks.candidates("foo", "foo-2.0.tar.gz", "cd" * 32),
+        NOW,
+    )
+    assert verdict.held is None  # the project's block is a candidate but 2.0 is outside it
