@@ -74,7 +74,7 @@ from cheeseboard.store.schema import (
     users,
 )
 from cheeseboard.store.schema import toxresults as toxresult_table
-from cheeseboard.store.serial import SerialFile
+from cheeseboard.store.serial import publish
 
 Progress = Callable[[str, int], None]  # (what, bytes just copied)
 
@@ -686,17 +686,5 @@ def _merge(
             pg_changes.notify(conn, serial)  # the other nodes, once this commits
     finally:
         engine.dispose()
-    _wake(layout.serial, serial)
+    publish(layout.serial, serial)  # this node's running servers catch up at once
     return report
-
-
-def _wake(path: Path, serial: int) -> None:
-    """Advance this node's serial file, so that the server processes running on the data
-    directory catch up with the merge's changelog rows now (not at their next own write)."""
-    if not path.parent.is_dir():
-        return
-    serial_file = SerialFile(path)
-    try:
-        serial_file.advance(serial)
-    finally:
-        serial_file.close()
