@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from cheeseboard.tls import check_ca_bundle
+
 ENV_PREFIX = "CHEESEBOARD_"
 
 
@@ -191,6 +193,11 @@ def _to_secret_file(value: object) -> str | None:
     return str(Path(path).absolute())
 
 
+def _to_ca_bundle(value: object) -> str | None:
+    path = _to_optional_str(value)
+    return None if path is None else check_ca_bundle(path)
+
+
 def _to_host(value: object) -> str:
     if value is None or not str(value).strip():
         raise ValueError(f"expected an address to listen on, got {value!r}")
@@ -328,6 +335,13 @@ OPTIONS: tuple[Option, ...] = (
         3600.0,
         "seconds between imports of --advisories-url",
     ),
+    Option(
+        "ca-bundle",
+        _to_ca_bundle,
+        None,
+        "PEM file of CAs to trust for outbound HTTPS (upstreams, S3, advisories) besides the "
+        "system's, e.g. a TLS-intercepting proxy's (SSL_CERT_FILE is honoured as well)",
+    ),
     Option("access-log", _to_bool, True, "log one line per request"),
     Option("log-level", _to_log_level, "info", "logging level: debug, info, warning, error"),
 )
@@ -420,6 +434,7 @@ class Settings:
     login_window: float = 300.0
     advisories_url: str | None = None
     advisories_interval: float = 3600.0
+    ca_bundle: str | None = None
     access_log: bool = True
     log_level: str = "info"
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)

@@ -17,6 +17,7 @@ import json
 import re
 import socket
 import socketserver
+import ssl
 import struct
 import sys
 import threading
@@ -204,6 +205,12 @@ class _Server(ThreadingHTTPServer):
         """Bind without HTTPServer's reverse-DNS lookup, which can stall offline."""
         socketserver.TCPServer.server_bind(self)
         self.server_name, self.server_port = "127.0.0.1", self.server_address[1]
+        if self.upstream.tls is not None:
+            # The handshake happens on the connection's own thread (its first read), so a
+            # client that refuses the certificate never stalls the accepting loop.
+            self.socket = self.upstream.tls.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self.conn_lock:
@@ -416,8 +423,10 @@ class UpstreamServer:
         serve_metadata: bool = True,
         advertise_core_metadata: bool | None = None,
         port: int = 0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.mode = mode
+        self.tls = tls  # a server context: serve HTTPS (tests/support/certs.py makes one)
         self.json_api = json_api
         self.serve_metadata = serve_metadata
         self.advertise_core_metadata = (
@@ -440,7 +449,8 @@ class UpstreamServer:
     @property
     def url(self) -> str:
         """Base URL with trailing slash, e.g. ``http://127.0.0.1:8123/``."""
-        return f"http://127.0.0.1:{self.port}/"
+        scheme = "https" if self.tls is not None else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/"
 
     @property
     def simple_url(self) -> str:

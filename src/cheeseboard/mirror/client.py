@@ -23,6 +23,7 @@ from cheeseboard import __version__
 from cheeseboard.core import metrics
 from cheeseboard.mirror.errors import UpstreamNotFound, UpstreamRefused, UpstreamUnavailable
 from cheeseboard.mirror.outbound import CURRENT_HOP, OutboundPolicy, OutboundRefused, check_url
+from cheeseboard.tls import client_context
 
 if TYPE_CHECKING:
     import aiohttp
@@ -71,8 +72,9 @@ class UpstreamClient:
     followed here, hop by hop, so that each hop is checked against it.
     """
 
-    def __init__(self, request_timeout: float) -> None:
+    def __init__(self, request_timeout: float, ca_bundle: str | None = None) -> None:
         self._timeout = request_timeout
+        self._ca_bundle = ca_bundle  # --ca-bundle: CAs trusted besides the system's (tls.py)
         self._session: aiohttp.ClientSession | None = None
         self._started = False
         self._warm_up: asyncio.Future[None] | None = None
@@ -88,7 +90,9 @@ class UpstreamClient:
         fresh server 0.99 s importing on the loop, 0.79 s with this; a restart's first 200 of a
         cached page 0.58 and 0.62 s (within the noise: the thread shares the GIL meanwhile)."""
         self._started = True
-        self._warm_up = asyncio.get_running_loop().run_in_executor(None, _import_aiohttp)
+        self._warm_up = asyncio.get_running_loop().run_in_executor(
+            None, _import_aiohttp, self._ca_bundle
+        )
 
     def _open_session(self) -> aiohttp.ClientSession:
         import aiohttp
@@ -98,6 +102,9 @@ class UpstreamClient:
         # aiohttp's own DNS cache would hand out addresses without asking the guarded resolver;
         # the resolver caches instead, and filters on every use.
         connector = aiohttp.TCPConnector(
+            # Without a bundle aiohttp's own context, the same create_default_context() made
+            # when it was imported: one context per process either way.
+            ssl=client_context(self._ca_bundle) if self._ca_bundle else True,
             limit=100,
             limit_per_host=32,
             use_dns_cache=False,
@@ -305,10 +312,13 @@ class UpstreamClient:
             raise _unavailable(url, exc, f"stalled for {self._timeout:g}s") from exc
 
 
-def _import_aiohttp() -> None:
+def _import_aiohttp(ca_bundle: str | None) -> None:
     import aiohttp  # noqa: F401 - loaded for the first upstream request
 
     from cheeseboard.mirror import resolver  # noqa: F401 - aiohttp's resolver base class
+
+    if ca_bundle:
+        client_context(ca_bundle)  # reads the system store too: off the event loop
 
 
 def short_reason(exc: BaseException) -> str:
@@ -319,6 +329,8 @@ def short_reason(exc: BaseException) -> str:
         return "timed out"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return "host not found"
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return _certificate_reason(exc.certificate_error)
     if isinstance(exc, aiohttp.ClientSSLError):
         return "TLS handshake failed"
     if isinstance(exc, aiohttp.ClientConnectorError):
@@ -332,6 +344,21 @@ def short_reason(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.InvalidURL | ValueError):
         return "invalid URL"
     return "connection failed"
+
+
+# OpenSSL's X509_V_ERR_* codes worth their own words; the rest is "not trusted".
+_CERT_EXPIRED = 10
+_HOSTNAME_MISMATCH = 62
+
+
+def _certificate_reason(error: BaseException) -> str:
+    """Upstream's certificate failed verification: which way, in our words (the 502 text)."""
+    code = getattr(error, "verify_code", None)
+    if code == _HOSTNAME_MISMATCH:
+        return "TLS certificate is for another host name"
+    if code == _CERT_EXPIRED:
+        return "TLS certificate has expired"
+    return "TLS certificate not trusted (add its CA with --ca-bundle or SSL_CERT_FILE)"
 
 
 def _unavailable(url: str, exc: BaseException, timeout_reason: str) -> UpstreamUnavailable:

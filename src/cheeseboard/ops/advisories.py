@@ -30,6 +30,7 @@ from cheeseboard.core.changes import ChangeKind
 from cheeseboard.core.osv import MAX_DOCUMENT_BYTES, Advisory, OsvError, parse
 from cheeseboard.store import advisory_rows, audit_rows, block_rows, changelog_rows, info
 from cheeseboard.store.audit_rows import AuditEntry
+from cheeseboard.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -153,16 +154,21 @@ def _from_file(path: Path) -> Iterator[tuple[str, bytes | None]]:
         yield path.name, _bounded_read(handle)
 
 
-def download(url: str, target: Path, timeout: float = DOWNLOAD_TIMEOUT) -> None:
+def download(
+    url: str, target: Path, timeout: float = DOWNLOAD_TIMEOUT, ca_bundle: str | None = None
+) -> None:
     """Save ``url``'s body to ``target``; AdvisorySourceError beyond MAX_DOWNLOAD_BYTES or on
-    any failure. Only http(s): urllib would open file:// and ftp:// URLs too."""
+    any failure. Only http(s): urllib would open file:// and ftp:// URLs too. ``ca_bundle``
+    (``--ca-bundle``) adds CAs to the system's for https (tls.py)."""
     if not url.startswith(("http://", "https://")):
         raise AdvisorySourceError(f"{url}: only http:// and https:// URLs are fetched")
     headers = {"User-Agent": "cheeseboard-advisories"}
     request = urllib.request.Request(url, headers=headers)  # noqa: S310 - scheme checked above
     try:
         with (
-            urllib.request.urlopen(request, timeout=timeout) as response,  # noqa: S310
+            urllib.request.urlopen(  # noqa: S310
+                request, timeout=timeout, context=client_context(ca_bundle)
+            ) as response,
             target.open("wb") as out,
         ):
             total = 0
@@ -176,14 +182,16 @@ def download(url: str, target: Path, timeout: float = DOWNLOAD_TIMEOUT) -> None:
 
 
 @contextlib.contextmanager
-def opened(source: str) -> Iterator[Iterator[tuple[str, bytes | None]]]:
+def opened(
+    source: str, ca_bundle: str | None = None
+) -> Iterator[Iterator[tuple[str, bytes | None]]]:
     """The documents of ``source`` (a path or an http(s) URL) as (name, bytes or None when too
     large); a URL is downloaded into a temporary directory removed afterwards."""
     if source.startswith(("http://", "https://")):
         workdir = Path(tempfile.mkdtemp(prefix="cheeseboard-osv-"))
         try:
             target = workdir / "download"
-            download(source, target)
+            download(source, target, ca_bundle=ca_bundle)
             yield _from_file(target)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -319,7 +327,9 @@ def _log_changes(log_change: Log, projects: set[str], report: AdvisoryImport) ->
         log_change(None, None, ChangeKind.BLOCKS)
 
 
-def import_offline(source: str, db_url: str, serial_path: Path | None) -> AdvisoryImport:
+def import_offline(
+    source: str, db_url: str, serial_path: Path | None, ca_bundle: str | None = None
+) -> AdvisoryImport:
     """Import ``source`` into the database at ``db_url`` from outside the server; the running
     server processes learn of it from the changelog (the serial file ``serial_path`` wakes those
     of this node at once, PostgreSQL's notification the other nodes)."""
@@ -332,7 +342,7 @@ def import_offline(source: str, db_url: str, serial_path: Path | None) -> Adviso
     serials: list[int] = []
     engine = engine_for(db_url, write=True)
     try:
-        with opened(source) as documents, engine.begin() as conn:
+        with opened(source, ca_bundle) as documents, engine.begin() as conn:
 
             def log_change(index_id: int | None, project: str | None, kind: ChangeKind) -> int:
                 serial = changelog_rows.log_change(conn, index_id, project, kind)

@@ -52,7 +52,9 @@ def import_if_due(settings: Settings, now: float | None = None) -> AdvisoryImpor
     now = time.time() if now is None else now
     if last is not None and now - last < settings.advisories_interval * _DUE_FRACTION:
         return None
-    return import_offline(settings.advisories_url, settings.db_url, settings.layout.serial)
+    return import_offline(
+        settings.advisories_url, settings.db_url, settings.layout.serial, settings.ca_bundle
+    )
 
 
 async def _tick(settings: Settings, locks: SharedLocks) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from cheeseboard.settings import DataDirLayout
+from cheeseboard.tls import CABundleError, check_ca_bundle
 
 
 def _fail(message: str) -> None:
@@ -32,8 +33,16 @@ def advisories_group() -> None:
     help="data directory to import into (the server may be running)",
 )
 @click.option("--database-url", envvar="CHEESEBOARD_DATABASE_URL", default=None)
+@click.option(
+    "--ca-bundle",
+    envvar="CHEESEBOARD_CA_BUNDLE",
+    default=None,
+    help="PEM file of CAs to trust for an https SOURCE besides the system's",
+)
 @click.argument("source")
-def import_advisories(datadir: Path, database_url: str | None, source: str) -> None:
+def import_advisories(
+    datadir: Path, database_url: str | None, ca_bundle: str | None, source: str
+) -> None:
     """Import OSV JSON from SOURCE: a directory, a zip (OSV's all.zip) or an http(s) URL.
 
     MAL- entries block the packages they name; the others fill the PyPI JSON API's
@@ -48,7 +57,12 @@ def import_advisories(datadir: Path, database_url: str | None, source: str) -> N
         _fail(f"{datadir} is not a cheeseboard data directory")
     layout = DataDirLayout(datadir)
     try:
-        report = import_offline(source, database_url or layout.sqlite_url, layout.serial)
+        if ca_bundle:
+            ca_bundle = check_ca_bundle(ca_bundle)
+    except CABundleError as error:
+        _fail(f"--ca-bundle: {error}")
+    try:
+        report = import_offline(source, database_url or layout.sqlite_url, layout.serial, ca_bundle)
     except (AdvisorySourceError, OSError, SQLAlchemyError) as error:
         _fail(f"advisories import from {source} stopped: {error}")
         return

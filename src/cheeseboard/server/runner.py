@@ -79,12 +79,12 @@ class StorageError(Exception):
     """The bucket of --blob-url cannot be used; the message says why."""
 
 
-async def check_bucket(url: str) -> None:
+async def check_bucket(url: str, ca_bundle: str | None = None) -> None:
     """Fail before serving, with the reason, if the bucket cannot be written and read."""
     from cheeseboard.store.s3 import S3Client, S3Error, S3Location  # aiohttp: only for a bucket
 
     location = S3Location.from_url(url)
-    async with S3Client(location, timeout=10) as client:
+    async with S3Client(location, timeout=10, ca_bundle=ca_bundle) as client:
         probe = f".cheeseboard-probe-{uuid.uuid4().hex}"
         try:
             await client.put_bytes(probe, b"ok")
@@ -98,7 +98,7 @@ async def check_bucket(url: str) -> None:
 def run(settings: Settings) -> None:
     migrate(settings.db_url)
     if settings.blob_url:
-        asyncio.run(check_bucket(settings.blob_url))
+        asyncio.run(check_bucket(settings.blob_url, settings.ca_bundle))
     leftovers = FileBlobStore(settings.layout.blobs).clean_tmp()
     if leftovers:
         log.info("removed %d unfinished staged files", leftovers)

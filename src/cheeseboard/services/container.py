@@ -98,7 +98,7 @@ async def open_services(settings: Settings) -> AsyncIterator[AppServices]:
         stack.push_async_callback(locks.close)
         indexes = IndexRegistry(db)
         await indexes.load()
-        client = UpstreamClient(settings.request_timeout)
+        client = UpstreamClient(settings.request_timeout, settings.ca_bundle)
         await client.start()
         stack.push_async_callback(client.close)
         blobs = open_blob_store(settings)

@@ -23,6 +23,10 @@ def open_blob_store(settings: Settings) -> BlobStore:
     from cheeseboard.store.s3 import S3Client, S3Location
     from cheeseboard.store.s3_blobs import CacheTrimmer, S3BlobStore
 
-    client = S3Client(S3Location.from_url(settings.blob_url), settings.request_timeout * 6)
+    client = S3Client(
+        S3Location.from_url(settings.blob_url),
+        settings.request_timeout * 6,
+        ca_bundle=settings.ca_bundle,
+    )
     trimmer = CacheTrimmer(local, settings.blob_cache_size, settings.layout.cache_trim_lock)
     return S3BlobStore(local, client, trimmer, _CACHE_TRIM_INTERVAL)

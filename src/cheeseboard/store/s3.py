@@ -45,6 +45,7 @@ from cheeseboard.store.s3_credentials import (
     default_chain,
     environment_credentials,
 )
+from cheeseboard.tls import client_context
 
 __all__ = [
     "MIN_PART_SIZE",
@@ -437,6 +438,7 @@ class S3Client:
         *,
         multipart_threshold: int = MULTIPART_THRESHOLD,
         part_size: int = PART_SIZE,
+        ca_bundle: str | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -448,6 +450,7 @@ class S3Client:
         self.timeout = timeout
         self.multipart_threshold = multipart_threshold
         self.part_size = part_size
+        self._ca_bundle = ca_bundle  # --ca-bundle: CAs trusted besides the system's (tls.py)
         self._host = location.endpoint.split("://", 1)[1]
         self._session: aiohttp.ClientSession | None = None
         self._signing_keys: dict[tuple[str, str], bytes] = {}
@@ -474,7 +477,11 @@ class S3Client:
         if self._session is not None:
             return
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=64, ttl_dns_cache=300),
+            connector=aiohttp.TCPConnector(
+                limit=64,
+                ttl_dns_cache=300,
+                ssl=client_context(self._ca_bundle) if self._ca_bundle else True,
+            ),
             headers={"User-Agent": f"cheeseboard/{__version__}"},  # for S3 access logs
             timeout=aiohttp.ClientTimeout(
                 total=None, sock_connect=min(self.timeout, 10.0), sock_read=self.timeout
