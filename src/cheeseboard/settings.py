@@ -129,6 +129,34 @@ def _to_optional_str(value: object) -> str | None:
     return None if value is None or str(value) == "" else str(value)
 
 
+_SIZE_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_MAX_SIZE = 1024**6  # an exbibyte: beyond any disk, and far below where int() gets slow
+
+
+def _to_cache_size(value: object) -> int | None:
+    """Bytes from ``500M``, ``20G``, ``1.5T`` or a number; empty or ``0``: no cap."""
+    text = "" if value is None else str(value).strip().upper().removesuffix("B")
+    if text in ("", "0"):
+        return None
+    unit = text[-1:] if text[-1:] in _SIZE_UNITS else ""
+    try:
+        number = float(text[: len(text) - len(unit)] if unit else text)
+    except ValueError:
+        raise ValueError(
+            f"expected a size such as 500M, 20G or a number of bytes, got {value!r}"
+        ) from None
+    if not 1 <= number * _SIZE_UNITS[unit] <= _MAX_SIZE:  # NaN fails this too
+        raise ValueError(f"expected a size between 1 byte and 1E (exbibyte), got {value!r}")
+    return int(number * _SIZE_UNITS[unit])
+
+
+def _to_interval(value: object) -> float:
+    number = float(str(value))
+    if not 0 <= number < float("inf"):
+        raise ValueError(f"must be 0 (off) or a positive number of seconds, got {value!r}")
+    return number
+
+
 def _to_database_url(value: object) -> str | None:
     url = _to_optional_str(value)
     if url is None:
@@ -258,6 +286,20 @@ OPTIONS: tuple[Option, ...] = (
         0,
         "with --blob-url, answer downloads with a redirect to a presigned URL valid this many "
         "seconds (0: send the bytes through the server)",
+    ),
+    Option(
+        "mirror-cache-size",
+        _to_cache_size,
+        None,
+        "cap on the bytes of files cached from upstream (e.g. 500M, 20G; default: no cap); "
+        "the least recently used go first, every --retention-interval and at gc",
+    ),
+    Option(
+        "retention-interval",
+        _to_interval,
+        3600.0,
+        "seconds between retention runs in the server (cache cap and indexes' cleanup "
+        "policies, one process at a time); 0: only at cheeseboard-server gc",
     ),
     Option(
         "secret-file",
@@ -420,6 +462,8 @@ class Settings:
     blob_url: str | None = None
     blob_cache_size: int = 10 * 1024**3
     blob_redirect: int = 0
+    mirror_cache_size: int | None = None
+    retention_interval: float = 3600.0
     secret_file: str | None = None
     outside_url: str | None = None
     page_max_age: int = 60

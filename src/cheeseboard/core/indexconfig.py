@@ -29,6 +29,7 @@ from cheeseboard.core.release_policy import (
     parse_age,
     parse_time,
 )
+from cheeseboard.core.retention import RETENTION_KEYS, RetentionConfigError, retention_config
 
 Config = dict[str, object]
 BaseExists = Callable[[str], bool]
@@ -69,7 +70,8 @@ MIRROR_FLAGS = (
     "mirror_ignore_serial_header",
     "mirror_provides_core_metadata",
 )
-STAGE_KEYS = _COMMON_KEYS | _STAGE_ONLY
+# Cleanup policies (issue 23, core/retention.py): stage only, optional (``key-=`` drops them).
+STAGE_KEYS = _COMMON_KEYS | _STAGE_ONLY | RETENTION_KEYS
 MIRROR_KEYS = _COMMON_KEYS | {
     "mirror_url",
     "mirror_cache_expiry",
@@ -224,6 +226,10 @@ def _validated(
         config["allow_upstream_names"] = _boolean(
             "allow_upstream_names", stage["allow_upstream_names"]
         )
+        try:
+            config.update(retention_config(values, bool(config["volatile"])))
+        except RetentionConfigError as exc:
+            raise ConfigError(str(exc)) from None
     else:
         if values.get("mirror_url") is None:
             raise ConfigError("a mirror index needs a mirror_url")

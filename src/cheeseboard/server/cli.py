@@ -25,6 +25,7 @@ from cheeseboard.server.advisory_commands import advisories_group
 from cheeseboard.server.audit_command import audit_command
 from cheeseboard.server.dump_commands import export_command, import_command
 from cheeseboard.server.passwd_command import passwd_command
+from cheeseboard.server.retention_command import retention_options, run_retention
 from cheeseboard.services.indexes import DEFAULT_MIRROR_URL
 from cheeseboard.settings import OPTIONS, DataDirLayout, Settings, SettingsError, resolve
 
@@ -266,22 +267,43 @@ def backup(datadir: Path, out: Path, always_copy: bool) -> None:
     help="collect this S3 bucket (s3://bucket/prefix?endpoint=...) instead of DATADIR/blobs",
 )
 @click.option("--dry-run", is_flag=True, help="report what would be removed, remove nothing")
+@retention_options
 def gc(
-    datadir: Path, database_url: str | None, blob_url: str | None, min_age: float, dry_run: bool
+    datadir: Path,
+    database_url: str | None,
+    blob_url: str | None,
+    min_age: float,
+    dry_run: bool,
+    retention: bool,
+    mirror_cache_size: str | None,
+    config_file: Path | None,
+    as_of: str | None,
 ) -> None:
-    """Remove stored files that nothing names (left by crashes, removals, deleted indexes).
+    """Remove stored files that nothing names (left by crashes, removals, deleted indexes),
+    after retention: evict cached mirror files beyond --mirror-cache-size (least recently
+    used first) and remove what indexes' cleanup policies name.
 
     Exits 1 if uploaded files are missing their bytes (they are named in the report).
     """
     from sqlalchemy.exc import SQLAlchemyError
 
+    from cheeseboard.core.release_policy import PolicyError
     from cheeseboard.ops.blob_gc import BlobCollector
-    from cheeseboard.store.blobs import FileBlobStore
+    from cheeseboard.store.blobs import BlobStoreError, FileBlobStore
     from cheeseboard.store.db import engine_for
     from cheeseboard.store.s3 import S3Error
 
     if not is_initialised(datadir):
         _fail(f"{datadir} is not a cheeseboard data directory")
+    if retention:
+        try:
+            kept = run_retention(
+                datadir, database_url, blob_url, mirror_cache_size, config_file, as_of, dry_run
+            )
+        except (SettingsError, PolicyError, OSError, SQLAlchemyError, BlobStoreError) as exc:
+            _fail(f"retention in {datadir} stopped: {exc}")
+            return
+        click.echo(kept.describe(dry_run))
     layout = DataDirLayout(datadir)
     engine = engine_for(database_url or layout.sqlite_url, write=True)
     try:

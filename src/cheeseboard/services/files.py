@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,6 +23,7 @@ from cheeseboard.mirror.client import UpstreamClient
 from cheeseboard.mirror.errors import UpstreamError
 from cheeseboard.mirror.outbound import OutboundPolicy
 from cheeseboard.mirror.parse import UpstreamLink
+from cheeseboard.services.access_times import AccessTimes
 from cheeseboard.services.changes import ChangeFeed, Epochs, Transaction
 from cheeseboard.services.downloads import Download, DownloadFailed, sha256_of
 from cheeseboard.services.errors import NotFound, UpstreamFailed
@@ -30,7 +31,7 @@ from cheeseboard.services.indexes import mirror_config
 from cheeseboard.services.locks import SharedLocks
 from cheeseboard.services.mirror import mirror_policy
 from cheeseboard.settings import Settings
-from cheeseboard.store import project_rows
+from cheeseboard.store import project_rows, retention_rows
 from cheeseboard.store.blobs import BlobStore
 from cheeseboard.store.db import Database
 from cheeseboard.store.records import Change, FileRecord, IndexRecord
@@ -101,6 +102,7 @@ class FileService:
         self._downloads: dict[tuple[int, str], Download] = {}
         self._metadata_fetches: dict[str, asyncio.Task[Path | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.access = AccessTimes(db)  # last use of mirror files, for --mirror-cache-size
 
     def on_change(self, change: Change) -> None:
         self._epochs.bump(change.project)
@@ -110,6 +112,18 @@ class FileService:
             return
         for key in self._by_project.pop(change.project, ()):
             self._records.pop(key, None)
+
+    @property
+    def blobs(self) -> BlobStore:
+        """Where the bytes live (retention deletes evicted ones)."""
+        return self._blobs
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, index_id: int, filename: str) -> AsyncIterator[None]:
+        """Hold the file's lock, which every worker and node downloading it holds too: eviction
+        (services/retention.py) never drops bytes a download is about to record."""
+        async with self._locks.hold(f"file:{index_id}:{filename}", _DOWNLOAD_LOCK_WAIT):
+            yield
 
     async def lookup(self, index: IndexRecord, filename: str) -> FileRecord:
         """The file row for ``filename`` on ``index``; raises NotFound."""
@@ -214,6 +228,8 @@ class FileService:
             if not self._blobs.remote:  # with a bucket, a local copy comes and goes
                 log.error("blob %s of %s is missing", record.blob_sha256, record.filename)
             return None
+        if record.upstream_url is not None:
+            self.access.touch(record.id)
         return StoredFile(record, path, record.blob_sha256, size, stat.st_mtime)
 
     def _shared(
@@ -275,7 +291,7 @@ class FileService:
     async def _run_download(
         self, index: IndexRecord, record: FileRecord, download: Download
     ) -> None:
-        async with self._locks.hold(f"file:{index.id}:{record.filename}", _DOWNLOAD_LOCK_WAIT):
+        async with self.exclusive(index.id, record.filename):
             current = await self._db.read(project_rows.file_by_filename, index.id, record.filename)
             done = self._stored(current[0]) if current else None
             stored_sha = current[0].blob_sha256 if current else None
@@ -432,6 +448,7 @@ class FileService:
         pending = [*self._tasks, *self._metadata_fetches.values()]
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        await self.access.close()
 
 
 def _record_cached(
@@ -443,6 +460,7 @@ def _record_cached(
     metadata_size: int,
 ) -> None:
     visible = project_rows.record_cached_file(tx.conn, record.id, digest, size, metadata_sha)
+    retention_rows.record_access(tx.conn, {record.id: time.time()})  # stored counts as used
     if metadata_sha is not None:
         project_rows.add_blob(tx.conn, metadata_sha, metadata_size)
     project = project_rows.project_name(tx.conn, record.project_id)

@@ -422,14 +422,24 @@ class ReleaseService:
         )
 
     async def delete_version(
-        self, identity: Identity, index: IndexRecord, project: str, version: str, force: bool
+        self,
+        identity: Identity,
+        index: IndexRecord,
+        project: str,
+        version: str,
+        force: bool,
+        *,
+        who: audit.Actor | None = None,
     ) -> None:
+        """Remove a release and its files; ``who`` is recorded in the audit log instead of
+        ``identity`` (retention acts with the owner's rights as ``retention``)."""
         record, releases, files = await self._load(index, project)
         release = _find(releases, version, project)
         self._check(identity, index, force, f"remove {project} {version}")
         doomed = [f.id for f in _files_of(files, release)]
         name = normalize_project_name(project)
-        what = Removal(audit.actor(identity), f"{index.fullname}/{name}=={release.version}", force)
+        actor = who or audit.actor(identity)
+        what = Removal(actor, f"{index.fullname}/{name}=={release.version}", force)
         await self._changes.write(_remove, what, index.id, record.id, name, [release.id], doomed)
 
     async def delete_file(

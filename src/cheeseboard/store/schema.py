@@ -140,6 +140,15 @@ releases = Table(
     UniqueConstraint("project_id", "canonical_version"),
 )
 
+# When a cached mirror file was last served (retention, issue 23): written in batches, never
+# exported; least recently used files are evicted first under --mirror-cache-size.
+file_access = Table(
+    "file_access",
+    metadata,
+    Column("file_id", Integer, ForeignKey("files.id", ondelete="CASCADE"), primary_key=True),
+    Column("last_used", Float, nullable=False),
+)
+
 blobs = Table(
     "blobs",
     metadata,

@@ -18,6 +18,7 @@ from cheeseboard.core.indexconfig import (
     new_index_config,
     patch_index_config,
 )
+from cheeseboard.core.retention import RETENTION_KEYS
 from cheeseboard.services.indexes import mirror_config
 from cheeseboard.store.records import IndexRecord
 
@@ -80,7 +81,8 @@ def test_empty_body_gives_stage_defaults() -> None:
     assert config["bases"] == []
     assert config["volatile"] is True
     assert config["acl_upload"] == ["bob"]
-    assert set(config) == STAGE_KEYS - {"title", "description", "custom_data"} - POLICY_KEYS
+    optional = {"title", "description", "custom_data"} | POLICY_KEYS | RETENTION_KEYS
+    assert set(config) == STAGE_KEYS - optional
 
 
 def test_unknown_type_is_rejected() -> None:

@@ -1,0 +1,242 @@
+"""Retention (issue 23): the mirror cache cap evicts least recently used files, which come back
+from upstream on the next request; stage indexes' cleanup policies remove releases; a dry run
+lists what a run removes and removes nothing; every removal is in the audit log."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support.api import call, upload_dist
+from tests.support.clients import installed, pip_install
+from tests.support.packages import Dist, build_wheel
+from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory, server_command
+from tests.support.upstream import UpstreamServer
+
+ROOT = ("root", ROOT_PASSWORD)
+ALICE = ("alice", "alice-secret")
+DAY = 86400
+
+
+def gc(datadir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        server_command("gc", "--datadir", str(datadir), *args),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def file_url(server: CheeseboardServer, index: str, dist: Dist) -> str:
+    page_url = f"{server.url}{index}/+simple/{dist.name}/"
+    with urllib.request.urlopen(page_url, timeout=30) as page:
+        html = page.read().decode()
+    href = html.split(dist.filename)[0].rsplit('href="', 1)[1] + dist.filename
+    return urllib.parse.urljoin(page_url, href)
+
+
+def download(server: CheeseboardServer, index: str, dist: Dist) -> bytes:
+    with urllib.request.urlopen(file_url(server, index, dist), timeout=30) as response:
+        data: bytes = response.read()
+    return data
+
+
+def stored(datadir: Path, dist: Dist) -> bool:
+    return (datadir / "blobs" / dist.sha256[:2] / dist.sha256[2:4] / dist.sha256).is_file()
+
+
+def listed(output: str, verb: str) -> set[str]:
+    """The names a retention report lists after ``verb`` (``evict``/``remove``)."""
+    names = set()
+    for line in output.splitlines():
+        words = line.split()
+        for lead in ((verb,), ("would", verb), (verb + "ed",), (verb + "d",)):
+            if tuple(words[: len(lead)]) == lead and len(words) > len(lead):
+                names.add(words[len(lead)])
+    return names
+
+
+def audit(server: CheeseboardServer, action: str) -> list[str]:
+    status, body = call(server.url, "GET", f"/+audit?actor=retention&action={action}", auth=ROOT)
+    assert status == 200, body
+    return sorted(entry["target"] for entry in body["result"])
+
+
+def wheels(dists: dict[str, list[Dist]], *names: str) -> list[Dist]:
+    return [next(d for d in dists[name] if d.filename.endswith(".whl")) for name in names]
+
+
+def test_cache_cap_evicts_least_recently_used_and_refetches(
+    mirror_server: CheeseboardServer,
+    html_upstream: UpstreamServer,
+    dists: dict[str, list[Dist]],
+    tmp_path: Path,
+) -> None:
+    """Over the cap, the least recently used file goes; the recently used stay; the evicted one
+    is fetched again from upstream on request and pip installs it."""
+    server, datadir = mirror_server, mirror_server.datadir
+    lib_a, lib_b, lib_c = wheels(dists, "lib-a", "lib_b", "lib-c")
+    for dist in (lib_a, lib_b, lib_c):
+        assert download(server, "root/pypi", dist) == dist.path.read_bytes()
+        time.sleep(0.05)
+    time.sleep(1.2)  # past the hot path's one-second memo of a stored file
+    assert download(server, "root/pypi", lib_a) == lib_a.path.read_bytes()  # used again
+    server.stop()  # its last-use times are written at shutdown (else within 30 s)
+    cap = str(lib_a.path.stat().st_size + lib_c.path.stat().st_size)
+
+    dry = gc(datadir, "--mirror-cache-size", cap, "--dry-run")
+    evicted = {f"root/pypi/{lib_b.filename}"}
+    assert listed(dry.stdout, "evict") == evicted, dry.stdout
+    assert all(stored(datadir, d) for d in (lib_a, lib_b, lib_c))
+
+    done = gc(datadir, "--mirror-cache-size", cap)
+    assert listed(done.stdout, "evict") == evicted, done.stdout
+    assert not stored(datadir, lib_b)
+    assert stored(datadir, lib_a) and stored(datadir, lib_c)
+    again = gc(datadir, "--mirror-cache-size", cap, "--dry-run")
+    assert listed(again.stdout, "evict") == set(), again.stdout  # under the cap now
+
+    server.start()
+    assert audit(server, "evict") == sorted(evicted)
+    html_upstream.clear_requests()
+    result = pip_install(server.index_url, tmp_path / "target", "lib_b")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "lib_b" in {name.replace("-", "_") for name in installed(tmp_path / "target")}
+    paths = [r.path for r in html_upstream.requests if r.method == "GET"]
+    assert paths.count(f"/files/{lib_b.filename}") == 1, paths
+    assert stored(datadir, lib_b)
+
+
+def test_server_evicts_on_its_schedule(
+    server_factory: ServerFactory, html_upstream: UpstreamServer, dists: dict[str, list[Dist]]
+) -> None:
+    """With --mirror-cache-size and --retention-interval the running server evicts by itself."""
+    lib_a, lib_b = wheels(dists, "lib-a", "lib_b")
+    cap = lib_b.path.stat().st_size
+    server = server_factory.start(
+        html_upstream.simple_url, "--mirror-cache-size", str(cap), "--retention-interval", "1"
+    )
+    assert download(server, "root/pypi", lib_a) == lib_a.path.read_bytes()
+    time.sleep(0.05)
+    assert download(server, "root/pypi", lib_b) == lib_b.path.read_bytes()
+    deadline = time.monotonic() + 20
+    while stored(server.datadir, lib_a) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not stored(server.datadir, lib_a), server.log()
+    assert stored(server.datadir, lib_b)
+    assert download(server, "root/pypi", lib_a) == lib_a.path.read_bytes()  # fetched again
+
+
+def test_download_under_way_finishes_when_its_file_is_evicted(
+    server_factory: ServerFactory, tmp_path: Path
+) -> None:
+    """A client reading a big cached file while it is evicted gets every byte."""
+    big = build_wheel(tmp_path, "bigpkg", "1.0", payload_size=16 * 1024 * 1024)
+    with UpstreamServer(mode="html") as upstream:
+        upstream.add(big)
+        server = server_factory.start(upstream.simple_url)
+        assert download(server, "root/pypi", big) == big.path.read_bytes()
+        parts = urllib.parse.urlsplit(file_url(server, "root/pypi", big))
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        connection.request("GET", parts.path)
+        response = connection.getresponse()
+        assert response.status == 200
+        digest = hashlib.sha256(response.read(64 * 1024))
+        gc(server.datadir, "--mirror-cache-size", "1K")
+        assert not stored(server.datadir, big)
+        while chunk := response.read(1024 * 1024):
+            digest.update(chunk)
+        connection.close()
+        assert digest.hexdigest() == big.sha256
+        assert download(server, "root/pypi", big) == big.path.read_bytes()
+
+
+@pytest.fixture
+def alice(mirror_server: CheeseboardServer) -> CheeseboardServer:
+    assert call(mirror_server.url, "PUT", "/alice", {"password": ALICE[1]}, auth=ROOT)[0] == 201
+    return mirror_server
+
+
+def versions(server: CheeseboardServer, index: str, project: str) -> set[str]:
+    status, body = call(server.url, "GET", f"/{index}/{project}", auth=ALICE)
+    if status == 404:
+        return set()
+    assert status == 200, body
+    return set(body["result"])
+
+
+def test_keep_dev_releases_removes_older_pre_releases(
+    alice: CheeseboardServer, tmp_path: Path
+) -> None:
+    """keep_dev_releases=2 keeps the two highest dev/pre-releases and every final release; the
+    dry run lists exactly what the run removes; the audit log names each removal."""
+    server = alice
+    assert call(server.url, "PUT", "/alice/dev", {"volatile": True}, auth=ROOT)[0] == 200
+    uploaded = ["1.0", "1.1.dev1", "1.1.dev2", "1.1rc1", "1.2.dev1", "2.0"]
+    for version in uploaded:
+        dist = build_wheel(tmp_path, "tool", version)
+        assert upload_dist(server.url, "alice/dev", dist, ALICE)[0] == 200
+    status, body = call(server.url, "PATCH", "/alice/dev", ["keep_dev_releases=2"], auth=ALICE)
+    assert status == 200, body
+    assert body["result"]["keep_dev_releases"] == 2
+
+    dry = gc(server.datadir, "--dry-run")
+    doomed = {"alice/dev/tool==1.1.dev1", "alice/dev/tool==1.1.dev2"}
+    assert listed(dry.stdout, "remove") == doomed, dry.stdout
+    assert versions(server, "alice/dev", "tool") == set(uploaded)
+
+    done = gc(server.datadir)
+    assert listed(done.stdout, "remove") == doomed, done.stdout
+    assert versions(server, "alice/dev", "tool") == {"1.0", "1.1rc1", "1.2.dev1", "2.0"}
+    assert audit(server, "remove") == sorted(doomed)
+    assert listed(gc(server.datadir).stdout, "remove") == set()
+
+
+def test_max_release_age_removes_old_releases_of_a_volatile_index(
+    alice: CheeseboardServer, tmp_path: Path
+) -> None:
+    """max_release_age=30 removes nothing today, and 1.0 once it is 31 days old (--as-of)."""
+    server = alice
+    body = {"volatile": True, "max_release_age": "30"}
+    assert call(server.url, "PUT", "/alice/tmp", body, auth=ROOT)[0] == 200
+    dist = build_wheel(tmp_path, "old", "1.0")
+    assert upload_dist(server.url, "alice/tmp", dist, ALICE)[0] == 200
+    later = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 31 * DAY))
+
+    assert listed(gc(server.datadir).stdout, "remove") == set()
+    dry = gc(server.datadir, "--dry-run", "--as-of", later)
+    assert listed(dry.stdout, "remove") == {"alice/tmp/old==1.0"}, dry.stdout
+    assert versions(server, "alice/tmp", "old") == {"1.0"}
+    done = gc(server.datadir, "--as-of", later)
+    assert listed(done.stdout, "remove") == {"alice/tmp/old==1.0"}, done.stdout
+    assert versions(server, "alice/tmp", "old") == set()
+    assert audit(server, "remove") == ["alice/tmp/old==1.0"]
+
+
+def test_policies_are_refused_on_a_non_volatile_index(alice: CheeseboardServer) -> None:
+    """A non-volatile index refuses the policies with the reason, on creation and on edit;
+    making a volatile index with a policy non-volatile is refused too."""
+    server = alice
+    body = {"volatile": False, "max_release_age": "30"}
+    status, answer = call(server.url, "PUT", "/alice/prod", body, auth=ROOT)
+    assert status == 400 and "non-volatile" in answer["message"], answer
+    assert call(server.url, "PUT", "/alice/prod", {"volatile": False}, auth=ROOT)[0] == 200
+    for item in ("max_release_age=7", "keep_dev_releases=1"):
+        status, answer = call(server.url, "PATCH", "/alice/prod", [item], auth=ALICE)
+        assert status == 400 and "non-volatile" in answer["message"], answer
+    assert call(server.url, "PUT", "/alice/dev", {"keep_dev_releases": 1}, auth=ROOT)[0] == 200
+    status, answer = call(server.url, "PATCH", "/alice/dev", ["volatile=False"], auth=ALICE)
+    assert status == 400 and "keep_dev_releases" in answer["message"], answer
+    status, answer = call(server.url, "PATCH", "/alice/dev", ["keep_dev_releases=x"], auth=ALICE)
+    assert status == 400 and "whole number" in answer["message"], answer
+    status, answer = call(server.url, "PATCH", "/alice/dev", ["keep_dev_releases-="], auth=ALICE)
+    assert status == 200 and "keep_dev_releases" not in answer["result"], answer
