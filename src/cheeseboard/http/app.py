@@ -39,6 +39,7 @@ from cheeseboard.http.ui import actions as web_actions
 from cheeseboard.http.ui import audit as web_audit
 from cheeseboard.http.ui import pages as web_pages
 from cheeseboard.http.ui import static as web_static
+from cheeseboard.ops.retention_schedule import scheduled_retention
 from cheeseboard.services.container import open_services
 from cheeseboard.settings import Settings
 
@@ -51,7 +52,10 @@ def create_app(settings: Settings) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_services(settings) as built:
+        async with (
+            open_services(settings) as built,
+            scheduled_retention(built),  # --retention-interval (ops/retention_schedule.py)
+        ):
             app.state.services = built
             if settings.advisories_url is None:
                 yield
