@@ -4,6 +4,7 @@ lists what a run removes and removes nothing; every removal is in the audit log.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import http.client
 import subprocess
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from cheeseboard.store.s3 import S3Client, S3Location
+from cheeseboard.store.s3_blobs import object_name
 from tests.support.api import call, upload_dist
 from tests.support.clients import installed, pip_install
 from tests.support.packages import Dist, build_wheel
@@ -69,6 +72,14 @@ def audit(server: CheeseboardServer, action: str) -> list[str]:
     status, body = call(server.url, "GET", f"/+audit?actor=retention&action={action}", auth=ROOT)
     assert status == 200, body
     return sorted(entry["target"] for entry in body["result"])
+
+
+def bucket(s3_url: str) -> set[str]:
+    async def names() -> set[str]:
+        async with S3Client(S3Location.from_url(s3_url)) as client:
+            return {name async for name, _, _ in client.list("")}
+
+    return asyncio.run(names())
 
 
 def wheels(dists: dict[str, list[Dist]], *names: str) -> list[Dist]:
@@ -240,3 +251,86 @@ def test_policies_are_refused_on_a_non_volatile_index(alice: CheeseboardServer) 
     assert status == 400 and "whole number" in answer["message"], answer
     status, answer = call(server.url, "PATCH", "/alice/dev", ["keep_dev_releases-="], auth=ALICE)
     assert status == 200 and "keep_dev_releases" not in answer["result"], answer
+
+
+def test_retention_on_postgres_and_s3(
+    tmp_path: Path,
+    postgres_url: str,
+    s3_url: str,
+    html_upstream: UpstreamServer,
+    dists: dict[str, list[Dist]],
+) -> None:
+    """Two nodes sharing PostgreSQL and a bucket: the least recently used object leaves the
+    bucket and comes back on request; a policy removes a dev release; both are audited."""
+    factory = ServerFactory(tmp_path, database_url=postgres_url, blob_url=s3_url)
+    try:
+        first = factory.start(html_upstream.simple_url, name="one")
+        second = factory.start(html_upstream.simple_url, name="two")
+        lib_a, lib_b = wheels(dists, "lib-a", "lib_b")
+        for node, dist in ((first, lib_a), (first, lib_b)):
+            assert download(node, "root/pypi", dist) == dist.path.read_bytes()
+            time.sleep(0.05)
+        time.sleep(0.1)
+        assert download(second, "root/pypi", lib_b) == lib_b.path.read_bytes()  # used on two
+        assert call(first.url, "PUT", "/alice", {"password": ALICE[1]}, auth=ROOT)[0] == 201
+        assert call(first.url, "PUT", "/alice/dev", {"keep_dev_releases": 1}, auth=ROOT)[0] == 200
+        for version in ("1.0.dev1", "1.0.dev2"):
+            wheel = build_wheel(tmp_path / "d", "tool", version)
+            assert upload_dist(second.url, "alice/dev", wheel, ALICE)[0] == 200
+        first.stop()
+        second.stop()  # both write their last-use times
+
+        storage = ("--database-url", postgres_url, "--blob-url", s3_url)
+        cap = str(lib_b.path.stat().st_size)
+        dry = gc(first.datadir, *storage, "--mirror-cache-size", cap, "--dry-run")
+        assert listed(dry.stdout, "evict") == {f"root/pypi/{lib_a.filename}"}, dry.stdout
+        assert listed(dry.stdout, "remove") == {"alice/dev/tool==1.0.dev1"}, dry.stdout
+        assert object_name(lib_a.sha256) in bucket(s3_url)
+        done = gc(first.datadir, *storage, "--mirror-cache-size", cap)
+        assert listed(done.stdout, "evict") == listed(dry.stdout, "evict"), done.stdout
+        assert listed(done.stdout, "remove") == listed(dry.stdout, "remove"), done.stdout
+        left = bucket(s3_url)
+        assert object_name(lib_a.sha256) not in left and object_name(lib_b.sha256) in left
+
+        second.start()
+        assert audit(second, "evict") == [f"root/pypi/{lib_a.filename}"]
+        assert audit(second, "remove") == ["alice/dev/tool==1.0.dev1"]
+        assert versions(second, "alice/dev", "tool") == {"1.0.dev2"}
+        assert download(second, "root/pypi", lib_a) == lib_a.path.read_bytes()
+    finally:
+        factory.stop_all()
+
+
+def test_policies_are_set_with_devpi_and_the_cheeseboard_client(
+    alice: CheeseboardServer, tmp_path: Path
+) -> None:
+    """``devpi index`` and ``cheeseboard index`` set and drop the policies; a refusal is shown
+    with its reason; the web page's configuration table lists them."""
+    from tests.support.client_cli import Cli
+    from tests.support.devpi import DevpiClient
+
+    server = alice
+    assert call(server.url, "PUT", "/alice/dev", {}, auth=ROOT)[0] == 200
+    assert call(server.url, "PUT", "/alice/prod", {"volatile": False}, auth=ROOT)[0] == 200
+    devpi = DevpiClient(tmp_path / "devpi", server_log=server.log)
+    devpi.use(server.url)
+    devpi.login(*ALICE)
+    devpi.ok("index", "alice/dev", "keep_dev_releases=3", "max_release_age=90")
+    config = call(server.url, "GET", "/alice/dev")[1]["result"]
+    assert (config["keep_dev_releases"], config["max_release_age"]) == (3, 90)
+    assert "non-volatile" in devpi.fails("index", "alice/prod", "max_release_age=90")
+
+    cli = Cli(tmp_path / "client")
+    cli.ok("use", server.url)
+    cli.ok("login", "alice", "--password", ALICE[1])
+    cli.ok("index", "alice/dev", "max_release_age-=", "keep_dev_releases=1")
+    config = call(server.url, "GET", "/alice/dev")[1]["result"]
+    assert config["keep_dev_releases"] == 1 and "max_release_age" not in config
+    refused = cli("index", "alice/prod", "keep_dev_releases=1")
+    assert refused.returncode == 1 and "non-volatile" in refused.stderr, refused.stderr
+    request = urllib.request.Request(
+        f"{server.url}alice/dev", headers={"Accept": "text/html,application/xhtml+xml"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as page:
+        html = page.read().decode()
+    assert "<dt>keep_dev_releases</dt><dd>1</dd>" in html
