@@ -14,6 +14,7 @@ from starlette.types import ASGIApp
 from cheeseboard.http import (
     accounts,
     blocks,
+    client_dist,
     devpi,
     docs,
     files,
@@ -35,12 +36,14 @@ from cheeseboard.http.consistency import CatchUp
 from cheeseboard.http.devpi import DevpiHeaders
 from cheeseboard.http.errors import EXCEPTION_HANDLERS
 from cheeseboard.http.hot import HotPath
+from cheeseboard.http.request_metrics import RequestMetrics
 from cheeseboard.http.ui import actions as web_actions
 from cheeseboard.http.ui import audit as web_audit
 from cheeseboard.http.ui import pages as web_pages
 from cheeseboard.http.ui import static as web_static
 from cheeseboard.ops.retention_schedule import scheduled_retention
 from cheeseboard.services.container import open_services
+from cheeseboard.services.metrics import publishing
 from cheeseboard.settings import Settings
 
 SETTINGS_ENV = "CHEESEBOARD__SETTINGS_JSON"
@@ -54,9 +57,11 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with (
             open_services(settings) as built,
+            publishing(settings, built.db, built.changes) as metrics_service,
             scheduled_retention(built),  # --retention-interval (ops/retention_schedule.py)
         ):
             app.state.services = built
+            app.state.metrics = metrics_service  # /-/metrics (http/health.py)
             if settings.advisories_url is None:
                 yield
                 return
@@ -68,6 +73,7 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[
             *health.routes,
+            *client_dist.routes,  # /+client/: the server's own client wheel
             *web_static.routes,
             *web_actions.routes,  # POST-only form targets with "+…" segments of their own
             *web_pages.search_routes,
@@ -103,11 +109,13 @@ def create_app(settings: Settings) -> Starlette:
 
 def serving_app(settings: Settings) -> ASGIApp:
     """The app as workers serve it: the hot path (http/hot.py) in front of ``create_app`` in
-    the access log (which also times the catch-up); the hot path logs its own answers."""
+    the access log (which also times the catch-up); the hot path logs and counts its own
+    answers, RequestMetrics counts the others (http/request_metrics.py)."""
     app = create_app(settings)
+    counted = RequestMetrics(app)
     if not settings.access_log:
-        return HotPath(app)
-    logged = AccessLog(app)
+        return HotPath(app, counted)
+    logged = AccessLog(counted)
     return HotPath(app, logged, logged.record)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from cheeseboard.core import metrics
 from cheeseboard.http import toxresults as toxresult_http
 from cheeseboard.http.access import READ, GuardedRoute
 from cheeseboard.http.responses import BlobResponse, FollowResponse
@@ -47,8 +48,12 @@ async def _file(request: Request, filename: str) -> Response:
     redirect = app.files.redirect_url(record)
     if redirect is not None:
         # --blob-redirect: the client fetches the bytes from the bucket itself.
+        metrics.count("file_cache_hits_total")  # the bucket holds it
         return RedirectResponse(redirect, status_code=302, headers={"Cache-Control": "no-store"})
     opened = await app.files.open(index, record)
+    metrics.count(
+        "file_cache_misses_total" if isinstance(opened, PendingFile) else "file_cache_hits_total"
+    )
     if isinstance(opened, PendingFile):
         download = opened.download
         if "range" not in request.headers:

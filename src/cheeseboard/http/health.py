@@ -1,13 +1,15 @@
-"""Liveness and readiness: ``/-/health`` answers 200 only when the store can be read."""
+"""Liveness and readiness: ``/-/health`` answers 200 only when the store can be read;
+``/-/metrics``: the whole server's metrics for Prometheus (services/metrics.py)."""
 
 from __future__ import annotations
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 
-from cheeseboard.core import metrics
+from cheeseboard.core.metrics_text import CONTENT_TYPE
 from cheeseboard.http.access import PUBLIC, GuardedRoute
 from cheeseboard.http.state import services
+from cheeseboard.services.metrics import MetricsService
 
 
 async def health(request: Request) -> Response:
@@ -25,9 +27,10 @@ async def health(request: Request) -> Response:
 
 
 async def metrics_endpoint(request: Request) -> Response:
-    return PlainTextResponse(
-        metrics.render(),
-        media_type="text/plain; version=0.0.4",
+    service: MetricsService = request.app.state.metrics
+    return Response(
+        await service.scrape(),
+        media_type=CONTENT_TYPE,
         headers={"Cache-Control": "no-store"},
     )
 

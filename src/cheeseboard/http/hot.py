@@ -24,6 +24,7 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from cheeseboard.core import metrics
 from cheeseboard.core.names import is_valid_project_name, normalize_project_name
 from cheeseboard.core.negotiation import Representation, negotiate
 from cheeseboard.http.access import GuardedRoute, Rule, Target
@@ -107,6 +108,16 @@ class HotPath:
                 answer = self.answer(scope, services)
                 if answer is not None:
                     await self._send(scope, send, answer)
+                    # A page's path ends with "/", a file's with its name (``answer``).
+                    page = scope["path"][-1] == "/"
+                    if not page:
+                        metrics.count("file_cache_hits_total")
+                    metrics.observe_request(
+                        "page" if page else "file",
+                        answer[0],
+                        time.perf_counter() - started,
+                        len(answer[2]) if answer[3] is None else answer[4],
+                    )
                     if self._log is not None:
                         self._log(scope, answer[0], answer[4], started)
                     return

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import Message, Receive
 
+from cheeseboard.core import metrics
 from cheeseboard.core.uploads import UploadError, parse_upload_form
 from cheeseboard.http.access import PUSH, UPLOAD, GuardedRoute
 from cheeseboard.http.accounts import envelope, json_body
@@ -95,8 +96,10 @@ async def _upload_form(request: Request) -> FormData:
         raise BadRequest(f"invalid upload form: {exc.message}") from exc
 
 
-async def _chunks(content: UploadFile) -> AsyncIterator[bytes]:
+async def _chunks(content: UploadFile, sizes: list[int] | None = None) -> AsyncIterator[bytes]:
     while chunk := await content.read(_CHUNK):
+        if sizes is not None:
+            sizes.append(len(chunk))
         yield chunk
 
 
@@ -157,14 +160,17 @@ async def upload(request: Request) -> Response:
         elif parsed.action == "file_upload":
             # devpi's upload form carries no digest; every other client must send one.
             from_devpi = request.headers.get("user-agent", "").startswith("devpi-client/")
+            sizes: list[int] = []
             result = await app.uploads.upload(
                 identity,
                 index,
                 parsed,
                 content.filename,
-                _chunks(content),
+                _chunks(content, sizes),
                 digest_required=not from_devpi,
             )
+            metrics.count("uploads_total")
+            metrics.count("upload_bytes_total", sum(sizes))
         else:
             raise BadRequest(f"unsupported :action {parsed.action!r}")
     finally:

@@ -40,6 +40,7 @@ from typing import Literal, TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import Headers
 
+from cheeseboard.core import metrics
 from cheeseboard.core.tokens import TokenCheck, TokenSigner
 from cheeseboard.services.errors import CheeseboardError
 from cheeseboard.services.throttle import Attempt, LoginThrottle, VerifyGate, client_address
@@ -275,6 +276,7 @@ class AuthService:
             result = await check
         except Unauthorized:
             attempt.failed()
+            metrics.count("login_failures_total")
             await self._record_failure(user, via)
             raise
         except BaseException:

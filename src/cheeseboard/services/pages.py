@@ -463,6 +463,7 @@ class PageService:
         lets it be seen now, or as it looked at ``as_of``. Raises NotFound or UpstreamFailed."""
         page = self.peek(index, name, hidden) if as_of is None else None
         if page is None:
+            metrics.count("page_cache_misses_total")
             cached = self._cached(name, index.id)
             if index.type == "mirror":
                 page = await self._mirror_page(index, name, cached)
@@ -537,9 +538,11 @@ class PageService:
         # Taken before our own write, which then voids it: the next request loads the stored
         # page, rather than this one caching rows a change applied meanwhile may have outdated.
         ticket = self._epochs.ticket()
+        started = time.perf_counter()
         try:
             fetched = await self._refresher.fetch(config, name, etag)
         except UpstreamUnavailable as exc:
+            metrics.observe_upstream(index.fullname, "error", time.perf_counter() - started)
             log.warning("upstream failed for %s/%s: %s", index.fullname, name, exc)
             if previous is None or not previous.found:
                 failed = UpstreamFailed(
@@ -555,6 +558,11 @@ class PageService:
                 self._keep(name, index.id, previous)
             self._attempted(index, name, previous)
             return previous
+        metrics.observe_upstream(
+            index.fullname,
+            "not-found" if fetched.not_found else "ok",
+            time.perf_counter() - started,
+        )
         if fetched.not_found and (previous is None or not previous.found):
             # Nothing to forget: remember the answer in memory only, so that random names
             # leave no project row and no changelog entry behind.

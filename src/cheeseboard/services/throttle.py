@@ -40,6 +40,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
+from cheeseboard.core import metrics
 from cheeseboard.services.errors import CheeseboardError
 
 # The client address of the request being served (set by the HTTP layer's middleware).
@@ -138,6 +139,7 @@ class LoginThrottle:
                 # In flight only: those settle within a password check; retry shortly.
                 retry_after = max(1, math.ceil(times[0] + self.window - now)) if times else 1
                 what = f"address {address}" if key.startswith("addr") else f"user {user!r}"
+                metrics.count("login_throttled_total")
                 raise TooManyAttempts(
                     f"too many failed sign-ins for {what}; try again in {retry_after} s",
                     retry_after,
