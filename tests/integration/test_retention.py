@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import http.client
+import json
 import subprocess
 import time
 import urllib.parse
@@ -20,7 +21,13 @@ from cheeseboard.store.s3_blobs import object_name
 from tests.support.api import call, upload_dist
 from tests.support.clients import installed, pip_install
 from tests.support.packages import Dist, build_wheel
-from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory, server_command
+from tests.support.server import (
+    ROOT_PASSWORD,
+    CheeseboardServer,
+    ServerFactory,
+    free_port,
+    server_command,
+)
 from tests.support.upstream import UpstreamServer
 
 ROOT = ("root", ROOT_PASSWORD)
@@ -130,11 +137,18 @@ def test_cache_cap_evicts_least_recently_used_and_refetches(
 def test_server_evicts_on_its_schedule(
     server_factory: ServerFactory, html_upstream: UpstreamServer, dists: dict[str, list[Dist]]
 ) -> None:
-    """With --mirror-cache-size and --retention-interval the running server evicts by itself."""
+    """With --mirror-cache-size and --retention-interval a running two-worker server evicts by
+    itself, once (one audit entry), and serves the evicted file again from upstream."""
     lib_a, lib_b = wheels(dists, "lib-a", "lib_b")
     cap = lib_b.path.stat().st_size
     server = server_factory.start(
-        html_upstream.simple_url, "--mirror-cache-size", str(cap), "--retention-interval", "1"
+        html_upstream.simple_url,
+        "--mirror-cache-size",
+        str(cap),
+        "--retention-interval",
+        "1",
+        "--workers",
+        "2",
     )
     assert download(server, "root/pypi", lib_a) == lib_a.path.read_bytes()
     time.sleep(0.05)
@@ -144,7 +158,12 @@ def test_server_evicts_on_its_schedule(
         time.sleep(0.2)
     assert not stored(server.datadir, lib_a), server.log()
     assert stored(server.datadir, lib_b)
+    assert audit(server, "evict") == [f"root/pypi/{lib_a.filename}"]
+    html_upstream.clear_requests()
     assert download(server, "root/pypi", lib_a) == lib_a.path.read_bytes()  # fetched again
+    assert [r.path for r in html_upstream.requests if r.method == "GET"].count(
+        f"/files/{lib_a.filename}"
+    ) == 1
 
 
 def test_download_under_way_finishes_when_its_file_is_evicted(
@@ -334,3 +353,27 @@ def test_policies_are_set_with_devpi_and_the_cheeseboard_client(
     with urllib.request.urlopen(request, timeout=30) as page:
         html = page.read().decode()
     assert "<dt>keep_dev_releases</dt><dd>1</dd>" in html
+
+
+def test_policies_survive_export_and_import(alice: CheeseboardServer, tmp_path: Path) -> None:
+    """A dump keeps the policies (index config); last-use times are not part of it."""
+    server = alice
+    body = {"keep_dev_releases": 2, "max_release_age": 14}
+    assert call(server.url, "PUT", "/alice/dev", body, auth=ROOT)[0] == 200
+    dump = tmp_path / "dump"
+    for args in (
+        ("export", "--datadir", str(server.datadir), str(dump)),
+        ("import", "--datadir", str(tmp_path / "imported"), str(dump)),
+    ):
+        result = subprocess.run(server_command(*args), capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stdout + result.stderr
+    records = [json.loads(line) for line in (dump / "records.jsonl").read_text().splitlines()]
+    assert any(r.get("config", {}).get("keep_dev_releases") == 2 for r in records), records
+    assert all("last_used" not in r for r in records)
+    copy = CheeseboardServer(tmp_path / "imported", free_port(), [])
+    copy.start()
+    try:
+        config = call(copy.url, "GET", "/alice/dev")[1]["result"]
+    finally:
+        copy.stop()
+    assert (config["keep_dev_releases"], config["max_release_age"]) == (2, 14)
