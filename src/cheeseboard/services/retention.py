@@ -149,10 +149,10 @@ class RetentionService:
     # --- the mirror cache cap -------------------------------------------------------------
 
     async def _evict(self, report: RetentionReport, dry_run: bool) -> None:
+        report.cached_bytes = await self._db.read(retention_rows.cached_mirror_bytes)
+        if self._cache_size is None or report.cached_bytes <= self._cache_size:
+            return  # the list of every cached file is read only when something must go
         cached = await self._db.read(retention_rows.cached_mirror_files)
-        report.cached_bytes = sum(f.size for f in cached)
-        if self._cache_size is None:
-            return
         by_id = {f.id: f for f in cached}
         sized = [Sized(f.id, f.size, f.last_used) for f in cached]
         for victim in evicted(sized, self._cache_size):

@@ -78,6 +78,16 @@ def record_access(conn: Connection, used: Mapping[int, float]) -> int:
     return written
 
 
+def cached_mirror_bytes(conn: Connection) -> int:
+    """Bytes of all stored files of mirror indexes."""
+    query = (
+        select(func.coalesce(func.sum(func.coalesce(files.c.size, 0)), 0))
+        .select_from(files.join(indexes, indexes.c.id == files.c.index_id))
+        .where(indexes.c.type == "mirror", files.c.blob_sha256.is_not(None))
+    )
+    return int(conn.scalar(query) or 0)
+
+
 def cached_mirror_files(conn: Connection) -> list[CachedFile]:
     """Every stored file of every mirror index, least recently used first (a file never served
     since it was stored counts from when its row was made)."""
