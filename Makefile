@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# `make run`'s own venv: the server extra only (about 130 MB; .venv is over 900 MB), editable so
+# `make run`'s own venv: the server extra only (about 140 MB; .venv is over 900 MB), editable so
 # a code change shows at the next start. uv, installed into it by pip, halves the install
 # (README); pip alone (which reads pip.conf, uv does not) takes over when uv fails.
 $(RUN_STAMP): pyproject.toml
