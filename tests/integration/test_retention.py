@@ -377,3 +377,27 @@ def test_policies_survive_export_and_import(alice: CheeseboardServer, tmp_path: 
     finally:
         copy.stop()
     assert (config["keep_dev_releases"], config["max_release_age"]) == (2, 14)
+
+
+def test_gc_refuses_bad_values_and_can_skip_retention(
+    mirror_server: CheeseboardServer, dists: dict[str, list[Dist]]
+) -> None:
+    """A bad size or time stops gc with a one-line reason; --no-retention evicts nothing."""
+    server, datadir = mirror_server, mirror_server.datadir
+    (lib_a,) = wheels(dists, "lib-a")
+    assert download(server, "root/pypi", lib_a) == lib_a.path.read_bytes()
+    for args, reason in (
+        (("--mirror-cache-size", "12X"), "expected a size such as 500M"),
+        (("--mirror-cache-size", "-5G"), "between 1 byte"),
+        (("--as-of", "next tuesday"), "RFC 3339"),
+    ):
+        result = subprocess.run(
+            server_command("gc", "--datadir", str(datadir), *args),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode != 0 and reason in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    skipped = gc(datadir, "--no-retention", "--mirror-cache-size", "1")
+    assert "retention" not in skipped.stdout and stored(datadir, lib_a)
