@@ -35,6 +35,15 @@ ALICE = ("alice", "alice-secret")
 DAY = 86400
 
 
+@pytest.fixture
+def mirror_server(
+    server_factory: ServerFactory, html_upstream: UpstreamServer
+) -> CheeseboardServer:
+    """A mirror server that leaves retention to the test's own ``gc`` runs (its schedule would
+    otherwise run retention a few seconds after start)."""
+    return server_factory.start(html_upstream.simple_url, "--retention-interval", "0")
+
+
 def gc(datadir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         server_command("gc", "--datadir", str(datadir), *args),
@@ -173,7 +182,7 @@ def test_download_under_way_finishes_when_its_file_is_evicted(
     big = build_wheel(tmp_path, "bigpkg", "1.0", payload_size=16 * 1024 * 1024)
     with UpstreamServer(mode="html") as upstream:
         upstream.add(big)
-        server = server_factory.start(upstream.simple_url)
+        server = server_factory.start(upstream.simple_url, "--retention-interval", "0")
         assert download(server, "root/pypi", big) == big.path.read_bytes()
         parts = urllib.parse.urlsplit(file_url(server, "root/pypi", big))
         connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
@@ -283,8 +292,9 @@ def test_retention_on_postgres_and_s3(
     bucket and comes back on request; a policy removes a dev release; both are audited."""
     factory = ServerFactory(tmp_path, database_url=postgres_url, blob_url=s3_url)
     try:
-        first = factory.start(html_upstream.simple_url, name="one")
-        second = factory.start(html_upstream.simple_url, name="two")
+        off = ("--retention-interval", "0")  # retention only from the test's gc runs
+        first = factory.start(html_upstream.simple_url, *off, name="one")
+        second = factory.start(html_upstream.simple_url, *off, name="two")
         lib_a, lib_b = wheels(dists, "lib-a", "lib_b")
         for node, dist in ((first, lib_a), (first, lib_b)):
             assert download(node, "root/pypi", dist) == dist.path.read_bytes()
