@@ -1,9 +1,10 @@
 """deploy/ansible against a real target: a Debian container with systemd as PID 1.
 
-The playbooks reach the container through the role's own ``docker_exec`` connection plugin, the
-package comes from a wheelhouse built from this checkout (offline, as the README describes), and
-root/pypi mirrors a local upstream, so pip installs through the deployed seed index. A second
-deploy and a second destroy must report ``changed=0``.
+The playbooks reach the container through the role's own ``docker_exec`` connection plugin.
+Both install modes run deploy, deploy, destroy, destroy: the package from a wheelhouse built from
+this checkout (offline, as deploy/ansible/README.md describes) and the server image from a
+``docker save`` archive. root/pypi mirrors a local upstream, so pip installs through the deployed
+seed index. The second deploy and the second destroy must report ``changed=0``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -83,9 +85,10 @@ def _build_target(docker: Docker) -> str:
     return TARGET_TAG
 
 
-@pytest.fixture
-def target(docker: Docker) -> Iterator[str]:
-    """A running systemd container on the host network; yields its name."""
+@contextmanager
+def _systemd_container(docker: Docker, *options: str) -> Iterator[str]:
+    """A running systemd container on the host network (with extra ``docker run`` options);
+    yields its name."""
     image = _build_target(docker)
     name = f"cb-test-ansible-{uuid.uuid4().hex[:12]}"
     docker.run(
@@ -102,8 +105,7 @@ def target(docker: Docker) -> Iterator[str]:
         "/run",
         "--tmpfs",
         "/run/lock",
-        "--tmpfs",
-        "/tmp",
+        *options,
         image,
     )
     try:
@@ -195,35 +197,27 @@ def _port_open(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
-def test_deploy_twice_then_destroy_twice(
-    docker: Docker, target: str, html_upstream: UpstreamServer, tmp_path: Path
-) -> None:
-    """deploy.yml installs a running, healthy systemd service with the seed's indexes; run again
-    it changes nothing; destroy.yml removes all of it; run again it changes nothing."""
+def _inventory(path: Path, target: str, variables: dict[str, object]) -> Path:
+    host = {"ansible_connection": "docker_exec"}
+    path.write_text(json.dumps({"cheeseboard": {"hosts": {target: host}, "vars": variables}}))
+    return path  # JSON is YAML
+
+
+def _cycle(
+    docker: Docker,
+    target: str,
+    variables: dict[str, object],
+    tmp_path: Path,
+    deployed: Callable[[], None],
+    made: Sequence[str],
+) -> float:
+    """deploy, checks, deploy (changed=0), destroy, checks, destroy (changed=0); the seconds
+    it took. ``deployed`` checks what is particular to the install mode; ``made`` are the
+    paths deploy creates on the target."""
     started = time.monotonic()
-    port = free_port()
+    port = int(str(variables["cheeseboard_port"]))
     url = f"http://127.0.0.1:{port}"
-    wheelhouse = _wheelhouse(tmp_path / "wheelhouse")
-    inventory = tmp_path / "inventory.yml"  # JSON is YAML
-    inventory.write_text(
-        json.dumps(
-            {
-                "cheeseboard": {
-                    "hosts": {target: {"ansible_connection": "docker_exec"}},
-                    "vars": {
-                        "cheeseboard_root_password": ROOT_PW,
-                        "cheeseboard_wheelhouse": str(wheelhouse),
-                        "cheeseboard_port": port,
-                        "cheeseboard_workers": 2,
-                        "cheeseboard_mirror_url": html_upstream.simple_url,
-                        "cheeseboard_seed_user": ALICE[0],
-                        "cheeseboard_seed_password": ALICE[1],
-                        "cheeseboard_seed_index": "dev",
-                    },
-                }
-            }
-        )
-    )
+    inventory = _inventory(tmp_path / "inventory.yml", target, variables)
     home = tmp_path / "ansible-home"
 
     code, changed, output = _playbook(docker, "deploy.yml", inventory, home)
@@ -236,9 +230,9 @@ def test_deploy_twice_then_destroy_twice(
     )
     fragment = _exec(docker, target, "systemctl", "show", "-P", "FragmentPath", "cheeseboard")
     assert fragment.stdout.strip() == "/etc/systemd/system/cheeseboard.service"
-    main_pid = _exec(docker, target, "systemctl", "show", "-P", "MainPID", "cheeseboard")
-    owner = _exec(docker, target, "stat", "-c", "%U", f"/proc/{main_pid.stdout.strip()}")
-    assert owner.stdout.strip() == "cheeseboard", owner.stdout + owner.stderr
+    deployed()
+    for path in made:
+        assert _exec(docker, target, "test", "-e", path).returncode == 0, f"{path} missing"
     assert call(url, "GET", "/-/health")[0] == 200
     status, mirror = call(url, "GET", "/root/pypi?no_projects=")
     assert status == 200 and mirror["result"]["type"] == "mirror", mirror
@@ -259,7 +253,7 @@ def test_deploy_twice_then_destroy_twice(
     code, changed, output = _playbook(docker, "destroy.yml", inventory, home)
     assert code == 0, output
     assert changed > 0, output
-    for path in MADE_PATHS:
+    for path in made:
         assert _exec(docker, target, "test", "-e", path).returncode == 1, f"{path} still exists"
     assert _exec(docker, target, "getent", "passwd", "cheeseboard").returncode == 2
     assert _exec(docker, target, "getent", "group", "cheeseboard").returncode == 2
@@ -269,7 +263,89 @@ def test_deploy_twice_then_destroy_twice(
 
     code, changed, output = _playbook(docker, "destroy.yml", inventory, home)
     assert (code, changed) == (0, 0), output
+    return time.monotonic() - started
 
-    elapsed = time.monotonic() - started
-    print(f"ansible deploy, redeploy, destroy, destroy: {elapsed:.1f} s")
+
+def _seed_variables(upstream: UpstreamServer) -> dict[str, object]:
+    return {
+        "cheeseboard_root_password": ROOT_PW,
+        "cheeseboard_port": free_port(),
+        "cheeseboard_workers": 2,
+        "cheeseboard_mirror_url": upstream.simple_url,
+        "cheeseboard_seed_user": ALICE[0],
+        "cheeseboard_seed_password": ALICE[1],
+        "cheeseboard_seed_index": "dev",
+    }
+
+
+def test_package_deploy_twice_then_destroy_twice(
+    docker: Docker, html_upstream: UpstreamServer, tmp_path: Path
+) -> None:
+    """The package in a venv with a systemd unit: healthy with the seed's indexes, changed=0 on
+    the second run of each playbook, nothing left after destroy."""
+    wheelhouse = _wheelhouse(tmp_path / "wheelhouse")
+    variables = _seed_variables(html_upstream) | {"cheeseboard_wheelhouse": str(wheelhouse)}
+    with _systemd_container(docker, "--tmpfs", "/tmp") as target:
+
+        def deployed() -> None:
+            main_pid = _exec(docker, target, "systemctl", "show", "-P", "MainPID", "cheeseboard")
+            owner = _exec(docker, target, "stat", "-c", "%U", f"/proc/{main_pid.stdout.strip()}")
+            assert owner.stdout.strip() == "cheeseboard", owner.stdout + owner.stderr
+
+        elapsed = _cycle(docker, target, variables, tmp_path, deployed, MADE_PATHS)
+    print(f"ansible package deploy, redeploy, destroy, destroy: {elapsed:.1f} s")
+    assert elapsed < TIME_LIMIT
+
+
+def test_image_deploy_twice_then_destroy_twice(
+    docker: Docker, server_image: str, html_upstream: UpstreamServer, tmp_path: Path
+) -> None:
+    """The server image from a ``docker save`` archive, run by a systemd unit through the
+    target's docker CLI; destroy removes the container and the image it loaded.
+
+    The target's CLI talks to the test engine (its socket and CLI mounted in), so the server
+    container is the target's sibling and its volume paths are the engine host's: the state
+    and config directories live under a host directory mounted at the same path in the target.
+    """
+    tag = f"cheeseboard-server:ansible-{uuid.uuid4().hex[:8]}"
+    archive = tmp_path / "image.tar"
+    container = f"cb-test-deployed-{uuid.uuid4().hex[:12]}"
+    docker.run("tag", server_image, tag)
+    try:
+        docker.run("save", "--output", str(archive), tag, timeout=180)
+    finally:
+        docker.run("rmi", tag)  # untags only: the layers stay with server_image
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o755)
+    socket_path = docker.host.removeprefix("unix://")
+    variables = _seed_variables(html_upstream) | {
+        "cheeseboard_install": "image",
+        "cheeseboard_image": tag,
+        "cheeseboard_image_archive": str(archive),
+        "cheeseboard_container": container,
+        "cheeseboard_state_dir": f"{shared}/state",
+        "cheeseboard_config_dir": f"{shared}/etc",
+    }
+    made = ("/opt/cheeseboard", f"{shared}/state", f"{shared}/etc", MADE_PATHS[-1])
+    mounts = [
+        *("--volume", f"{docker.binary}:/usr/bin/docker:ro"),
+        *("--volume", f"{socket_path}:/var/run/docker.sock"),
+        *("--volume", f"{shared}:{shared}"),
+    ]
+    with _systemd_container(docker, *mounts) as target:
+
+        def deployed() -> None:
+            image = docker.run("inspect", "--format", "{{.Config.Image}}", container).stdout
+            assert image.strip() == tag
+            user = docker.run("inspect", "--format", "{{.Config.User}}", container).stdout
+            assert user.strip() == "10001:10001"
+
+        try:
+            elapsed = _cycle(docker, target, variables, tmp_path, deployed, made)
+        finally:
+            docker.run("rm", "--force", container, check=False)
+    assert docker.run("container", "inspect", container, check=False).returncode != 0
+    assert not docker.image_exists(tag)
+    print(f"ansible image deploy, redeploy, destroy, destroy: {elapsed:.1f} s")
     assert elapsed < TIME_LIMIT
