@@ -37,6 +37,7 @@ ANSIBLE_DIR = REPO / "deploy" / "ansible"
 TARGET_DOCKERFILE = REPO / "tests" / "docker" / "ansible-target" / "Dockerfile"
 TARGET_TAG = "cheeseboard-ansible-target:pytest"
 TARGET_BASE = "local/debian:bookworm-slim"
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 TARGET_PYTHON = "3.11"  # Debian bookworm's python3, which the role's venv uses
 TIME_LIMIT = 240.0  # seconds for the playbooks and checks (the image build: at most 120 more)
 ROOT_PW = "deploy-root-secret"
@@ -89,6 +90,8 @@ def _build_target(docker: Docker) -> str:
 def _systemd_container(docker: Docker, *options: str) -> Iterator[str]:
     """A running systemd container on the host network (with extra ``docker run`` options);
     yields its name."""
+    if not ANSIBLE_PLAYBOOK.exists():
+        service_missing(f"{ANSIBLE_PLAYBOOK} not installed (pip install -e '.[dev]')")
     image = _build_target(docker)
     name = f"cb-test-ansible-{uuid.uuid4().hex[:12]}"
     docker.run(
@@ -177,7 +180,7 @@ def _playbook(docker: Docker, playbook: str, inventory: Path, home: Path) -> tup
         "PYTHONWARNINGS": "ignore",  # cryptography's deprecation notices from ansible-core
     }
     result = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory), playbook],
+        [str(ANSIBLE_PLAYBOOK), "-i", str(inventory), playbook],
         cwd=ANSIBLE_DIR,
         env=env,
         capture_output=True,
@@ -307,6 +310,8 @@ def test_image_deploy_twice_then_destroy_twice(
     container is the target's sibling and its volume paths are the engine host's: the state
     and config directories live under a host directory mounted at the same path in the target.
     """
+    if not docker.host.startswith("unix://"):
+        service_missing(f"the target needs the engine's unix socket; DOCKER_HOST is {docker.host}")
     tag = f"cheeseboard-server:ansible-{uuid.uuid4().hex[:8]}"
     archive = tmp_path / "image.tar"
     container = f"cb-test-deployed-{uuid.uuid4().hex[:12]}"
