@@ -50,6 +50,7 @@ def _docker_options(pod: dict[str, Any], container: dict[str, Any]) -> list[str]
 def test_server_runs_under_the_deployment_constraints(
     docker: Docker, server_image: str, html_upstream: UpstreamServer, tmp_path: Path
 ) -> None:
+    """The image starts, passes /-/health and mirrors an install under the pod's constraints."""
     pod, container = _deployment_container()
     config = yaml.safe_load((K8S / "configmap.yaml").read_text())["data"]
     # The ConfigMap's settings, except those naming the world outside this test.

@@ -67,6 +67,7 @@ def _run(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess
 def test_init_job_then_two_nodes_on_postgres_and_s3(
     postgres_url: str, s3_url: str, tmp_path: Path
 ) -> None:
+    """The init Job fills the database, then joins; two nodes set up as deployed share it."""
     secret = {
         "database-url": postgres_url,
         "blob-url": s3_url,

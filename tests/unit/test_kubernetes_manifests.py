@@ -88,6 +88,7 @@ def _documented_aws_variables() -> set[str]:
 @pytest.mark.parametrize("path", _manifests(), ids=lambda p: p.name)
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_manifest_matches_the_kubernetes_schema(path: Path, version: str) -> None:
+    """Every object in the file is valid, with no unknown field, for that Kubernetes version."""
     documents = _documents(path)
     assert documents, f"{path.name} holds no object"
     for document in documents:
@@ -128,6 +129,7 @@ def test_server_pods_pass_only_real_options() -> None:
 
 
 def test_init_job_passes_only_init_options() -> None:
+    """The Job runs `cheeseboard-server init` with init's variables and S3's only."""
     container = _container("Job")
     assert container["command"] == ["cheeseboard-server", "init"]
     assert "init" in server_cli.commands
@@ -162,6 +164,7 @@ def test_referenced_keys_exist_and_values_convert() -> None:
 
 
 def test_pods_run_as_the_image_user_with_a_read_only_root() -> None:
+    """Both pods run as the image's uid, read-only, without capabilities, with bounded resources."""
     image_uid = int(
         re.search(r"--uid (\d+)", (REPO / "docker/server/Dockerfile").read_text()).group(1)  # type: ignore[union-attr]
     )
@@ -179,6 +182,7 @@ def test_pods_run_as_the_image_user_with_a_read_only_root() -> None:
 
 
 def test_nodes_are_probed_on_health_and_covered_by_the_budget() -> None:
+    """Probes ask /-/health; the Service and the PDB select the nodes' pods."""
     container = _container("Deployment")
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["httpGet"]["path"] == "/-/health", probe
