@@ -149,6 +149,19 @@ def test_init_refuses_non_empty_directory_and_empty_password(tmp_path: Path) -> 
     assert list(tmp_path.iterdir()) == [tmp_path / "data"]  # no staging directory left behind
 
 
+def test_init_where_the_directory_cannot_be_made_says_why_in_one_line(tmp_path: Path) -> None:
+    """A parent that is a file (as a parent without write permission) gives one line naming
+    the directory and the reason, no traceback, and leaves nothing behind."""
+    (tmp_path / "file").write_text("in the way")
+    datadir = tmp_path / "file" / "data"
+    result = _run("init", "--datadir", str(datadir), "--root-password", "pw")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"cannot create {datadir}" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
 def test_init_twice_is_refused(tmp_path: Path) -> None:
     """A second init of the same directory fails and leaves the first intact."""
     datadir = tmp_path / "data"

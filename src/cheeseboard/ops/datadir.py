@@ -95,7 +95,11 @@ def init_datadir(
     # core: a security parameter, kept) overlaps the migrations instead of following them.
     with ThreadPoolExecutor(1, thread_name_prefix="init-hash") as pool:
         hashing: Future[str] = pool.submit(hash_password, root_password)
-        build_datadir(datadir, populate, database_url)
+        try:
+            build_datadir(datadir, populate, database_url)
+        except OSError as exc:  # a parent not writable, a file in the way, a full disk
+            where = exc.filename or datadir
+            raise DataDirError(f"cannot create {datadir}: {exc.strerror or exc} ({where})") from exc
     return filled
 
 
