@@ -3,7 +3,9 @@ whichever worker answers it (services/metrics.py, docs/metrics.md)."""
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -156,3 +158,24 @@ def test_scrapes_of_two_workers_add_up_the_requests_sent(
             break
         time.sleep(0.2)
     assert len(workers) == 2, server.log()[-2000:]
+
+    # SIGHUP makes Granian replace its workers: the new ones' scrapes keep the old ones' counts
+    # (folded into the retired total), so no counter goes backwards.
+    assert server.process is not None
+    logged_before = len(server.log())
+    os.kill(server.process.pid, signal.SIGHUP)
+    deadline = time.monotonic() + _WAIT_SECONDS
+    while True:
+        text, samples = _scrape(server.url)
+        answered_by = set(
+            re.findall(r'worker=(\d+) .*path="/-/metrics"', server.log()[logged_before:])
+        )
+        published = [p.name for p in server.datadir.glob("run/metrics/*/*.json")]
+        old_files = [name for name in published if name.split("-")[0] in workers]
+        # Done when both new workers have answered and the old ones' files are retired.
+        done = len(answered_by - workers) == 2 and "retired.json" in published and not old_files
+        if done and not mismatches(samples):
+            break
+        assert time.monotonic() < deadline, "\n".join(mismatches(samples)) + server.log()[-2000:]
+        time.sleep(0.2)
+    assert mismatches(_scrape(server.url)[1]) == []

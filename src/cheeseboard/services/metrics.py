@@ -45,17 +45,19 @@ class MetricsService:
         self._gauges: dict[str, float] = {}
         self._gauges_at = -GAUGE_SECONDS
 
-    def publish(self) -> None:
-        """Write this worker's snapshot if it changed (blocking: call it on a thread)."""
+    async def publish(self) -> None:
+        """Write this worker's snapshot if it changed. The snapshot is taken on the event loop,
+        where the counting happens, and written on a thread."""
+        snapshot = metrics.snapshot()
         try:
-            self._directory.publish(metrics.snapshot())
+            await asyncio.to_thread(self._directory.publish, snapshot)
         except OSError as exc:  # a full disk must not stop the worker; the scrape says less
             log.warning("cannot publish metrics: %s", exc)
 
     async def publish_every(self, seconds: float = PUBLISH_SECONDS) -> None:
         while True:
             await asyncio.sleep(seconds)
-            await asyncio.to_thread(self.publish)
+            await self.publish()
 
     async def _store_gauges(self) -> dict[str, float]:
         now = time.monotonic()
@@ -94,4 +96,4 @@ async def publishing(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await asyncio.to_thread(service.publish)
+        await service.publish()
