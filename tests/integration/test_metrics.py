@@ -16,7 +16,7 @@ from cheeseboard.services.metrics import PUBLISH_SECONDS
 from tests.support.api import call, upload_dist
 from tests.support.packages import Dist, build_wheel
 from tests.support.server import ROOT_PASSWORD, ServerFactory
-from tests.support.upstream import UpstreamServer
+from tests.support.upstream import Fault, UpstreamServer
 
 ROOT = ("root", ROOT_PASSWORD)
 _SAMPLE = re.compile(r"^(cheeseboard_[a-z_]+)(\{[^}]*\})? (\S+)$")
@@ -60,8 +60,9 @@ def test_scrapes_of_two_workers_add_up_the_requests_sent(
     dists: dict[str, list[Dist]],
     tmp_path: Path,
 ) -> None:
-    """Pages, files, a 404, failed and throttled sign-ins and an upload, sent to a server with
-    two workers, are counted exactly in every later scrape, by route class and status."""
+    """Pages, files, a 404, a 502 (upstream failing), failed and throttled sign-ins and an
+    upload, sent to a server with two workers, are counted exactly in every later scrape, by
+    route class and status; so are upstream fetches by index, kind and outcome."""
     server = server_factory.start(
         html_upstream.simple_url, "--workers", "2", "--login-attempts", "2"
     )
@@ -78,6 +79,11 @@ def test_scrapes_of_two_workers_add_up_the_requests_sent(
     for _ in range(12):
         assert fetch("page", f"{server.index_url}lib-c/") == 200
     assert fetch("page", f"{server.url}nobody/nothing/+simple/lib-c/") == 404
+    html_upstream.set_fault("simple/lib-a", Fault("status", status=503))
+    try:
+        assert fetch("page", f"{server.index_url}lib-a/") == 502  # nothing cached: 502
+    finally:
+        html_upstream.set_fault("simple/lib-a", None)
     for _ in range(8):
         assert fetch("file", _file_url(server.url, "root/pypi", wheel)) == 200
     assert call(server.url, "PUT", "/root/dev", {"bases": []}, auth=ROOT)[0] == 200
@@ -110,7 +116,10 @@ def test_scrapes_of_two_workers_add_up_the_requests_sent(
             "cheeseboard_login_failures_total": logins[401],
             "cheeseboard_login_throttled_total": logins[429],
             "cheeseboard_workers": 2,
-            f'{_UPSTREAM_COUNT}{{index="root/pypi",outcome="ok"}}': 1,
+            f'{_UPSTREAM_COUNT}{{index="root/pypi",kind="page",outcome="ok"}}': 1,
+            f'{_UPSTREAM_COUNT}{{index="root/pypi",kind="file",outcome="ok"}}': 1,
+            f'{_UPSTREAM_COUNT}{{index="root/pypi",kind="page",outcome="error"}}': 1,
+            'cheeseboard_upstream_errors_total{index="root/pypi",kind="page"}': 1,
             "cheeseboard_file_cache_hits_total+misses": 8,
         }
         samples["cheeseboard_file_cache_hits_total+misses"] = samples.get(

@@ -25,8 +25,8 @@ ROUTE_CLASSES = ("page", "file", "upload", "api", "ui", "other")
 
 REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 """Seconds. Cached pages and files answer in well under a millisecond; uploads take seconds."""
-UPSTREAM_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
-"""Seconds until upstream's answer head arrived (a file's body is not included)."""
+UPSTREAM_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 120)
+"""Seconds of an upstream fetch: a page with its parsing, a file's whole transfer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +65,16 @@ FAMILIES: dict[str, Family] = {
         Family(
             "upstream_request_duration_seconds",
             "histogram",
-            "upstream requests of mirror indexes until their answer's head, by index and outcome",
-            ("index", "outcome"),
+            "mirror indexes' upstream fetches (a page until parsed, a file until stored), "
+            "by index, kind and outcome",
+            ("index", "kind", "outcome"),
             UPSTREAM_BUCKETS,
         ),
         Family(
             "upstream_errors_total",
             "counter",
-            "upstream page requests that failed (no answer, refused, or an unusable status)",
-            ("index",),
+            "upstream fetches that failed (no answer, refused, an unusable status, bad bytes)",
+            ("index", "kind"),
         ),
         Family("page_cache_hits_total", "counter", "simple pages served from memory"),
         Family(
@@ -139,7 +140,7 @@ counters: Counter[str] = Counter()
 _labelled: dict[tuple[str, Labels], float] = {}
 _requests: dict[tuple[str, int], list[float]] = {}
 """(route class, status) -> bucket counts, then the sum of seconds, then bytes."""
-_upstream: dict[tuple[str, str], list[float]] = {}
+_upstream: dict[tuple[str, str, str], list[float]] = {}
 _REQ_SUM = len(REQUEST_BUCKETS) + 1
 _REQ_BYTES = _REQ_SUM + 1
 
@@ -164,15 +165,17 @@ def observe_request(route: str, status: int, seconds: float, size: int) -> None:
     entry[_REQ_BYTES] += size
 
 
-def observe_upstream(index: str, outcome: str, seconds: float) -> None:
-    """Count one upstream request of mirror ``index`` (``outcome``: ok, not-found or error)."""
-    entry = _upstream.get((index, outcome))
+def observe_upstream(index: str, kind: str, outcome: str, seconds: float) -> None:
+    """Count one upstream fetch of mirror ``index`` (``kind``: page or file; ``outcome``: ok,
+    not-found or error)."""
+    key = (index, kind, outcome)
+    entry = _upstream.get(key)
     if entry is None:
-        entry = _upstream[(index, outcome)] = [0.0] * (len(UPSTREAM_BUCKETS) + 2)
+        entry = _upstream[key] = [0.0] * (len(UPSTREAM_BUCKETS) + 2)
     entry[bisect_left(UPSTREAM_BUCKETS, seconds)] += 1
     entry[-1] += seconds
     if outcome == "error":
-        count_labelled("upstream_errors_total", (index,))
+        count_labelled("upstream_errors_total", (index, kind))
 
 
 def status_label(status: int) -> str:

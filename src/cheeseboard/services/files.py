@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from cheeseboard.archives.wheels import extract_wheel_metadata
+from cheeseboard.core import metrics
 from cheeseboard.core.changes import ChangeKind
 from cheeseboard.core.distfiles import is_safe_filename, parse_dist_filename, version_sort_key
 from cheeseboard.mirror.client import UpstreamClient
@@ -318,7 +319,14 @@ class FileService:
                 await self._record_stored(index, record, digest, size, path)
 
             upstream = self._client.open_file(download.url, self._policy(index))
-            await download.run(upstream, self._blobs.writer(), self._blobs, on_stored)
+            started = time.perf_counter()
+            try:
+                await download.run(upstream, self._blobs.writer(), self._blobs, on_stored)
+            finally:
+                error = download.error
+                outcome = "ok" if error is None else "not-found" if error.not_found else "error"
+                seconds = time.perf_counter() - started
+                metrics.observe_upstream(index.fullname, "file", outcome, seconds)
 
     async def _record_stored(
         self, index: IndexRecord, record: FileRecord, digest: str, size: int, path: Path

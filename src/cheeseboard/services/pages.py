@@ -542,7 +542,7 @@ class PageService:
         try:
             fetched = await self._refresher.fetch(config, name, etag)
         except UpstreamUnavailable as exc:
-            metrics.observe_upstream(index.fullname, "error", time.perf_counter() - started)
+            metrics.observe_upstream(index.fullname, "page", "error", time.perf_counter() - started)
             log.warning("upstream failed for %s/%s: %s", index.fullname, name, exc)
             if previous is None or not previous.found:
                 failed = UpstreamFailed(
@@ -558,11 +558,8 @@ class PageService:
                 self._keep(name, index.id, previous)
             self._attempted(index, name, previous)
             return previous
-        metrics.observe_upstream(
-            index.fullname,
-            "not-found" if fetched.not_found else "ok",
-            time.perf_counter() - started,
-        )
+        outcome = "not-found" if fetched.not_found else "ok"
+        metrics.observe_upstream(index.fullname, "page", outcome, time.perf_counter() - started)
         if fetched.not_found and (previous is None or not previous.found):
             # Nothing to forget: remember the answer in memory only, so that random names
             # leave no project row and no changelog entry behind.

@@ -80,9 +80,9 @@ def test_merge_skips_histograms_of_another_bucket_layout() -> None:
 def test_label_values_are_escaped() -> None:
     """Backslash, quote and newline in a label value are escaped, nothing else."""
     assert escape_label('a\\b"c\nd') == 'a\\\\b\\"c\\nd'
-    metrics.observe_upstream('we"ird\\index\n', "error", 0.02)
+    metrics.observe_upstream('we"ird\\index\n', "page", "error", 0.02)
     text = render(metrics.snapshot(), {})
-    assert 'cheeseboard_upstream_errors_total{index="we\\"ird\\\\index\\n"} 1' in text
+    assert 'cheeseboard_upstream_errors_total{index="we\\"ird\\\\index\\n",kind="page"} 1' in text
 
 
 def test_every_family_has_help_and_type_and_unlabelled_counters_start_at_zero() -> None:

@@ -26,7 +26,9 @@ def _counted(uploads: float, page_200: float) -> Snapshot:
             "http_requests_total": {("page", "200"): page_200},
         },
         histograms={
-            "upstream_request_duration_seconds": {("root/pypi", "ok"): [1.0] + [0.0] * 11 + [0.5]}
+            "upstream_request_duration_seconds": {
+                ("root/pypi", "page", "ok"): [1.0] + [0.0] * 12 + [0.5]
+            }
         },
     )
 
@@ -45,7 +47,9 @@ def test_dead_workers_are_retired_and_never_counted_twice(tmp_path: Path) -> Non
     assert alive == 1
     assert total.counters["uploads_total"][()] == 6  # the live and the dead one, not mine
     assert total.counters["http_requests_total"][("page", "200")] == 60
-    assert total.histograms["upstream_request_duration_seconds"][("root/pypi", "ok")][0] == 2
+    assert (
+        total.histograms["upstream_request_duration_seconds"][("root/pypi", "page", "ok")][0] == 2
+    )
     assert not (tmp_path / dead_name).exists()
     assert (tmp_path / "retired.json").exists()
 
