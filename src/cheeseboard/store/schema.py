@@ -47,6 +47,27 @@ users = Table(
     Column("custom_data", JSON),
     Column("created", Float, nullable=False),
     Column("modified", Float),
+    # Migration 0011: NULL for a local account, else the identity source that made it ("ldap",
+    # "oidc"); those accounts have no usable local password.
+    Column("auth_source", String(32)),
+)
+
+# Migration 0011 (issue 24): groups root manages for local users (``:group:NAME`` principals).
+# Groups an identity source (LDAP, OIDC) reports come with each sign-in and are not stored.
+groups = Table(
+    "groups",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("description", Text),
+    Column("created", Float, nullable=False),
+)
+
+group_members = Table(
+    "group_members",
+    metadata,
+    Column("group_id", Integer, ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
 )
 
 indexes = Table(
@@ -228,6 +249,32 @@ audit_log = Table(
     Column("detail", JSON, nullable=False),
     Column("client", String(64)),  # the client address, when a request made the change
     Index("ix_audit_log_at", "at"),
+)
+
+# Migration 0011 (issue 24): trusted publishing. Per index, the OIDC issuer and audience and the
+# claims (name -> required value) a CI's ID token must carry to get a short-lived upload token.
+trusted_publishers = Table(
+    "trusted_publishers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("index_id", Integer, ForeignKey("indexes.id", ondelete="CASCADE"), nullable=False),
+    Column("issuer", Text, nullable=False),
+    Column("audience", Text, nullable=False),
+    Column("claims", JSON, nullable=False),
+    Column("description", Text),
+    Column("created", Float, nullable=False),
+    Column("created_by", String(64)),
+    Index("ix_trusted_publishers_index_id", "index_id"),
+)
+
+# sha256 of (issuer, jti) of each ID token exchanged, kept until it expires: one use per token
+# across workers and nodes.
+oidc_token_uses = Table(
+    "oidc_token_uses",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("expires", Float, nullable=False),
+    Index("ix_oidc_token_uses_expires", "expires"),
 )
 
 server_info = Table(
