@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from cheeseboard.oidc_settings import OidcSettings, OidcSettingsError, parse_oidc
 from cheeseboard.tls import check_ca_bundle
 
 ENV_PREFIX = "CHEESEBOARD_"
@@ -481,6 +482,7 @@ class Settings:
     ca_bundle: str | None = None
     access_log: bool = True
     log_level: str = "info"
+    oidc: OidcSettings | None = None  # the config file's oidc: section (oidc_settings.py)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -501,6 +503,7 @@ class Settings:
     def from_json(cls, text: str) -> Settings:
         data = json.loads(text)
         data["datadir"] = Path(data["datadir"])
+        data["oidc"] = OidcSettings.from_mapping(data["oidc"]) if data.get("oidc") else None
         for name in ("restrict_modify", "push_allow", "trusted_proxies"):
             data[name] = tuple(data[name])
         return cls(**data)
@@ -529,6 +532,9 @@ def _read_config_file(path: Path) -> dict[str, object]:
     values: dict[str, object] = {}
     for key, value in section.items():
         name = str(key).replace("_", "-")
+        if name == "oidc":  # a section of its own, checked by resolve (oidc_settings.py)
+            values[name] = value
+            continue
         if name not in _BY_NAME and name != "datadir":
             known = ", ".join(sorted([*_BY_NAME, "datadir"]))
             raise SettingsError(f"config file {path}: unknown option {key!r} (known: {known})")
@@ -571,5 +577,9 @@ def resolve(
             raise SettingsError(f"--{name} from {source}: {exc}") from exc
         resolved[name.replace("-", "_")] = value
         sources[name] = source
+    try:
+        resolved["oidc"] = parse_oidc(file_values.get("oidc"))
+    except OidcSettingsError as exc:
+        raise SettingsError(f"config file {config_file}: {exc}") from exc
     known = {f.name for f in fields(Settings)}
     return Settings(**{k: v for k, v in resolved.items() if k in known}, sources=sources)  # type: ignore[arg-type]

@@ -39,6 +39,7 @@ from cheeseboard.http.hot import HotPath
 from cheeseboard.http.request_metrics import RequestMetrics
 from cheeseboard.http.ui import actions as web_actions
 from cheeseboard.http.ui import audit as web_audit
+from cheeseboard.http.ui import oidc as web_oidc
 from cheeseboard.http.ui import pages as web_pages
 from cheeseboard.http.ui import static as web_static
 from cheeseboard.ops.retention_schedule import scheduled_retention
@@ -76,6 +77,7 @@ def create_app(settings: Settings) -> Starlette:
             *client_dist.routes,  # /+client/: the server's own client wheel
             *web_static.routes,
             *web_actions.routes,  # POST-only form targets with "+…" segments of their own
+            *web_oidc.routes,  # single sign-on for the web UI (OIDC)
             *web_pages.search_routes,
             *login.routes,
             *web_audit.routes,  # /+audit for browsers; everyone else gets the JSON below

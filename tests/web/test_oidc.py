@@ -1,0 +1,86 @@
+"""Single sign-on in real headless Chromium against a real OpenID Connect provider process
+(``oidc-provider-mock``): the login page's button, the provider's own login page, and back
+signed in under the name the claims give; with auto-creation off, a clear refusal and no user.
+Forged, expired and replayed callbacks are in tests/integration/test_oidc_signin.py."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.api import call
+from tests.support.oidc import mock_provider, write_config
+from tests.support.server import ROOT_PASSWORD, ServerFactory
+from tests.support.upstream import UpstreamServer
+
+pytestmark = pytest.mark.browser
+ROOT = ("root", ROOT_PASSWORD)
+ERIN = {"sub": "erin-sub", "preferred_username": "erin", "groups": ["devs"]}
+
+
+@pytest.fixture
+def issuer(tmp_path: Path) -> Iterator[str]:
+    with mock_provider(tmp_path, ERIN) as url:
+        yield url
+
+
+def _sign_in_at_provider(page: Any, server_url: str) -> None:
+    page.goto(f"{server_url.rstrip('/')}/+web/login")
+    button = page.locator("#oidc-sign-in")
+    assert button.inner_text().strip() == "Sign in with Test IdP"
+    button.click()
+    page.wait_for_url(re.compile(r".*/oauth2/authorize.*"))  # the provider's own page
+    page.get_by_role("button", name="erin-sub").click()  # its predefined user
+
+
+def test_sign_in_through_the_provider_creates_the_user(
+    page: Any,
+    issuer: str,
+    server_factory: ServerFactory,
+    html_upstream: UpstreamServer,
+    tmp_path: Path,
+    artifacts: Path,
+) -> None:
+    config = write_config(tmp_path / "oidc.yaml", issuer, auto_create=True)
+    server = server_factory.start(html_upstream.simple_url, "--config", str(config))
+    _sign_in_at_provider(page, server.url)
+    page.wait_for_url(server.url)
+    assert page.locator(".account .who").inner_text().strip() == "erin"
+    assert "Signed in as erin." in page.content()
+    page.screenshot(path=str(artifacts / "oidc-signed-in.png"))
+    status, user = call(server.url, "GET", "/erin")
+    assert status == 200, user
+    status, log = call(server.url, "GET", "/+audit?action=user-create", auth=ROOT)
+    assert [(e["actor"], e["target"], e["detail"]) for e in log["result"]] == [
+        ("erin", "erin", {"via": "oidc"})
+    ]
+    # The session is a normal one: signing out works as after a password sign-in.
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(server.url)
+    assert page.locator(".account .who").count() == 0
+
+
+def test_without_auto_creation_the_browser_sees_why(
+    page: Any,
+    issuer: str,
+    server_factory: ServerFactory,
+    html_upstream: UpstreamServer,
+    tmp_path: Path,
+) -> None:
+    config = write_config(tmp_path / "oidc.yaml", issuer, auto_create=False)
+    server = server_factory.start(html_upstream.simple_url, "--config", str(config))
+    _sign_in_at_provider(page, server.url)
+    page.wait_for_url(re.compile(r".*/\+web/oidc/callback.*"))
+    assert page.locator("h1").inner_text() == "Sign-in refused"
+    reason = page.locator("#oidc-reason").inner_text()
+    assert "there is no user 'erin' on this server" in reason
+    assert page.locator(".account .who").count() == 0
+    assert not [c for c in page.context.cookies() if c["name"] == "cheeseboard_session"]
+    assert call(server.url, "GET", "/erin")[0] == 404
+    status, log = call(server.url, "GET", "/+audit?action=login-failed", auth=ROOT)
+    assert status == 200
+    assert [e["detail"]["via"] for e in log["result"]] == ["oidc"]
