@@ -227,6 +227,13 @@ def _to_ca_bundle(value: object) -> str | None:
     return None if path is None else check_ca_bundle(path)
 
 
+def _to_audience(value: object) -> str:
+    text = str(value).strip()
+    if not text or len(text) > 200 or not text.isprintable():
+        raise ValueError(f"expected an audience of 1 to 200 printable characters, got {value!r}")
+    return text
+
+
 def _to_host(value: object) -> str:
     if value is None or not str(value).strip():
         raise ValueError(f"expected an address to listen on, got {value!r}")
@@ -385,6 +392,20 @@ OPTIONS: tuple[Option, ...] = (
         "PEM file of CAs to trust for outbound HTTPS (upstreams, S3, advisories) besides the "
         "system's, e.g. a TLS-intercepting proxy's (SSL_CERT_FILE is honoured as well)",
     ),
+    Option(
+        "oidc-issuers",
+        _to_url_prefixes,
+        (),
+        "OpenID Connect issuers whose ID tokens trusted publishers may exchange for upload "
+        "tokens (e.g. https://token.actions.githubusercontent.com,https://gitlab.com); none: "
+        "trusted publishing is off",
+    ),
+    Option(
+        "oidc-audience",
+        _to_audience,
+        "cheeseboard",
+        "the audience (aud) CI ID tokens must be minted for; make it unique to this server",
+    ),
     Option("access-log", _to_bool, True, "log one line per request"),
     Option("log-level", _to_log_level, "info", "logging level: debug, info, warning, error"),
 )
@@ -480,6 +501,8 @@ class Settings:
     advisories_url: str | None = None
     advisories_interval: float = 3600.0
     ca_bundle: str | None = None
+    oidc_issuers: tuple[str, ...] = ()
+    oidc_audience: str = "cheeseboard"
     access_log: bool = True
     log_level: str = "info"
     oidc: OidcSettings | None = None  # the config file's oidc: section (oidc_settings.py)
@@ -504,7 +527,7 @@ class Settings:
         data = json.loads(text)
         data["datadir"] = Path(data["datadir"])
         data["oidc"] = OidcSettings.from_mapping(data["oidc"]) if data.get("oidc") else None
-        for name in ("restrict_modify", "push_allow", "trusted_proxies"):
+        for name in ("restrict_modify", "push_allow", "trusted_proxies", "oidc_issuers"):
             data[name] = tuple(data[name])
         return cls(**data)
 

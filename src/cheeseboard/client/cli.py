@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from cheeseboard import __version__
-from cheeseboard.client import commands, guard, publish, releases, tokens
+from cheeseboard.client import commands, guard, publish, publishers, releases, tokens
 from cheeseboard.client import install as installer
 from cheeseboard.client.config import ClientConfig
 from cheeseboard.client.console import Output
@@ -400,6 +400,76 @@ def token(
         tokens.revoke(config, out, delete, user)
     else:
         raise click.UsageError("pass -c, -l or --delete ID")
+
+
+@cli.group(short_help="Trusted publishers: CI runs that may upload with their OIDC token.")
+def publisher() -> None:
+    """Add, list and remove an index's trusted publishers: GitHub Actions or GitLab CI runs
+    that exchange their OIDC ID token for a 15-minute upload token (no stored secret)."""
+
+
+_PUBLISHER_INDEX = click.option(
+    "--index", metavar="USER/INDEX", help="The index (default: the current index)."
+)
+
+
+@publisher.command("add")
+@_PUBLISHER_INDEX
+@click.option("--repository", metavar="OWNER/REPO", help="GitHub: the repository.")
+@click.option("--project-path", metavar="GROUP/PROJECT", help="GitLab: the project path.")
+@click.option(
+    "--workflow", required=True, help="Workflow file (release.yml; GitLab: .gitlab-ci.yml)."
+)
+@click.option("--ref", help="Only this ref (refs/tags/v1.0; GitLab: main).")
+@click.option("--environment", help="Only jobs in this deployment environment.")
+@click.option("--repository-owner-id", metavar="ID", help="GitHub: the owner's numeric id.")
+@click.option("--issuer", metavar="URL", help="Issuer (default: GitHub's or gitlab.com's).")
+@click.option("--audience", help="Audience (default: the server's).")
+@click.option("-d", "--description", default="", help="What the publisher is.")
+@pass_session
+def publisher_add(
+    session: Session,
+    index: str | None,
+    repository: str | None,
+    project_path: str | None,
+    workflow: str,
+    ref: str | None,
+    environment: str | None,
+    repository_owner_id: str | None,
+    issuer: str | None,
+    audience: str | None,
+    description: str,
+) -> None:
+    """Trust a GitHub (--repository) or GitLab (--project-path) CI workflow to publish."""
+    if bool(repository) == bool(project_path):
+        raise click.UsageError("pass --repository (GitHub) or --project-path (GitLab)")
+    values = {
+        "repository": repository,
+        "project_path": project_path,
+        "workflow": workflow,
+        "ref": ref,
+        "environment": environment,
+        "repository_owner_id": repository_owner_id,
+    }
+    claims = {key: value for key, value in values.items() if value}
+    publishers.add(session.config, session.out, index, issuer, claims, audience, description)
+
+
+@publisher.command("list")
+@_PUBLISHER_INDEX
+@pass_session
+def publisher_list(session: Session, index: str | None) -> None:
+    """List the index's trusted publishers."""
+    publishers.list_publishers(session.config, session.out, index)
+
+
+@publisher.command("remove")
+@_PUBLISHER_INDEX
+@click.argument("publisher_id", metavar="ID")
+@pass_session
+def publisher_remove(session: Session, index: str | None, publisher_id: str) -> None:
+    """Stop trusting publisher ID."""
+    publishers.remove(session.config, session.out, index, publisher_id)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -21,6 +21,7 @@ from cheeseboard.http import (
     health,
     login,
     project_status,
+    publishers,
     pypi_json,
     releases,
     simple,
@@ -84,6 +85,7 @@ def create_app(settings: Settings) -> Starlette:
             *audit_api.routes,
             *blocks.routes,  # …/+blocks, before the /{user}/{index}/{project} patterns
             *tokens.routes,  # before the /{user}/{index} patterns it would match
+            *publishers.routes,  # /_/oidc/…, /+oidc/…, …/+publishers: before devpi's patterns
             *devpi.routes,
             *simple.routes,
             *files.routes,

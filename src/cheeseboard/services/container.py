@@ -25,10 +25,12 @@ from cheeseboard.services.docs import DocService
 from cheeseboard.services.files import FileService
 from cheeseboard.services.guard import ReleaseGuard
 from cheeseboard.services.indexes import IndexRegistry
+from cheeseboard.services.issuer_keys import IssuerKeys
 from cheeseboard.services.locks import SharedLocks
 from cheeseboard.services.mirror import MirrorRefresher
 from cheeseboard.services.pages import PageService
 from cheeseboard.services.project_status import ProjectStatusService
+from cheeseboard.services.publishers import PublisherService
 from cheeseboard.services.push import PushService
 from cheeseboard.services.pypi_json import PypiJsonService
 from cheeseboard.services.releases import ReleaseService
@@ -74,6 +76,7 @@ class AppServices:
     guard: ReleaseGuard
     blocks: BlockService
     toxresults: ToxResultService
+    publishers: PublisherService
 
 
 @asynccontextmanager
@@ -163,6 +166,14 @@ async def open_services(settings: Settings) -> AsyncIterator[AppServices]:
             guard,
             BlockService(changes, guard),
             ToxResultService(db, changes),
+            publishers=PublisherService(
+                db,
+                changes,
+                auth,
+                indexes,
+                IssuerKeys(client, settings.oidc_issuers),
+                settings.oidc_audience,
+            ),
         )
 
 
