@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -20,10 +22,18 @@ from typing import Any
 import pytest
 
 from tests.support.api import call, twine_upload
-from tests.support.ci_issuer import LocalIssuer, github_claims, gitlab_claims, local_issuer
+from tests.support.certs import make_ca
+from tests.support.ci_issuer import (
+    REQUEST_TOKEN,
+    LocalIssuer,
+    github_claims,
+    gitlab_claims,
+    local_issuer,
+)
 from tests.support.client_cli import Cli, fails
-from tests.support.packages import build_wheel
+from tests.support.packages import build_wheel, installer_env
 from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory
+from tests.support.tls_proxy import tls_proxy
 from tests.support.upstream import UpstreamServer
 
 ROOT = ("root", ROOT_PASSWORD)
@@ -391,3 +401,47 @@ def test_publisher_command_adds_lists_and_removes(
     fails(cli("publisher", "remove", "999999"), "no publisher")
     cli.ok("publisher", "remove", str(publisher_id))
     assert json.loads(cli.ok("--json", "publisher", "list")) == []
+
+
+def test_uv_publish_with_trusted_publishing(
+    server: CheeseboardServer, issuer: LocalIssuer, publishers: dict[str, int], tmp_path: Path
+) -> None:
+    """Real ``uv publish --trusted-publishing always`` "in GitHub Actions": uv asks our
+    audience, gets an ID token from the runner endpoint (the local issuer), mints at
+    ``/_/oidc/mint-token`` and uploads. uv derives those URLs as https, so the server is
+    reached through a TLS proxy with a throwaway CA."""
+    ca = make_ca(tmp_path / "ca")
+    issuer.github_claims = {k: v for k, v in github_claims().items() if k != "aud"}
+    wheel = build_wheel(tmp_path / "dist", "tpuv", "2.0")
+    with tls_proxy(ca.server_context(), server.port) as https_url:
+        env = installer_env(
+            {
+                "GITHUB_ACTIONS": "true",
+                "ACTIONS_ID_TOKEN_REQUEST_URL": f"{issuer.url}/actions-token?api-version=2.0",
+                "ACTIONS_ID_TOKEN_REQUEST_TOKEN": REQUEST_TOKEN,
+                "SSL_CERT_FILE": str(ca.ca_pem),
+                "HOME": str(tmp_path),
+            }
+        )
+        for name in ("UV_PUBLISH_TOKEN", "UV_PUBLISH_USERNAME", "UV_PUBLISH_PASSWORD"):
+            env.pop(name, None)
+        result = subprocess.run(
+            [
+                str(Path(sys.executable).parent / "uv"),
+                "publish",
+                "--trusted-publishing",
+                "always",
+                "--publish-url",
+                f"{https_url}alice/dev/",
+                str(wheel.path),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert call(server.url, "GET", "/alice/dev/tpuv/2.0")[0] == 200
+    status, body = call(server.url, "GET", "/+audit?action=publisher-mint", auth=ROOT)
+    assert status == 200, body
+    assert body["result"][0]["detail"]["claims"]["job_workflow_ref"].startswith("octo/widget/")
