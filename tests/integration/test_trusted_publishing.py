@@ -32,7 +32,13 @@ from tests.support.ci_issuer import (
 )
 from tests.support.client_cli import Cli, fails
 from tests.support.packages import build_wheel, installer_env
-from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory
+from tests.support.server import (
+    ROOT_PASSWORD,
+    CheeseboardServer,
+    ServerFactory,
+    free_port,
+    server_command,
+)
 from tests.support.tls_proxy import tls_proxy
 from tests.support.upstream import UpstreamServer
 
@@ -445,3 +451,41 @@ def test_uv_publish_with_trusted_publishing(
     status, body = call(server.url, "GET", "/+audit?action=publisher-mint", auth=ROOT)
     assert status == 200, body
     assert body["result"][0]["detail"]["claims"]["job_workflow_ref"].startswith("octo/widget/")
+
+
+def test_export_and_import_keep_publishers(
+    server: CheeseboardServer,
+    issuer: LocalIssuer,
+    publishers: dict[str, int],
+    tmp_path: Path,
+) -> None:
+    """A dump carries the publishers; the imported server mints for them."""
+    dump = tmp_path / "dump"
+    exported = subprocess.run(
+        server_command("export", "--datadir", str(server.datadir), str(dump)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert exported.returncode == 0, exported.stderr
+    records = [json.loads(line) for line in (dump / "records.jsonl").read_text().splitlines()]
+    kept = [r for r in records if r["kind"] == "publisher"]
+    assert {r["index"] for r in kept} >= {"alice/dev", "alice/lab"}
+    target = tmp_path / "imported"
+    imported = subprocess.run(
+        server_command("import", "--datadir", str(target), str(dump)),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert imported.returncode == 0, imported.stderr
+    copy = CheeseboardServer(target, free_port(), ["--oidc-issuers", issuer.url])
+    copy.start()
+    try:
+        status, body = call(copy.url, "GET", "/alice/lab/+publishers", auth=ALICE)
+        assert status == 200, body
+        assert [p["claims"]["project_path"] for p in body["result"]] == ["group/widget"]
+        status, body = mint(copy, issuer.sign(gitlab_claims()))
+        assert status == 200, body
+    finally:
+        copy.stop()

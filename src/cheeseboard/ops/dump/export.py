@@ -33,7 +33,7 @@ from cheeseboard.ops.dump.format import (
     blob_path,
 )
 from cheeseboard.settings import DataDirLayout, staging_dir
-from cheeseboard.store import audit_rows, block_rows, changelog_rows
+from cheeseboard.store import audit_rows, block_rows, changelog_rows, publisher_rows
 from cheeseboard.store.blobs import FileBlobStore, copy_hashed
 from cheeseboard.store.db import engine_for
 from cheeseboard.store.schema import (
@@ -208,6 +208,21 @@ class _Exporter:
             writer.write({"kind": "block", **record})
 
 
+    def publisher_records(self, writer: RecordWriter) -> None:
+        """Every trusted publisher, on its index by name (after the indexes)."""
+        for fullname, row in publisher_rows.load_all(self.conn):
+            record = {
+                "index": fullname,
+                "issuer": row.issuer,
+                "audience": row.audience,
+                "claims": row.claims,
+                "description": row.description,
+                "created": row.created,
+                "created_by": row.created_by,
+            }
+            writer.write({"kind": "publisher", **record})
+
+
 def export_store(
     datadir: Path,
     out: Path,
@@ -248,6 +263,7 @@ def _export(
             exporter.audit(writer)
             exporter.advisory_records(writer)
             exporter.block_records(writer)
+            exporter.publisher_records(writer)
             serial = changelog_rows.max_serial(conn)
             handle.flush()
             os.fsync(handle.fileno())

@@ -41,6 +41,7 @@ KINDS = (
     "audit",
     "advisory",
     "block",
+    "publisher",
 )
 
 # The fields each kind must carry (more are allowed and kept where the schema has a column).
@@ -55,6 +56,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "audit": ("at", "action"),
     "advisory": ("id", "project", "aliases", "affected", "fixed", "imported"),
     "block": ("index", "reason", "author", "created"),  # index: null for a server-wide block
+    "publisher": ("index", "issuer", "audience", "claims"),
 }
 
 

@@ -31,6 +31,7 @@ from sqlalchemy.engine import Connection
 from cheeseboard.core.changes import ChangeKind
 from cheeseboard.core.distfiles import is_safe_filename
 from cheeseboard.core.names import InvalidName, checked_project_name, checked_segment_name
+from cheeseboard.core.publishers import PublisherClaims, PublisherError
 from cheeseboard.ops.datadir import DataDirError, build_datadir, is_initialised
 from cheeseboard.ops.dump.format import (
     BLOBS,
@@ -44,6 +45,7 @@ from cheeseboard.ops.dump.format import (
 from cheeseboard.ops.dump.upstream_names import shadowing
 from cheeseboard.services import toxresults
 from cheeseboard.services.errors import BadRequest
+from cheeseboard.services.publishers import MAX_PUBLISHERS
 from cheeseboard.services.users import DEVPI_SALTED_SHA256, pwhash_problem
 from cheeseboard.settings import DataDirLayout
 from cheeseboard.store import (
@@ -54,6 +56,7 @@ from cheeseboard.store import (
     info,
     pg_changes,
     project_rows,
+    publisher_rows,
 )
 from cheeseboard.store.blobs import (
     BlobStoreError,
@@ -535,6 +538,39 @@ class _Loader:
             return
         block_rows.add(self.conn, block, float(record["created"]))
         self.report.count("block")
+
+    def _publisher(self, record: dict[str, Any]) -> None:
+        """A trusted publisher of a stage index (imported before it, or the target's); a merge
+        keeps one the index has already (same issuer, audience and claims)."""
+        index_id = self._index_id(record)
+        issuer = str(_text(record, "issuer", 2000) or "")
+        audience = str(_text(record, "audience", 200) or "")
+        if not issuer.startswith(("https://", "http://")) or not audience:
+            raise DumpError("a publisher needs an http(s) issuer and an audience")
+        if not isinstance(record["claims"], dict):
+            raise DumpError("'claims' must be an object")
+        try:
+            claims = PublisherClaims.create(record["claims"]).as_json()
+        except PublisherError as error:
+            raise DumpError(str(error)) from None
+        for old in publisher_rows.of_index(self.conn, index_id):
+            if (old.issuer, old.audience, old.claims) == (issuer, audience, claims):
+                self.report.kept.append(describe(record))
+                return
+        if len(publisher_rows.of_index(self.conn, index_id)) >= MAX_PUBLISHERS:
+            raise DumpError(f"an index has at most {MAX_PUBLISHERS} publishers")
+        row = publisher_rows.PublisherRow(
+            0,
+            index_id,
+            issuer,
+            audience,
+            claims,
+            _text(record, "description", 200) or "",
+            float(record.get("created") or time.time()),
+            _text(record, "created_by", 64),
+        )
+        publisher_rows.add(self.conn, row)
+        self.report.count("publisher")
 
     def record_import(self) -> None:
         """The import itself, as the target's newest audit entry (by nobody: an operator's
