@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select
 from sqlalchemy.engine import Connection
 
-from cheeseboard.store.schema import oidc_token_uses, tokens, trusted_publishers
+from cheeseboard.store.schema import indexes, oidc_token_uses, tokens, trusted_publishers, users
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +103,14 @@ def drop_expired_minted(conn: Connection, prefix: str, now: float) -> None:
     conn.execute(
         delete(tokens).where(tokens.c.expires <= now, tokens.c.description.startswith(prefix))
     )
+
+
+def load_all(conn: Connection) -> list[tuple[str, PublisherRow]]:
+    """Every publisher with its index's full name (export)."""
+    query = (
+        select(trusted_publishers, users.c.name.label("owner"), indexes.c.name.label("index_name"))
+        .join(indexes, indexes.c.id == trusted_publishers.c.index_id)
+        .join(users, users.c.id == indexes.c.user_id)
+        .order_by(trusted_publishers.c.id)
+    )
+    return [(f"{r.owner}/{r.index_name}", _row(r)) for r in conn.execute(query)]
