@@ -81,13 +81,14 @@ def _to_max_age(value: object) -> int:
 
 
 def _to_principals(value: object) -> tuple[str, ...]:
-    """A list or comma-separated string of user names, ``:group`` and the special principals."""
+    """A list or comma-separated string of user names, ``:group:NAME`` (or devpi's ``:NAME``)
+    and the special principals."""
     items = value if isinstance(value, list | tuple) else str(value).split(",")
     principals = tuple(str(item).strip() for item in items if str(item).strip())
     for principal in principals:
         if principal.lower() in (":anonymous:", ":authenticated:"):
             continue
-        name = principal.removeprefix(":")
+        name = principal.removeprefix(":group:").removeprefix(":")
         if not name.replace("-", "").replace("_", "").replace(".", "").replace("@", "").isalnum():
             raise ValueError(f"not a user or group name: {principal!r}")
     return tuple(
@@ -323,7 +324,7 @@ OPTIONS: tuple[Option, ...] = (
         "restrict-modify",
         _to_principals,
         ("root",),
-        "who may create users and indexes (comma-separated users, :group, :AUTHENTICATED:); "
+        "who may create users and indexes (comma-separated users, :group:NAME, :AUTHENTICATED:); "
         "never rights over other users' accounts or indexes",
     ),
     Option(

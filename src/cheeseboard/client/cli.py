@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from cheeseboard import __version__
-from cheeseboard.client import commands, guard, publish, publishers, releases, tokens
+from cheeseboard.client import commands, groups, guard, publish, publishers, releases, tokens
 from cheeseboard.client import install as installer
 from cheeseboard.client.config import ClientConfig
 from cheeseboard.client.console import Output
@@ -119,6 +119,48 @@ def user(
         commands.user_list(config, out)
     else:
         raise click.UsageError("pass -c NAME, -m NAME, --delete NAME or -l")
+
+
+@cli.command(short_help="Manage local groups (root): :group:NAME in ACLs.")
+@click.argument("name", required=False)
+@click.option("-c", "--create", is_flag=True, help="Create NAME (or set its --description).")
+@click.option("--description", metavar="TEXT", help="What the group is for.")
+@click.option("-a", "--add", "add", metavar="USER", multiple=True, help="Add a member.")
+@click.option("-r", "--remove", "remove", metavar="USER", multiple=True, help="Remove one.")
+@click.option("--delete", is_flag=True, help="Delete group NAME.")
+@click.option("-l", "--list", "list_", is_flag=True, help="List groups.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask before deleting.")
+@pass_session
+def group(
+    session: Session,
+    name: str | None,
+    create: bool,
+    description: str | None,
+    add: tuple[str, ...],
+    remove: tuple[str, ...],
+    delete: bool,
+    list_: bool,
+    yes: bool,
+) -> None:
+    """List (-l), show NAME, create (-c NAME), change members (NAME -a USER -r USER) or
+    delete (NAME --delete) local groups; `:group:NAME` in acl_upload, acl_read and
+    --restrict-modify names their members."""
+    config, out = session.config, session.out
+    if list_:
+        groups.group_list(config, out)
+        return
+    if name is None:
+        raise click.UsageError("pass -l, or a group NAME")
+    if delete:
+        session.confirm(f"delete group {name}?", yes)
+        groups.group_delete(config, out, name)
+        return
+    if create or description is not None:
+        groups.group_create(config, out, name, description)
+    if add or remove:
+        groups.group_members(config, out, name, list(add), list(remove))
+    if not (create or description is not None or add or remove):
+        groups.group_show(config, out, name)
 
 
 @cli.command(short_help="Change a password (yours by default).")

@@ -39,6 +39,7 @@ class ChangeKind(StrEnum):
     ADVISORIES = "advisories"  # advisories were imported
     PROJECT_STATUS = "project-status"  # an owner or root set a project's PEP 792 status
     TOXRESULT = "toxresult"  # a tox result was attached to a release file (devpi test)
+    GROUPS = "groups"  # root created, changed or deleted a local group (its members)
 
     @classmethod
     def _missing_(cls, value: object) -> ChangeKind | None:
@@ -59,7 +60,7 @@ class ChangeKind(StrEnum):
 
     @property
     def concerns_accounts(self) -> bool:
-        """Users or tokens changed: credentials must be reloaded."""
+        """Users, tokens or groups changed: credentials (and groups) must be reloaded."""
         return self in _ACCOUNTS or not self.known
 
     @property
@@ -87,6 +88,7 @@ _ACCOUNTS = frozenset(
         ChangeKind.TOKEN_CREATED,
         ChangeKind.TOKEN_REVOKED,
         ChangeKind.TOKEN_DELETED,
+        ChangeKind.GROUPS,
     }
 )
 _INDEXES = frozenset(

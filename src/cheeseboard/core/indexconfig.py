@@ -460,11 +460,12 @@ def _base_entry(entry: str) -> str:
 
 
 def _acl_entry(entry: str) -> str:
-    """Special principals in devpi's upper-case spelling; ``:name`` is a group, else a user."""
+    """Special principals in devpi's upper-case spelling; ``:group:name`` (and devpi's ``:name``)
+    is a group, else a user."""
     if entry.upper() in (ANONYMOUS, AUTHENTICATED):
         return entry.upper()
     if entry.startswith(":"):
-        checked_segment_name("group", entry[1:])
+        checked_segment_name("group", entry.removeprefix(":group:").removeprefix(":"))
         return entry
     return checked_segment_name("user", entry)
 

@@ -45,7 +45,8 @@ class Target:
     names_index: bool = False  # the path names an index (which may not exist)
 
 
-Check = Callable[[str | None, Target], acl.Decision | None]
+Check = Callable[[acl.Who, Target], acl.Decision | None]
+"""A rule's decision on the caller (with its groups) and the path."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,17 +79,17 @@ IDENTITIES = (ANONYMOUS, WRONG_PASSWORD, OTHER_USER, SCOPED_ELSEWHERE, OWNER, RO
 _EVERYONE = frozenset(IDENTITIES)
 
 
-def _signed_in(user: str | None, target: Target) -> acl.Decision:
-    return acl.Decision(user is not None, "sign in first")
+def _signed_in(who: acl.Who, target: Target) -> acl.Decision:
+    return acl.Decision(acl.name_of(who) is not None, "sign in first")
 
 
-def _on_stage(decide: Callable[[str | None, IndexRecord], acl.Decision]) -> Check:
+def _on_stage(decide: Callable[[acl.Who, IndexRecord], acl.Decision]) -> Check:
     """A check on the path's index; None (the handler decides: 404, "not a stage") without one."""
 
-    def check(user: str | None, target: Target) -> acl.Decision | None:
+    def check(who: acl.Who, target: Target) -> acl.Decision | None:
         if target.index is None or target.index.type != "stage":
             return None
-        return decide(user, target.index)
+        return decide(who, target.index)
 
     return check
 
@@ -97,27 +98,29 @@ def _acl_upload(index: IndexRecord) -> Any:
     return index.config.get("acl_upload", ())
 
 
-def _may_push(user: str | None, index: IndexRecord) -> acl.Decision:
-    manage = acl.may_modify_index(user, index.user)
-    return manage if manage.allowed else acl.may_upload(user, _acl_upload(index))
+def _may_push(who: acl.Who, index: IndexRecord) -> acl.Decision:
+    manage = acl.may_modify_index(acl.name_of(who), index.user)
+    return manage if manage.allowed else acl.may_upload(who, _acl_upload(index))
 
 
-def _may_manage_index(user: str | None, target: Target) -> acl.Decision | None:
-    return None if target.index is None else acl.may_modify_index(user, target.index.user)
+def _may_manage_index(who: acl.Who, target: Target) -> acl.Decision | None:
+    if target.index is None:
+        return None
+    return acl.may_modify_index(acl.name_of(who), target.index.user)
 
 
-def _may_create_index(user: str | None, target: Target) -> acl.Decision | None:
+def _may_create_index(who: acl.Who, target: Target) -> acl.Decision | None:
     if target.user is None:
         return None
-    return acl.may_create_index(user, target.user, target.restrict_modify, target.open_registration)
+    return acl.may_create_index(who, target.user, target.restrict_modify, target.open_registration)
 
 
-def _may_manage_user(user: str | None, target: Target) -> acl.Decision | None:
-    return None if target.user is None else acl.may_modify_user(user, target.user)
+def _may_manage_user(who: acl.Who, target: Target) -> acl.Decision | None:
+    return None if target.user is None else acl.may_modify_user(acl.name_of(who), target.user)
 
 
-def _may_create_user(user: str | None, target: Target) -> acl.Decision:
-    return acl.may_create_user(user, target.restrict_modify, target.open_registration)
+def _may_create_user(who: acl.Who, target: Target) -> acl.Decision:
+    return acl.may_create_user(who, target.restrict_modify, target.open_registration)
 
 
 READ_REFUSED = "sign in to read this index"
@@ -125,16 +128,16 @@ READ_REFUSED = "sign in to read this index"
 index is not public: the same words (services/visibility.py)."""
 
 
-def _may_read(user: str | None, target: Target) -> acl.Decision | None:
+def _may_read(who: acl.Who, target: Target) -> acl.Decision | None:
     if target.index is not None:
-        return target.reads.decide(user, target.index)
-    if target.names_index and user is None and target.reads.anonymous_restricted():
+        return target.reads.decide(who, target.index)
+    if target.names_index and acl.name_of(who) is None and target.reads.anonymous_restricted():
         return acl.Decision(False, READ_REFUSED)  # a missing index, answered as a private one
     return None  # no index in the path (the handler shows only what the caller may read)
 
 
-def _root(user: str | None, target: Target) -> acl.Decision:
-    return acl.Decision(user == acl.ROOT, "root only")
+def _root(who: acl.Who, target: Target) -> acl.Decision:
+    return acl.Decision(acl.name_of(who) == acl.ROOT, "root only")
 
 
 PUBLIC = Rule("public", "anyone; credentials are not looked at", _EVERYONE)
@@ -291,7 +294,7 @@ class GuardedRoute(Route):
                 raise
             identity = auth.ANONYMOUS  # wrong credentials read what anonymous callers may
         request.state.identity = identity  # handlers show only what it may read (reader_of)
-        decision = rule.check(identity.user, target)
+        decision = rule.check(identity, target)
         if decision is None or decision.allowed:
             return
         if rule.hides:

@@ -18,6 +18,7 @@ from cheeseboard.http import (
     devpi,
     docs,
     files,
+    groups,
     health,
     login,
     project_status,
@@ -83,6 +84,7 @@ def create_app(settings: Settings) -> Starlette:
             *login.routes,
             *web_audit.routes,  # /+audit for browsers; everyone else gets the JSON below
             *audit_api.routes,
+            *groups.routes,  # /+groups/…, before /{user}/{index}
             *blocks.routes,  # …/+blocks, before the /{user}/{index}/{project} patterns
             *tokens.routes,  # before the /{user}/{index} patterns it would match
             *publishers.routes,  # /_/oidc/…, /+oidc/…, …/+publishers: before devpi's patterns

@@ -243,7 +243,7 @@ class HotPath:
             services.reads,
             names_index=True,
         )
-        decision = rule.check(identity.user, target)
+        decision = rule.check(identity, target)
         return decision is None or decision.allowed, identity
 
     def _representation(self, accept: bytes | None) -> Representation | None:

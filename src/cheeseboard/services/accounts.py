@@ -150,9 +150,7 @@ class AccountService:
     ) -> UserRecord:
         settings = self._settings
         _require(
-            acl.may_create_user(
-                identity.user, settings.restrict_modify, settings.open_registration
-            ),
+            acl.may_create_user(identity, settings.restrict_modify, settings.open_registration),
             identity,
         )
         try:
@@ -226,7 +224,11 @@ class AccountService:
             raise NotFound(f"no index {user}/{name}")
         return index
 
-    def _may_read(self, user: str | None, index: IndexRecord) -> bool:
+    def _as_owner(self, owner: str) -> Identity:
+        """``owner`` with its groups: what its index inherits is what it may read."""
+        return Identity(owner, None, self._auth.groups_of(owner))
+
+    def _may_read(self, user: acl.Who, index: IndexRecord) -> bool:
         """The read rule of services/visibility.py ``ReadAccess``, over the same registry."""
         acl_read = acl.acl_read_of(index.config)
         return acl.may_read(user, index.user, acl_read, self._settings.read_requires_auth).allowed
@@ -238,7 +240,7 @@ class AccountService:
         def visible(fullname: str) -> bool:
             user, _, name = fullname.partition("/")
             base = self._indexes.get(user, name)
-            return base is not None and self._may_read(identity.user, base)
+            return base is not None and self._may_read(identity, base)
 
         return visible
 
@@ -253,7 +255,7 @@ class AccountService:
         for name in bases:
             user, _, short = str(name).partition("/")
             base = self._indexes.get(user, short)
-            if name in listed or base is None or self._may_read(owner, base):
+            if name in listed or base is None or self._may_read(self._as_owner(owner), base):
                 continue
             raise BadRequest(
                 f"base index '{name}' can't be a base of {fullname}: its acl_read doesn't let "
@@ -268,7 +270,7 @@ class AccountService:
         fullname = f"{user}/{name}"
         settings = self._settings
         decision = acl.may_create_index(
-            identity.user,
+            identity,
             owner.name,
             settings.restrict_modify,
             settings.open_registration,

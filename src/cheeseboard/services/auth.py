@@ -45,7 +45,7 @@ from cheeseboard.core.tokens import TokenCheck, TokenSigner
 from cheeseboard.services.errors import CheeseboardError
 from cheeseboard.services.throttle import Attempt, LoginThrottle, VerifyGate, client_address
 from cheeseboard.services.users import verify_password
-from cheeseboard.store import accounts, audit_rows
+from cheeseboard.store import accounts, audit_rows, group_rows
 from cheeseboard.store.db import Database
 from cheeseboard.store.records import Change, UserRecord
 from cheeseboard.store.tokens import TokenRecord, load_revoked, load_tokens
@@ -77,10 +77,13 @@ class Forbidden(CheeseboardError):
 class Identity:
     """The authenticated user, or anonymous (``user`` None). A scoped token's identity names
     its owner and the indexes it covers (``token_indexes``): it reads any other index only as
-    an anonymous caller would (services/visibility.py)."""
+    an anonymous caller would (services/visibility.py). ``groups``: the groups the user is in
+    (``:group:NAME`` principals, core/acl.py); a scoped token carries them as it carries its
+    owner's name, only on its indexes."""
 
     user: str | None
     token_indexes: frozenset[str] | None = None
+    groups: frozenset[str] = frozenset()
 
     @property
     def anonymous(self) -> bool:
@@ -88,6 +91,7 @@ class Identity:
 
 
 ANONYMOUS = Identity(None)
+_NO_GROUPS: frozenset[str] = frozenset()
 
 
 def _credentials(headers: Mapping[str, str]) -> tuple[str, str] | None:
@@ -136,6 +140,7 @@ class AuthService:
         self._users: dict[str, UserRecord] = {}
         self.scoped: dict[str, TokenRecord] = {}
         self._revoked: frozenset[str] = frozenset()
+        self._groups: dict[str, frozenset[str]] = {}  # user -> its local groups
         # keyed digest of credentials -> the outcome of their check
         self._verified: dict[bytes, _Verified] = {}
         self._in_flight: dict[bytes, asyncio.Future[_Verified]] = {}
@@ -146,7 +151,9 @@ class AuthService:
         users = {u.name: u for u in await self._db.read(accounts.load_users)}
         scoped = {t.id: t for t in await self._db.read(load_tokens)}
         revoked = frozenset(await self._db.read(load_revoked, time.time()))
+        groups = await self._db.read(group_rows.load_memberships)
         self._users, self.scoped, self._revoked = users, scoped, revoked
+        self._groups = groups
         self._generation += 1
         self._verified.clear()
 
@@ -194,8 +201,8 @@ class AuthService:
         if known.token_id is not None:
             if not self._check_scope(known.token_id, action, index):
                 return ANONYMOUS
-            return Identity(user, self._token_indexes(known.token_id))
-        return Identity(user)
+            return Identity(user, self._token_indexes(known.token_id), self.groups_of(user))
+        return Identity(user, None, self.groups_of(user))
 
     def identify_known(self, headers: Mapping[str, str], index: str | None) -> Identity | None:
         """``identify(headers, "read", index)`` when memory answers it (no credentials, or
@@ -216,8 +223,12 @@ class AuthService:
                     return ANONYMOUS
             except (Unauthorized, Forbidden):
                 return None
-            return Identity(user, self._token_indexes(known.token_id))
-        return Identity(user)
+            return Identity(user, self._token_indexes(known.token_id), self.groups_of(user))
+        return Identity(user, None, self.groups_of(user))
+
+    def groups_of(self, user: str) -> frozenset[str]:
+        """The local groups ``user`` is in (from memory: no query on the hot path)."""
+        return self._groups.get(user, _NO_GROUPS)
 
     def _token_indexes(self, token_id: str) -> frozenset[str]:
         scoped = self.scoped.get(token_id)

@@ -23,6 +23,7 @@ from cheeseboard.services.browse import BrowseService
 from cheeseboard.services.changes import ChangeFeed
 from cheeseboard.services.docs import DocService
 from cheeseboard.services.files import FileService
+from cheeseboard.services.groups import GroupService
 from cheeseboard.services.guard import ReleaseGuard
 from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.services.issuer_keys import IssuerKeys
@@ -76,6 +77,7 @@ class AppServices:
     guard: ReleaseGuard
     blocks: BlockService
     toxresults: ToxResultService
+    groups: GroupService
     publishers: PublisherService
 
 
@@ -166,6 +168,7 @@ async def open_services(settings: Settings) -> AsyncIterator[AppServices]:
             guard,
             BlockService(changes, guard),
             ToxResultService(db, changes),
+            groups=GroupService(db, changes, auth),
             publishers=PublisherService(
                 db,
                 changes,

@@ -112,7 +112,7 @@ class PushService:
             raise NotFound(f"target index {target_name!r} does not exist")
         if target.type != "stage" or source.type != "stage":
             raise BadRequest("push works between stage indexes")
-        decision = acl.may_upload(identity.user, target.config.get("acl_upload", ()))
+        decision = acl.may_upload(identity, target.config.get("acl_upload", ()))
         if not decision.allowed:
             if identity.anonymous:
                 raise Unauthorized(f"pushing to {target.fullname} needs authentication")
@@ -229,7 +229,7 @@ def _check_source(identity: Identity, source: IndexRecord) -> None:
         raise Unauthorized(f"pushing from {source.fullname} needs authentication")
     if identity.user in ("root", source.user):
         return
-    decision = acl.may_upload(identity.user, source.config.get("acl_upload", ()))
+    decision = acl.may_upload(identity, source.config.get("acl_upload", ()))
     if not decision.allowed:
         raise Forbidden(f"no permission to push from {source.fullname}: {decision.reason}")
 

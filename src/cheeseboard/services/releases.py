@@ -388,9 +388,7 @@ class ReleaseService:
     @staticmethod
     def permit(identity: Identity, index: IndexRecord, what: str) -> None:
         """Raise Unauthorized/Forbidden unless ``identity`` may remove or yank on ``index``."""
-        decision = acl.may_delete_files(
-            identity.user, index.user, index.config.get("acl_upload", ())
-        )
+        decision = acl.may_delete_files(identity, index.user, index.config.get("acl_upload", ()))
         if not decision.allowed:
             if identity.anonymous:
                 raise Unauthorized(f"{what}: authentication required")

@@ -125,7 +125,7 @@ class ToxResultService:
         self, identity: Identity, index: IndexRecord, record: FileRecord, body: bytes
     ) -> ToxResultRecord:
         """Attach the JSON ``body`` to the release file ``record``; the stored result."""
-        decision = acl.may_upload_toxresult(identity.user, acl_of(index))
+        decision = acl.may_upload_toxresult(identity, acl_of(index))
         if not decision.allowed:
             refusal = Unauthorized if identity.anonymous else Forbidden
             raise refusal(decision.reason)

@@ -100,7 +100,7 @@ class UploadService:
     def check_permission(self, identity: Identity, index: IndexRecord) -> None:
         if index.type != "stage":
             raise NotFound(f"cannot upload to mirror index {index.fullname}")
-        decision = acl.may_upload(identity.user, index.config.get("acl_upload", ()))
+        decision = acl.may_upload(identity, index.config.get("acl_upload", ()))
         if decision.allowed:
             return
         if identity.anonymous:

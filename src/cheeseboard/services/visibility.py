@@ -21,19 +21,19 @@ from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.settings import Settings
 from cheeseboard.store.records import Change, IndexRecord
 
-Reader = Identity | str | None
-"""Who reads: an identity (a scoped token's covers only its indexes), or a user name (None:
-anonymous)."""
+Reader = acl.Who
+"""Who reads: an identity (a scoped token's covers only its indexes; its groups count), or a
+user name (None: anonymous)."""
 
 
-def _user_for(reader: Reader, index: IndexRecord) -> str | None:
-    """The user ``reader`` reads ``index`` as: a scoped token's owner on the token's indexes,
-    anonymous on every other one (its bases included)."""
+def _reads_as(reader: Reader, index: IndexRecord) -> acl.Who:
+    """Who ``reader`` reads ``index`` as: a scoped token's owner (with its groups) on the
+    token's indexes, anonymous on every other one (its bases included)."""
     if isinstance(reader, Identity):
         scope = reader.token_indexes
         if scope is not None and index.fullname not in scope:
             return None
-        return reader.user
+        return reader
     return reader
 
 
@@ -55,7 +55,7 @@ class ReadAccess:
 
     def decide(self, reader: Reader, index: IndexRecord) -> acl.Decision:
         return acl.may_read(
-            _user_for(reader, index),
+            _reads_as(reader, index),
             index.user,
             acl.acl_read_of(index.config),
             self._settings.read_requires_auth,
@@ -64,7 +64,7 @@ class ReadAccess:
     @staticmethod
     def reads_as(reader: Reader, index: IndexRecord) -> str | None:
         """The user ``reader`` reads ``index`` as (None: anonymous)."""
-        return _user_for(reader, index)
+        return acl.name_of(_reads_as(reader, index))
 
     def may_read(self, reader: Reader, index: IndexRecord) -> bool:
         return self.decide(reader, index).allowed

@@ -3,6 +3,8 @@ default, and accounts and indexes stay their owners' (and root's)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 
 from cheeseboard.core import acl
@@ -139,3 +141,31 @@ def test_uploads_follow_acl_upload_only() -> None:
     assert acl.may_delete_files("root", "alice", []).allowed
     assert acl.may_delete_files("alice", "alice", []).allowed
     assert not acl.may_delete_files("bob", "alice", ["alice"]).allowed
+
+
+@dataclass(frozen=True)
+class _Caller:
+    user: str | None
+    groups: frozenset[str]
+
+
+def test_group_principals_name_the_members() -> None:
+    """``:group:devs`` (and devpi's ``:devs``) admit members of devs, in every principal list;
+    a bare name or anonymous is in no group, and a group never makes anyone an owner."""
+    member = _Caller("bob", frozenset({"devs"}))
+    other = _Caller("eve", frozenset({"ops"}))
+    for entry in (":group:devs", ":devs"):
+        assert acl.may_upload(member, [entry]).allowed
+        assert acl.may_upload_toxresult(member, [entry]).allowed
+        assert acl.may_read(member, "alice", [entry]).allowed
+        assert acl.may_delete_files(member, "alice", [entry]).allowed
+        assert acl.may_create_user(member, ("root", entry), False).allowed
+        assert acl.may_create_index(member, "carol", ("root", entry), False).allowed
+        assert not acl.may_create_index(member, "root", ("root", entry), False).allowed
+        assert not acl.may_upload(other, [entry]).allowed
+        assert not acl.may_upload("bob", [entry]).allowed
+        assert not acl.may_read(None, "alice", [entry]).allowed
+    assert not acl.may_upload(_Caller(None, frozenset({"devs"})), [":group:devs"]).allowed
+    assert not acl.may_modify_index(acl.name_of(member), "alice").allowed
+    assert acl.may_manage_groups("root").allowed
+    assert not acl.may_manage_groups(member).allowed

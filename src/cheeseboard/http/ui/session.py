@@ -40,10 +40,11 @@ class Session:
 
     user: str | None
     csrf: str
+    groups: frozenset[str] = frozenset()  # the user's groups (``:group:NAME`` principals)
 
     @property
     def identity(self) -> Identity:
-        return Identity(self.user)
+        return Identity(self.user, None, self.groups)
 
 
 def _secure(request: Request, outside_url: str | None) -> bool:
@@ -57,7 +58,7 @@ def current(request: Request, auth: AuthService) -> Session:
     if token:
         owner = auth.session_user(token)
         if owner is not None:
-            return Session(owner, auth.tokens.derive("csrf", token))
+            return Session(owner, auth.tokens.derive("csrf", token), auth.groups_of(owner))
     anonymous_value = request.cookies.get(LOGIN_COOKIE) or ""
     return Session(None, auth.tokens.derive("login", anonymous_value) if anonymous_value else "")
 

@@ -33,7 +33,7 @@ from cheeseboard.ops.dump.format import (
     blob_path,
 )
 from cheeseboard.settings import DataDirLayout, staging_dir
-from cheeseboard.store import audit_rows, block_rows, changelog_rows, publisher_rows
+from cheeseboard.store import audit_rows, block_rows, changelog_rows, group_rows, publisher_rows
 from cheeseboard.store.blobs import FileBlobStore, copy_hashed
 from cheeseboard.store.db import engine_for
 from cheeseboard.store.schema import (
@@ -207,6 +207,16 @@ class _Exporter:
             }
             writer.write({"kind": "block", **record})
 
+    def group_records(self, writer: RecordWriter) -> None:
+        """Every local group with its members by name (after the users they name)."""
+        for group in group_rows.load_groups(self.conn):
+            record = {
+                "name": group.name,
+                "description": group.description,
+                "created": group.created,
+                "members": list(group.members),
+            }
+            writer.write({"kind": "group", **record})
 
     def publisher_records(self, writer: RecordWriter) -> None:
         """Every trusted publisher, on its index by name (after the indexes)."""
@@ -263,6 +273,7 @@ def _export(
             exporter.audit(writer)
             exporter.advisory_records(writer)
             exporter.block_records(writer)
+            exporter.group_records(writer)
             exporter.publisher_records(writer)
             serial = changelog_rows.max_serial(conn)
             handle.flush()

@@ -41,6 +41,7 @@ KINDS = (
     "audit",
     "advisory",
     "block",
+    "group",
     "publisher",
 )
 
@@ -56,6 +57,7 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "audit": ("at", "action"),
     "advisory": ("id", "project", "aliases", "affected", "fixed", "imported"),
     "block": ("index", "reason", "author", "created"),  # index: null for a server-wide block
+    "group": ("name", "members"),
     "publisher": ("index", "issuer", "audience", "claims"),
 }
 

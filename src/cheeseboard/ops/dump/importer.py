@@ -45,6 +45,7 @@ from cheeseboard.ops.dump.format import (
 from cheeseboard.ops.dump.upstream_names import shadowing
 from cheeseboard.services import toxresults
 from cheeseboard.services.errors import BadRequest
+from cheeseboard.services.groups import MAX_DESCRIPTION, MAX_GROUPS_PER_USER, MAX_MEMBERS
 from cheeseboard.services.publishers import MAX_PUBLISHERS
 from cheeseboard.services.users import DEVPI_SALTED_SHA256, pwhash_problem
 from cheeseboard.settings import DataDirLayout
@@ -53,6 +54,7 @@ from cheeseboard.store import (
     audit_rows,
     block_rows,
     changelog_rows,
+    group_rows,
     info,
     pg_changes,
     project_rows,
@@ -539,6 +541,33 @@ class _Loader:
         block_rows.add(self.conn, block, float(record["created"]))
         self.report.count("block")
 
+    def _group(self, record: dict[str, Any]) -> None:
+        """A local group and its members (users imported before it, or the target's); a merge
+        keeps a group the target has, as it is."""
+        name = str(record["name"])
+        _checked_names(("group", name))
+        members = record["members"]
+        if not isinstance(members, list) or not all(isinstance(m, str) for m in members):
+            raise DumpError("'members' must be a list of user names")
+        if len(members) > MAX_MEMBERS:
+            raise DumpError(f"a group has at most {MAX_MEMBERS} members")
+        missing = sorted(set(members) - set(self.user_ids))
+        if missing:
+            raise DumpError("no such user: " + ", ".join(missing))
+        if group_rows.load_groups(self.conn, name):
+            if not self.merge:
+                raise DumpError("the group exists twice in the dump")
+            self.report.kept.append(f"group {name}")
+            return
+        description = _text(record, "description", MAX_DESCRIPTION)
+        created = float(record.get("created") or time.time())
+        group_rows.create_group(self.conn, name, description, created)
+        for member in dict.fromkeys(members):
+            if group_rows.group_count(self.conn, member) >= MAX_GROUPS_PER_USER:
+                raise DumpError(f"user {member} would be in more than {MAX_GROUPS_PER_USER} groups")
+            group_rows.add_member(self.conn, name, member)
+        self.report.count("group")
+
     def _publisher(self, record: dict[str, Any]) -> None:
         """A trusted publisher of a stage index (imported before it, or the target's); a merge
         keeps one the index has already (same issuer, audience and claims)."""
@@ -599,6 +628,8 @@ class _Loader:
             changelog_rows.log_change(self.conn, None, None, ChangeKind.ADVISORIES)
         if self.report.created.get("block"):
             changelog_rows.log_change(self.conn, None, None, ChangeKind.BLOCKS)
+        if self.report.created.get("group"):
+            changelog_rows.log_change(self.conn, None, None, ChangeKind.GROUPS)
 
     def guard_upstream_names(self, allow: bool) -> None:
         """Refuse (or, when ``allow``, report) stage projects that would shadow a mirror's."""
