@@ -124,6 +124,7 @@ def test_a_good_token_signs_in_and_creates_the_user(
     assert entry["actor"] == "dave" and entry["detail"] == {
         "via": "oidc",
         "groups": ["devs", "ops"],
+        "cli": False,
     }
 
 
@@ -240,3 +241,20 @@ def test_a_bad_oidc_section_stops_the_server_with_one_line(tmp_path: Path) -> No
     assert result.returncode != 0
     assert "oidc.issuer must be an https:// URL" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("query", "reason"),
+    [
+        ("cli=80&cli_state=abcdefghijklmnopqrst", "cli must be a port number"),
+        ("cli=x&cli_state=abcdefghijklmnopqrst", "cli must be a port number"),
+        ("cli=4000&cli_state=short", "cli_state must be 16 to 128"),
+        ("cli=4000&cli_state=" + "a" * 20 + "%2F", "cli_state must be 16 to 128"),
+    ],
+)
+def test_a_bad_command_line_return_is_refused(
+    server: CheeseboardServer, provider: OwnProvider, query: str, reason: str
+) -> None:
+    status, headers, cookies, body = request(server, f"/+web/oidc/login?{query}")
+    assert status == 400 and reason in body
+    assert "location" not in headers and not cookies

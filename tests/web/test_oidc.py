@@ -1,11 +1,13 @@
 """Single sign-on in real headless Chromium against a real OpenID Connect provider process
 (``oidc-provider-mock``): the login page's button, the provider's own login page, and back
 signed in under the name the claims give; with auto-creation off, a clear refusal and no user.
-Forged, expired and replayed callbacks are in tests/integration/test_oidc_signin.py."""
+``cheeseboard login --sso`` ends with the client holding a working token. Forged, expired and
+replayed callbacks are in tests/integration/test_oidc_signin.py."""
 
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 
 from tests.support.api import call
+from tests.support.client_cli import SCRIPT, Cli, clean_env
 from tests.support.oidc import mock_provider, write_config
 from tests.support.server import ROOT_PASSWORD, ServerFactory
 from tests.support.upstream import UpstreamServer
@@ -84,3 +87,46 @@ def test_without_auto_creation_the_browser_sees_why(
     status, log = call(server.url, "GET", "/+audit?action=login-failed", auth=ROOT)
     assert status == 200
     assert [e["detail"]["via"] for e in log["result"]] == ["oidc"]
+
+
+def test_cli_login_through_the_browser_stores_a_working_token(
+    page: Any,
+    issuer: str,
+    server_factory: ServerFactory,
+    html_upstream: UpstreamServer,
+    tmp_path: Path,
+) -> None:
+    config = write_config(tmp_path / "oidc.yaml", issuer, auto_create=True)
+    server = server_factory.start(html_upstream.simple_url, "--config", str(config))
+    cli = Cli(tmp_path / "client")
+    cli.ok("use", server.url)
+    process = subprocess.Popen(
+        [str(SCRIPT), "login", "--sso", "--no-browser", "--timeout", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=clean_env(tmp_path / "client"),
+    )
+    try:
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        url = line.split("sign in through your browser: ", 1)[1].strip()
+        page.goto(url)
+        page.wait_for_url(re.compile(r".*/oauth2/authorize.*"))
+        page.get_by_role("button", name="erin-sub").click()
+        page.wait_for_url(re.compile(r"http://127\.0\.0\.1:\d+/callback.*"))
+        assert "the command line has its token" in page.locator("#done").inner_text()
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert "logged in as erin" in out
+    # The browser got no web session: the token went to the command line only.
+    assert not [c for c in page.context.cookies() if c["name"] == "cheeseboard_session"]
+    cli.ok("user", "-m", "erin", "email=erin@example.com")  # needs erin's own credentials
+    status, user = call(server.url, "GET", "/erin", auth=ROOT)
+    assert status == 200 and user["result"]["email"] == "erin@example.com", user
+    status, log = call(server.url, "GET", "/+audit?action=login", auth=ROOT)
+    assert status == 200
+    assert [(e["actor"], e["detail"]["cli"]) for e in log["result"]] == [("erin", True)]

@@ -68,11 +68,30 @@ def use(session: Session, target: str | None, list_: bool) -> None:
 
 
 @cli.command(short_help="Log in and store a token (never the password).")
-@click.argument("user")
+@click.argument("user", required=False)
 @click.option("--password", help="Password (prompted for on a terminal if omitted).")
+@click.option("--sso", is_flag=True, help="Sign in through the server's single sign-on (OIDC).")
+@click.option("--no-browser", is_flag=True, help="With --sso: only print the URL to open.")
+@click.option(
+    "--timeout", type=click.FloatRange(1, 3600), default=300, help="With --sso: seconds to wait."
+)
 @pass_session
-def login(session: Session, user: str, password: str | None) -> None:
-    """Log in and store a token."""
+def login(
+    session: Session,
+    user: str | None,
+    password: str | None,
+    sso: bool,
+    no_browser: bool,
+    timeout: float,
+) -> None:
+    """Log in and store a token: USER with a password, or --sso through a browser."""
+    if sso:
+        from cheeseboard.client import sso as single_sign_on
+
+        single_sign_on.login_sso(session.config, session.out, timeout, not no_browser)
+        return
+    if user is None:
+        raise ClientError("which user?", "pass USER (and --password), or --sso")
     if password is None:
         password = session.config.password if session.config.user == user else None
     if password is None:

@@ -51,6 +51,16 @@ class SignedIn:
     next: str
     groups: frozenset[str]
     created: bool
+    cli: CliReturn | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CliReturn:
+    """Where a command-line sign-in (``cheeseboard login --sso``) gets its token: a port on the
+    browser's own loopback, and the state the client made to recognise the answer."""
+
+    port: int
+    state: str
 
 
 def _b64(data: bytes) -> str:
@@ -84,18 +94,19 @@ class SsoService:
 
     # --- the flow cookie ----------------------------------------------------------------------
 
-    def _seal(self, request: Request, next_path: str) -> str:
+    def _seal(self, request: Request, next_path: str, cli: CliReturn | None) -> str:
         payload = {
             "s": request.state,
             "n": request.nonce,
             "v": request.verifier,
             "x": next_path,
             "e": int(time.time()) + FLOW_LIFETIME,
+            "c": [cli.port, cli.state] if cli else None,
         }
         body = _b64(json.dumps(payload, separators=(",", ":")).encode())
         return f"{body}.{self._auth.tokens.derive('oidc-flow', body)}"
 
-    def _open(self, cookie: str | None) -> tuple[Request, str]:
+    def _open(self, cookie: str | None) -> tuple[Request, str, CliReturn | None]:
         if not cookie or len(cookie) > MAX_FLOW_COOKIE or "." not in cookie:
             raise OidcRefused("no sign-in was started in this browser (or it took too long)")
         body, _, mac = cookie.rpartition(".")
@@ -105,20 +116,23 @@ class SsoService:
             payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
             request = Request(str(payload["s"]), str(payload["n"]), str(payload["v"]))
             expires, next_path = int(payload["e"]), str(payload["x"])
+            cli = CliReturn(int(payload["c"][0]), str(payload["c"][1])) if payload["c"] else None
         except (binascii.Error, ValueError, KeyError, TypeError):
             raise OidcRefused("the sign-in cookie is malformed") from None
         if time.time() > expires:
             raise OidcRefused("the sign-in took longer than 10 minutes; start again")
-        return request, next_path
+        return request, next_path, cli
 
     # --- the flow -----------------------------------------------------------------------------
 
-    async def begin(self, redirect_uri: str, next_path: str) -> tuple[str, str]:
+    async def begin(
+        self, redirect_uri: str, next_path: str, cli: CliReturn | None = None
+    ) -> tuple[str, str]:
         """The provider's authorization URL to send the browser to, and the flow cookie."""
         client = self._configured()
         request = Request.new()
         url = await client.authorization_url(request, redirect_uri)
-        return url, self._seal(request, next_path)
+        return url, self._seal(request, next_path, cli)
 
     async def finish(
         self, cookie: str | None, query: Mapping[str, str], redirect_uri: str
@@ -134,7 +148,7 @@ class SsoService:
         self, cookie: str | None, query: Mapping[str, str], redirect_uri: str
     ) -> SignedIn:
         client = self._configured()
-        request, next_path = self._open(cookie)
+        request, next_path, cli = self._open(cookie)
         if "error" in query:
             reason = query["error"][:100]
             raise OidcRefused(f"the provider did not sign you in ({reason})")
@@ -149,13 +163,14 @@ class SsoService:
         id_token = await client.exchange(code, request.verifier, redirect_uri)
         claims = await client.verify(id_token, request.nonce)
         name, groups = self._map(client.settings, claims)
-        created = await self._ensure_user(client.settings, name, groups)
+        created = await self._ensure_user(client.settings, name, groups, cli is not None)
         record = self._auth.user(name)
         if record is None:  # deleted in between
             raise OidcRefused(f"user {name!r} does not exist")
         if not created:
-            await self._record(name, "login", {"via": SOURCE, "groups": sorted(groups)})
-        return SignedIn(name, self._auth.issue_token(record), next_path, groups, created)
+            detail = {"via": SOURCE, "groups": sorted(groups), "cli": cli is not None}
+            await self._record(name, "login", detail)
+        return SignedIn(name, self._auth.issue_token(record), next_path, groups, created, cli)
 
     @staticmethod
     def _map(settings: OidcSettings, claims: Mapping[str, object]) -> tuple[str, frozenset[str]]:
@@ -178,7 +193,9 @@ class SsoService:
                     groups.add(item.strip("/"))  # Keycloak sends paths such as /team
         return name, frozenset(g for g in groups if g)
 
-    async def _ensure_user(self, settings: OidcSettings, name: str, groups: frozenset[str]) -> bool:
+    async def _ensure_user(
+        self, settings: OidcSettings, name: str, groups: frozenset[str], cli: bool
+    ) -> bool:
         """Whether the user was created now; OidcRefused if it may not sign in this way."""
         exists, source = await self._db.read(oidc_rows.auth_source, name)
         if exists:
@@ -190,7 +207,7 @@ class SsoService:
                 f"there is no user {name!r} on this server; ask an administrator to create it"
             )
         who = audit.Actor(name, client_address.get())
-        await self._changes.write(_create_user, who, name, sorted(groups))
+        await self._changes.write(_create_user, who, name, sorted(groups), cli)
         return True
 
     async def _record(self, user: str | None, action: str, detail: dict[str, object]) -> None:
@@ -202,9 +219,11 @@ class SsoService:
             log.warning("could not record an OIDC sign-in (%s) from %s: %s", action, address, exc)
 
 
-def _create_user(tx: Transaction, who: audit.Actor, name: str, groups: list[str]) -> None:
+def _create_user(
+    tx: Transaction, who: audit.Actor, name: str, groups: list[str], cli: bool
+) -> None:
     """The account an OIDC sign-in makes, and its first sign-in, in one transaction."""
     oidc_rows.create_external_user(tx.conn, name, SOURCE)
     tx.log(None, None, ChangeKind.USER_CREATED)
     audit.record(tx, who, "user-create", name, {"via": SOURCE})
-    audit.record(tx, who, "login", name, {"via": SOURCE, "groups": groups})
+    audit.record(tx, who, "login", name, {"via": SOURCE, "groups": groups, "cli": cli})

@@ -8,6 +8,8 @@ answer 404 when no ``oidc:`` section is configured.
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
@@ -15,9 +17,9 @@ from cheeseboard.http.access import PUBLIC, GuardedRoute
 from cheeseboard.http.state import base_url, services
 from cheeseboard.http.ui import session as sessions
 from cheeseboard.http.ui.templating import FLASH_COOKIE, render
-from cheeseboard.services.errors import NotFound
+from cheeseboard.services.errors import BadRequest, NotFound
 from cheeseboard.services.oidc import OidcRefused, ProviderUnavailable
-from cheeseboard.services.sso import FLOW_LIFETIME, SsoService
+from cheeseboard.services.sso import FLOW_LIFETIME, CliReturn, SsoService
 
 FLOW_COOKIE = "cheeseboard_oidc"
 FLOW_PATH = "/+web/oidc/"
@@ -39,6 +41,19 @@ def _redirect_uri(request: Request) -> str:
     return f"{base_url(request)}+web/oidc/callback"
 
 
+def _cli(request: Request) -> CliReturn | None:
+    """``?cli=PORT&cli_state=S``: a ``cheeseboard login --sso`` waiting on the browser's
+    loopback (never another host: the token goes to 127.0.0.1 only)."""
+    port, state = request.query_params.get("cli"), request.query_params.get("cli_state", "")
+    if port is None:
+        return None
+    if not port.isdigit() or not 1024 <= int(port) <= 65535:
+        raise BadRequest("cli must be a port number from 1024 to 65535")
+    if not 16 <= len(state) <= 128 or not state.replace("-", "").replace("_", "").isalnum():
+        raise BadRequest("cli_state must be 16 to 128 URL-safe characters")
+    return CliReturn(int(port), state)
+
+
 def _local(target: str | None) -> str:
     """Only a path on this server may be where a sign-in ends (no open redirects)."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
@@ -52,7 +67,7 @@ async def oidc_login(request: Request) -> Response:
         raise NotFound("single sign-on is not configured on this server")
     try:
         url, cookie = await service.begin(
-            _redirect_uri(request), _local(request.query_params.get("next"))
+            _redirect_uri(request), _local(request.query_params.get("next")), _cli(request)
         )
     except OidcRefused as exc:
         return _refused(request, exc)
@@ -78,6 +93,12 @@ async def oidc_callback(request: Request) -> Response:
         done = await service.finish(request.cookies.get(FLOW_COOKIE), query, _redirect_uri(request))
     except OidcRefused as exc:
         return _refused(request, exc)
+    if done.cli is not None:  # the command line gets the token; the browser no session
+        answer = {"state": done.cli.state, "user": done.user, "token": done.token}
+        back = f"http://127.0.0.1:{done.cli.port}/callback?{urlencode(answer)}"
+        response = RedirectResponse(back, status_code=303)
+        response.delete_cookie(FLOW_COOKIE, path=FLOW_PATH)
+        return response
     response = RedirectResponse(done.next, status_code=303)
     response.set_cookie(
         FLASH_COOKIE, f"Signed in as {done.user}.", max_age=60, path="/", httponly=True
