@@ -228,6 +228,19 @@ def _to_ca_bundle(value: object) -> str | None:
     return None if path is None else check_ca_bundle(path)
 
 
+def _to_issuers(value: object) -> tuple[str, ...]:
+    """OIDC issuers: https URLs (plain http only on loopback, for tests), no trailing slash."""
+    from urllib.parse import urlsplit
+
+    issuers = tuple(url.rstrip("/") for url in _to_url_prefixes(value))
+    for url in issuers:
+        host = urlsplit(url).hostname
+        local = url.startswith("http://") and host in ("127.0.0.1", "localhost", "::1")
+        if not (url.startswith("https://") or local):
+            raise ValueError(f"an OIDC issuer must be an https:// URL, got {url!r}")
+    return issuers
+
+
 def _to_audience(value: object) -> str:
     text = str(value).strip()
     if not text or len(text) > 200 or not text.isprintable():
@@ -395,7 +408,7 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "oidc-issuers",
-        _to_url_prefixes,
+        _to_issuers,
         (),
         "OpenID Connect issuers whose ID tokens trusted publishers may exchange for upload "
         "tokens (e.g. https://token.actions.githubusercontent.com,https://gitlab.com); none: "
