@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.test_web_pages import Browser
 from tests.support.api import call, twine_upload
 from tests.support.certs import make_ca
 from tests.support.ci_issuer import (
@@ -489,3 +490,20 @@ def test_export_and_import_keep_publishers(
         assert status == 200, body
     finally:
         copy.stop()
+
+
+def test_index_page_shows_publishers_to_who_manages_the_index(
+    server: CheeseboardServer, publishers: dict[str, int]
+) -> None:
+    """The owner sees the index's publishers in the web UI; others and anonymous do not."""
+    owner = Browser(server.url)
+    assert owner.login(*ALICE) == 303
+    status, _, page = owner.get("/alice/dev")
+    assert status == 200
+    assert "Trusted publishers" in page and "octo/widget" in page and "release.yml" in page
+    other = Browser(server.url)
+    assert other.login(*BOB) == 303
+    for viewer in (Browser(server.url), other):
+        status, _, page = viewer.get("/alice/dev")
+        assert status == 200
+        assert "Trusted publishers" not in page and "octo/widget" not in page

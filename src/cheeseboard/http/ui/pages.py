@@ -7,11 +7,13 @@ their simple pages and JSON. Nothing here changes state: forms post to http/ui/a
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from cheeseboard import __version__
+from cheeseboard.core import acl
 from cheeseboard.core.indexconfig import POLICY_KEYS
 from cheeseboard.core.names import normalize_project_name
 from cheeseboard.http.access import PUBLIC, READ
@@ -20,6 +22,7 @@ from cheeseboard.http.ui import session as sessions
 from cheeseboard.http.ui.browser import BrowserRoute, WebRoute, web_reader
 from cheeseboard.http.ui.templating import render
 from cheeseboard.http.ui.views import guard_view, project_view
+from cheeseboard.services.auth import Identity
 from cheeseboard.services.errors import BadRequest, NotFound
 from cheeseboard.services.visibility import Reader
 from cheeseboard.store.records import IndexRecord
@@ -145,7 +148,15 @@ async def index_page(request: Request) -> Response:
         bases=bases,
         usage=_usage(base_url(request), index),
         guard=guard_view(app, index, session.user),
+        publishers=await _publishers(app, index, session.user),
     )
+
+
+async def _publishers(app: AppServices, index: IndexRecord, user: str | None) -> list[Any] | None:
+    """The index's trusted publishers, for those who manage it (None: not shown)."""
+    if index.type != "stage" or not acl.may_modify_index(user, index.user).allowed:
+        return None
+    return await app.publishers.list(Identity(user), index.user, index.name)
 
 
 async def project_page(request: Request) -> Response:
