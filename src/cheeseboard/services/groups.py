@@ -20,7 +20,7 @@ from cheeseboard.core.names import InvalidName, checked_segment_name
 from cheeseboard.services import audit
 from cheeseboard.services.auth import AuthService, Forbidden, Identity, Unauthorized
 from cheeseboard.services.changes import ChangeFeed, Transaction
-from cheeseboard.services.errors import BadRequest, CheeseboardError, NotFound
+from cheeseboard.services.errors import BadRequest, NotFound
 from cheeseboard.store import group_rows
 from cheeseboard.store.db import Database
 from cheeseboard.store.group_rows import GroupRow
@@ -31,10 +31,6 @@ MAX_GROUPS_PER_USER = 100
 MAX_DESCRIPTION = 1000
 MAX_CHANGES = 1000
 """User names in one PATCH's ``add`` and ``remove`` together."""
-
-
-class GroupExists(CheeseboardError):
-    """Raised when the group to create exists already."""
 
 
 def group_json(row: GroupRow) -> dict[str, Any]:

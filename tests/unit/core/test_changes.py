@@ -13,13 +13,14 @@ def test_values_are_the_stored_strings() -> None:
         "index-created", "index-modified", "index-deleted",
         "upload", "doc-upload", "push", "remove", "yank", "unyank",
         "mirror-page", "mirror-checked", "mirror-file", "mirror-file-cached",
-        "blocks", "advisories", "project-status", "toxresult",
+        "blocks", "advisories", "project-status", "toxresult", "groups",
     }  # fmt: skip
 
 
 def test_what_each_kind_concerns() -> None:
     accounts = {k for k in ChangeKind if k.concerns_accounts}
-    assert accounts == {k for k in ChangeKind if k.value.startswith(("user-", "token-"))}
+    credentials = {k for k in ChangeKind if k.value.startswith(("user-", "token-"))}
+    assert accounts == credentials | {ChangeKind.GROUPS}  # members: who a :group:NAME names
     indexes = {k for k in ChangeKind if k.concerns_indexes}
     assert indexes == {k for k in ChangeKind if k.value.startswith("index-")}
     assert [k for k in ChangeKind if k.only_caches_bytes] == [ChangeKind.MIRROR_FILE_CACHED]
