@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -507,3 +508,54 @@ def test_index_page_shows_publishers_to_who_manages_the_index(
         status, _, page = viewer.get("/alice/dev")
         assert status == 200
         assert "Trusted publishers" not in page and "octo/widget" not in page
+
+
+def test_publishers_of_two_indexes_need_the_index_named(
+    server: CheeseboardServer, issuer: LocalIssuer
+) -> None:
+    """A token matching publishers of two indexes is refused unless the request names one;
+    the minted token then uploads only there."""
+    claims = _github_publisher(repository="octo/twin")
+    ids = {index: _add(server, issuer, index, claims) for index in ("alice/dev", "alice/other")}
+    try:
+        token = github_claims(repository="octo/twin")
+        status, body = mint(server, issuer.sign(token))
+        assert status == 422, body
+        assert body["errors"][0]["code"] == "ambiguous-publisher"
+        assert "alice/dev" in body["errors"][0]["description"]
+        request = {"token": issuer.sign(token), "index": "alice/other"}
+        status, body = call(server.url, "POST", "/_/oidc/mint-token", request)
+        assert status == 200, body
+        scoped = ("__token__", body["token"])
+        assert call(server.url, "GET", "/alice/+tokens", auth=scoped)[0] == 403
+        status, tokens = call(server.url, "GET", "/alice/+tokens", auth=ALICE)
+        minted = [t for t in tokens["result"] if t["description"].startswith("trusted publisher")]
+        assert minted[-1]["indexes"] == ["alice/other"] and minted[-1]["scope"] == "upload"
+    finally:
+        for index, publisher_id in ids.items():
+            path = f"/{index}/+publishers/{publisher_id}"
+            assert call(server.url, "DELETE", path, auth=ALICE)[0] == 200
+
+
+def test_one_use_across_workers(
+    tmp_path_factory: pytest.TempPathFactory, issuer: LocalIssuer
+) -> None:
+    """The same ID token sent 8 times at once to a 2-worker server mints exactly once."""
+    factory = ServerFactory(tmp_path_factory.mktemp("trusted-publishing-workers"))
+    with UpstreamServer(mode="html") as upstream:
+        try:
+            started = factory.start(
+                upstream.simple_url, "--workers", "2", "--oidc-issuers", issuer.url
+            )
+            assert call(started.url, "PUT", "/alice", {"password": ALICE[1]}, auth=ROOT)[0] == 201
+            assert call(started.url, "PUT", "/alice/dev", {"bases": []}, auth=ROOT)[0] == 200
+            _add(started, issuer, "alice/dev", _github_publisher())
+            token = issuer.sign(github_claims())
+            with ThreadPoolExecutor(8) as pool:
+                answers = list(pool.map(lambda _: mint(started, token), range(8)))
+            statuses = sorted(status for status, _ in answers)
+            assert statuses == [200] + [422] * 7, answers
+            codes = {body["errors"][0]["code"] for status, body in answers if status == 422}
+            assert codes == {"invalid-reuse-token"}
+        finally:
+            factory.stop_all()
