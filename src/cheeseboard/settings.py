@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from cheeseboard.ldap_settings import LdapSettings, LdapSettingsError, parse_ldap
 from cheeseboard.oidc_settings import OidcSettings, OidcSettingsError, parse_oidc
 from cheeseboard.tls import check_ca_bundle
 
@@ -520,6 +521,7 @@ class Settings:
     access_log: bool = True
     log_level: str = "info"
     oidc: OidcSettings | None = None  # the config file's oidc: section (oidc_settings.py)
+    ldap: LdapSettings | None = None  # the config file's ldap: section (ldap_settings.py)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
@@ -541,6 +543,7 @@ class Settings:
         data = json.loads(text)
         data["datadir"] = Path(data["datadir"])
         data["oidc"] = OidcSettings.from_mapping(data["oidc"]) if data.get("oidc") else None
+        data["ldap"] = LdapSettings.from_mapping(data["ldap"]) if data.get("ldap") else None
         for name in ("restrict_modify", "push_allow", "trusted_proxies", "oidc_issuers"):
             data[name] = tuple(data[name])
         return cls(**data)
@@ -569,7 +572,7 @@ def _read_config_file(path: Path) -> dict[str, object]:
     values: dict[str, object] = {}
     for key, value in section.items():
         name = str(key).replace("_", "-")
-        if name == "oidc":  # a section of its own, checked by resolve (oidc_settings.py)
+        if name in ("oidc", "ldap"):  # sections of their own, checked by resolve
             values[name] = value
             continue
         if name not in _BY_NAME and name != "datadir":
@@ -617,6 +620,10 @@ def resolve(
     try:
         resolved["oidc"] = parse_oidc(file_values.get("oidc"))
     except OidcSettingsError as exc:
+        raise SettingsError(f"config file {config_file}: {exc}") from exc
+    try:
+        resolved["ldap"] = parse_ldap(file_values.get("ldap"))
+    except LdapSettingsError as exc:
         raise SettingsError(f"config file {config_file}: {exc}") from exc
     known = {f.name for f in fields(Settings)}
     return Settings(**{k: v for k, v in resolved.items() if k in known}, sources=sources)  # type: ignore[arg-type]

@@ -25,6 +25,7 @@ from cheeseboard.services.errors import (
     UpstreamFailed,
     Withheld,
 )
+from cheeseboard.services.ldap import DirectoryUnavailable
 from cheeseboard.services.push import PushConflict, PushFailed
 from cheeseboard.services.throttle import TooManyAttempts
 from cheeseboard.services.uploads import TooLarge, UploadConflict, UploadRefused
@@ -54,6 +55,7 @@ STATUSES: tuple[tuple[type[CheeseboardError], int], ...] = (
     (UpstreamFailed, 502),
     (PushFailed, 502),
     (UpstreamNameUnchecked, 503),
+    (DirectoryUnavailable, 503),  # LDAP down: its users only (local ones sign in as before)
 )
 
 # A full disk (or quota) is the operator's to fix, not a bug: 507 with the reason, no traceback.

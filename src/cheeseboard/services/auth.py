@@ -35,7 +35,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import Headers
@@ -45,10 +45,13 @@ from cheeseboard.core.tokens import TokenCheck, TokenSigner
 from cheeseboard.services.errors import CheeseboardError
 from cheeseboard.services.throttle import Attempt, LoginThrottle, VerifyGate, client_address
 from cheeseboard.services.users import verify_password
-from cheeseboard.store import accounts, audit_rows, group_rows
+from cheeseboard.store import accounts, audit_rows, group_rows, identity_rows
 from cheeseboard.store.db import Database
 from cheeseboard.store.records import Change, UserRecord
 from cheeseboard.store.tokens import TokenRecord, load_revoked, load_tokens
+
+if TYPE_CHECKING:
+    from cheeseboard.services.directory_signin import DirectorySignIn
 
 Action = Literal["read", "upload", "manage"]
 T = TypeVar("T")
@@ -120,7 +123,8 @@ class _Verified:
 
     user: str
     token_id: str | None
-    expires: float | None  # a token's expiry; None for a password
+    expires: float | None  # a token's expiry, a directory check's; None for a local password
+    groups: frozenset[str] | None = None  # a directory user's groups, with the local ones
 
 
 class AuthService:
@@ -132,8 +136,13 @@ class AuthService:
         tokens: TokenSigner,
         throttle: LoginThrottle | None = None,
         gate: VerifyGate | None = None,
+        directory: DirectorySignIn | None = None,
     ) -> None:
         self._db = db
+        self.directory = directory
+        self._sources: dict[str, str] = {}  # accounts an identity source made -> the source
+        # a directory user -> its directory groups and until when they count (cache_seconds)
+        self._directory_groups: dict[str, tuple[frozenset[str], float]] = {}
         self.tokens = tokens
         self.throttle = throttle or LoginThrottle(limit=10, window=300.0)
         self.gate = gate or VerifyGate()
@@ -152,8 +161,9 @@ class AuthService:
         scoped = {t.id: t for t in await self._db.read(load_tokens)}
         revoked = frozenset(await self._db.read(load_revoked, time.time()))
         groups = await self._db.read(group_rows.load_memberships)
+        sources = await self._db.read(identity_rows.load_auth_sources)
         self._users, self.scoped, self._revoked = users, scoped, revoked
-        self._groups = groups
+        self._groups, self._sources = groups, sources
         self._generation += 1
         self._verified.clear()
 
@@ -202,7 +212,7 @@ class AuthService:
             if not self._check_scope(known.token_id, action, index):
                 return ANONYMOUS
             return Identity(user, self._token_indexes(known.token_id), self.groups_of(user))
-        return Identity(user, None, self.groups_of(user))
+        return Identity(user, None, self.groups_of(user) if known.groups is None else known.groups)
 
     def identify_known(self, headers: Mapping[str, str], index: str | None) -> Identity | None:
         """``identify(headers, "read", index)`` when memory answers it (no credentials, or
@@ -224,11 +234,24 @@ class AuthService:
             except (Unauthorized, Forbidden):
                 return None
             return Identity(user, self._token_indexes(known.token_id), self.groups_of(user))
-        return Identity(user, None, self.groups_of(user))
+        return Identity(user, None, self.groups_of(user) if known.groups is None else known.groups)
 
     def groups_of(self, user: str) -> frozenset[str]:
-        """The local groups ``user`` is in (from memory: no query on the hot path)."""
-        return self._groups.get(user, _NO_GROUPS)
+        """The groups ``user`` is in (from memory: no query on the hot path): its local ones,
+        and a directory user's from its last directory check here, for ``cache_seconds``."""
+        local = self._groups.get(user, _NO_GROUPS)
+        remembered = self._directory_groups.get(user)
+        if remembered is None:
+            return local
+        if time.time() >= remembered[1]:
+            del self._directory_groups[user]
+            return local
+        return local | remembered[0]
+
+    def is_local(self, user: str) -> bool:
+        """Whether ``user`` has a local account with a local password (checked here, never
+        against a directory)."""
+        return user in self._users and user not in self._sources
 
     def _token_indexes(self, token_id: str) -> frozenset[str]:
         scoped = self.scoped.get(token_id)
@@ -310,16 +333,34 @@ class AuthService:
     async def _verify(self, user: str, secret: str) -> _Verified:
         """Check a password or token."""
         record = self._users.get(user)
-        if record is None:
-            raise UnknownUser(user)
-        if self.tokens.looks_like_token(secret):
+        if record is not None and self.tokens.looks_like_token(secret):
             check = self.check_token(secret, user)
             if check.user is None:
                 raise Unauthorized(f"user {user!r} could not be authenticated: {check.reason}")
             return _Verified(user, check.token_id, check.expires)
-        if not await self.check_password(record, secret):
-            raise Unauthorized(f"user {user!r} could not be authenticated")
-        return _Verified(user, None, None)
+        if record is not None and self.is_local(user):
+            if not await self.check_password(record, secret):
+                raise Unauthorized(f"user {user!r} could not be authenticated")
+            return _Verified(user, None, None)
+        if self.directory is None:
+            raise (
+                UnknownUser(user)
+                if record is None
+                else Unauthorized(
+                    f"user {user!r} could not be authenticated: no identity source for it"
+                )
+            )
+        groups = await self._directory_check(user, secret, record is not None)
+        return _Verified(user, None, time.time() + self.directory.cache_seconds, groups)
+
+    async def _directory_check(self, user: str, password: str, has_account: bool) -> frozenset[str]:
+        """A directory user's password, checked by the directory (services/directory_signin.py):
+        its groups with its local ones, remembered for login tokens until ``cache_seconds``."""
+        assert self.directory is not None
+        found = await self.directory.check(user, password, has_account)
+        until = time.time() + self.directory.cache_seconds
+        self._directory_groups[user] = (found, until)
+        return self._groups.get(user, _NO_GROUPS) | found
 
     def _check_scope(self, token_id: str, action: Action, index: str | None) -> bool:
         """Whether the scoped token ``token_id`` acts as its owner for ``action`` on ``index``
@@ -361,6 +402,14 @@ class AuthService:
 
     async def _password_login(self, user: str, password: str) -> UserRecord:
         record = self._users.get(user)
-        if record is None or not await self.check_password(record, password):
+        if record is not None and self.is_local(user):
+            if not await self.check_password(record, password):
+                raise Unauthorized(f"user {user!r} could not be authenticated")
+            return record
+        if self.directory is None:
             raise Unauthorized(f"user {user!r} could not be authenticated")
+        await self._directory_check(user, password, record is not None)
+        record = self._users.get(user)  # made by the first sign-in, and loaded by now
+        if record is None:
+            raise Unauthorized(f"user {user!r} has no account yet; try again")
         return record

@@ -21,12 +21,14 @@ from cheeseboard.services.auth import AuthService
 from cheeseboard.services.blocks import BlockService
 from cheeseboard.services.browse import BrowseService
 from cheeseboard.services.changes import ChangeFeed
+from cheeseboard.services.directory_signin import DirectorySignIn
 from cheeseboard.services.docs import DocService
 from cheeseboard.services.files import FileService
 from cheeseboard.services.groups import GroupService
 from cheeseboard.services.guard import ReleaseGuard
 from cheeseboard.services.indexes import IndexRegistry
 from cheeseboard.services.issuer_keys import IssuerKeys
+from cheeseboard.services.ldap import Directory
 from cheeseboard.services.locks import SharedLocks
 from cheeseboard.services.mirror import MirrorRefresher
 from cheeseboard.services.pages import PageService
@@ -128,7 +130,8 @@ async def open_services(settings: Settings) -> AsyncIterator[AppServices]:
         throttle = LoginThrottle(settings.login_attempts, settings.login_window)
         # Password checks share the cores among the workers: argon2 work is bounded server-wide.
         gate = VerifyGate(max(1, (os.cpu_count() or 1) // settings.workers))
-        auth = AuthService(db, TokenSigner(secret), throttle, gate)
+        directory = _directory(settings, changes)
+        auth = AuthService(db, TokenSigner(secret), throttle, gate, directory)
         await auth.load()
         account_service = AccountService(settings, db, changes, auth, indexes)
         changes.subscribe(auth.on_change)
@@ -178,6 +181,13 @@ async def open_services(settings: Settings) -> AsyncIterator[AppServices]:
                 settings.oidc_audience,
             ),
         )
+
+
+def _directory(settings: Settings, changes: ChangeFeed) -> DirectorySignIn | None:
+    """Sign-in against the config file's LDAP directory, if it names one."""
+    if settings.ldap is None:
+        return None
+    return DirectorySignIn(Directory(settings.ldap), changes)
 
 
 async def _signing_secret(settings: Settings, db: Database) -> bytes:

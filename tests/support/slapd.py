@@ -1,0 +1,115 @@
+"""A real OpenLDAP ``slapd`` for the LDAP tests: Debian's package, started on a free loopback
+port with a generated ``slapd.conf`` in a temporary directory and seeded with ``ldapadd``.
+
+The directory (``dc=example,dc=org``): people ``alice`` and ``bob`` (enabled), ``carol``
+(``description: disabled``: the tests' filters leave her out), groups ``devs`` (alice) and
+``ops`` (bob) as ``groupOfNames``. ``cn=admin`` is the bind DN of bind-and-search.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from tests.support.process import ManagedProcess
+from tests.support.server import free_port
+from tests.support.services import service_missing
+
+SLAPD = Path("/usr/sbin/slapd")
+SUFFIX = "dc=example,dc=org"
+ADMIN_DN = f"cn=admin,{SUFFIX}"
+ADMIN_PASSWORD = "admin-ldap-pw"
+PASSWORDS = {"alice": "alice-ldap-pw", "bob": "bob-ldap-pw", "carol": "carol-ldap-pw"}
+SCHEMAS = ("core", "cosine", "inetorgperson", "nis")
+
+_CONF = """\
+{includes}
+modulepath /usr/lib/ldap
+moduleload back_mdb
+pidfile {dir}/slapd.pid
+database mdb
+maxsize 10485760
+suffix "{suffix}"
+rootdn "{admin}"
+rootpw {password}
+directory {dir}/db
+access to attrs=userPassword by self read by anonymous auth by * none
+access to * by * read
+"""
+
+
+def _person(name: str, disabled: bool = False) -> str:
+    note = "description: disabled\n" if disabled else ""
+    return (
+        f"dn: uid={name},ou=people,{SUFFIX}\nobjectClass: inetOrgPerson\nuid: {name}\n"
+        f"cn: {name.title()}\nsn: {name.title()}\nuserPassword: {PASSWORDS[name]}\n{note}\n"
+    )
+
+
+def _group(name: str, *members: str) -> str:
+    lines = "".join(f"member: uid={m},ou=people,{SUFFIX}\n" for m in members)
+    return f"dn: cn={name},ou=groups,{SUFFIX}\nobjectClass: groupOfNames\ncn: {name}\n{lines}\n"
+
+
+SEED = (
+    f"dn: {SUFFIX}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n\n"
+    f"dn: ou=people,{SUFFIX}\nobjectClass: organizationalUnit\nou: people\n\n"
+    f"dn: ou=groups,{SUFFIX}\nobjectClass: organizationalUnit\nou: groups\n\n"
+    + _person("alice")
+    + _person("bob")
+    + _person("carol", disabled=True)
+    + _group("devs", "alice")
+    + _group("ops", "bob")
+)
+
+
+class Slapd:
+    """One slapd over one directory; ``stop`` and ``start`` keep its data."""
+
+    def __init__(self, base: Path) -> None:
+        if not SLAPD.exists() or shutil.which("ldapadd") is None:
+            service_missing(
+                "slapd and ldap-utils are not installed (apt-get install slapd ldap-utils)"
+            )
+        self.base = base
+        self.port = free_port()
+        self.url = f"ldap://127.0.0.1:{self.port}"
+        (base / "db").mkdir(parents=True, exist_ok=True)
+        includes = "\n".join(f"include /etc/ldap/schema/{s}.schema" for s in SCHEMAS)
+        conf = _CONF.format(
+            includes=includes, dir=base, suffix=SUFFIX, admin=ADMIN_DN, password=ADMIN_PASSWORD
+        )
+        (base / "slapd.conf").write_text(conf)
+        self.managed: ManagedProcess | None = None
+
+    def start(self) -> None:
+        command = [str(SLAPD), "-f", str(self.base / "slapd.conf"), "-h", self.url + "/", "-d", "0"]
+        self.managed = ManagedProcess(command, name="slapd", log_path=self.base / "slapd.log")
+        self.managed.start()
+        deadline = time.monotonic() + 20
+        while self.ldap("ldapwhoami", check=False).returncode != 0:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"slapd did not answer:\n{self.managed.log()}")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.managed is not None:
+            self.managed.stop()
+        self.managed = None
+
+    def seed(self) -> None:
+        self.ldap("ldapadd", stdin=SEED)
+
+    def modify(self, ldif: str) -> None:
+        self.ldap("ldapmodify", stdin=ldif)
+
+    def ldap(
+        self, tool: str, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        command = [tool, "-x", "-H", self.url, "-D", ADMIN_DN, "-w", ADMIN_PASSWORD, *args]
+        result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=30)
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{tool} failed: {result.stderr}")
+        return result
