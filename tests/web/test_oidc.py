@@ -1,6 +1,7 @@
 """Single sign-on in real headless Chromium against a real OpenID Connect provider process
 (``oidc-provider-mock``): the login page's button, the provider's own login page, and back
-signed in under the name the claims give; with auto-creation off, a clear refusal and no user.
+signed in under the name the claims give and with the groups they name; with auto-creation
+off, a clear refusal and no user.
 ``cheeseboard login --sso`` ends with the client holding a working token. Forged, expired and
 replayed callbacks are in tests/integration/test_oidc_signin.py."""
 
@@ -61,6 +62,17 @@ def test_sign_in_through_the_provider_creates_the_user(
     assert [(e["actor"], e["target"], e["detail"]) for e in log["result"]] == [
         ("erin", "erin", {"via": "oidc"})
     ]
+    # The provider's groups count in this session: erin reads an index only "devs" may read.
+    private = {"bases": "", "acl_read": [":group:devs"]}
+    assert call(server.url, "PUT", "/root/devs-only", private, auth=ROOT)[0] == 200
+    assert page.goto(f"{server.url}root/devs-only").status == 200
+    assert page.locator("h1").first.inner_text().startswith("root/devs-only")
+    groups = [c for c in page.context.cookies() if c["name"] == "cheeseboard_groups"]
+    assert groups and groups[0]["httpOnly"]
+    page.context.clear_cookies(name="cheeseboard_groups")  # the same session without them
+    assert page.goto(f"{server.url}root/devs-only").status in (403, 404)
+    page.context.add_cookies(groups)
+    page.goto(server.url)
     # The session is a normal one: signing out works as after a password sign-in.
     page.get_by_role("button", name="Sign out").click()
     page.wait_for_url(server.url)

@@ -17,6 +17,7 @@ from cheeseboard.http.access import PUBLIC, GuardedRoute
 from cheeseboard.http.state import base_url, services
 from cheeseboard.http.ui import session as sessions
 from cheeseboard.http.ui.templating import FLASH_COOKIE, render
+from cheeseboard.services import session_groups
 from cheeseboard.services.errors import BadRequest, NotFound
 from cheeseboard.services.oidc import OidcRefused, ProviderUnavailable
 from cheeseboard.services.sso import FLOW_LIFETIME, CliReturn, SsoService
@@ -107,6 +108,17 @@ async def oidc_callback(request: Request) -> Response:
     sessions.set_session(
         response, request, done.token, app.auth.tokens.lifetime, app.settings.outside_url
     )
+    if done.groups:  # the provider's groups, for this session only (services/session_groups.py)
+        value, _ = session_groups.seal(app.auth.tokens, done.token, done.groups)
+        response.set_cookie(
+            session_groups.GROUPS_COOKIE,
+            value,
+            max_age=app.auth.tokens.lifetime,
+            path="/",
+            httponly=True,
+            samesite="lax",
+            secure=_redirect_uri(request).startswith("https:"),
+        )
     response.delete_cookie(FLOW_COOKIE, path=FLOW_PATH)
     return response
 

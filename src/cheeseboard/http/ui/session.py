@@ -23,7 +23,9 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cheeseboard.services import session_groups
 from cheeseboard.services.auth import AuthService, Forbidden, Identity
+from cheeseboard.services.session_groups import GROUPS_COOKIE
 
 SESSION_COOKIE = "cheeseboard_session"
 LOGIN_COOKIE = "cheeseboard_login"  # the login form's double-submit value
@@ -58,7 +60,10 @@ def current(request: Request, auth: AuthService) -> Session:
     if token:
         owner = auth.session_user(token)
         if owner is not None:
-            return Session(owner, auth.tokens.derive("csrf", token), auth.groups_of(owner))
+            # Local groups, and those the identity provider named at an OIDC sign-in.
+            given = session_groups.opened(auth.tokens, token, request.cookies.get(GROUPS_COOKIE))
+            groups = auth.groups_of(owner) | given
+            return Session(owner, auth.tokens.derive("csrf", token), groups)
     anonymous_value = request.cookies.get(LOGIN_COOKIE) or ""
     return Session(None, auth.tokens.derive("login", anonymous_value) if anonymous_value else "")
 
@@ -125,3 +130,4 @@ def session_token(request: Request) -> str | None:
 
 def clear_session(response: Response) -> None:
     response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(GROUPS_COOKIE, path="/")
