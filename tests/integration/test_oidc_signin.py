@@ -258,3 +258,15 @@ def test_a_bad_command_line_return_is_refused(
     status, headers, cookies, body = request(server, f"/+web/oidc/login?{query}")
     assert status == 400 and reason in body
     assert "location" not in headers and not cookies
+
+
+def test_an_unreachable_provider_gives_a_clear_502(
+    server: CheeseboardServer, provider: OwnProvider
+) -> None:
+    provider.stop()  # discovery has not been fetched yet: nothing cached
+    status, headers, cookies, body = request(server, "/+web/oidc/login")
+    assert status == 502 and "discovery document is unreachable" in body
+    assert "location" not in headers
+    assert not [c for c in cookies if c.startswith("cheeseboard_oidc=") and "Max-Age=0" not in c]
+    status, log = call(server.url, "GET", "/+audit?action=login", auth=ROOT)
+    assert status == 200 and log["result"] == []
