@@ -41,6 +41,8 @@ class LocalIssuer:
         self.ec = ECKey.generate_key("P-256", parameters={"kid": "ec-1"}, private=True)
         self.published: list[RSAKey | ECKey] = [self.rsa, self.ec]
         self.jwks_requests = 0
+        self.discovery_requests = 0
+        self.failing = False  # answer 503 to discovery (an issuer that is down)
         self.github_claims: dict[str, Any] = {}  # what the Actions endpoint signs
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -119,6 +121,10 @@ class LocalIssuer:
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 if parts.path == "/.well-known/openid-configuration":
+                    issuer.discovery_requests += 1
+                    if issuer.failing:
+                        self._json({"message": "down"}, 503)
+                        return
                     self._json({"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks"})
                 elif parts.path == "/jwks":
                     issuer.jwks_requests += 1

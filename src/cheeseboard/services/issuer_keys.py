@@ -7,7 +7,8 @@ origin be a non-public address (the operator named it; a ``jwks_uri`` elsewhere 
 network is refused, as any URL a third party chose). A key set is kept for ``ttl`` seconds. A
 token naming a key id we do not have (the issuer rotated its keys) refetches at once, but at
 most once per ``refetch_interval`` per issuer: an anonymous caller sending random key ids
-costs one fetch per interval, not one per request. Concurrent fetches of one issuer share one.
+costs one fetch per interval, not one per request; so does an issuer that is down. Concurrent
+fetches of one issuer share one.
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ class IssuerKeys:
         self._clock = clock
         self._sets: dict[str, _KeySet] = {}
         self._last_refetch: dict[str, float] = {}
+        self._last_failure: dict[str, float] = {}
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def key(self, issuer: str, kid: str) -> Key | None:
@@ -85,7 +87,21 @@ class IssuerKeys:
                 if last is not None and now - last < self._refetch_interval:
                     return None  # rotation checked moments ago: an unknown kid stays unknown
                 self._last_refetch[issuer] = now
-            keys = await self._fetch(issuer)
+            failed = self._last_failure.get(issuer)
+            if failed is not None and now - failed < self._refetch_interval:
+                if fresh:
+                    return None
+                raise IssuerUnavailable(f"{issuer}: failed moments ago; not asked again yet")
+            try:
+                keys = await self._fetch(issuer)
+            except IssuerUnavailable:
+                # Failures are bounded like refetches: a down issuer is asked once per interval,
+                # and the keys we hold keep working meanwhile.
+                self._last_failure[issuer] = self._clock()
+                if fresh:
+                    return None
+                raise
+            self._last_failure.pop(issuer, None)
             self._sets[issuer] = _KeySet(keys, self._clock())
             return keys.get(kid)
 
