@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -175,3 +176,31 @@ def test_a_directory_that_is_down_gives_503_to_its_users_only(
     finally:
         slapd.start()
     assert _login(server, *ALICE) == 200
+
+
+def test_direct_bind_on_two_workers_with_concurrent_first_sign_ins(
+    slapd: Slapd, tmp_path: Path
+) -> None:
+    """``user_template`` (no service account) with ``user_filter``: bob's first sign-ins arrive
+    at once on two workers and all succeed (one account made); carol (disabled) is refused."""
+    config = tmp_path / "config.yaml"
+    ldap = {
+        "url": slapd.url,
+        "user_template": f"uid={{username}},ou=people,{SUFFIX}",
+        "user_filter": "(!(description=disabled))",
+        "group_search": {"base": f"ou=groups,{SUFFIX}", "filter": "(member={userdn})"},
+    }
+    config.write_text(json.dumps({"ldap": ldap}))
+    factory = ServerFactory(tmp_path)
+    with UpstreamServer(mode="html") as upstream:
+        try:
+            server = factory.start(upstream.simple_url, "--config", str(config), "--workers", "2")
+            with ThreadPoolExecutor(8) as pool:
+                statuses = list(pool.map(lambda _: _login(server, *BOB), range(8)))
+            assert statuses == [200] * 8, statuses
+            created = [e for e in _audit(server, "user-create") if e["target"] == "bob"]
+            assert len(created) == 1, created
+            assert _login(server, "carol", PASSWORDS["carol"]) == 401
+            assert _login(server, "bob", "wrong") == 401
+        finally:
+            factory.stop_all()

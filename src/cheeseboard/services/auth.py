@@ -253,6 +253,11 @@ class AuthService:
         against a directory)."""
         return user in self._users and user not in self._sources
 
+    def _directory_user(self, user: str) -> bool:
+        """Whether the directory decides for ``user``: no account yet, or one a directory sign-in
+        made (an account from another source, OIDC, never signs in through the directory)."""
+        return self._sources.get(user, "ldap") == "ldap"
+
     def _token_indexes(self, token_id: str) -> frozenset[str]:
         scoped = self.scoped.get(token_id)
         return frozenset(scoped.indexes) if scoped is not None else frozenset()
@@ -342,7 +347,7 @@ class AuthService:
             if not await self.check_password(record, secret):
                 raise Unauthorized(f"user {user!r} could not be authenticated")
             return _Verified(user, None, None)
-        if self.directory is None:
+        if self.directory is None or not self._directory_user(user):
             raise (
                 UnknownUser(user)
                 if record is None
@@ -406,7 +411,7 @@ class AuthService:
             if not await self.check_password(record, password):
                 raise Unauthorized(f"user {user!r} could not be authenticated")
             return record
-        if self.directory is None:
+        if self.directory is None or not self._directory_user(user):
             raise Unauthorized(f"user {user!r} could not be authenticated")
         await self._directory_check(user, password, record is not None)
         record = self._users.get(user)  # made by the first sign-in, and loaded by now

@@ -10,6 +10,8 @@ is an Unauthorized, which the caller counts and records as any failed sign-in.
 
 from __future__ import annotations
 
+from sqlalchemy.exc import IntegrityError
+
 from cheeseboard.core.changes import ChangeKind
 from cheeseboard.services.auth import Unauthorized
 from cheeseboard.services.changes import ChangeFeed, Transaction
@@ -38,7 +40,11 @@ class DirectorySignIn:
             found = await self.directory.authenticate(user, password)
         except DirectoryRefused as exc:
             raise Unauthorized(str(exc)) from exc
-        await self._changes.write(_signed_in, user, client_address.get(), not has_account)
+        client = client_address.get()
+        try:
+            await self._changes.write(_signed_in, user, client, not has_account)
+        except IntegrityError:  # another worker or node made the account meanwhile
+            await self._changes.write(_signed_in, user, client, False)
         return found.groups
 
 
