@@ -34,6 +34,9 @@ class OidcSettings:
     username_claim: str = "preferred_username"
     groups_claim: str | None = None
     auto_create_users: bool = False
+    # Whether the provider may sign in accounts made here with a password (never root): off by
+    # default, since whoever can choose the claimed name at the provider would take them over.
+    link_local_users: bool = False
     allowed_clock_skew: float = 60.0
     display_name: str = "single sign-on"
     jwks_ttl: float = 3600.0
@@ -54,6 +57,7 @@ _KEYS = {
     "username_claim",
     "groups_claim",
     "auto_create_users",
+    "link_local_users",
     "allowed_clock_skew",
     "display_name",
     "jwks_ttl",
@@ -141,11 +145,8 @@ def parse_oidc(section: object) -> OidcSettings | None:
         raise OidcSettingsError(
             f"unknown oidc key {unknown[0]!r} (known: {', '.join(sorted(_KEYS))})"
         )
-    auto_create = section.get("auto_create_users", False)
-    if not isinstance(auto_create, bool):
-        raise OidcSettingsError(
-            f"oidc.auto_create_users must be true or false, not {auto_create!r}"
-        )
+    auto_create = _flag(section, "auto_create_users")
+    link_local = _flag(section, "link_local_users")
     return OidcSettings(
         issuer=_issuer(section),
         client_id=_text(section, "client_id") or _missing("client_id"),
@@ -154,11 +155,19 @@ def parse_oidc(section: object) -> OidcSettings | None:
         username_claim=_claim(section, "username_claim", "preferred_username") or "sub",
         groups_claim=_claim(section, "groups_claim", None),
         auto_create_users=auto_create,
+        link_local_users=link_local,
         allowed_clock_skew=_seconds(section, "allowed_clock_skew", 60.0, 600.0),
         display_name=(_text(section, "display_name", "single sign-on") or "")[:60],
         jwks_ttl=_seconds(section, "jwks_ttl", 3600.0, 86400.0),
         jwks_refetch_interval=_seconds(section, "jwks_refetch_interval", 30.0, 3600.0),
     )
+
+
+def _flag(section: Mapping[str, Any], key: str) -> bool:
+    value = section.get(key, False)
+    if not isinstance(value, bool):
+        raise OidcSettingsError(f"oidc.{key} must be true or false, not {value!r}")
+    return value
 
 
 def _missing(key: str) -> str:

@@ -216,11 +216,33 @@ def test_without_auto_creation_an_unknown_user_is_refused(
         status, body, session = finish(server, flow)
         assert (status, session) == (403, False) and "no user &#39;dave&#39;" in body
         assert call(server.url, "GET", "/dave")[0] == 404
-        # Once root creates the account, the same person signs in.
+        # An account root makes with a password is not the provider's to sign in by default:
+        # whoever may choose the claimed name there would take it over.
+        assert call(server.url, "PUT", "/dave", {"password": "pw-dave-123"}, auth=ROOT)[0] == 201
+        flow = start(server, provider)
+        provider.id_token = provider.sign(provider.claims(flow.nonce))
+        status, body, session = finish(server, flow)
+        assert (status, session) == (403, False) and "oidc.link_local_users" in body
+
+
+def test_linked_local_accounts_sign_in_but_never_root(
+    server_factory: ServerFactory, html_upstream: UpstreamServer, tmp_path: Path
+) -> None:
+    """With ``link_local_users`` a password account signs in through the provider too; root
+    never does, whatever the provider claims."""
+    with own_provider() as provider:
+        config = write_config(
+            tmp_path / "oidc.yaml", provider.issuer, auto_create=False, link_local_users=True
+        )
+        server = server_factory.start(html_upstream.simple_url, "--config", str(config))
         assert call(server.url, "PUT", "/dave", {"password": "pw-dave-123"}, auth=ROOT)[0] == 201
         flow = start(server, provider)
         provider.id_token = provider.sign(provider.claims(flow.nonce))
         assert finish(server, flow)[:3:2] == (303, True)
+        flow = start(server, provider)
+        provider.id_token = provider.sign(provider.claims(flow.nonce, preferred_username="root"))
+        status, body, session = finish(server, flow)
+        assert (status, session) == (403, False) and "signs in with a password" in body
 
 
 def test_a_bad_oidc_section_stops_the_server_with_one_line(tmp_path: Path) -> None:

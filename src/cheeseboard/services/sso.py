@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from cheeseboard.core.acl import ROOT
 from cheeseboard.core.changes import ChangeKind
 from cheeseboard.core.names import InvalidName, checked_segment_name
 from cheeseboard.oidc_settings import OidcSettings
@@ -199,8 +200,17 @@ class SsoService:
         """Whether the user was created now; OidcRefused if it may not sign in this way."""
         exists, source = await self._db.read(oidc_rows.auth_source, name)
         if exists:
-            if source not in (None, SOURCE):
+            if source == SOURCE:
+                return False
+            if source is not None:
                 raise OidcRefused(f"user {name!r} signs in through {source}, not single sign-on")
+            if name == ROOT or not settings.link_local_users:
+                # A password account: whoever may choose the claimed name at the provider
+                # would take it over, so only with link_local_users, and never root.
+                raise OidcRefused(
+                    f"user {name!r} signs in with a password here, not single sign-on"
+                    + ("" if name == ROOT else " (see oidc.link_local_users)")
+                )
             return False
         if not settings.auto_create_users:
             raise OidcRefused(
