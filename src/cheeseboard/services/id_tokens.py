@@ -17,9 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from joserfc import jwt
-from joserfc.errors import JoseError
-
+from cheeseboard.core import jws
 from cheeseboard.services.errors import CheeseboardError
 from cheeseboard.services.issuer_keys import IssuerKeys, IssuerUnavailable
 
@@ -92,8 +90,8 @@ async def verify(token: str, keys: IssuerKeys, audience: str, now: float) -> Ver
     if key is None:
         raise _invalid("signed with a key the issuer does not publish")
     try:
-        claims = dict(jwt.decode(token, key, algorithms=[str(alg)]).claims)
-    except (JoseError, ValueError, TypeError):
+        claims = jws.verify(token, [key], algorithms=[str(alg)]).claims
+    except jws.JwsError:
         raise _invalid("bad signature") from None
     return VerifiedToken(issuer, claims, _check_claims(claims, issuer, audience, now))
 

@@ -22,18 +22,16 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from joserfc.jwk import ECKey, RSAKey
-
+from cheeseboard.core import jws
 from cheeseboard.mirror.client import UpstreamClient
 from cheeseboard.mirror.errors import UpstreamError
 from cheeseboard.mirror.outbound import OutboundPolicy
 
 log = logging.getLogger(__name__)
-Key = RSAKey | ECKey
+Key = jws.PublicKey
 MAX_DOCUMENT_BYTES = 256 * 1024
 """Largest discovery document or JWKS accepted: GitHub's JWKS is about 2 KiB."""
 MAX_KEYS = 64
-_KEY_TYPES: dict[str, type[RSAKey] | type[ECKey]] = {"RSA": RSAKey, "EC": ECKey}
 
 
 class IssuerUnavailable(Exception):
@@ -149,11 +147,8 @@ def _import(entry: object) -> Key | None:
     types, private or broken entries), which are skipped, not fatal."""
     if not isinstance(entry, dict) or not isinstance(entry.get("kid"), str):
         return None
-    kind = _KEY_TYPES.get(entry.get("kty", ""))
-    if kind is None or entry.get("use", "sig") != "sig" or "d" in entry:
-        return None
     try:
-        return kind.import_key(entry)
-    except (ValueError, TypeError, KeyError) as exc:
+        return jws.parse_jwk(entry)
+    except jws.JwsError as exc:
         log.warning("skipped a signing key: %s", exc)
         return None

@@ -21,10 +21,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
-from joserfc import jwt
-from joserfc.errors import InvalidKeyIdError, JoseError
-from joserfc.jwk import KeySet
 
+from cheeseboard.core import jws
 from cheeseboard.oidc_settings import OidcSettings
 from cheeseboard.services.errors import CheeseboardError
 from cheeseboard.tls import client_context
@@ -32,7 +30,6 @@ from cheeseboard.tls import client_context
 MAX_ANSWER_BYTES = 1024 * 1024
 """Largest discovery document, key set or token answer read from the provider."""
 MAX_ID_TOKEN_BYTES = 64 * 1024
-ALGORITHMS = ["RS256", "ES256"]
 TIMEOUT = 10.0
 
 
@@ -95,7 +92,7 @@ class OidcClient:
         self.settings = settings
         self._ca_bundle = ca_bundle
         self._endpoints: tuple[float, Endpoints] | None = None
-        self._keys: tuple[float, KeySet] | None = None
+        self._keys: tuple[float, list[jws.PublicKey]] | None = None
         self._last_refetch = 0.0
         self._lock = asyncio.Lock()
 
@@ -136,7 +133,7 @@ class OidcClient:
         self._endpoints = (time.monotonic() + self.settings.jwks_ttl, endpoints)
         return endpoints
 
-    async def _key_set(self, refetch: bool) -> KeySet | None:
+    async def _key_set(self, refetch: bool) -> list[jws.PublicKey] | None:
         """The cached key set; ``refetch``: fetch it again unless that was done lately (None
         then: nothing new to try)."""
         async with self._lock:
@@ -150,9 +147,11 @@ class OidcClient:
                 self._last_refetch = now
             data = await self._get((await self.endpoints()).jwks_uri, "key set")
             try:
-                keys = KeySet.import_key_set(data)  # type: ignore[arg-type]
-            except (JoseError, ValueError, TypeError, KeyError) as exc:
+                keys = jws.parse_jwks(data)
+            except jws.JwsError as exc:
                 raise ProviderUnavailable(f"the provider's key set is unusable: {exc}") from None
+            if not keys:
+                raise ProviderUnavailable("the provider's key set has no RS256 or ES256 key")
             self._keys = (now + self.settings.jwks_ttl, keys)
             return keys
 
@@ -210,17 +209,17 @@ class OidcClient:
         assert keys is not None
         try:
             try:
-                token = jwt.decode(id_token, keys, algorithms=ALGORITHMS)
-            except InvalidKeyIdError:
+                token = jws.verify(id_token, keys)
+            except jws.UnknownKeyId:
                 fresh = await self._key_set(refetch=True)  # the provider may have rotated
                 if fresh is None:
                     raise
-                token = jwt.decode(id_token, fresh, algorithms=ALGORITHMS)
-        except InvalidKeyIdError:
+                token = jws.verify(id_token, fresh)
+        except jws.UnknownKeyId:
             reason = "the id_token is signed with a key the provider does not publish"
             raise OidcRefused(reason) from None
-        except JoseError as exc:
-            raise OidcRefused(f"the id_token's signature is not valid ({exc.error})") from None
+        except jws.JwsError as exc:
+            raise OidcRefused(f"the id_token's signature is not valid ({exc})") from None
         claims = dict(token.claims)
         self._check_claims(claims, nonce)
         return claims
