@@ -3,13 +3,20 @@
 Only verification, only the two algorithms identity providers and CI systems sign ID tokens
 with (RS256 is the one every OpenID provider must offer; ES256 is allowed). ``none`` and the
 HMAC algorithms are refused before any key is looked at, so a public key can never serve as an
-HMAC secret. The arithmetic is the ``rsa`` and ``ecdsa`` packages' (pure Python, well used):
-a JOSE library on ``cryptography`` would add 13 MB to a server image with a 200 MB budget.
+HMAC secret.
 
-``rsa.verify`` compares the whole PKCS#1 v1.5 encoding it expects with the signature's (no
-parsing of attacker-chosen padding), and is asked which hash the encoding names: only SHA-256
-passes. ``ecdsa`` checks that a public point is on P-256 when the key is made, and that r and s
-are in range when a signature is checked.
+The arithmetic is here, on Python's integers: a JOSE library brings ``cryptography`` (13 MB of
+a server image with a 200 MB budget), and the pure-Python ``rsa``/``ecdsa`` packages 2.7 MB.
+Verification needs no secret, so there is no timing to protect, and each check is the
+textbook one:
+
+- RS256 (RFC 8017 8.2.2, EMSA-PKCS1-v1_5): the signature, raised to the public exponent, must
+  equal byte for byte the whole encoding we build from the SHA-256 digest. Nothing in the
+  signer's padding is parsed, which is where forgeries against lenient verifiers came from.
+- ES256 (FIPS 186-4 / SEC 1 4.1.4, curve P-256): the key must be a point on the curve, r and s
+  in [1, n-1], and the x coordinate of u1*G + u2*Q, reduced mod n, must equal r.
+
+tests/unit/core/test_jws.py checks both against tokens signed by an independent implementation.
 """
 
 from __future__ import annotations
@@ -17,14 +24,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import ecdsa
-import rsa
-from ecdsa.util import sigdecode_string
 
 ALGORITHMS = ("RS256", "ES256")
 MIN_RSA_BITS = 2048
@@ -47,9 +51,9 @@ class PublicKey:
     """A signing key from a JWK Set: its id, algorithm family and the verifier."""
 
     kid: str | None
-    kty: str  # "RSA" or "EC"
-    rsa_key: rsa.PublicKey | None = None
-    ec_key: ecdsa.VerifyingKey | None = None
+    kty: str  # "RSA" (n, e) or "EC" (x, y on P-256)
+    first: int
+    second: int
 
     def verifies(self, alg: str) -> bool:
         return (alg == "RS256" and self.kty == "RSA") or (alg == "ES256" and self.kty == "EC")
@@ -142,17 +146,16 @@ def parse_jwk(entry: Mapping[str, Any]) -> PublicKey | None:
             raise JwsError(f"RSA keys must have {MIN_RSA_BITS} to {MAX_RSA_BITS} bits")
         if e < 3 or e % 2 == 0 or e.bit_length() > 32:
             raise JwsError("the RSA public exponent is not acceptable")
-        return PublicKey(kid, "RSA", rsa_key=rsa.PublicKey(n, e))
+        return PublicKey(kid, "RSA", n, e)
     if entry.get("crv") != "P-256":
         return None
-    x, y = (b64url_decode(str(entry.get(name, ""))) for name in ("x", "y"))
-    if len(x) != 32 or len(y) != 32:
+    raw_x, raw_y = (b64url_decode(str(entry.get(name, ""))) for name in ("x", "y"))
+    if len(raw_x) != 32 or len(raw_y) != 32:
         raise JwsError("P-256 coordinates must be 32 bytes each")
-    try:  # checks that the point is on the curve
-        key = ecdsa.VerifyingKey.from_string(b"\x04" + x + y, curve=ecdsa.NIST256p)
-    except (ecdsa.errors.MalformedPointError, ValueError, AssertionError):
-        raise JwsError("the EC key is not a point on P-256") from None
-    return PublicKey(kid, "EC", ec_key=key)
+    x, y = int.from_bytes(raw_x, "big"), int.from_bytes(raw_y, "big")
+    if not (x < _P and y < _P and (y * y - (x * x * x + _A * x + _B)) % _P == 0):
+        raise JwsError("the EC key is not a point on P-256")
+    return PublicKey(kid, "EC", x, y)
 
 
 def parse_jwks(document: object, limit: int = 64) -> list[PublicKey]:
@@ -180,28 +183,107 @@ def check_signature(token: Token, key: PublicKey) -> None:
         raise JwsError(f"signature algorithm {alg[:20]!r} is not allowed ({', '.join(ALGORITHMS)})")
     if not key.verifies(alg):
         raise JwsError(f"the key is not a {alg} key")
-    if key.rsa_key is not None:
-        if len(token.signature) != rsa.common.byte_size(key.rsa_key.n):
-            raise JwsError("the signature does not verify")
-        try:
-            method = rsa.verify(token.signing_input, token.signature, key.rsa_key)
-        except rsa.VerificationError:
-            raise JwsError("the signature does not verify") from None
-        if method != "SHA-256":
+    if key.kty == "RSA":
+        if not _rsa_pkcs1_sha256_holds(token.signing_input, token.signature, key.first, key.second):
             raise JwsError("the signature does not verify")
         return
-    assert key.ec_key is not None
-    if len(token.signature) != 64:
+    if len(token.signature) != 64 or not _p256_holds(
+        token.signing_input, token.signature, (key.first, key.second)
+    ):
         raise JwsError("the signature does not verify")
-    try:
-        key.ec_key.verify(
-            token.signature,
-            token.signing_input,
-            hashfunc=hashlib.sha256,
-            sigdecode=sigdecode_string,
-        )
-    except (ecdsa.BadSignatureError, ecdsa.errors.MalformedPointError, AssertionError):
-        raise JwsError("the signature does not verify") from None
+
+
+# DER of DigestInfo for SHA-256 up to the digest (RFC 8017 9.2, note 1).
+_SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
+
+
+def _rsa_pkcs1_sha256_holds(message: bytes, signature: bytes, n: int, e: int) -> bool:
+    size = (n.bit_length() + 7) // 8
+    if len(signature) != size:
+        return False
+    s = int.from_bytes(signature, "big")
+    if s >= n:
+        return False
+    encoded = pow(s, e, n).to_bytes(size, "big")
+    digest_info = _SHA256_DIGEST_INFO + hashlib.sha256(message).digest()
+    padding = size - 3 - len(digest_info)
+    if padding < 8:
+        return False
+    expected = b"\x00\x01" + b"\xff" * padding + b"\x00" + digest_info
+    return hmac.compare_digest(encoded, expected)
+
+
+# P-256 (FIPS 186-4 D.1.2.3): y^2 = x^3 + ax + b over GF(p), base point G of prime order n.
+_P = 0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF
+_A = _P - 3
+_B = 0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B
+_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_G = (
+    0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296,
+    0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5,
+)
+_Jacobian = tuple[int, int, int]  # (X, Y, Z): x = X/Z^2, y = Y/Z^3; Z == 0 is infinity
+_INFINITY: _Jacobian = (1, 1, 0)
+
+
+def _double(point: _Jacobian) -> _Jacobian:
+    x, y, z = point
+    if z == 0 or y == 0:
+        return _INFINITY
+    yy = y * y % _P
+    s = 4 * x * yy % _P
+    zz = z * z % _P
+    m = 3 * (x - zz) * (x + zz) % _P  # a = -3
+    x3 = (m * m - 2 * s) % _P
+    return x3, (m * (s - x3) - 8 * yy * yy) % _P, 2 * y * z % _P
+
+
+def _add(p1: _Jacobian, p2: _Jacobian) -> _Jacobian:
+    if p1[2] == 0:
+        return p2
+    if p2[2] == 0:
+        return p1
+    x1, y1, z1 = p1
+    x2, y2, z2 = p2
+    z1z1, z2z2 = z1 * z1 % _P, z2 * z2 % _P
+    u1, u2 = x1 * z2z2 % _P, x2 * z1z1 % _P
+    s1, s2 = y1 * z2 * z2z2 % _P, y2 * z1 * z1z1 % _P
+    if u1 == u2:
+        return _double(p1) if s1 == s2 else _INFINITY
+    h, r = (u2 - u1) % _P, (s2 - s1) % _P
+    hh = h * h % _P
+    hhh = h * hh % _P
+    v = u1 * hh % _P
+    x3 = (r * r - hhh - 2 * v) % _P
+    return x3, (r * (v - x3) - s1 * hhh) % _P, h * z1 * z2 % _P
+
+
+def _p256_holds(message: bytes, signature: bytes, public: tuple[int, int]) -> bool:
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    if not (0 < r < _N and 0 < s < _N):
+        return False
+    e = int.from_bytes(hashlib.sha256(message).digest(), "big")
+    w = pow(s, -1, _N)
+    u1, u2 = e * w % _N, r * w % _N
+    # u1*G + u2*Q in one pass over the bits (Shamir's trick).
+    g: _Jacobian = (*_G, 1)
+    q: _Jacobian = (*public, 1)
+    both = _add(g, q)
+    total = _INFINITY
+    for bit in range(max(u1.bit_length(), u2.bit_length()) - 1, -1, -1):
+        total = _double(total)
+        pick = ((u1 >> bit) & 1, (u2 >> bit) & 1)
+        if pick == (1, 1):
+            total = _add(total, both)
+        elif pick == (1, 0):
+            total = _add(total, g)
+        elif pick == (0, 1):
+            total = _add(total, q)
+    x, _, z = total
+    if z == 0:
+        return False
+    affine_x = x * pow(z * z % _P, -1, _P) % _P
+    return affine_x % _N == r
 
 
 def verify(token: str, keys: Sequence[PublicKey], algorithms: Sequence[str] = ALGORITHMS) -> Token:

@@ -9,7 +9,6 @@ import json
 from typing import Any
 
 import pytest
-import rsa
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey, RSAKey
 
@@ -85,22 +84,46 @@ def test_none_and_hmac_are_refused_before_any_key(rsa_key: RSAKey) -> None:
         jws.verify(hs, keys)
 
 
+def _pkcs1_sign(key: RSAKey, message: bytes, digest_info: bytes) -> bytes:
+    """A PKCS#1 v1.5 signature made by hand with ``key``'s private exponent."""
+    private = key.as_dict(private=True)
+    n, d = (int.from_bytes(jws.b64url_decode(str(private[name])), "big") for name in ("n", "d"))
+    size = (n.bit_length() + 7) // 8
+    block = b"\x00\x01" + b"\xff" * (size - 3 - len(digest_info)) + b"\x00" + digest_info
+    return pow(int.from_bytes(block, "big"), d, n).to_bytes(size, "big")
+
+
 def test_an_rsa_signature_over_another_hash_is_refused(rsa_key: RSAKey) -> None:
-    """The header says RS256 but the PKCS#1 block names SHA-1: refused."""
-    public = _public(rsa_key)
-    private = rsa_key.as_dict(private=True)
-    n, e, d, p, q = (
-        int.from_bytes(jws.b64url_decode(str(private[name])), "big")
-        for name in ("n", "e", "d", "p", "q")
-    )
-    key = rsa.PrivateKey(n, e, d, p, q)
-    header = _b64(json.dumps({"alg": "RS256", "kid": public["kid"]}).encode())
+    """The header says RS256 but the PKCS#1 block holds a SHA-1 DigestInfo: refused; the same
+    block with SHA-256 verifies (so the hand-made signature is right)."""
+    header = _b64(json.dumps({"alg": "RS256", "kid": "r1"}).encode())
     body = _b64(json.dumps(CLAIMS).encode())
-    signature = rsa.sign(f"{header}.{body}".encode(), key, "SHA-1")
+    message = f"{header}.{body}".encode()
+    sha1 = bytes.fromhex("3021300906052b0e03021a05000414") + hashlib.sha1(message).digest()  # noqa: S324 (the attack)
+    signature = _pkcs1_sign(rsa_key, message, sha1)
     with pytest.raises(jws.JwsError, match="does not verify"):
         jws.verify(f"{header}.{body}.{_b64(signature)}", _keys(rsa_key))
-    good = rsa.sign(f"{header}.{body}".encode(), key, "SHA-256")
+    sha256 = (
+        bytes.fromhex("3031300d060960864801650304020105000420") + hashlib.sha256(message).digest()
+    )
+    good = _pkcs1_sign(rsa_key, message, sha256)
     assert jws.verify(f"{header}.{body}.{_b64(good)}", _keys(rsa_key)).claims == CLAIMS
+    # Garbage after the digest (a lenient parser's forgery room) does not verify.
+    loose = _pkcs1_sign(rsa_key, message, sha256[:-2] + b"\x00\x00")
+    with pytest.raises(jws.JwsError, match="does not verify"):
+        jws.verify(f"{header}.{body}.{_b64(loose)}", _keys(rsa_key))
+
+
+def test_many_es256_tokens_verify_and_out_of_range_signatures_do_not(ec_key: ECKey) -> None:
+    keys = _keys(ec_key)
+    for n in range(20):
+        token = jwt.encode({"alg": "ES256", "kid": "e1"}, {**CLAIMS, "n": n}, ec_key)
+        assert jws.verify(token, keys).claims["n"] == n
+    header, body, _ = token.split(".")
+    for r, s in ((0, 1), (1, 0), (jws._N, 1), (1, jws._N)):
+        forged = _b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+        with pytest.raises(jws.JwsError, match="does not verify"):
+            jws.verify(f"{header}.{body}.{forged}", keys)
 
 
 def test_unknown_kid_is_its_own_error(rsa_key: RSAKey) -> None:
