@@ -45,6 +45,8 @@ class DirectorySignIn:
             await self._changes.write(_signed_in, user, client, not has_account)
         except IntegrityError:  # another worker or node made the account meanwhile
             await self._changes.write(_signed_in, user, client, False)
+        if not has_account:  # whoever made it, the account is loaded here before we answer
+            await self._changes.catch_up()
         return found.groups
 
 
