@@ -25,7 +25,9 @@ from cheeseboard.services.errors import (
     UpstreamFailed,
     Withheld,
 )
+from cheeseboard.services.id_tokens import TokenRequestFailed
 from cheeseboard.services.ldap import DirectoryUnavailable
+from cheeseboard.services.oidc import OidcRefused, ProviderUnavailable
 from cheeseboard.services.push import PushConflict, PushFailed
 from cheeseboard.services.throttle import TooManyAttempts
 from cheeseboard.services.uploads import TooLarge, UploadConflict, UploadRefused
@@ -56,6 +58,11 @@ STATUSES: tuple[tuple[type[CheeseboardError], int], ...] = (
     (PushFailed, 502),
     (UpstreamNameUnchecked, 503),
     (DirectoryUnavailable, 503),  # LDAP down: its users only (local ones sign in as before)
+    # Their own routes answer these (PyPI's error shape; the sign-in pages): the statuses
+    # they use, should one reach the generic handler.
+    (TokenRequestFailed, 422),
+    (ProviderUnavailable, 502),
+    (OidcRefused, 403),
 )
 
 # A full disk (or quota) is the operator's to fix, not a bug: 507 with the reason, no traceback.

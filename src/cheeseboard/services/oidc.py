@@ -17,15 +17,16 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
-
-import aiohttp
 
 from cheeseboard.core import jws
 from cheeseboard.oidc_settings import OidcSettings
 from cheeseboard.services.errors import CheeseboardError
 from cheeseboard.tls import client_context
+
+if TYPE_CHECKING:  # aiohttp is imported on first use: the serving parent never needs it
+    import aiohttp
 
 MAX_ANSWER_BYTES = 1024 * 1024
 """Largest discovery document, key set or token answer read from the provider."""
@@ -97,11 +98,15 @@ class OidcClient:
         self._lock = asyncio.Lock()
 
     def _session(self) -> aiohttp.ClientSession:
+        import aiohttp
+
         connector = aiohttp.TCPConnector(ssl=client_context(self._ca_bundle))
         timeout = aiohttp.ClientTimeout(total=TIMEOUT)
         return aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=True)
 
     async def _get(self, url: str, what: str) -> dict[str, Any]:
+        import aiohttp
+
         try:
             async with self._session() as session, session.get(url) as response:
                 if response.status != 200:
@@ -173,6 +178,8 @@ class OidcClient:
 
     async def exchange(self, code: str, verifier: str, redirect_uri: str) -> str:
         """The ``id_token`` the token endpoint gives for ``code`` (client_secret_basic)."""
+        import aiohttp
+
         endpoint = (await self.endpoints()).token
         auth = aiohttp.BasicAuth(self.settings.client_id, self.settings.client_secret)
         form = {
