@@ -1,34 +1,32 @@
 """Re-import ``--advisories-url`` every ``--advisories-interval`` seconds while the server runs.
 
-Every worker process of every node runs the timer, but an import happens once per interval for
-the whole deployment: a worker imports only while it holds a shared lock (file lock on one node,
-PostgreSQL advisory lock across nodes) and only when the last import, recorded in the database,
-is older than 90% of the interval. The import itself is the offline one (ops/advisories.py) in a
-thread: it streams the source, commits in one transaction and logs the change, so every process
-catches up as after ``cheeseboard-server advisories import``. Failures are logged and retried at
-the next tick; serving never waits for them.
+Every worker process of every node runs the timer (ops/periodic.py), but an import happens once per
+interval for the whole deployment: a worker imports only while it holds the shared lock and only
+when the last import, recorded in the database, is older than 90% of the interval. The import itself
+is the offline one (ops/advisories.py) in a thread: it streams the source, commits in one
+transaction and logs the change, so every process catches up as after ``cheeseboard-server
+advisories import``. Failures are logged and retried at the next tick; serving never waits for them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import random
 import time
 from collections.abc import AsyncIterator
 
 from cheeseboard.ops.advisories import LAST_IMPORT_KEY, AdvisoryImport, import_offline
-from cheeseboard.services.locks import LockTimeout, SharedLocks
+from cheeseboard.ops.periodic import periodically
 from cheeseboard.settings import Settings
-from cheeseboard.store import info, pg_changes
+from cheeseboard.store import info
 from cheeseboard.store.db import engine_for
 
 log = logging.getLogger(__name__)
 
 LOCK_KEY = "advisories-import"
 _DUE_FRACTION = 0.9  # imports closer together than this share of the interval are skipped
-_MAX_TICK = 300.0  # seconds between checks at most
 _FIRST_TICK = (0.5, 3.0)  # seconds after start-up: a new server imports soon
 
 
@@ -57,25 +55,14 @@ def import_if_due(settings: Settings, now: float | None = None) -> AdvisoryImpor
     )
 
 
-async def _tick(settings: Settings, locks: SharedLocks) -> None:
+async def _import_now(settings: Settings) -> None:
     try:
-        async with locks.hold(LOCK_KEY, timeout=0.2):
-            report = await asyncio.to_thread(import_if_due, settings)
-    except LockTimeout:
-        return  # another process is importing
+        report = await asyncio.to_thread(import_if_due, settings)
     except Exception as error:  # logged and retried: a feed outage must not stop the server
         log.warning("advisories import from %s failed: %s", settings.advisories_url, error)
         return
     if report is not None:
         log.info("advisories imported from %s: %s", settings.advisories_url, report.describe())
-
-
-async def _run(settings: Settings, locks: SharedLocks) -> None:
-    await asyncio.sleep(random.uniform(*_FIRST_TICK))
-    period = max(1.0, min(settings.advisories_interval / 4, _MAX_TICK))
-    while True:
-        await _tick(settings, locks)
-        await asyncio.sleep(period * random.uniform(0.8, 1.2))
 
 
 @contextlib.asynccontextmanager
@@ -84,15 +71,6 @@ async def scheduled_imports(settings: Settings) -> AsyncIterator[None]:
     if settings.advisories_url is None:
         yield
         return
-    if pg_changes.is_postgres(settings.db_url):
-        locks = SharedLocks.on_postgres(pg_changes.libpq_url(settings.db_url))
-    else:
-        locks = SharedLocks.in_directory(settings.layout.locks)
-    task = asyncio.create_task(_run(settings, locks))
-    try:
+    job = functools.partial(_import_now, settings)
+    async with periodically(settings, settings.advisories_interval, LOCK_KEY, job, _FIRST_TICK):
         yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await locks.close()
