@@ -4,6 +4,12 @@ port with a generated ``slapd.conf`` in a temporary directory and seeded with ``
 The directory (``dc=example,dc=org``): people ``alice`` and ``bob`` (enabled), ``carol``
 (``description: disabled``: the tests' filters leave her out), groups ``devs`` (alice) and
 ``ops`` (bob) as ``groupOfNames``. ``cn=admin`` is the bind DN of bind-and-search.
+
+Options: ``tls`` (a throwaway CA from tests/support/certs.py) serves its server certificate on
+``ldaps_url`` and for StartTLS on ``url``; ``memberof`` loads the memberof overlay, so that
+people get ``memberOf`` values naming their groups (the seed adds the groups after the people).
+slapd logs every connection and operation (``-d stats``) to ``log()``: tests see what reached
+it.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from tests.support.certs import ThrowawayCA
 from tests.support.process import ManagedProcess
 from tests.support.server import free_port
 from tests.support.services import service_missing
@@ -28,8 +35,8 @@ _CONF = """\
 {includes}
 modulepath /usr/lib/ldap
 moduleload back_mdb
-pidfile {dir}/slapd.pid
-database mdb
+{modules}pidfile {dir}/slapd.pid
+{tls}database mdb
 maxsize 10485760
 suffix "{suffix}"
 rootdn "{admin}"
@@ -37,7 +44,7 @@ rootpw {password}
 directory {dir}/db
 access to attrs=userPassword by self read by anonymous auth by * none
 access to * by * read
-"""
+{overlays}"""
 
 
 def _person(name: str, disabled: bool = False) -> str:
@@ -68,7 +75,7 @@ SEED = (
 class Slapd:
     """One slapd over one directory; ``stop`` and ``start`` keep its data."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, tls: ThrowawayCA | None = None, memberof: bool = False) -> None:
         if not SLAPD.exists() or shutil.which("ldapadd") is None:
             service_missing(
                 "slapd and ldap-utils are not installed (apt-get install slapd ldap-utils)"
@@ -76,16 +83,31 @@ class Slapd:
         self.base = base
         self.port = free_port()
         self.url = f"ldap://127.0.0.1:{self.port}"
+        self.ldaps_url = f"ldaps://127.0.0.1:{free_port()}" if tls is not None else None
         (base / "db").mkdir(parents=True, exist_ok=True)
         includes = "\n".join(f"include /etc/ldap/schema/{s}.schema" for s in SCHEMAS)
+        tls_lines = ""
+        if tls is not None:
+            tls_lines = (
+                f"TLSCACertificateFile {tls.ca_pem}\nTLSCertificateFile {tls.server_pem}\n"
+                f"TLSCertificateKeyFile {tls.server_key}\n"
+            )
         conf = _CONF.format(
-            includes=includes, dir=base, suffix=SUFFIX, admin=ADMIN_DN, password=ADMIN_PASSWORD
+            includes=includes,
+            modules="moduleload memberof\n" if memberof else "",
+            tls=tls_lines,
+            dir=base,
+            suffix=SUFFIX,
+            admin=ADMIN_DN,
+            password=ADMIN_PASSWORD,
+            overlays="overlay memberof\n" if memberof else "",
         )
         (base / "slapd.conf").write_text(conf)
         self.managed: ManagedProcess | None = None
 
     def start(self) -> None:
-        command = [str(SLAPD), "-f", str(self.base / "slapd.conf"), "-h", self.url + "/", "-d", "0"]
+        listen = " ".join(f"{url}/" for url in (self.url, self.ldaps_url) if url)
+        command = [str(SLAPD), "-f", str(self.base / "slapd.conf"), "-h", listen, "-d", "stats"]
         self.managed = ManagedProcess(command, name="slapd", log_path=self.base / "slapd.log")
         self.managed.start()
         deadline = time.monotonic() + 20
@@ -98,6 +120,11 @@ class Slapd:
         if self.managed is not None:
             self.managed.stop()
         self.managed = None
+
+    def log(self) -> str:
+        """What slapd wrote (``-d stats``: one line per connection and operation)."""
+        path = self.base / "slapd.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def seed(self) -> None:
         self.ldap("ldapadd", stdin=SEED)

@@ -16,6 +16,7 @@ any bind: LDAP takes a bind with an empty password as anonymous, and it would su
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import ssl
@@ -63,7 +64,7 @@ class Directory:
         self._seconds = max(1, math.ceil(settings.timeout))  # ldap3 packs them as integers
         self._tls = None
         if settings.url.startswith("ldaps:") or settings.start_tls:
-            self._tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=settings.ca_bundle)
+            self._tls = _verifying_tls(ldap3, settings.ca_bundle)
 
     async def authenticate(self, username: str, password: str) -> DirectoryUser:
         if not password or not username or len(username) > MAX_USERNAME:
@@ -93,14 +94,30 @@ class Directory:
             raise_exceptions=False,
             read_only=True,
         )
+        failed = (ldap3.core.exceptions.LDAPException, OSError)
         try:
             conn.open()
-            if self.settings.start_tls and not conn.start_tls():
-                raise DirectoryUnavailable("the LDAP directory refused StartTLS")
-        except (ldap3.core.exceptions.LDAPException, OSError) as exc:
-            conn.unbind()
+        except failed as exc:
+            self._close(conn)
+            if "ssl" in str(exc).lower():  # ldaps://: the handshake or the certificate
+                raise DirectoryUnavailable(f"TLS with the LDAP directory failed: {exc}") from exc
             raise DirectoryUnavailable(f"the LDAP directory is unreachable: {exc}") from exc
+        if self.settings.start_tls:  # never goes on in plaintext: no bind without it
+            try:
+                started = conn.start_tls()
+            except failed as exc:
+                self._close(conn)  # a failed handshake has closed the socket
+                raise DirectoryUnavailable(
+                    f"StartTLS with the LDAP directory failed: {exc}"
+                ) from exc
+            if not started:
+                self._close(conn)
+                raise DirectoryUnavailable("the LDAP directory refused StartTLS")
         return conn
+
+    def _close(self, conn: Any) -> None:
+        with contextlib.suppress(self._ldap3.core.exceptions.LDAPException, OSError):
+            conn.unbind()
 
     def _bind(self, conn: Any) -> bool:
         try:
@@ -198,6 +215,24 @@ class Directory:
         if len(names) > MAX_GROUPS:
             log.warning("LDAP: %s is in %d groups; only %d are used", dn, len(names), MAX_GROUPS)
         return frozenset(name for name in names[:MAX_GROUPS] if name)
+
+
+def _verifying_tls(ldap3: Any, ca_bundle: str | None) -> Any:
+    """TLS for ldaps:// and StartTLS that checks the certificate and the host name in the
+    handshake (OpenSSL, as for HTTPS): ldap3's own ``Tls`` checks the name afterwards with
+    ``ssl.match_hostname``, deprecated since Python 3.7 and gone in 3.12. ``ca_bundle`` None:
+    the system's CAs."""
+    context = ssl.create_default_context(cafile=ca_bundle)  # CERT_REQUIRED, check_hostname
+
+    class VerifyingTls(ldap3.Tls):  # type: ignore[misc]  # ldap3 has no type hints
+        def wrap_socket(self, connection: Any, do_handshake: bool = False) -> None:
+            connection.socket = context.wrap_socket(
+                connection.socket,
+                server_hostname=connection.server.host,
+                do_handshake_on_connect=do_handshake,
+            )
+
+    return VerifyingTls(validate=ssl.CERT_REQUIRED, ca_certs_file=ca_bundle)
 
 
 def _values(value: object) -> list[str]:
