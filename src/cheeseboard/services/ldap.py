@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import re
 import ssl
 import warnings
 from dataclasses import dataclass
@@ -100,7 +101,8 @@ class Directory:
         except failed as exc:
             self._close(conn)
             if "ssl" in str(exc).lower():  # ldaps://: the handshake or the certificate
-                raise DirectoryUnavailable(f"TLS with the LDAP directory failed: {exc}") from exc
+                reason = _tls_reason(exc)
+                raise DirectoryUnavailable(f"TLS with the LDAP directory failed: {reason}") from exc
             raise DirectoryUnavailable(f"the LDAP directory is unreachable: {exc}") from exc
         if self.settings.start_tls:  # never goes on in plaintext: no bind without it
             try:
@@ -108,7 +110,7 @@ class Directory:
             except failed as exc:
                 self._close(conn)  # a failed handshake has closed the socket
                 raise DirectoryUnavailable(
-                    f"StartTLS with the LDAP directory failed: {exc}"
+                    f"StartTLS with the LDAP directory failed: {_tls_reason(exc)}"
                 ) from exc
             if not started:
                 self._close(conn)
@@ -245,3 +247,13 @@ def _first_rdn_value(dn: str) -> str:
     """``cn=devs,ou=groups,…`` -> ``devs`` (a memberOf value names the group's DN)."""
     first = dn.split(",", 1)[0]
     return first.split("=", 1)[1] if "=" in first else first
+
+
+_SSL_REASON = re.compile(r"\[SSL: [A-Z_]+\] (.+?)(?: \(_ssl\.c:\d+\)|$)")
+
+
+def _tls_reason(exc: BaseException) -> str:
+    """OpenSSL's own words from an ldap3 error, which nests them in tuple reprs
+    ("certificate verify failed: Hostname mismatch, certificate is not valid for '127.1'.")."""
+    found = _SSL_REASON.search(str(exc))
+    return found.group(1).rstrip("'\",)") if found else str(exc)[:300]
