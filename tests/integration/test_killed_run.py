@@ -96,6 +96,10 @@ def test_a_killed_session_stops_its_servers(tmp_path: Path, signum: signal.Signa
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # our signal goes to pytest alone, as `kill <pid>` would
+        # A terminal's process gets SIGINT with its default action, which Python turns into
+        # KeyboardInterrupt; a child inherits an ignored SIGINT instead, should anything in this
+        # worker have set that (then Python installs no handler and Ctrl-C does nothing).
+        preexec_fn=_default_sigint,
     )
     try:
         deadline = time.monotonic() + 60
@@ -108,7 +112,13 @@ def test_a_killed_session_stops_its_servers(tmp_path: Path, signum: signal.Signa
         pids: list[int] = json.loads(pids_file.read_text())
         assert all(_alive(pid) for pid in pids), pids
         session.send_signal(signum)
-        output = _output(session, timeout=30)
+        try:
+            output = _output(session, timeout=30)
+        except subprocess.TimeoutExpired:
+            handler = signal.getsignal(signal.SIGINT)
+            pytest.fail(
+                f"the session ignored {signum.name} for 30 s (this worker's SIGINT: {handler})"
+            )
         assert session.returncode != 0, output
         deadline = time.monotonic() + 5
         while _survivors(pids) and time.monotonic() < deadline:
@@ -122,6 +132,10 @@ def test_a_killed_session_stops_its_servers(tmp_path: Path, signum: signal.Signa
         if pids_file.exists():  # never leave our own mess behind, even when the test failed
             for pid in _survivors(json.loads(pids_file.read_text() or "[]")):
                 os.kill(pid, signal.SIGKILL)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _survivors(pids: list[int]) -> list[int]:
