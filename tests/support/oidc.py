@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlencode
 
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
@@ -78,6 +78,9 @@ class OwnProvider:
         self.published: list[Any] = [self.key]
         self.id_token = ""
         self.challenge = ""
+        # For a browser: /authorize answers at once (no login page), keeping the request's PKCE
+        # challenge and setting ``id_token`` to ``forge(nonce)``; None leaves ``id_token`` as is.
+        self.forge: Any = None
         self.jwks_fetches = 0
         self.token_calls = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -140,6 +143,17 @@ class OwnProvider:
                             "jwks_uri": f"{provider.issuer}/jwks",
                         },
                     )
+                elif self.path.startswith("/authorize?"):
+                    query = {k: v[0] for k, v in parse_qs(self.path.split("?", 1)[1]).items()}
+                    provider.challenge = query.get("code_challenge", "")
+                    if provider.forge is not None:
+                        provider.id_token = provider.forge(query.get("nonce", ""))
+                    answer = urlencode({"code": "abc", "state": query["state"]})
+                    back = f"{query['redirect_uri']}?{answer}"
+                    self.send_response(302)
+                    self.send_header("Location", back)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
                 elif self.path == "/jwks":
                     provider.jwks_fetches += 1
                     keys = KeySet(provider.published).as_dict(private=False)

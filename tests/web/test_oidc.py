@@ -2,22 +2,26 @@
 (``oidc-provider-mock``): the login page's button, the provider's own login page, and back
 signed in under the name the claims give and with the groups they name; with auto-creation
 off, a clear refusal and no user.
-``cheeseboard login --sso`` ends with the client holding a working token. Forged, expired and
-replayed callbacks are in tests/integration/test_oidc_signin.py."""
+``cheeseboard login --sso`` ends with the client holding a working token. A forged, a
+wrong-audience and an expired ID token and a replayed callback are refused in the browser too,
+through the test's own provider (the mock signs only valid tokens); every other refusal is in
+tests/integration/test_oidc_signin.py."""
 
 from __future__ import annotations
 
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from joserfc.jwk import RSAKey
 
 from tests.support.api import call
 from tests.support.client_cli import SCRIPT, Cli, clean_env
-from tests.support.oidc import mock_provider, write_config
+from tests.support.oidc import mock_provider, own_provider, write_config
 from tests.support.server import ROOT_PASSWORD, ServerFactory
 from tests.support.upstream import UpstreamServer
 
@@ -142,3 +146,57 @@ def test_cli_login_through_the_browser_stores_a_working_token(
     status, log = call(server.url, "GET", "/+audit?action=login", auth=ROOT)
     assert status == 200
     assert [(e["actor"], e["detail"]["cli"]) for e in log["result"]] == [("erin", True)]
+
+
+def _refused_in_browser(page: Any, server_url: str) -> str:
+    """Click the sign-in button (the test's provider answers at once) and return the reason the
+    refusal page shows; no session may be set."""
+    page.goto(f"{server_url.rstrip('/')}/+web/login")
+    page.locator("#oidc-sign-in").click()
+    page.wait_for_url(re.compile(r".*/\+web/oidc/callback.*"))
+    assert page.locator("h1").inner_text() == "Sign-in refused"
+    assert not [c for c in page.context.cookies() if c["name"] == "cheeseboard_session"]
+    assert page.locator(".account .who").count() == 0
+    return str(page.locator("#oidc-reason").inner_text())
+
+
+def test_forged_wrong_audience_expired_and_replayed_are_refused_in_the_browser(
+    page: Any, server_factory: ServerFactory, html_upstream: UpstreamServer, tmp_path: Path
+) -> None:
+    """The browser goes through the whole redirect flow; the provider (the test's own, since
+    the mock signs only valid tokens) answers with a forged, a wrong-audience and an expired
+    ID token, and finally a valid one whose callback the browser then loads again."""
+    with own_provider() as provider:
+        config = write_config(tmp_path / "oidc.yaml", provider.issuer, auto_create=True)
+        server = server_factory.start(html_upstream.simple_url, "--config", str(config))
+        stranger = RSAKey.generate_key(2048, parameters={"kid": "key-1"})
+        cases = {
+            "signature is not valid": lambda nonce: provider.sign(provider.claims(nonce), stranger),
+            "another audience": lambda nonce: provider.sign(provider.claims(nonce, aud="other")),
+            "expired": lambda nonce: provider.sign(
+                provider.claims(nonce, iat=int(time.time()) - 900, exp=int(time.time()) - 600)
+            ),
+        }
+        for words, forge in cases.items():
+            provider.forge = forge
+            reason = _refused_in_browser(page, server.url)
+            assert words in reason, (words, reason)
+        assert call(server.url, "GET", "/dave")[0] == 404  # nobody was created
+        # A valid sign-in, then its callback once more with the same flow cookie (a URL and
+        # cookie copied out of the browser): the state is used up.
+        provider.forge = lambda nonce: provider.sign(provider.claims(nonce))
+        seen: list[tuple[str, str | None]] = []
+        page.on("response", lambda r: seen.append((r.url, r.header_value("set-cookie"))))
+        page.goto(f"{server.url.rstrip('/')}/+web/login")
+        page.locator("#oidc-sign-in").click()
+        page.wait_for_url(server.url.rstrip("/") + "/")
+        assert page.locator(".account .who").inner_text().strip() == "dave"
+        callback = [url for url, _ in seen if "/+web/oidc/callback" in url][-1]
+        flow = [c for url, c in seen if "/+web/oidc/login" in url and c][-1]
+        name, _, rest = flow.partition("=")
+        page.context.clear_cookies()
+        page.context.add_cookies([{"name": name, "value": rest.split(";")[0], "url": server.url}])
+        page.goto(callback)
+        assert page.locator("h1").inner_text() == "Sign-in refused"
+        assert "replayed" in page.locator("#oidc-reason").inner_text()
+        assert page.locator(".account .who").count() == 0
