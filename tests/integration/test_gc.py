@@ -15,6 +15,7 @@ from cheeseboard.ops.blob_gc import BlobCollector
 from cheeseboard.store.blobs import FileBlobStore
 from cheeseboard.store.schema import blobs, files, indexes, projects
 from tests.support.api import call, upload_dist
+from tests.support.blobs import blob_files, settle_blobs
 from tests.support.packages import Dist, build_wheel
 from tests.support.server import ROOT_PASSWORD, CheeseboardServer, server_command
 from tests.support.upstream import UpstreamServer
@@ -31,10 +32,6 @@ def gc(datadir: Path, *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
-
-
-def blob_files(datadir: Path) -> set[str]:
-    return {p.name for p in (datadir / "blobs").glob("??/??/*") if p.is_file()}
 
 
 def plant(datadir: Path, data: bytes, age: float) -> Path:
@@ -63,20 +60,6 @@ def download(server: CheeseboardServer, index: str, dist: Dist) -> bytes:
     with urllib.request.urlopen(url, timeout=30) as response:
         data: bytes = response.read()
     return data
-
-
-def settle_blobs(datadir: Path, quiet: float = 0.6, limit: float = 15.0) -> None:
-    """Wait until no blob has appeared for ``quiet`` seconds (at most ``limit``)."""
-    deadline = time.monotonic() + limit
-    seen, since = blob_files(datadir), time.monotonic()
-    while time.monotonic() < deadline:
-        time.sleep(0.1)
-        now = blob_files(datadir)
-        if now != seen:
-            seen, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            return
-    raise AssertionError("blobs kept appearing in the data directory")
 
 
 def setup_stage(server: CheeseboardServer) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.api import call, upload_dist
+from tests.support.blobs import blob_files, settle_blobs
 from tests.support.packages import Dist, build_sdist, build_wheel
 from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory
 from tests.support.services import service_missing
@@ -66,10 +67,6 @@ def fill(disk: Path, leave: int) -> Path:
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
     return filler
-
-
-def blob_names(datadir: Path) -> set[str]:
-    return {p.name for p in (datadir / "blobs").glob("??/??/*") if p.is_file()}
 
 
 def staged(datadir: Path) -> list[Path]:
@@ -125,14 +122,14 @@ def test_disk_full_fails_uploads_cleanly_and_keeps_serving(
             urllib.request.urlopen(f"{server.index_url}lib-c/", timeout=30).close()
             assert fetch(server, "root/pypi", mirrored) == mirrored.path.read_bytes()
             filler = fill(small_disk, 2 * MiB)
-            blobs_before = blob_names(server.datadir)
+            blobs_before = settle_blobs(server.datadir)  # the pages' background work too
 
             # A file larger than the space left: refused while its bytes arrive.
             status, text = upload_dist(server.url, "local/dev", big, LOCAL)
             assert status == 507, (status, text)
             assert "no space left" in text.lower()
             assert "toobig" not in listed(server, "toobig")
-            assert blob_names(server.datadir) == blobs_before
+            assert blob_files(server.datadir) == blobs_before
             assert staged(server.datadir) == []
 
             # A full disk, down to the last byte: small writes and database commits fail too.
