@@ -13,7 +13,7 @@ from typing import Any
 from cheeseboard.client.commands import client, qualify, result_of
 from cheeseboard.client.config import ClientConfig
 from cheeseboard.client.console import Output
-from cheeseboard.client.http import ClientError
+from cheeseboard.client.http import ClientError, unsupported
 
 EXEMPT_KEY = "release_age_exempt"
 _NAME = re.compile(r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)\s*(.*?)\s*$")
@@ -111,10 +111,7 @@ def _scope(path: str) -> str:
 
 def _unsupported(error: ClientError) -> ClientError:
     """A server without blocks (devpi) answers 404 or 405 on ``+blocks``."""
-    ours = ("no block", "no index", "no user")  # our own 404s name what is missing
-    if error.status in (404, 405) and not any(word in error.message for word in ours):
-        return ClientError("this server does not offer blocks", "")
-    return error
+    return unsupported(error, ("no block", "no index", "no user"), "blocks")
 
 
 def block_body(

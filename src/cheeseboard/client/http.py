@@ -28,6 +28,17 @@ class ClientError(Exception):
         self.status = status
 
 
+def unsupported(
+    error: ClientError, ours: tuple[str, ...], feature: str, hint: str = ""
+) -> ClientError:
+    """``error``, or "this server does not offer <feature>" when it is a 404 or 405 that is not
+    one of ours: a server without the feature (devpi) has no such route. Our own 404s name what
+    is missing (``ours``: words such as "no index")."""
+    if error.status in (404, 405) and not any(word in error.message for word in ours):
+        return ClientError(f"this server does not offer {feature}", hint)
+    return error
+
+
 def _server_message(raw: bytes, fallback: str) -> str:
     """The ``message`` of a devpi JSON error body, else the text or the HTTP reason."""
     try:

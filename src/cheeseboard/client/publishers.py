@@ -6,7 +6,7 @@ from __future__ import annotations
 from cheeseboard.client.commands import client, qualify, result_of
 from cheeseboard.client.config import ClientConfig
 from cheeseboard.client.console import Output
-from cheeseboard.client.http import ClientError
+from cheeseboard.client.http import ClientError, unsupported
 
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 GITLAB_ISSUER = "https://gitlab.com"
@@ -18,10 +18,7 @@ def _index(config: ClientConfig, index: str | None) -> str:
 
 def _unsupported(error: ClientError) -> ClientError:
     """A server without trusted publishing (devpi) answers 404 or 405 on ``+publishers``."""
-    ours = ("publisher", "no index")  # our own 404s name what is missing
-    if error.status in (404, 405) and not any(word in error.message for word in ours):
-        return ClientError("this server does not offer trusted publishing", "")
-    return error
+    return unsupported(error, ("publisher", "no index"), "trusted publishing")
 
 
 def add(

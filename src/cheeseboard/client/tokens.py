@@ -8,7 +8,7 @@ import time
 from cheeseboard.client.commands import client, qualify, result_of
 from cheeseboard.client.config import ClientConfig
 from cheeseboard.client.console import Output
-from cheeseboard.client.http import ClientError
+from cheeseboard.client.http import ClientError, unsupported
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
 _DURATION = re.compile(r"^(\d+)([smhdw]?)$")
@@ -35,10 +35,7 @@ def _when(timestamp: float) -> str:
 
 def _unsupported(error: ClientError) -> ClientError:
     """A server without scoped tokens (devpi) answers 404 or 405 on ``+tokens``."""
-    ours = ("no user", "no token")  # our own 404s name what is missing
-    if error.status in (404, 405) and not any(word in error.message for word in ours):
-        return ClientError("this server does not offer scoped tokens", "use cheeseboard login")
-    return error
+    return unsupported(error, ("no user", "no token"), "scoped tokens", "use cheeseboard login")
 
 
 def create(
