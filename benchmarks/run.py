@@ -543,6 +543,9 @@ def measure_floor(run_dir: Path, procs: Processes, args: argparse.Namespace) -> 
         "workers": args.workers,
         "app": FLOOR_APP,
     }
+    # Only measured when cheeseboard runs, so cheeseboard is installed here.
+    from cheeseboard.server.runner import event_loop
+
     command = [
         granian,
         "--interface",
@@ -550,7 +553,7 @@ def measure_floor(run_dir: Path, procs: Processes, args: argparse.Namespace) -> 
         "--workers",
         str(args.workers),
         "--loop",
-        "asyncio",  # what cheeseboard's Granian picks here ("auto", no uvloop installed)
+        event_loop().value,  # the loop cheeseboard's runner picks (uvloop when installed)
         "--no-access-log",
         "--log-level",
         "error",

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.util
 import logging
 import os
 import resource
 import uuid
 
-from granian.constants import Interfaces
+from granian.constants import Interfaces, Loops
 from granian.http import HTTP1Settings
 from granian.server.mp import MPServer
 
@@ -95,6 +96,13 @@ async def check_bucket(url: str, ca_bundle: str | None = None) -> None:
             raise StorageError(f"cannot use {location.redacted()}: {exc}") from None
 
 
+def event_loop() -> Loops:
+    """uvloop where it is installed (the server extra brings it on Linux and macOS), else
+    asyncio's own loop. uvloop served 20% more cached small files and 12% more cached pages per
+    worker (issue 19); the choice is logged at start so a slower host can tell why."""
+    return Loops.uvloop if importlib.util.find_spec("uvloop") is not None else Loops.asyncio
+
+
 def run(settings: Settings) -> None:
     migrate(settings.db_url)
     if settings.blob_url:
@@ -107,13 +115,15 @@ def run(settings: Settings) -> None:
     # here or in the forked workers, and its pages stay shared with them (server/start.py).
     gc.freeze()
     connections = connection_limit()
+    loop = event_loop()
     log.info(
-        "serving %s on http://%s:%d/ with %d worker(s), up to %d connections each",
+        "serving %s on http://%s:%d/ with %d worker(s), up to %d connections each, %s loop",
         settings.datadir,
         settings.host,
         settings.port,
         settings.workers,
         connections,
+        loop.value,
     )
     _Server(
         "cheeseboard.http.app:app_from_environment",
@@ -121,6 +131,7 @@ def run(settings: Settings) -> None:
         address=settings.host,
         port=settings.port,
         interface=Interfaces.ASGI,
+        loop=loop,
         workers=settings.workers,
         log_access=False,  # our own AccessLog middleware writes one line per request
         log_level=settings.log_level,  # type: ignore[arg-type]
