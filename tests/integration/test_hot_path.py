@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import time
+import urllib.error
 import urllib.request
 
+from tests.support.api import call
 from tests.support.packages import Dist
-from tests.support.server import CheeseboardServer
+from tests.support.server import ROOT_PASSWORD, CheeseboardServer
 
 JSON = "application/vnd.pypi.simple.v1+json"
+ROOT = ("root", ROOT_PASSWORD)
 
 
 def _metrics(server: CheeseboardServer) -> dict[str, int]:
@@ -113,3 +117,49 @@ def test_pages_and_files_under_a_cooldown_and_blocks_stay_in_memory(
     assert after["db_writes_total"] == before["db_writes_total"]
     assert after["page_builds_total"] == before["page_builds_total"]
     assert after["page_cache_hits_total"] - before["page_cache_hits_total"] == 50
+
+
+def test_a_read_decision_the_hot_path_remembers_ends_with_the_change(
+    mirror_server: CheeseboardServer, dists: dict[str, list[Dist]]
+) -> None:
+    """The hot path remembers its read decision for callers without credentials (per index,
+    until the serial moves): making the index private turns them away on every worker at once,
+    and opening it again lets them back in."""
+    wheel = dists["lib-c"][0]
+    page_url = mirror_server.index_url + "lib-c/"
+    file_url = (
+        f"{mirror_server.url}root/pypi/+f/{wheel.sha256[:3]}/{wheel.sha256[3:16]}/{wheel.filename}"
+    )
+    _get(page_url)
+    assert _get(file_url) == wheel.path.read_bytes()
+    _settled_metrics(mirror_server)
+    for _ in range(20):  # both workers answer both from memory, and remember the decision
+        _get(page_url)
+        _get(file_url)
+
+    def anonymous_statuses() -> set[int]:
+        statuses = set()
+        for _ in range(20):
+            for url in (page_url, file_url):
+                try:
+                    with urllib.request.urlopen(url, timeout=10) as response:
+                        statuses.add(response.status)
+                except urllib.error.HTTPError as exc:
+                    statuses.add(exc.code)
+        return statuses
+
+    status, body = call(mirror_server.url, "PATCH", "/root/pypi", ["acl_read=root"], auth=ROOT)
+    assert status == 200, body
+    root = {
+        "Authorization": "Basic " + base64.b64encode(b"root:" + ROOT_PASSWORD.encode()).decode()
+    }
+    for _ in range(20):  # root still reads both, which fills the workers' caches again
+        for url in (page_url, file_url):
+            with urllib.request.urlopen(urllib.request.Request(url, headers=root)) as response:
+                assert response.status == 200
+    assert anonymous_statuses() == {401}  # asked to sign in, by every worker
+    status, body = call(
+        mirror_server.url, "PATCH", "/root/pypi", ["acl_read=:ANONYMOUS:"], auth=ROOT
+    )
+    assert status == 200, body
+    assert anonymous_statuses() == {200}
