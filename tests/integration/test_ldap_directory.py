@@ -16,34 +16,15 @@ import pytest
 from cheeseboard.ldap_settings import LdapSettingsError, parse_ldap
 from cheeseboard.services.ldap import Directory, DirectoryRefused, DirectoryUnavailable
 from tests.support.server import free_port
-from tests.support.slapd import ADMIN_DN, ADMIN_PASSWORD, PASSWORDS, SUFFIX, Slapd
+from tests.support.slapd import GROUP_SEARCH, PASSWORDS, SUFFIX, Slapd, search_config, seeded_slapd
 
-ENABLED = "(&(uid={username})(!(description=disabled)))"
 SERVE = (sys.executable, "-m", "cheeseboard.server.cli", "serve")
-GROUPS = {"base": f"ou=groups,{SUFFIX}", "filter": "(member={userdn})", "attribute_name": "cn"}
 
 
 @pytest.fixture(scope="module")
 def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
-    server = Slapd(tmp_path_factory.mktemp("slapd"))
-    server.start()
-    try:
-        server.seed()
+    with seeded_slapd(tmp_path_factory.mktemp("slapd")) as server:
         yield server
-    finally:
-        server.stop()
-
-
-def _search_config(url: str, **extra: object) -> dict[str, object]:
-    return {
-        "url": url,
-        "bind_dn": ADMIN_DN,
-        "bind_password": ADMIN_PASSWORD,
-        "user_search": {"base": f"ou=people,{SUFFIX}", "filter": ENABLED},
-        "group_search": GROUPS,
-        "timeout": 3,
-        **extra,
-    }
 
 
 def _sign_in(config: dict[str, object], user: str, password: str) -> object:
@@ -53,13 +34,13 @@ def _sign_in(config: dict[str, object], user: str, password: str) -> object:
 
 
 def test_bind_and_search_signs_in_with_groups(slapd: Slapd) -> None:
-    user = _sign_in(_search_config(slapd.url), "alice", PASSWORDS["alice"])
+    user = _sign_in(search_config(slapd.url), "alice", PASSWORDS["alice"])
     assert user.dn == f"uid=alice,ou=people,{SUFFIX}"  # type: ignore[attr-defined]
     assert user.groups == frozenset({"devs"})  # type: ignore[attr-defined]
 
 
 def test_wrong_password_disabled_and_unknown_users_are_refused(slapd: Slapd) -> None:
-    config = _search_config(slapd.url)
+    config = search_config(slapd.url)
     for user, password in (
         ("alice", "not-her-password"),
         ("alice", ""),  # an empty password would be an anonymous bind, which succeeds
@@ -71,11 +52,11 @@ def test_wrong_password_disabled_and_unknown_users_are_refused(slapd: Slapd) -> 
 
 
 def test_direct_bind_with_a_template(slapd: Slapd) -> None:
-    config = {
+    config: dict[str, object] = {
         "url": slapd.url,
         "user_template": f"uid={{username}},ou=people,{SUFFIX}",
         "user_filter": "(!(description=disabled))",
-        "group_search": GROUPS,
+        "group_search": GROUP_SEARCH,
     }
     assert _sign_in(config, "bob", PASSWORDS["bob"]).groups == frozenset({"ops"})  # type: ignore[attr-defined]
     with pytest.raises(DirectoryRefused):
@@ -88,7 +69,7 @@ def test_direct_bind_with_a_template(slapd: Slapd) -> None:
 
 def test_a_filter_injection_names_nobody(slapd: Slapd) -> None:
     """``*)(uid=*`` is escaped (RFC 4515): no entry matches, so no bind is tried as anyone."""
-    config = _search_config(slapd.url)
+    config = search_config(slapd.url)
     for name in ("*", "*)(uid=*", "alice)(|(uid=*"):
         with pytest.raises(DirectoryRefused):
             _sign_in(config, name, PASSWORDS["alice"])
@@ -97,14 +78,14 @@ def test_a_filter_injection_names_nobody(slapd: Slapd) -> None:
 # ldap3 drops the socket of a refused connection without closing it: collected here.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_an_unreachable_directory_is_unavailable_not_refused(tmp_path: Path) -> None:
-    config = _search_config(f"ldap://127.0.0.1:{free_port()}", timeout=1)
+    config = search_config(f"ldap://127.0.0.1:{free_port()}", timeout=1)
     with pytest.raises(DirectoryUnavailable):
         _sign_in(config, "alice", PASSWORDS["alice"])
     gc.collect()
 
 
 def test_a_wrong_bind_dn_password_is_unavailable(slapd: Slapd) -> None:
-    config = _search_config(slapd.url, bind_password="wrong")
+    config = search_config(slapd.url, bind_password="wrong")
     with pytest.raises(DirectoryUnavailable):
         _sign_in(config, "alice", PASSWORDS["alice"])
 

@@ -24,7 +24,16 @@ import pytest
 from tests.support.api import call, twine_upload
 from tests.support.packages import build_wheel
 from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory
-from tests.support.slapd import ADMIN_DN, ADMIN_PASSWORD, PASSWORDS, SUFFIX, Slapd
+from tests.support.slapd import (
+    ADMIN_DN,
+    ADMIN_PASSWORD,
+    ENABLED_USERS,
+    GROUP_SEARCH,
+    PASSWORDS,
+    SUFFIX,
+    Slapd,
+    seeded_slapd,
+)
 from tests.support.upstream import UpstreamServer
 
 ROOT = ("root", ROOT_PASSWORD)
@@ -35,13 +44,8 @@ CACHE = 2.0
 
 @pytest.fixture(scope="module")
 def slapd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
-    server = Slapd(tmp_path_factory.mktemp("slapd"))
-    server.start()
-    try:
-        server.seed()
+    with seeded_slapd(tmp_path_factory.mktemp("slapd")) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -54,16 +58,8 @@ def server(slapd: Slapd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[C
         "url": slapd.url,
         "bind_dn": ADMIN_DN,
         "bind_password_file": str(secret),
-        "user_search": {
-            "base": f"ou=people,{SUFFIX}",
-            "filter": "(&(uid={username})(!(description=disabled)))",
-            "scope": "one",
-        },
-        "group_search": {
-            "base": f"ou=groups,{SUFFIX}",
-            "filter": "(member={userdn})",
-            "attribute_name": "cn",
-        },
+        "user_search": {"base": f"ou=people,{SUFFIX}", "filter": ENABLED_USERS, "scope": "one"},
+        "group_search": GROUP_SEARCH,
         "timeout": 2,
         "cache_seconds": CACHE,
     }

@@ -25,11 +25,8 @@ from cheeseboard.services.ldap import Directory, DirectoryUnavailable, Directory
 from tests.support.api import call
 from tests.support.certs import ThrowawayCA, make_ca
 from tests.support.server import ROOT_PASSWORD, ServerFactory
-from tests.support.slapd import ADMIN_DN, ADMIN_PASSWORD, PASSWORDS, SUFFIX, Slapd
+from tests.support.slapd import ADMIN_DN, PASSWORDS, SUFFIX, Slapd, search_config, seeded_slapd
 from tests.support.upstream import UpstreamServer
-
-ENABLED = "(&(uid={username})(!(description=disabled)))"
-GROUPS = {"base": f"ou=groups,{SUFFIX}", "filter": "(member={userdn})", "attribute_name": "cn"}
 
 
 @pytest.fixture(scope="module")
@@ -45,25 +42,8 @@ def other_ca(tmp_path_factory: pytest.TempPathFactory) -> ThrowawayCA:
 
 @pytest.fixture(scope="module")
 def slapd(ca: ThrowawayCA, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Slapd]:
-    server = Slapd(tmp_path_factory.mktemp("slapd-tls"), tls=ca, memberof=True)
-    server.start()
-    try:
-        server.seed()
+    with seeded_slapd(tmp_path_factory.mktemp("slapd-tls"), tls=ca, memberof=True) as server:
         yield server
-    finally:
-        server.stop()
-
-
-def _config(url: str, **extra: object) -> dict[str, object]:
-    return {
-        "url": url,
-        "bind_dn": ADMIN_DN,
-        "bind_password": ADMIN_PASSWORD,
-        "user_search": {"base": f"ou=people,{SUFFIX}", "filter": ENABLED},
-        "group_search": GROUPS,
-        "timeout": 3,
-        **extra,
-    }
 
 
 def _sign_in(config: dict[str, object], user: str = "alice") -> DirectoryUser:
@@ -83,7 +63,7 @@ def _refused(slapd: Slapd, config: dict[str, object]) -> tuple[str, str]:
 def test_ldaps_with_the_signing_ca_signs_in(slapd: Slapd, ca: ThrowawayCA) -> None:
     assert slapd.ldaps_url is not None
     before = len(slapd.log())
-    user = _sign_in(_config(slapd.ldaps_url, ca_bundle=str(ca.ca_pem)))
+    user = _sign_in(search_config(slapd.ldaps_url, ca_bundle=str(ca.ca_pem)))
     assert user.dn == f"uid=alice,ou=people,{SUFFIX}"
     assert user.groups == frozenset({"devs"})
     logged = slapd.log()[before:]
@@ -93,7 +73,7 @@ def test_ldaps_with_the_signing_ca_signs_in(slapd: Slapd, ca: ThrowawayCA) -> No
 def test_start_tls_with_the_signing_ca_signs_in(slapd: Slapd, ca: ThrowawayCA) -> None:
     """Both connections (the service account's and the user's) start TLS before binding."""
     before = len(slapd.log())
-    user = _sign_in(_config(slapd.url, start_tls=True, ca_bundle=str(ca.ca_pem)), "bob")
+    user = _sign_in(search_config(slapd.url, start_tls=True, ca_bundle=str(ca.ca_pem)), "bob")
     assert user.groups == frozenset({"ops"})
     logged = slapd.log()[before:]
     assert logged.count("STARTTLS") == 2 and logged.count("TLS established") == 2, logged
@@ -107,7 +87,7 @@ def test_ldaps_with_a_ca_that_did_not_sign_is_unavailable(
 ) -> None:
     assert slapd.ldaps_url is not None
     bundle = {"ca_bundle": str(other_ca.ca_pem)} if which == "another CA" else {}
-    message, logged = _refused(slapd, _config(slapd.ldaps_url, **bundle))
+    message, logged = _refused(slapd, search_config(slapd.ldaps_url, **bundle))
     assert "certificate" in message.lower(), message
     assert "LDAP" in message, message
     assert " BIND " not in logged, logged
@@ -117,7 +97,7 @@ def test_a_certificate_for_another_host_name_is_refused(slapd: Slapd, ca: Throwa
     """``127.1`` reaches 127.0.0.1, but the certificate names 127.0.0.1 and localhost only."""
     assert slapd.ldaps_url is not None
     url = slapd.ldaps_url.replace("127.0.0.1", "127.1")
-    message, logged = _refused(slapd, _config(url, ca_bundle=str(ca.ca_pem)))
+    message, logged = _refused(slapd, search_config(url, ca_bundle=str(ca.ca_pem)))
     assert "hostname mismatch" in message.lower(), message
     # OpenSSL's words, not ldap3's nested tuple reprs or the C source line.
     assert "_ssl.c" not in message and "('" not in message and "wrapping" not in message, message
@@ -129,7 +109,7 @@ def test_start_tls_with_a_ca_that_did_not_sign_never_binds_in_plaintext(
     slapd: Slapd, other_ca: ThrowawayCA, which: str
 ) -> None:
     bundle = {"ca_bundle": str(other_ca.ca_pem)} if which == "another CA" else {}
-    message, logged = _refused(slapd, _config(slapd.url, start_tls=True, **bundle))
+    message, logged = _refused(slapd, search_config(slapd.url, start_tls=True, **bundle))
     assert "certificate" in message.lower(), message
     assert "STARTTLS" in logged, logged
     assert " BIND " not in logged and "SRCH" not in logged, logged
@@ -139,17 +119,12 @@ def test_start_tls_to_a_directory_without_tls_never_binds_in_plaintext(
     tmp_path: Path, ca: ThrowawayCA
 ) -> None:
     """A directory offering no TLS: StartTLS is refused, and the sign-in stops there."""
-    plain = Slapd(tmp_path / "plain")
-    plain.start()
-    try:
-        plain.seed()
+    with seeded_slapd(tmp_path / "plain") as plain:
         before = len(plain.log())
-        config = _config(plain.url, start_tls=True, ca_bundle=str(ca.ca_pem))
+        config = search_config(plain.url, start_tls=True, ca_bundle=str(ca.ca_pem))
         with pytest.raises(DirectoryUnavailable) as caught:
             _sign_in(config)
         logged = plain.log()[before:]
-    finally:
-        plain.stop()
     assert "StartTLS" in str(caught.value), caught.value
     assert "1.3.6.1.4.1.1466.20037" in logged and " BIND " not in logged, logged
 
@@ -158,7 +133,7 @@ def test_member_of_gives_the_groups(slapd: Slapd, ca: ThrowawayCA) -> None:
     """``group_attribute: memberOf``, with bind-and-search and with direct bind (the user reads
     its own entry): the group names are the first RDN values of the memberOf DNs."""
     tls = {"start_tls": True, "ca_bundle": str(ca.ca_pem)}
-    search = _config(slapd.url, group_search=None, group_attribute="memberOf", **tls)
+    search = search_config(slapd.url, group_search=None, group_attribute="memberOf", **tls)
     assert _sign_in(search).groups == frozenset({"devs"})
     direct = {
         "url": slapd.url,
@@ -204,8 +179,8 @@ def test_the_server_over_ldaps_and_with_an_untrusted_certificate(
     assert slapd.ldaps_url is not None
     good = {"ca_bundle": str(ca.ca_pem), "group_search": None, "group_attribute": "memberOf"}
     configs = {
-        "good": _config(slapd.ldaps_url, **good),
-        "bad": _config(slapd.ldaps_url, ca_bundle=str(other_ca.ca_pem)),
+        "good": search_config(slapd.ldaps_url, **good),
+        "bad": search_config(slapd.ldaps_url, ca_bundle=str(other_ca.ca_pem)),
     }
     factory = ServerFactory(tmp_path)
     root = ("root", ROOT_PASSWORD)

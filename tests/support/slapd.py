@@ -17,6 +17,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support.certs import ThrowawayCA
@@ -29,6 +31,13 @@ SUFFIX = "dc=example,dc=org"
 ADMIN_DN = f"cn=admin,{SUFFIX}"
 ADMIN_PASSWORD = "admin-ldap-pw"
 PASSWORDS = {"alice": "alice-ldap-pw", "bob": "bob-ldap-pw", "carol": "carol-ldap-pw"}
+ENABLED_USERS = "(&(uid={username})(!(description=disabled)))"
+"""The user filter of the tests' bind-and-search configs: people not marked disabled."""
+GROUP_SEARCH = {
+    "base": f"ou=groups,{SUFFIX}",
+    "filter": "(member={userdn})",
+    "attribute_name": "cn",
+}
 SCHEMAS = ("core", "cosine", "inetorgperson", "nis")
 
 _CONF = """\
@@ -140,3 +149,30 @@ class Slapd:
         if check and result.returncode != 0:
             raise RuntimeError(f"{tool} failed: {result.stderr}")
         return result
+
+
+@contextmanager
+def seeded_slapd(
+    base: Path, tls: ThrowawayCA | None = None, memberof: bool = False
+) -> Iterator[Slapd]:
+    """A started slapd holding the seed entries, stopped on exit."""
+    server = Slapd(base, tls=tls, memberof=memberof)
+    server.start()
+    try:
+        server.seed()
+        yield server
+    finally:
+        server.stop()
+
+
+def search_config(url: str, **extra: object) -> dict[str, object]:
+    """An ``ldap:`` section that binds as the admin and searches people and groups."""
+    return {
+        "url": url,
+        "bind_dn": ADMIN_DN,
+        "bind_password": ADMIN_PASSWORD,
+        "user_search": {"base": f"ou=people,{SUFFIX}", "filter": ENABLED_USERS},
+        "group_search": GROUP_SEARCH,
+        "timeout": 3,
+        **extra,
+    }
