@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.api import basic, call, twine_upload
+from tests.support.api import basic, call, status_of, twine_upload
 from tests.support.client_cli import Cli
 from tests.support.clients import installed, pip_install
 from tests.support.packages import build_wheel
@@ -67,13 +67,7 @@ def _page(server: CheeseboardServer, path: str, auth: tuple[str, str]) -> int:
     """The status of a simple page as an installer asks for it (the hot path)."""
     request = urllib.request.Request(server.url.rstrip("/") + path)
     request.add_header("Authorization", basic(*auth))
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            response.read()
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code
+    return status_of(request)
 
 
 def _members(server: CheeseboardServer, group: str, **change: list[str]) -> None:

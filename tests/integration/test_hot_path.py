@@ -8,7 +8,7 @@ import time
 import urllib.error
 import urllib.request
 
-from tests.support.api import call
+from tests.support.api import call, status_of
 from tests.support.packages import Dist
 from tests.support.server import ROOT_PASSWORD, CheeseboardServer
 
@@ -141,11 +141,7 @@ def test_a_read_decision_the_hot_path_remembers_ends_with_the_change(
         statuses = set()
         for _ in range(20):
             for url in (page_url, file_url):
-                try:
-                    with urllib.request.urlopen(url, timeout=10) as response:
-                        statuses.add(response.status)
-                except urllib.error.HTTPError as exc:
-                    statuses.add(exc.code)
+                statuses.add(status_of(url))
         return statuses
 
     status, body = call(mirror_server.url, "PATCH", "/root/pypi", ["acl_read=root"], auth=ROOT)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.api import call, twine_upload
+from tests.support.api import call, status_of, twine_upload
 from tests.support.packages import build_wheel
 from tests.support.server import ROOT_PASSWORD, CheeseboardServer, ServerFactory
 from tests.support.slapd import (
@@ -86,13 +86,7 @@ def _login(server: CheeseboardServer, user: str, password: str) -> int:
         method="POST",
         headers={"Content-Type": "application/json", "Accept": "application/json"},
     )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            response.read()
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code
+    return status_of(request)
 
 
 def _audit(server: CheeseboardServer, action: str) -> list[dict[str, object]]:

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.support.api import basic, call, twine_upload
+from tests.support.api import basic, call, status_of, twine_upload
 from tests.support.packages import build_wheel
 from tests.support.server import ROOT_PASSWORD, ServerFactory, server_command
 from tests.support.upstream import UpstreamServer
@@ -48,12 +48,7 @@ def _basic_status(url: str, path: str, user: str, password: str, client: str) ->
         url.rstrip("/") + path,
         headers={"Authorization": basic(user, password), "X-Forwarded-For": client},
     )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code
+    return status_of(request)
 
 
 ATTACKER = "203.0.113.9"

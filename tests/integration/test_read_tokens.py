@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.api import basic, call, twine_upload
+from tests.support.api import basic, call, status_of, twine_upload
 from tests.support.clients import installed, pip_install, uv_install
 from tests.support.packages import Dist, build_wheel
 from tests.support.server import ROOT_PASSWORD, CheeseboardServer
@@ -53,13 +53,7 @@ class Private:
 def _get(url: str, token: str | None) -> int:
     headers = {"Authorization": basic("__token__", token)} if token else {}
     request = urllib.request.Request(url, headers=headers)
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            response.read()
-            return int(response.status)
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code
+    return status_of(request)
 
 
 @pytest.fixture

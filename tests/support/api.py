@@ -20,6 +20,18 @@ def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+def status_of(request: urllib.request.Request | str) -> int:
+    """The HTTP status a request gets (an error status is returned, not raised); the body is
+    read and dropped."""
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code
+
+
 def call(
     base_url: str,
     method: str,
