@@ -527,6 +527,113 @@ def test_hostile_form_fields(target: Target, fields: dict[str, str], message: st
 # --- (c) oversized headers, bodies and fields ---------------------------------------------------
 
 
+# Credentials the decoder must refuse with 401, never a 500: non-ASCII text (a header is bytes,
+# read as Latin-1), bytes outside base64's alphabet, broken padding, base64 of text that is not
+# UTF-8, no ``:`` between user and secret, an empty user name. Sent raw, as a client would.
+HOSTILE_CREDENTIALS = {
+    "basic-non-ascii": b"Authorization: Basic \xe9\xe9\xe9\xe9",
+    "basic-non-ascii-in-base64": b"Authorization: Basic bG9j\xff\xfeYWw6eA==",
+    "basic-bad-alphabet": b"Authorization: Basic bG9j*WFsOng=",
+    "basic-bad-padding": b"Authorization: Basic bG9jYWw6eA",
+    "basic-data-after-padding": b"Authorization: Basic bG9jYWw6eA==bG9j",
+    "basic-not-utf8": b"Authorization: Basic " + base64.b64encode(b"local:\xff\xfe"),
+    "basic-no-colon": b"Authorization: Basic " + base64.b64encode(b"local"),
+    "basic-empty-user": b"Authorization: Basic " + base64.b64encode(b":local-secret"),
+    "token-user-non-ascii-signature": b"Authorization: Basic "
+    + base64.b64encode("__token__:eyJ4IjoxfQ.sig\u00e9".encode()),
+    "token-shaped-non-ascii-signature": b"Authorization: Basic "
+    + base64.b64encode(("local:" + "A" * 16 + "." + "\u00e9" * 43).encode()),
+    "devpi-non-ascii": b"X-Devpi-Auth: \xe9t\xe9",
+    "devpi-bad-alphabet": b"X-Devpi-Auth: bG9j*WFsOng=",
+}
+
+
+@pytest.mark.parametrize(
+    "header", list(HOSTILE_CREDENTIALS.values()), ids=list(HOSTILE_CREDENTIALS)
+)
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/local/stage/+simple/good-pkg/"),  # the hot path's page
+        ("GET", "{file}"),  # the hot path's file
+        ("GET", "/local/stage/+simple/"),  # a route
+        ("GET", "/+api"),
+        ("PATCH", "/local/stage"),  # a write
+    ],
+)
+def test_malformed_credentials_are_refused(
+    target: Target, header: bytes, method: str, path: str
+) -> None:
+    """A malformed credential header is never a 500. A read answers as to an anonymous caller
+    (wrong credentials read what anonymous callers may: http/access.py), here the public
+    index's 200, on the hot path and the routes alike; a write is refused with 401 saying why
+    (malformed, or well-formed and wrong).
+    Nothing changes, and the server goes on serving."""
+    before = stored(target.server)
+    raw_path = target.file_path if path == "{file}" else path
+    body = b"{}" if method == "PATCH" else b""
+    head = (
+        f"{method} {raw_path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n".encode()
+        + f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n".encode()
+        + header
+        + b"\r\n\r\n"
+    )
+    reply = exchange(target.port, head, [body])
+    if method == "GET":
+        assert reply.status == 200, reply
+    else:
+        assert reply.status == 401, reply
+        assert re.search("malformed credentials|could not be authenticated", reply.text), reply
+    assert_nothing_stored(target, before)
+    target.alive()
+
+
+# What a browser may send back that the server compares with a secret of its own: the session
+# cookie's signature, the login form's double-submit cookie and CSRF field. Text outside ASCII
+# there made ``hmac.compare_digest`` raise (a 500 on every page); now it is simply not equal.
+TOKEN_SHAPED = b"QUFBQUFBQUFBQUFBQUFBQQ." + b"\xe9" * 43
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "cookie", "form", "expected"),
+    [
+        ("GET", "/+web/login", b"cheeseboard_session=" + TOKEN_SHAPED, b"", 200),
+        ("GET", "/", b"cheeseboard_session=" + TOKEN_SHAPED, b"", 200),
+        ("GET", "/+web/login", b"cheeseboard_login=\xe9\xe9", b"", 200),
+        (
+            "POST",
+            "/+web/login",
+            b"cheeseboard_login=\xe9\xe9",
+            b"csrf_token=%C3%A9%C3%A9&username=local&password=x",
+            403,
+        ),
+        (
+            "POST",
+            "/+web/login",
+            b"cheeseboard_login=abc",
+            b"csrf_token=%ED%A0%80&username=local&password=x",  # a lone surrogate, UTF-8'd
+            403,
+        ),
+    ],
+    ids=["session-page", "session-root", "login-cookie", "csrf-non-ascii", "csrf-surrogate"],
+)
+def test_foreign_text_in_browser_secrets(
+    target: Target, method: str, path: str, cookie: bytes, form: bytes, expected: int
+) -> None:
+    """A browser's cookie or form value that is not ASCII reads as no session, or is refused
+    as a form from elsewhere (403): never a 500."""
+    head = (
+        f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n".encode()
+        + b"Accept: text/html\r\nCookie: "
+        + cookie
+        + b"\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        + f"Content-Length: {len(form)}\r\n\r\n".encode()
+    )
+    reply = exchange(target.port, head, [form])
+    assert reply.status == expected, reply
+    target.alive()
+
+
 def _worker_peak_rss(server: CheeseboardServer) -> int:
     """The largest VmHWM (peak RSS) among the server's worker processes, in bytes."""
     assert server.process is not None

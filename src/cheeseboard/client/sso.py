@@ -9,7 +9,6 @@ the state this run made is ignored, so another page cannot plant a login.
 
 from __future__ import annotations
 
-import hmac
 import secrets
 import sys
 import threading
@@ -21,6 +20,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from cheeseboard.client.config import ClientConfig
 from cheeseboard.client.console import Output
 from cheeseboard.client.http import ClientError
+from cheeseboard.core.constant_time import same_secret
 
 DONE_PAGE = (
     b"<!DOCTYPE html><title>cheeseboard</title><p id=done>Signed in; the command line has its "
@@ -47,7 +47,7 @@ def _handler(answer: _Answer) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             query = {k: v[0] for k, v in parse_qs(parts.query).items()}
             state = query.get("state", "")
-            if parts.path != "/callback" or not hmac.compare_digest(state, answer.state):
+            if parts.path != "/callback" or not same_secret(state, answer.state):
                 self.send_error(404)
                 return
             answer.user, answer.token = query.get("user"), query.get("token")

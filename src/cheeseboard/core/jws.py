@@ -24,11 +24,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from cheeseboard.core.constant_time import same_secret
 
 ALGORITHMS = ("RS256", "ES256")
 MIN_RSA_BITS = 2048
@@ -210,7 +211,7 @@ def _rsa_pkcs1_sha256_holds(message: bytes, signature: bytes, n: int, e: int) ->
     if padding < 8:
         return False
     expected = b"\x00\x01" + b"\xff" * padding + b"\x00" + digest_info
-    return hmac.compare_digest(encoded, expected)
+    return same_secret(encoded, expected)
 
 
 # P-256 (FIPS 186-4 D.1.2.3): y^2 = x^3 + ax + b over GF(p), base point G of prime order n.

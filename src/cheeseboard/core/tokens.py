@@ -23,6 +23,8 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from cheeseboard.core.constant_time import same_secret
+
 DEFAULT_LIFETIME = 36_000  # seconds; devpi-client shows "credentials valid for 10.00 hours"
 
 
@@ -76,7 +78,7 @@ class TokenSigner:
     def owner(self, token: str) -> str | None:
         """The user a correctly signed token names (for ``__token__`` as the user name)."""
         payload, dot, signature = token.partition(".")
-        if not dot or not hmac.compare_digest(signature, self._sign(payload)):
+        if not dot or not same_secret(signature, self._sign(payload)):
             return None
         try:
             owner = json.loads(_unb64(payload))[0]
@@ -90,7 +92,7 @@ class TokenSigner:
         """Whether ``token`` is valid for ``user`` whose account is bound to ``binding`` (None:
         no such user)."""
         payload, dot, signature = token.partition(".")
-        if not dot or not hmac.compare_digest(signature, self._sign(payload)):
+        if not dot or not same_secret(signature, self._sign(payload)):
             return TokenCheck(None, "not a token of this server")
         try:
             owner, expires, fingerprint, *rest = json.loads(_unb64(payload))

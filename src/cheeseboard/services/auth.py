@@ -26,7 +26,6 @@ anonymous caller would (public indexes stay readable, private ones are refused a
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import hashlib
 import hmac
@@ -108,8 +107,10 @@ def _credentials(headers: Mapping[str, str]) -> tuple[str, str] | None:
     if raw is None:
         return None
     try:
-        decoded = base64.b64decode(raw, validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError) as exc:
+        # Bytes, not text: base64 of a str with a character outside ASCII raised ValueError
+        # (a 500), where any such header is simply malformed.
+        decoded = binascii.a2b_base64(raw.encode("latin-1"), strict_mode=True).decode("utf-8")
+    except (binascii.Error, UnicodeError) as exc:
         raise Unauthorized("malformed credentials") from exc
     user, sep, secret = decoded.partition(":")
     if not sep or not user:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from cheeseboard.core import jws
+from cheeseboard.core.constant_time import same_secret
 from cheeseboard.oidc_settings import OidcSettings
 from cheeseboard.services.errors import CheeseboardError
 from cheeseboard.tls import client_context
@@ -249,9 +250,7 @@ class OidcClient:
             raise OidcRefused("the id_token has expired")
         if issued > now + skew:
             raise OidcRefused("the id_token is issued in the future (check the clocks)")
-        if not isinstance(claims.get("nonce"), str) or not secrets.compare_digest(
-            claims["nonce"].encode(), nonce.encode()
-        ):
+        if not isinstance(claims.get("nonce"), str) or not same_secret(claims["nonce"], nonce):
             raise OidcRefused("the id_token's nonce is missing or is not this sign-in's")
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise OidcRefused("the id_token has no subject (sub)")

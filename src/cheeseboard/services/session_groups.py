@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hmac
 import json
 
+from cheeseboard.core.constant_time import same_secret
 from cheeseboard.core.tokens import TokenSigner
 
 GROUPS_COOKIE = "cheeseboard_groups"
@@ -45,7 +45,7 @@ def opened(tokens: TokenSigner, session_token: str, cookie: str | None) -> froze
     if not cookie or len(cookie) > MAX_GROUPS_COOKIE or "." not in cookie:
         return frozenset()
     body, _, mac = cookie.rpartition(".")
-    if not hmac.compare_digest(mac, _mac(tokens, session_token, body)):
+    if not same_secret(mac, _mac(tokens, session_token, body)):
         return frozenset()
     try:
         groups = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))

@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import json
 import logging
 import time
@@ -25,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from cheeseboard.core.acl import ROOT
 from cheeseboard.core.changes import ChangeKind
+from cheeseboard.core.constant_time import same_secret
 from cheeseboard.core.names import InvalidName, checked_segment_name
 from cheeseboard.oidc_settings import OidcSettings
 from cheeseboard.services import audit
@@ -111,7 +111,7 @@ class SsoService:
         if not cookie or len(cookie) > MAX_FLOW_COOKIE or "." not in cookie:
             raise OidcRefused("no sign-in was started in this browser (or it took too long)")
         body, _, mac = cookie.rpartition(".")
-        if not hmac.compare_digest(mac, self._auth.tokens.derive("oidc-flow", body)):
+        if not same_secret(mac, self._auth.tokens.derive("oidc-flow", body)):
             raise OidcRefused("the sign-in cookie is not one this server made")
         try:
             payload = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
@@ -154,7 +154,7 @@ class SsoService:
             reason = query["error"][:100]
             raise OidcRefused(f"the provider did not sign you in ({reason})")
         state, code = query.get("state", ""), query.get("code", "")
-        if not hmac.compare_digest(state.encode(), request.state.encode()):
+        if not same_secret(state, request.state):
             raise OidcRefused("the callback's state is not this browser's sign-in")
         if not code or len(code) > 2048:
             raise OidcRefused("the callback carries no authorization code")

@@ -14,11 +14,12 @@ hash beyond them without running argon2.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 
 from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from cheeseboard.core.constant_time import same_secret
 
 _hasher = PasswordHasher()  # argon2id, t=3, m=64 MiB, p=4
 DEVPI_SALTED_SHA256 = "$devpi-salted-sha256$"
@@ -81,4 +82,4 @@ def _verify_devpi_salted(salt_and_hash: str, password: str) -> bool:
     if not sep or not salt.isascii() or not expected.isascii():
         return False
     actual = hashlib.sha256(salt.encode("ascii") + password.encode("utf-8")).hexdigest()
-    return hmac.compare_digest(actual, expected)
+    return same_secret(actual, expected)

@@ -76,3 +76,22 @@ async def test_concurrent_requests_with_the_same_credentials_share_one_check(
 def _basic(user: str, password: str) -> Headers:
     encoded = base64.b64encode(f"{user}:{password}".encode()).decode()
     return Headers({"authorization": f"Basic {encoded}"})
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"authorization": "Basic \u00e9\u00e9\u00e9\u00e9"},
+        {"authorization": "Basic bG9jYWw6eA"},  # no padding
+        {"x-devpi-auth": "\u00e9t\u00e9"},
+        {"authorization": "Basic " + base64.b64encode(b"alice:\xff").decode()},
+    ],
+)
+async def test_malformed_credentials_are_unauthorized_not_errors(
+    db: Database, header: dict[str, str]
+) -> None:
+    auth = AuthService(db, TokenSigner(b"k" * 32))
+    await auth.load()
+    with pytest.raises(Unauthorized, match="malformed credentials"):
+        await auth.identify(Headers(header))
+    assert auth.identify_known(Headers(header), None) is None

@@ -15,7 +15,6 @@ cannot reach the API with the user's session either.
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -23,6 +22,7 @@ from urllib.parse import urlsplit
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cheeseboard.core.constant_time import same_secret
 from cheeseboard.services import session_groups
 from cheeseboard.services.auth import AuthService, Forbidden, Identity
 from cheeseboard.services.session_groups import GROUPS_COOKIE
@@ -90,7 +90,7 @@ def check_origin(request: Request) -> None:
 
 def check_csrf(request: Request, session: Session, submitted: str | None) -> None:
     check_origin(request)
-    if not session.csrf or not submitted or not hmac.compare_digest(session.csrf, submitted):
+    if not session.csrf or not submitted or not same_secret(submitted, session.csrf):
         raise CsrfRejected("the form has expired or did not come from this site; reload the page")
 
 
