@@ -39,6 +39,10 @@ def _settled_metrics(server: CheeseboardServer) -> dict[str, int]:
     raise AssertionError("server kept working in the background")
 
 
+def _basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
 def _get(url: str, accept: str = "") -> bytes:
     request = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -159,3 +163,56 @@ def test_a_read_decision_the_hot_path_remembers_ends_with_the_change(
     )
     assert status == 200, body
     assert anonymous_statuses() == {200}
+
+
+def test_a_signed_in_reader_the_hot_path_remembers_is_refused_after_the_change(
+    mirror_server: CheeseboardServer, dists: dict[str, list[Dist]]
+) -> None:
+    """The hot path also remembers a user's identity and read decision (per credentials as
+    sent, until the serial moves): taking the user off the index's readers, and changing their
+    password, each take effect on every worker at once."""
+    wheel = dists["lib-c"][0]
+    page_url = mirror_server.index_url + "lib-c/"
+    file_url = (
+        f"{mirror_server.url}root/pypi/+f/{wheel.sha256[:3]}/{wheel.sha256[3:16]}/{wheel.filename}"
+    )
+    status, body = call(mirror_server.url, "PUT", "/hotreader", {"password": "old-pw"}, auth=ROOT)
+    assert status == 201, body
+
+    def statuses(password: str, rounds: int = 20) -> set[int]:
+        found = set()
+        for _ in range(rounds):  # enough for both workers, each asked several times
+            for url in (page_url, file_url):
+                request = urllib.request.Request(url, headers=_basic("hotreader", password))
+                found.add(status_of(request))
+        return found
+
+    def readers(acl: str) -> None:
+        status, body = call(
+            mirror_server.url, "PATCH", "/root/pypi", [f"acl_read={acl}"], auth=ROOT
+        )
+        assert status == 200, body
+
+    try:
+        _get(page_url)
+        assert _get(file_url) == wheel.path.read_bytes()
+        _settled_metrics(mirror_server)
+        readers("root,hotreader")
+        assert statuses("old-pw") == {200}  # remembered by both workers
+        readers("root")
+        assert statuses("old-pw") == {404}  # signed in, and not a reader: as for no index
+        readers("root,hotreader")
+        assert statuses("old-pw") == {200}
+        status, body = call(
+            mirror_server.url, "PATCH", "/hotreader", {"password": "new-pw"}, auth=ROOT
+        )
+        assert status == 200, body
+        for _ in range(20):  # root's reads fill the workers' page and file caches again
+            for url in (page_url, file_url):
+                assert status_of(urllib.request.Request(url, headers=_basic(*ROOT))) == 200
+        # The old password reads as no one: sign in. Four rounds: each is a failed sign-in,
+        # and the tenth would be throttled (429).
+        assert statuses("old-pw", rounds=4) == {401}
+        assert statuses("new-pw") == {200}
+    finally:
+        readers(":ANONYMOUS:")

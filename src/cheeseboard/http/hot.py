@@ -36,7 +36,7 @@ from cheeseboard.http.responses import (
     file_headers,
     page_headers,
 )
-from cheeseboard.services.auth import Identity
+from cheeseboard.services.auth import ANONYMOUS, Identity
 from cheeseboard.services.container import AppServices
 from cheeseboard.services.files import StoredFile
 from cheeseboard.services.pages import CachedPage, Rendered
@@ -99,8 +99,8 @@ class HotPath:
         self._stored_files: dict[tuple[int, str], tuple[float, FileRecord, StoredFile]] = {}
         self._bodies_size = 0
         self._devpi: tuple[int, Head] = (-1, [])
-        # (rule, index) -> (index, serial, admitted, identity) for callers without credentials
-        self._anonymous: dict[tuple[int, int], tuple[IndexRecord, int, bool, Identity]] = {}
+        # (rule, index, identity) -> (index, serial, admitted, identity): ``_reader``
+        self._decisions: dict[tuple[int, int, int], tuple[IndexRecord, int, bool, Identity]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -232,22 +232,25 @@ class HotPath:
         (``AuthService.identify_known``), and who they are. Not admitted: the route answers (it
         checks the credentials, or refuses as it must).
 
-        For a caller without credentials the outcome is remembered per rule and index object,
-        until the serial moves: index rows are replaced, never changed in place, and every
-        change that could alter a read decision (indexes, users, groups) is a logged change.
-        It was a tenth of the hot path's time with the GIL (issue 19's profile)."""
+        The outcome is remembered per rule, index object and identity object, until the serial
+        moves: index rows are replaced, never changed in place, and every change that could
+        alter a read decision (indexes, users, groups) is a logged change. A caller without
+        credentials is ``ANONYMOUS``; a user's identity is the same object while its credentials
+        stay valid (``identify_known``), a scoped token's a new one each time, never
+        remembered here. It was a tenth of the hot path's time with the GIL (issue 19)."""
         if rule.check is None:
             return True, None
-        memo_key: tuple[int, int] | None = None
-        if not credentials:
-            memo_key = (id(rule), id(index))
-            serial = services.changes.applied  # the serial: ``__call__`` found it not behind
-            known = self._anonymous.get(memo_key)
-            if known is not None and known[0] is index and known[1] == serial:
-                return known[2], known[3]
-        identity = services.auth.identify_known(credentials, index.fullname)
-        if identity is None:
-            return False, None
+        if credentials:
+            identity = services.auth.identify_known(credentials, index.fullname)
+            if identity is None:
+                return False, None
+        else:
+            identity = ANONYMOUS
+        memo_key = (id(rule), id(index), id(identity))
+        serial = services.changes.applied  # the serial: ``__call__`` found it not behind
+        known = self._decisions.get(memo_key)
+        if known is not None and known[0] is index and known[3] is identity and known[1] == serial:
+            return known[2], identity
         settings = services.settings
         target = Target(
             user,
@@ -259,10 +262,10 @@ class HotPath:
         )
         decision = rule.check(identity, target)
         admitted = decision is None or decision.allowed
-        if memo_key is not None:
-            if len(self._anonymous) >= _HEAD_ENTRIES:
-                self._anonymous.clear()
-            self._anonymous[memo_key] = (index, serial, admitted, identity)
+        if identity.token_indexes is None:
+            if len(self._decisions) >= _HEAD_ENTRIES:
+                self._decisions.clear()
+            self._decisions[memo_key] = (index, serial, admitted, identity)
         return admitted, identity
 
     def _representation(self, accept: bytes | None) -> Representation | None:

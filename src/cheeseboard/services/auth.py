@@ -28,8 +28,8 @@ from __future__ import annotations
 import asyncio
 import binascii
 import hashlib
-import hmac
 import logging
+import math
 import secrets
 import time
 from collections.abc import Awaitable, Mapping
@@ -94,6 +94,7 @@ class Identity:
 
 ANONYMOUS = Identity(None)
 _NO_GROUPS: frozenset[str] = frozenset()
+_READERS = 10_000  # remembered identities per process (``identify_known``); then forgotten
 
 
 def _credentials(headers: Mapping[str, str]) -> tuple[str, str] | None:
@@ -153,6 +154,9 @@ class AuthService:
         self._groups: dict[str, frozenset[str]] = {}  # user -> its local groups
         # keyed digest of credentials -> the outcome of their check
         self._verified: dict[bytes, _Verified] = {}
+        # keyed digest of the credential headers as sent -> the identity they read as, and
+        # until when (``identify_known``): the hot path's callers get the same object back
+        self._readers: dict[bytes, tuple[Identity, float]] = {}
         self._in_flight: dict[bytes, asyncio.Future[_Verified]] = {}
         self._generation = 0  # bumped on every reload: checks begun before are not cached
         self._key = secrets.token_bytes(32)
@@ -167,6 +171,7 @@ class AuthService:
         self._groups, self._sources = groups, sources
         self._generation += 1
         self._verified.clear()
+        self._readers.clear()
 
     async def on_change(self, change: Change) -> None:
         if change.kind.concerns_accounts:
@@ -218,7 +223,23 @@ class AuthService:
     def identify_known(self, headers: Mapping[str, str], index: str | None) -> Identity | None:
         """``identify(headers, "read", index)`` when memory answers it (no credentials, or
         credentials checked before and still valid); else None, and the caller awaits
-        ``identify``. Synchronous, for the hot path (http/hot.py)."""
+        ``identify``. Synchronous, for the hot path (http/hot.py).
+
+        A user's identity (not a scoped token's, which depends on ``index``) is remembered per
+        credential headers as sent, until they expire or the accounts change: the same object
+        comes back, which the hot path keys its own memory by (a sixth of an authenticated
+        cached page's time went to decoding, digesting and building it again)."""
+        authorization = headers.get("authorization", "")
+        devpi_auth = headers.get("x-devpi-auth", "")
+        if not authorization and not devpi_auth:
+            return ANONYMOUS
+        sent = f"{len(authorization)}:{authorization}\0{devpi_auth}"
+        reader_key = hashlib.blake2b(sent.encode("utf-8", "surrogatepass"), key=self._key).digest()
+        remembered = self._readers.get(reader_key)
+        if remembered is not None:
+            if remembered[1] > time.time():
+                return remembered[0]
+            del self._readers[reader_key]
         try:
             credentials = _credentials(headers)
         except Unauthorized:
@@ -235,7 +256,19 @@ class AuthService:
             except (Unauthorized, Forbidden):
                 return None
             return Identity(user, self._token_indexes(known.token_id), self.groups_of(user))
-        return Identity(user, None, self.groups_of(user) if known.groups is None else known.groups)
+        until = known.expires if known.expires is not None else math.inf
+        if known.groups is None:
+            groups = self.groups_of(user)
+            directory = self._directory_groups.get(user)
+            if directory is not None:
+                until = min(until, directory[1])
+        else:
+            groups = known.groups
+        identity = Identity(user, None, groups)
+        if len(self._readers) >= _READERS:
+            self._readers.clear()
+        self._readers[reader_key] = (identity, until)
+        return identity
 
     def groups_of(self, user: str) -> frozenset[str]:
         """The groups ``user`` is in (from memory: no query on the hot path): its local ones,
@@ -268,7 +301,8 @@ class AuthService:
         check if it still holds (an expired token's is forgotten: checked again, and refused)."""
         if user == TOKEN_USER:
             user = self.tokens.owner(secret) or user
-        digest = hmac.new(self._key, f"{user}\0{secret}".encode(), hashlib.sha256).digest()
+        # BLAKE2's keyed mode is a MAC, at a third of HMAC-SHA256's cost per request
+        digest = hashlib.blake2b(f"{user}\0{secret}".encode(), key=self._key).digest()
         known = self._verified.get(digest)
         if known is not None and (
             known.user != user or (known.expires is not None and time.time() >= known.expires)
@@ -366,6 +400,7 @@ class AuthService:
         found = await self.directory.check(user, password, has_account)
         until = time.time() + self.directory.cache_seconds
         self._directory_groups[user] = (found, until)
+        self._readers.clear()  # identities built with this user's groups before
         return self._groups.get(user, _NO_GROUPS) | found
 
     def _check_scope(self, token_id: str, action: Action, index: str | None) -> bool:

@@ -78,6 +78,43 @@ def _basic(user: str, password: str) -> Headers:
     return Headers({"authorization": f"Basic {encoded}"})
 
 
+async def test_the_hot_paths_identity_is_remembered_until_it_expires_or_accounts_change(
+    db: Database,
+) -> None:
+    """``identify_known`` gives the hot path one object per credentials as sent (its read
+    decisions are keyed by it), forgets it when a login token expires and when the accounts
+    change, and never shares it between different header values."""
+    auth = AuthService(db, TokenSigner(b"k" * 32, lifetime=2))
+    await auth.load()
+    record = auth.user("alice")
+    assert record is not None
+    password = _basic("alice", "alice-password")
+    assert auth.identify_known(password, None) is None  # not checked yet: the app checks it
+    assert (await auth.identify(password)).user == "alice"
+    first = auth.identify_known(password, None)
+    assert first is not None and first.user == "alice"
+    assert auth.identify_known(password, None) is first
+    # The same credentials sent differently are their own entry, with an equal identity.
+    spaced = Headers({"authorization": password["authorization"] + " "})
+    assert auth.identify_known(spaced, None) == first
+    assert auth.identify_known(spaced, None) is not first
+    await db.write(accounts.update_user, "alice", pwhash=hash_password("new-password"))
+    await auth.load()  # what a logged change of the accounts does on every worker
+    assert auth.identify_known(password, None) is None
+    with pytest.raises(Unauthorized):
+        await auth.identify(password)
+
+    token = auth.issue_token(auth.user("alice") or record)
+    by_token = _devpi_auth("alice", token)
+    assert (await auth.identify(by_token)).user == "alice"
+    remembered = auth.identify_known(by_token, None)
+    assert remembered is not None and auth.identify_known(by_token, None) is remembered
+    expires = auth.check_token(token, "alice").expires
+    assert expires is not None
+    await asyncio.sleep(max(0.0, expires - time.time()) + 0.05)
+    assert auth.identify_known(by_token, None) is None  # expired: the app refuses it
+
+
 @pytest.mark.parametrize(
     "header",
     [
