@@ -5,7 +5,8 @@ exists: a route without a rule stops the app from starting, and a path parameter
 not know how to fill fails here. Identities: anonymous, a wrong password, another user, a token
 scoped to another index, the owner and root. A refused identity gets 401 (anonymous: exactly
 401, so that clients prompt) or 403 and changes nothing (the server's serial stays); an admitted
-one gets past the permission check (no 401/403) and never a 5xx.
+one gets past the permission check (no 401/403) and never a 5xx. The same route list drives
+a second test: no hostile value in any header a route reads makes it answer 5xx.
 """
 
 from __future__ import annotations
@@ -302,3 +303,55 @@ def test_route_answers_each_identity_as_its_rule_says(fixture: Fixture, case: Ca
         )
         if case.method not in ("GET", "HEAD"):
             fixture.ensure()
+
+
+# Every header a route or middleware reads, with values a parser may choke on: bytes outside
+# ASCII (a header is bytes, read as Latin-1) and syntax junk. Found this way: non-ASCII in a
+# credential, session cookie or CSRF field was a 500 (core/constant_time.py).
+HOSTILE_VALUES = ["\u00e9\u00ff\u0080 \u00e9", 'a=;q=x, ,;;"\\ =*;q=-1e999', ""]
+READ_HEADERS = [
+    "Accept",
+    "Accept-Encoding",
+    "Accept-Language",
+    "If-None-Match",
+    "If-Modified-Since",
+    "If-Range",
+    "Range",
+    "Cookie",
+    "Origin",
+    "Referer",
+    "User-Agent",
+    "Content-Type",
+    "X-Forwarded-For",
+    "X-Forwarded-Proto",
+    "X-Forwarded-Host",
+    "X-Outside-Url",
+    "X-Devpi-Auth",
+    "Authorization",
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_route_survives_hostile_header_values(fixture: Fixture, case: Case) -> None:
+    """No header value makes any route answer 5xx: reads as root with one hostile header at
+    a time, writes refused (anonymous) and admitted (root) with all of them at once."""
+    path = case.route.path_format.format(**fixture.values())
+    root = {"Authorization": basic("root", PASSWORDS["root"])}
+    failures = []
+    if case.method in ("GET", "HEAD"):
+        for name in READ_HEADERS:
+            for value in HOSTILE_VALUES:
+                base = {**(BROWSER if case.web else API), **root}
+                answer = send(fixture.server, case.method, path, {**base, name: value})
+                if answer.status >= 500:
+                    failures.append(f"{name}: {value!r} -> {answer.status} {answer.body[:200]!r}")
+    else:
+        for value in HOSTILE_VALUES[:2]:
+            hostile = {name: value for name in READ_HEADERS}
+            for who in ({}, root):
+                headers = {**hostile, **who}
+                answer = send(fixture.server, case.method, path, headers, b'{"not json')
+                if answer.status >= 500:
+                    failures.append(f"all, {who or 'anonymous'}: {value!r} -> {answer.status}")
+        fixture.ensure()
+    assert not failures, f"{case}: " + "; ".join(failures)
