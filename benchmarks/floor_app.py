@@ -8,12 +8,17 @@ of cheeseboard's small page on the wire).  No routing beyond that, no headers re
 compression: whatever req/s it reaches is the ceiling any ASGI app can reach on this
 server stack and machine.  It also answers Granian's lifespan startup and shutdown.
 
+With ``FLOOR_LARGE_FILE`` naming a file, ``/large`` answers with that file through Granian's
+``pathsend``, as cheeseboard sends every stored file above 64 KiB: the stack's own throughput
+and latency tail for the bench's 16 MiB wheel.
+
 ``granian --interface asgi benchmarks.floor_app:app`` from the repository root.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -24,6 +29,8 @@ Send = Callable[[Message], Awaitable[None]]
 
 FILE_PATH = "/file"
 PAGE_PATH = "/page"
+LARGE_PATH = "/large"
+LARGE_FILE = os.environ.get("FLOOR_LARGE_FILE")
 FILE_SIZE = 969
 PAGE_SIZE = 518
 
@@ -74,6 +81,19 @@ _NOT_ALLOWED_START: dict[str, Any] = {
     "headers": [(b"content-length", b"0"), (b"allow", b"GET")],
 }
 _EMPTY_BODY_MSG: dict[str, Any] = {"type": "http.response.body", "body": b""}
+_LARGE_START = (
+    {
+        "type": "http.response.start",
+        "status": 200,
+        "headers": [
+            (b"content-type", b"application/octet-stream"),
+            (b"content-length", str(os.path.getsize(LARGE_FILE)).encode()),
+        ],
+    }
+    if LARGE_FILE
+    else None
+)
+_LARGE_MSG: dict[str, Any] = {"type": "http.response.pathsend", "path": LARGE_FILE}
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
@@ -94,6 +114,9 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] not in ("GET", "HEAD"):
             await send(_NOT_ALLOWED_START)
             await send(_EMPTY_BODY_MSG)
+        elif _LARGE_START is not None and scope["path"].startswith(LARGE_PATH):
+            await send(_LARGE_START)
+            await send(_LARGE_MSG)
         elif scope["path"].startswith(FILE_PATH):
             await send(_FILE_START)
             await send(_FILE_BODY_MSG)

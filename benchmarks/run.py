@@ -527,12 +527,14 @@ def granian_version(granian: str) -> str:
     return (out.stdout or out.stderr).strip().rsplit(" ", 1)[-1] or "unknown"
 
 
-def measure_floor(run_dir: Path, procs: Processes, args: argparse.Namespace) -> dict[str, Any]:
+def measure_floor(
+    run_dir: Path, procs: Processes, args: argparse.Namespace, large_file: Path | None = None
+) -> dict[str, Any]:
     """The ceiling of any ASGI app on cheeseboard's server stack: a bare ASGI app
     (``benchmarks/floor_app.py``, a fixed body per GET) on Granian with cheeseboard's
     interface, worker count and event loop, loaded exactly like the small page (pip's
-    headers, ``--connections``) and the small file (pip's download headers,
-    ``--file-connections``)."""
+    headers, ``--connections``), the small file and, through ``pathsend``, the 16 MiB
+    wheel ``large_file`` (pip's download headers, ``--file-connections``)."""
     granian = _exe_beside_python("granian")
     workdir = run_dir / "floor"
     workdir.mkdir(parents=True, exist_ok=True)
@@ -565,14 +567,20 @@ def measure_floor(run_dir: Path, procs: Processes, args: argparse.Namespace) -> 
         str(ROOT),
         FLOOR_APP,
     ]
-    proc = procs.spawn(command, log=workdir / "server.log", cwd=ROOT)
+    env = clean_env()
+    if large_file is not None:
+        env["FLOOR_LARGE_FILE"] = str(large_file)
+    proc = procs.spawn(command, log=workdir / "server.log", cwd=ROOT, env=env)
     try:
         wait_ready(f"{base}/page", proc)
-        cases = (
+        cases = [
             # (key, path, connections, Accept, Accept-Encoding), as the real rows use them
             ("page_small", "/page", args.connections, PIP_ACCEPT, args.accept_encoding),
             ("file_small", "/file", args.file_connections, FILE_ACCEPT, FILE_ACCEPT_ENCODING),
-        )
+        ]
+        if large_file is not None:
+            large = ("file_large", "/large", args.file_connections)
+            cases.append((*large, FILE_ACCEPT, FILE_ACCEPT_ENCODING))
         for key, path, connections, accept, accept_encoding in cases:
             url = base + path
             warm = fetch(url, accept_encoding, accept)
@@ -589,6 +597,8 @@ def measure_floor(run_dir: Path, procs: Processes, args: argparse.Namespace) -> 
             )
             out[key] = {"warmup_fetch": warm, "load": load.to_dict()}
             out[f"{key}_rps"] = round(load.ok_rps, 1)
+            if key == "file_large" and load.duration_s:
+                out[key]["load"]["mib_s"] = round(load.bytes_read / load.duration_s / 2**20, 1)
             log(f"floor: {key} {out[f'{key}_rps']} req/s")
     finally:
         procs.stop(proc)
@@ -628,6 +638,8 @@ def render_floor(results: dict[str, Any], args: argparse.Namespace) -> list[str]
         cb = _get(servers.get("cheeseboard"), key, "load", "ok_rps")
         cells += [_fmt(cb), _fmt_ratio(ratio(cb, bare))]
         lines.append("| " + " | ".join(cells) + " |")
+    if floor.get("file_large"):
+        lines += ["", *_floor_large_rows(floor, servers, args)]
     lines += [
         "",
         f"The bare app (`benchmarks/floor_app.py`) answers every GET with a fixed "
@@ -639,6 +651,21 @@ def render_floor(results: dict[str, Any], args: argparse.Namespace) -> list[str]
     ]
     if load := floor.get("loadavg_before_after"):
         lines[-1] += f" Machine load average (1 min) {load[0][0]} before, {load[1][0]} after."
+    return lines
+
+
+def _floor_large_rows(
+    floor: dict[str, Any], servers: dict[str, Any], args: argparse.Namespace
+) -> list[str]:
+    """The 16 MiB wheel through ``pathsend`` on the bare app beside cheeseboard and nginx:
+    whether a latency tail is the stack's or cheeseboard's."""
+    peers = [name for name in ("cheeseboard", "nginx") if name in servers]
+    header = ["16 MiB wheel, c" + str(args.file_connections), "bare ASGI app", *peers]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for label, path in (("MiB/s", ("mib_s",)), ("p99 ms", ("latency_ms", "p99"))):
+        cells = [label, _fmt(_get(floor, "file_large", "load", *path))]
+        cells += [_fmt(_get(servers[name], "file_large", "load", *path)) for name in peers]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -1190,7 +1217,8 @@ def main(argv: list[str] | None = None) -> int:
             log("stack floor: a bare ASGI app on Granian")
             load_before = [round(x, 2) for x in os.getloadavg()]
             try:
-                results["floor"] = measure_floor(run_dir, procs, args)
+                huge = next((run_dir / "upstream-data").rglob(dataset.HUGE_FILE), None)
+                results["floor"] = measure_floor(run_dir, procs, args, huge)
                 results["floor"]["loadavg_before_after"] = [
                     load_before,
                     [round(x, 2) for x in os.getloadavg()],
