@@ -331,26 +331,61 @@ READ_HEADERS = [
 ]
 
 
+# Every query parameter a route reads (and the flags some writes take), with values that are
+# not UTF-8, NUL, lone surrogates, out of range, or too long.
+_JUNK = "%FF%FE%C3%A9%00%ED%A0%80"
+HOSTILE_QUERIES = [
+    "&".join(
+        f"{name}={_JUNK}"
+        for name in (
+            "next",
+            "q",
+            "page",
+            "index",
+            "format",
+            "cli",
+            "cli_state",
+            "state",
+            "code",
+            "user",
+            "token",
+            "actor",
+            "action",
+            "force",
+            "no_projects",
+            "ignore_bases",
+        )
+    )
+    + "&after=99999999999999999999999&limit=-5&error_on_noop",
+    "q=" + "a" * 10_000 + "&page=" + "9" * 5_000 + "&after=" + "9" * 5_000 + "&next=//x.example",
+]
+
+
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_route_survives_hostile_header_values(fixture: Fixture, case: Case) -> None:
-    """No header value makes any route answer 5xx: reads as root with one hostile header at
-    a time, writes refused (anonymous) and admitted (root) with all of them at once."""
+    """No header value or query string makes any route answer 5xx: reads as root with one
+    hostile header (or query) at a time, writes refused (anonymous) and admitted (root) with
+    all the headers at once and each query."""
     path = case.route.path_format.format(**fixture.values())
     root = {"Authorization": basic("root", PASSWORDS["root"])}
     failures = []
     if case.method in ("GET", "HEAD"):
+        base = {**(BROWSER if case.web else API), **root}
         for name in READ_HEADERS:
             for value in HOSTILE_VALUES:
-                base = {**(BROWSER if case.web else API), **root}
                 answer = send(fixture.server, case.method, path, {**base, name: value})
                 if answer.status >= 500:
                     failures.append(f"{name}: {value!r} -> {answer.status} {answer.body[:200]!r}")
+        for query in HOSTILE_QUERIES:
+            answer = send(fixture.server, case.method, f"{path}?{query}", base)
+            if answer.status >= 500:
+                failures.append(f"?{query[:60]} -> {answer.status} {answer.body[:200]!r}")
     else:
-        for value in HOSTILE_VALUES[:2]:
+        for value, query in zip(HOSTILE_VALUES[:2], HOSTILE_QUERIES, strict=True):
             hostile = {name: value for name in READ_HEADERS}
             for who in ({}, root):
                 headers = {**hostile, **who}
-                answer = send(fixture.server, case.method, path, headers, b'{"not json')
+                answer = send(fixture.server, case.method, f"{path}?{query}", headers, b'{"x')
                 if answer.status >= 500:
                     failures.append(f"all, {who or 'anonymous'}: {value!r} -> {answer.status}")
         fixture.ensure()
