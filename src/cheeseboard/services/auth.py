@@ -227,8 +227,9 @@ class AuthService:
 
         A user's identity (not a scoped token's, which depends on ``index``) is remembered per
         credential headers as sent, until they expire or the accounts change: the same object
-        comes back, which the hot path keys its own memory by (a sixth of an authenticated
-        cached page's time went to decoding, digesting and building it again)."""
+        comes back, which the hot path keys its own memory by. Decoding, digesting and building
+        it again, then the rule check, were a fifth of an authenticated cached page's time with
+        the GIL (issue 19); the hot path's answer went from 10.5 to 5.9 us (anonymous: 4.2)."""
         authorization = headers.get("authorization", "")
         devpi_auth = headers.get("x-devpi-auth", "")
         if not authorization and not devpi_auth:
