@@ -390,3 +390,48 @@ def test_route_survives_hostile_header_values(fixture: Fixture, case: Case) -> N
                     failures.append(f"all, {who or 'anonymous'}: {value!r} -> {answer.status}")
         fixture.ensure()
     assert not failures, f"{case}: " + "; ".join(failures)
+
+
+# What a path parameter may hold on the wire: bytes that are not UTF-8 once decoded, NUL, a
+# lone surrogate, traversal, Unicode look-alikes, a name far beyond any limit.
+HOSTILE_SEGMENTS = [
+    "%FF%FE",
+    "%C3%A9t%C3%A9",
+    "%00",
+    "%ED%A0%80",
+    "..",
+    "%2E%2E%2F%2E%2E",
+    "%EF%BC%8E%EF%BC%8E",
+    "x" * 3000,
+]
+
+
+def _parameters(case: Case) -> list[str]:
+    return re.findall(r"{(\w+)(?::\w+)?}", case.route.path)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if _parameters(c)], ids=str)
+def test_route_survives_hostile_path_parameters(fixture: Fixture, case: Case) -> None:
+    """No value of any path parameter makes any route answer 5xx: each parameter in turn
+    takes each hostile value, as root (the furthest a request gets) and, for writes, as an
+    anonymous caller too."""
+    params = _parameters(case)
+    values = fixture.values()
+    root = {"Authorization": basic("root", PASSWORDS["root"])}
+    base = {**(BROWSER if case.web else API)}
+    failures = []
+    wrote = False
+    for param in params:
+        for segment in HOSTILE_SEGMENTS:
+            path = case.route.path_format.format(**{**values, param: segment})
+            for who in (root,) if case.method in ("GET", "HEAD") else ({}, root):
+                body = None if case.method in ("GET", "HEAD", "DELETE") else b'{"x'
+                answer = send(fixture.server, case.method, path, {**base, **who}, body)
+                wrote = wrote or (bool(who) and case.method not in ("GET", "HEAD"))
+                if answer.status >= 500:
+                    failures.append(
+                        f"{param}={segment[:20]}: {answer.status} {answer.body[:200]!r}"
+                    )
+    if wrote:
+        fixture.ensure()
+    assert not failures, f"{case}: " + "; ".join(failures)
