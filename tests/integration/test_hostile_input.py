@@ -952,6 +952,11 @@ ARCHIVES: dict[str, tuple[str, bytes, str]] = {
         tar_gz([(f"{TOP}/PKG-INFO", metadata(), REG, ""), ("/etc/cron.d/evil", b"x", REG, "")]),
         "absolute path",
     ),
+    "tar-symlink-name-not-utf8": (  # the refusal names the member: its bytes are not text
+        SDIST,
+        tar_gz([(f"{TOP}/PKG-INFO", None, SYM, "/etc/\udcffpasswd")]),
+        "link",
+    ),
     "tar-pkg-info-symlink": (
         SDIST,
         tar_gz([(f"{TOP}/PKG-INFO", None, SYM, "/etc/passwd")]),

@@ -435,3 +435,49 @@ def test_route_survives_hostile_path_parameters(fixture: Fixture, case: Case) ->
     if wrote:
         fixture.ensure()
     assert not failures, f"{case}: " + "; ".join(failures)
+
+
+# JSON bodies a write route may be handed instead of what it expects: other types at the top,
+# the right shape with wrong types inside, text a decoder chokes on, numbers out of range, depth.
+HOSTILE_BODIES = [
+    b"[]",
+    b"null",
+    b"12",
+    b'"text"',
+    b'{"password": 1, "bases": {"a": 1}, "acl_upload": 7, "volatile": "maybe", "type": []}',
+    b'{"indexes": "alice/dev", "scopes": 3, "expires": "never", "yanked": "no"}',
+    b'{"a\\u0000b": "\\ud800", "title": "\\u0000", "email": ["x"], "groups": {"x": 1}}',
+    b'{"expires": 1e400, "size": -1, "limit": 99999999999999999999999999}',
+    b"[" * 5000 + b"]" * 5000,
+    b'["title=\\ud800", "bases=\\u0000", 5, null, {"x": []}]',
+    b'{"host": "\\ud800", "platform": "\\udfff", "testenvs": {"py\\ud800": {"test": [{}]}}}',
+]
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in CASES if c.method in ("PUT", "PATCH", "POST") and not c.web], ids=str
+)
+def test_write_route_survives_hostile_json_bodies(fixture: Fixture, case: Case) -> None:
+    """No JSON body makes any write route answer 5xx, as root (the furthest a body gets), nor
+    leaves anything stored that a later read fails on: the index, project and version, as
+    JSON, as the simple page and as the browser's pages, are read after each body."""
+    path = case.route.path_format.format(**fixture.values())
+    headers = {**API, "Authorization": basic("root", PASSWORDS["root"])}
+    headers["Content-Type"] = "application/json"
+    reads = [
+        (p, accept)
+        for p in ("/alice/dev", "/alice/dev/pkg", "/alice/dev/pkg/1.0", "/alice", "/")
+        for accept in (API, BROWSER)
+    ]
+    reads.append(("/alice/dev/+simple/pkg/", {"Accept": "application/vnd.pypi.simple.v1+json"}))
+    failures = []
+    for body in HOSTILE_BODIES:
+        answer = send(fixture.server, case.method, path, headers, body)
+        if answer.status >= 500:
+            failures.append(f"{body[:60]!r}: {answer.status} {answer.body[:200]!r}")
+        for read_path, accept in reads:
+            read = send(fixture.server, "GET", read_path, {**accept, **headers})
+            if read.status >= 500:
+                failures.append(f"{body[:60]!r}, then GET {read_path}: {read.status}")
+    fixture.ensure()
+    assert not failures, f"{case}: " + "; ".join(failures)

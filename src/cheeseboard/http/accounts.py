@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from cheeseboard.core import acl
+from cheeseboard.core.json_text import has_lone_surrogate
 from cheeseboard.http import simple
 from cheeseboard.http.access import (
     CREATE_INDEX,
@@ -86,12 +87,13 @@ def _not_a_json_number(value: str) -> float:
 
 
 async def json_body(request: Request, limit: int = MAX_JSON_BODY) -> Any:
-    """The parsed JSON body ({} for none); 413 past ``limit`` bytes, 400 if it is not JSON."""
+    """The parsed JSON body ({} for none); 413 past ``limit`` bytes, 400 if it is not JSON or
+    holds text that is not Unicode."""
     raw = await limited_body(request, limit)
     if not raw.strip():
         return {}
     try:
-        return json.loads(raw, parse_constant=_not_a_json_number, parse_float=_not_a_json_number)
+        parsed = json.loads(raw, parse_constant=_not_a_json_number, parse_float=_not_a_json_number)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {str(exc)[:200]}") from exc
     except ValueError:
@@ -99,6 +101,9 @@ async def json_body(request: Request, limit: int = MAX_JSON_BODY) -> Any:
         raise BadRequest("request body is not valid JSON: a number has too many digits") from None
     except RecursionError:
         raise BadRequest("request body is not valid JSON: nested too deeply") from None
+    if has_lone_surrogate(raw, parsed):
+        raise BadRequest("request body is not valid JSON: a string holds a lone UTF-16 surrogate")
+    return parsed
 
 
 async def _object_body(request: Request) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from cheeseboard.core import acl
 from cheeseboard.core.changes import ChangeKind
+from cheeseboard.core.json_text import has_lone_surrogate
 from cheeseboard.services.accounts import Conflict
 from cheeseboard.services.auth import Forbidden, Identity, Unauthorized
 from cheeseboard.services.changes import ChangeFeed, Transaction
@@ -62,6 +63,8 @@ def parse(body: bytes) -> None:
         raise BadRequest(f"tox result is not valid JSON: {str(exc)[:200]}") from None
     if not isinstance(data, dict):
         raise BadRequest("tox result must be a JSON object")
+    if has_lone_surrogate(body, data):
+        raise BadRequest("tox result is not valid JSON: a string holds a lone UTF-16 surrogate")
 
 
 @dataclass(frozen=True, slots=True)
