@@ -25,6 +25,9 @@ from cheeseboard.services.toxresults import parse
         (b'["a", ["b", {"c": "\\udc00"}]]', True),  # deep inside
         (b'{"title": "\xed\xa0\x80"}', True),  # the surrogate's UTF-8 bytes
         (b'{"title": "\\ud83d"}', True),  # half of the pair above
+        ('{"title": "\ud800"}'.encode("utf-16", "surrogatepass"), True),  # json detects it
+        ('{"title": "\ud800"}'.encode("utf-32-le", "surrogatepass"), True),
+        ('{"title": "caf\u00e9"}'.encode("utf-16-le"), False),
     ],
 )
 def test_lone_surrogates_are_found(raw: bytes, lone: bool) -> None:
