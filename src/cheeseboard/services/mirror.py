@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from sqlalchemy.engine import Connection
 
 from cheeseboard.core.changes import ChangeKind
 from cheeseboard.core.distfiles import packagetype_of, parse_dist_filename
@@ -34,6 +37,9 @@ from cheeseboard.store import project_rows
 from cheeseboard.store.records import FileRecord, IndexRecord, NewFile, ProjectRecord
 
 log = logging.getLogger(__name__)
+
+AfterStore = Callable[[Connection, ProjectRecord | None, list[FileRecord]], None]
+"""Work that ``MirrorRefresher.store`` runs in its transaction, after the rows are written."""
 
 PARSE_IN_THREAD_BYTES = 512 * 1024
 """Upstream pages at least this big are parsed in a worker thread, off the event loop (parsing
@@ -133,9 +139,15 @@ class MirrorRefresher:
         return None if raw is None else raw.body
 
     async def store(
-        self, index: IndexRecord, name: str, fetched: Fetched
+        self,
+        index: IndexRecord,
+        name: str,
+        fetched: Fetched,
+        then: AfterStore | None = None,
     ) -> tuple[ProjectRecord | None, list[FileRecord]]:
         """Write the outcome in one transaction; returns the project as stored, with its files.
+        ``then(connection, project, files)`` runs last in that transaction, on the database
+        thread: what the caller derives from the stored rows commits with them.
 
         A new page from an upstream whose pages lack facts gets them from its JSON API in a
         background job (``Fetched.facts_later``), as a refresh that waited for them would."""
@@ -146,7 +158,7 @@ class MirrorRefresher:
         # JSON API answer or the cached bytes), rather than dropping them until the facts land.
         keep = fetched.page is not None and needs_enrichment(fetched.page)
         project, records = await self._changes.write(
-            _store, index.id, name, fetched, rows, time.time(), keep
+            _store, index.id, name, fetched, rows, time.time(), keep, then
         )
         if (
             fetched.facts_later is not None
@@ -254,6 +266,7 @@ def _store(
     rows: list[NewFile],
     now: float,
     keep_known_facts: bool,
+    then: AfterStore | None = None,
 ) -> tuple[ProjectRecord | None, list[FileRecord]]:
     if fetched.not_found:
         changed = project_rows.save_mirror_not_found(tx.conn, index_id, name, now)
@@ -278,7 +291,10 @@ def _store(
         )
     # Even an unchanged page is logged so other workers pick up the new check time.
     tx.log(index_id, name, ChangeKind.MIRROR_PAGE if changed else ChangeKind.MIRROR_CHECKED)
-    return project_rows.project_with_files(tx.conn, index_id, name)
+    project, records = project_rows.project_with_files(tx.conn, index_id, name)
+    if then is not None:
+        then(tx.conn, project, records)
+    return project, records
 
 
 def _store_facts(

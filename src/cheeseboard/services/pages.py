@@ -568,8 +568,18 @@ class PageService:
             return page
         if self._after_fetch is not None and fetched.page is not None:
             self._after_fetch(index, name, fetched.page.links)
-        project, records = await self._refresher.store(index, name, fetched)
-        page = await self._build(index, name, project, records, ticket, previous=previous)
+        claimed: list[PageState] = []
+
+        def claim(conn: Connection, project: ProjectRecord | None, rows: list[FileRecord]) -> None:
+            # The page's state is claimed in the transaction that stores its rows: a cold page
+            # then costs one write instead of a write, a read and another write (issue 19).
+            content, found = self._content(index, name, project, rows)
+            if found:
+                claimed.append(page_rows.claim_state(conn, index.id, name, fingerprint(content)))
+
+        project, records = await self._refresher.store(index, name, fetched, then=claim)
+        state = claimed[0] if claimed else UNREAD
+        page = await self._build(index, name, project, records, ticket, state, previous)
         self._attempted(index, name, page)
         return page
 
@@ -626,6 +636,28 @@ class PageService:
         """Make the page from stored rows, with its stored renderings if its content has not
         changed (``_settle``); cache it unless a change to the project was applied since
         ``ticket`` was taken (before the rows were read)."""
+        page, found = self._content(index, name, project, records)
+        cached = CachedPage(
+            page=page,
+            last_modified=formatdate(time.time(), usegmt=True),
+            checked_at=project.checked_at if project else None,
+            upstream_etag=project.upstream_etag if project else None,
+            found=found,
+        )
+        await self._settle(index.id, name, cached, state, previous)
+        if self._epochs.current(name, ticket):
+            self._keep(name, index.id, cached)
+        return cached
+
+    def _content(
+        self,
+        index: IndexRecord,
+        name: str,
+        project: ProjectRecord | None,
+        records: list[FileRecord],
+    ) -> tuple[ProjectPage, bool]:
+        """The page stored rows make, and whether it is found. Pure, so it may run on the
+        database thread (``_refresh``) as well as on the loop (``_build``)."""
         if self._settings.offline:
             records = [r for r in records if r.blob_sha256 is not None]
         links = tuple(_file_link(index, r) for r in records)
@@ -641,17 +673,7 @@ class PageService:
             status=project.status if project else None,
             status_reason=project.status_reason if project else None,
         )
-        cached = CachedPage(
-            page=page,
-            last_modified=formatdate(time.time(), usegmt=True),
-            checked_at=project.checked_at if project else None,
-            upstream_etag=project.upstream_etag if project else None,
-            found=found,
-        )
-        await self._settle(index.id, name, cached, state, previous)
-        if self._epochs.current(name, ticket):
-            self._keep(name, index.id, cached)
-        return cached
+        return page, found
 
     # --- persistence ---------------------------------------------------------------------------
 
@@ -697,6 +719,9 @@ class PageService:
                 return
         cached.page = dataclasses.replace(cached.page, last_serial=state.serial)
         cached.last_modified = formatdate(state.modified, usegmt=True)
+        if state.new:  # claimed just now: nothing stored for it to load
+            metrics.count("page_builds_total")
+            return
         stored = await asyncio.to_thread(self._load_bodies, index_id, key, fp, state.serial)
         for kind, body in stored.items():
             cached.adopt(kind, body)

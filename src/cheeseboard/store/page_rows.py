@@ -44,6 +44,8 @@ class PageState:
     fingerprint: str
     serial: int
     modified: float
+    new: bool = False
+    """Made by this ``claim_state``: no rendering can be stored for it yet."""
 
 
 def get_state(conn: Connection, index_id: int, project: str) -> PageState | None:
@@ -64,7 +66,7 @@ def claim_state(conn: Connection, index_id: int, project: str, fingerprint: str)
     if current is not None and current.fingerprint == fingerprint:
         return current
     serial = int(conn.scalar(select(func.max(changelog.c.serial))) or 0)
-    state = PageState(fingerprint, serial, time.time())
+    state = PageState(fingerprint, serial, time.time(), new=True)
     if conn.scalar(select(indexes.c.id).where(indexes.c.id == index_id)) is None:
         return state  # the index was deleted meanwhile: nothing to remember
     values = {"fingerprint": fingerprint, "serial": state.serial, "modified": state.modified}

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from cheeseboard.services.container import AppServices, open_services
 from cheeseboard.services.errors import NotFound
 from cheeseboard.services.pages import CachedPage
 from cheeseboard.settings import Settings
+from cheeseboard.store import page_rows
 from cheeseboard.store.page_bodies import PageBodies
 from tests.support.packages import Dist
 from tests.support.upstream import UpstreamServer
@@ -220,3 +221,38 @@ def test_stored_pages_stay_within_their_bound(tmp_path: Path) -> None:
     assert bodies.trim() <= 20_000
     assert bodies.load(1, "p99", "html", "f", 1) is not None  # the newest are kept
     assert bodies.load(1, "p99", "html", "f", 2) is None  # of other content: not served
+
+
+def _noting(
+    run: Callable[..., Awaitable[object]], kind: str, into: list[str]
+) -> Callable[..., Awaitable[object]]:
+    """``run`` (``Database.read`` or ``write``), noting ``kind`` in ``into`` for each call."""
+
+    async def noted(*args: object, **kwargs: object) -> object:
+        into.append(kind)
+        return await run(*args, **kwargs)
+
+    return noted
+
+
+async def test_a_cold_mirror_page_is_stored_and_settled_in_one_write(
+    settings: Settings, json_upstream: UpstreamServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page's state (serial, Last-Modified) is claimed in the transaction that stores its
+    rows: one read (is it stored?) and one write per cold page, not two of each (issue 19)."""
+    async with _worker(settings, json_upstream) as app:
+        pypi = mirror(app)
+        transactions: list[str] = []
+        for kind in ("read", "write"):
+            monkeypatch.setattr(app.db, kind, _noting(getattr(app.db, kind), kind, transactions))
+        page = await app.pages.project_page(pypi, "lib-a")
+        assert sorted(transactions) == ["read", "write"]
+        monkeypatch.undo()
+        state = await app.db.read(page_rows.get_state, pypi.id, "lib-a")
+        assert state is not None
+        assert state.fingerprint == page.fingerprint
+        assert page.page.last_serial == state.serial
+        answers = _answers(page)
+    async with _worker(settings, json_upstream) as app:
+        assert _answers(await app.pages.project_page(mirror(app), "lib-a")) == answers
+    assert json_upstream.count("/simple/lib-a/") == 1
