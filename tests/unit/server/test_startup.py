@@ -118,22 +118,30 @@ def test_serve_parent_on_a_current_schema_skips_alembic(tmp_path: Path) -> None:
 
 def test_the_entry_point_pauses_the_collector_only_for_imports() -> None:
     """server/start.py: the collector is off while the command line is imported, on again
-    before any command runs, and left off if it was off before (an embedding program's choice)."""
+    before any command runs, and left off if it was off before (an embedding program's choice).
+    What was made meanwhile is frozen: the collector's first run does not walk it."""
     import gc
 
     from cheeseboard.server.start import collector_paused
 
     assert gc.isenabled()
-    with collector_paused():
-        assert not gc.isenabled()
-    assert gc.isenabled()
-    gc.disable()
     try:
+        frozen = gc.get_freeze_count()
         with collector_paused():
-            pass
-        assert not gc.isenabled()
+            assert not gc.isenabled()
+            made = [[i] for i in range(10_000)]  # tracked containers, as imports make
+        assert gc.isenabled()
+        assert gc.get_freeze_count() >= frozen + len(made)
+        assert gc.get_count()[0] < len(made)  # nothing left for the next collection to walk
+        gc.disable()
+        try:
+            with collector_paused():
+                pass
+            assert not gc.isenabled()
+        finally:
+            gc.enable()
     finally:
-        gc.enable()
+        gc.unfreeze()  # this test process's objects go back to the collector
     probe = subprocess.run(
         [
             sys.executable,
