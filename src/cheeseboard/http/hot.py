@@ -101,6 +101,7 @@ class HotPath:
         self._devpi: tuple[int, Head] = (-1, [])
         # (rule, index, identity) -> (index, serial, admitted, identity): ``_reader``
         self._decisions: dict[tuple[int, int, int], tuple[IndexRecord, int, bool, Identity]] = {}
+        self._first_answer = True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -122,8 +123,20 @@ class HotPath:
                     )
                     if self._log is not None:
                         self._log(scope, answer[0], answer[4], started)
+                    if self._first_answer:
+                        self._answered(services)
                     return
         await self._inner(scope, receive, send)
+        if self._first_answer and scope["type"] == "http":
+            services = getattr(self.app.state, "services", None)
+            if services is not None:
+                self._answered(services)
+
+    def _answered(self, services: AppServices) -> None:
+        """After this worker's first answer: what could wait for it starts now (importing the
+        upstream client, mirror/client.py), rather than beside it."""
+        self._first_answer = False
+        services.upstream.warm_up()
 
     def answer(self, scope: Scope, services: AppServices) -> Answer | None:
         """The response to ``scope``, or None when the app must answer it."""

@@ -43,6 +43,8 @@ after decompression, so a gzip bomb stops here too. numpy's page is about 1.5 MB
 projects' pages a few tens of MB; an answer declaring more is refused before its body is read, one
 streaming more is cut off here: either way upstream failed (502, or the cached page)."""
 _CHUNK = 256 * 1024
+WARM_UP_AFTER = 0.25
+"""Seconds after ``UpstreamClient.start`` when aiohttp is imported if no request came first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,18 +80,36 @@ class UpstreamClient:
         self._session: aiohttp.ClientSession | None = None
         self._started = False
         self._warm_up: asyncio.Future[None] | None = None
+        self._warm_timer: asyncio.TimerHandle | None = None
         self._before_close: list[Callable[[], Awaitable[None]]] = []
 
     async def start(self) -> None:
         """Allow requests; the session itself is made by the first one (``session``).
 
-        aiohttp is imported at once on a thread, while the worker starts serving: a first
-        request for an uncached page then finds it loaded instead of importing it on the event
-        loop (about 0.1 s during which the worker answered nothing; issue 19's cold installs).
-        Measured on the shared machine, medians of 6 interleaved runs: a cold uv install on a
-        fresh server 0.99 s importing on the loop, 0.79 s with this; a restart's first 200 of a
-        cached page 0.58 and 0.62 s (within the noise: the thread shares the GIL meanwhile)."""
+        aiohttp is imported on a thread soon after: a first request for an uncached page then
+        finds it loaded instead of importing it on the event loop (about 0.1 s during which the
+        worker answered nothing; issue 19's cold installs: 0.99 s importing on the loop, 0.79 s
+        on a thread, medians of 6 interleaved runs). Not at once: the import holds the GIL for
+        tens of milliseconds, which a restarted worker's first answers waited out (``warm_up``).
+        """
         self._started = True
+        self._warm_timer = asyncio.get_running_loop().call_later(WARM_UP_AFTER, self.warm_up)
+
+    @property
+    def warming_up(self) -> bool:
+        """Whether aiohttp's import has been started (``warm_up``)."""
+        return self._warm_up is not None
+
+    def warm_up(self) -> None:
+        """Start importing aiohttp on a thread, unless that has started already: once the
+        worker has answered its first request (http/hot.py), or WARM_UP_AFTER seconds after
+        ``start``, whichever comes first. A restarted worker's first answer came 45 ms later
+        (median of 6) while the import ran beside it."""
+        if not self._started or self._warm_up is not None:
+            return
+        if self._warm_timer is not None:
+            self._warm_timer.cancel()
+            self._warm_timer = None
         self._warm_up = asyncio.get_running_loop().run_in_executor(
             None, _import_aiohttp, self._ca_bundle
         )
@@ -127,6 +147,9 @@ class UpstreamClient:
         for callback in reversed(callbacks):
             await callback()
         self._started = False
+        if self._warm_timer is not None:
+            self._warm_timer.cancel()
+            self._warm_timer = None
         if self._warm_up is not None:
             # The import ends on its thread before the loop that awaits it may close.
             with contextlib.suppress(Exception):

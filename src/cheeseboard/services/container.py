@@ -81,6 +81,7 @@ class AppServices:
     toxresults: ToxResultService
     groups: GroupService
     publishers: PublisherService
+    upstream: UpstreamClient
 
 
 @asynccontextmanager
@@ -180,6 +181,7 @@ async def open_services(settings: Settings) -> AsyncIterator[AppServices]:
                 IssuerKeys(client, settings.oidc_issuers),
                 settings.oidc_audience,
             ),
+            upstream=client,
         )
 
 

@@ -9,6 +9,7 @@ the app (it could not answer them identically) are checked to fall through.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ from starlette.types import Message
 
 from cheeseboard.http.app import create_app
 from cheeseboard.http.hot import HotPath
+from cheeseboard.mirror import client as client_module
+from cheeseboard.mirror.client import UpstreamClient
 from cheeseboard.services.container import AppServices
 from cheeseboard.settings import Settings
 from cheeseboard.store.records import IndexRecord
@@ -276,3 +279,37 @@ async def test_answers_of_the_hot_path_are_logged(
     assert len(body) > 0
     await hot(_scope("/root/pypi/+simple/", {}), receive, send)  # the app answers, unlogged here
     assert len(logged) == 1
+
+
+@pytest.mark.parametrize("answered_by", ["hot path", "app"])
+async def test_the_first_answer_starts_the_upstream_client_import(
+    services: AppServices, settings: Settings, monkeypatch: pytest.MonkeyPatch, answered_by: str
+) -> None:
+    """Whoever answers a worker's first request, the upstream client's import starts once the
+    answer is out (mirror/client.py: not beside it, and not only when its timer ends)."""
+    monkeypatch.setattr(client_module, "WARM_UP_AFTER", 3600)
+    upstream = UpstreamClient(5)
+    await upstream.start()
+    try:
+        app = create_app(settings)
+        app.state.services = dataclasses.replace(services, upstream=upstream)
+        hot = HotPath(app)
+        await _cached_page(services, mirror(services), "lib-c")
+        path = "/root/pypi/+simple/lib-c/" if answered_by == "hot path" else "/root/pypi/+simple/"
+        scope = _scope(path, {"accept": PIP_ACCEPT})
+        assert (hot.answer(scope, services) is not None) == (answered_by == "hot path")
+        sent: list[Message] = []
+
+        async def receive() -> Message:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Message) -> None:
+            assert not upstream.warming_up, "the import started before the answer was out"
+            sent.append(message)
+
+        assert not upstream.warming_up
+        await hot(scope, receive, send)
+        assert sent[0]["status"] == 200
+        assert upstream.warming_up
+    finally:
+        await upstream.close()
