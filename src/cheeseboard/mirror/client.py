@@ -43,7 +43,7 @@ after decompression, so a gzip bomb stops here too. numpy's page is about 1.5 MB
 projects' pages a few tens of MB; an answer declaring more is refused before its body is read, one
 streaming more is cut off here: either way upstream failed (502, or the cached page)."""
 _CHUNK = 256 * 1024
-WARM_UP_AFTER = 0.25
+WARM_UP_AFTER = 0.1
 """Seconds after ``UpstreamClient.start`` when aiohttp is imported if no request came first."""
 
 
