@@ -107,9 +107,11 @@ class HotPath:
         if scope["type"] == "http":
             started = time.perf_counter()
             services: AppServices | None = getattr(self.app.state, "services", None)
-            if services is not None and not services.changes.behind():
-                answer = self.answer(scope, services)
-                if answer is not None:
+            if services is not None:
+                answer = None if services.changes.behind() else self.answer(scope, services)
+                if answer is None:
+                    services.quiet.touch()  # work for the app: what can wait, waits
+                else:
                     await self._send(scope, send, answer)
                     # A page's path ends with "/", a file's with its name (``answer``).
                     page = scope["path"][-1] == "/"

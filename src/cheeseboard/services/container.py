@@ -36,6 +36,7 @@ from cheeseboard.services.project_status import ProjectStatusService
 from cheeseboard.services.publishers import PublisherService
 from cheeseboard.services.push import PushService
 from cheeseboard.services.pypi_json import PypiJsonService
+from cheeseboard.services.quiet import Quiet
 from cheeseboard.services.releases import ReleaseService
 from cheeseboard.services.search import SearchService
 from cheeseboard.services.status import StatusService
@@ -82,6 +83,7 @@ class AppServices:
     groups: GroupService
     publishers: PublisherService
     upstream: UpstreamClient
+    quiet: Quiet
 
 
 @asynccontextmanager
@@ -112,13 +114,14 @@ async def open_services(settings: Settings) -> AsyncIterator[AppServices]:
         blobs = open_blob_store(settings)
         await blobs.start()
         stack.push_async_callback(blobs.close)
+        quiet = Quiet()  # background work waits for a pause in real requests
         file_service = FileService(settings, db, changes, blobs, client, locks)
         stack.push_async_callback(file_service.close)
         pages = PageService(
             settings,
             db,
             changes,
-            MirrorRefresher(client, changes),
+            MirrorRefresher(client, changes, quiet),
             locks,
             indexes,
             after_fetch=file_service.prefetch_metadata,
@@ -182,6 +185,7 @@ async def open_services(settings: Settings) -> AsyncIterator[AppServices]:
                 settings.oidc_audience,
             ),
             upstream=client,
+            quiet=quiet,
         )
 
 

@@ -33,6 +33,7 @@ from cheeseboard.mirror.parse import (
 )
 from cheeseboard.services.changes import ChangeFeed, Transaction
 from cheeseboard.services.indexes import MirrorConfig
+from cheeseboard.services.quiet import Quiet
 from cheeseboard.store import project_rows
 from cheeseboard.store.records import FileRecord, IndexRecord, NewFile, ProjectRecord
 
@@ -83,9 +84,13 @@ class MirrorRefresher:
     one such job runs per project, MAX_FACTS_JOBS in all; ``close`` cancels them.
     """
 
-    def __init__(self, client: UpstreamClient, changes: ChangeFeed) -> None:
+    def __init__(
+        self, client: UpstreamClient, changes: ChangeFeed, quiet: Quiet | None = None
+    ) -> None:
         self._client = client
         self._changes = changes
+        # Facts jobs wait for a pause in the requests that need the app (services/quiet.py).
+        self._quiet = quiet
         # Upstreams that send PEP 691 JSON with sizes need no JSON-API call; remember who does.
         self._complete_upstreams: set[str] = set()
         self._facts_jobs: dict[tuple[int, str], asyncio.Task[None]] = {}  # (index id, project)
@@ -188,6 +193,8 @@ class MirrorRefresher:
         self, index_id: int, name: str, source: FactsSource, page: UpstreamPage
     ) -> None:
         try:
+            if self._quiet is not None:
+                await self._quiet.settled()
             body = await self._fetch_facts(source, name)
             facts = None if body is None else await _parse_facts(body, name)
             if facts:

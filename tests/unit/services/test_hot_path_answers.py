@@ -22,6 +22,7 @@ from cheeseboard.http.hot import HotPath
 from cheeseboard.mirror import client as client_module
 from cheeseboard.mirror.client import UpstreamClient
 from cheeseboard.services.container import AppServices
+from cheeseboard.services.quiet import Quiet
 from cheeseboard.settings import Settings
 from cheeseboard.store.records import IndexRecord
 from tests.support.packages import Dist, build_wheel
@@ -313,3 +314,27 @@ async def test_the_first_answer_starts_the_upstream_client_import(
         assert upstream.warming_up
     finally:
         await upstream.close()
+
+
+async def test_requests_the_app_answers_count_as_work_and_hot_answers_do_not(
+    services: AppServices, settings: Settings
+) -> None:
+    """services/quiet.py: background work waits for a pause in requests that need the app;
+    answers from memory cost microseconds and do not hold it back."""
+    quiet = Quiet()
+    app = create_app(settings)
+    app.state.services = dataclasses.replace(services, quiet=quiet)
+    hot = HotPath(app)
+    await _cached_page(services, mirror(services), "lib-c")
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        pass
+
+    await hot(_scope("/root/pypi/+simple/lib-c/", {"accept": PIP_ACCEPT}), receive, send)
+    assert quiet.last_touched == float("-inf")
+    before = time.monotonic()
+    await hot(_scope("/root/pypi/+simple/", {"accept": PIP_ACCEPT}), receive, send)
+    assert quiet.last_touched >= before

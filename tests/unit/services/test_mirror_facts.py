@@ -21,6 +21,7 @@ from cheeseboard.services.container import AppServices
 from cheeseboard.services.indexes import MirrorConfig, mirror_config
 from cheeseboard.services.mirror import MirrorRefresher
 from cheeseboard.services.pages import CachedPage
+from cheeseboard.services.quiet import Quiet
 from cheeseboard.store import project_rows
 from tests.support.packages import Dist
 from tests.support.upstream import DEFAULT_UPLOAD_TIME, Fault, UpstreamServer
@@ -254,3 +255,31 @@ async def test_closing_the_client_cancels_a_hanging_facts_job(
     assert time.monotonic() - started < 1.0
     left = [t for t in asyncio.all_tasks() if "_apply_facts" in repr(t.get_coro())]
     assert left == []
+
+
+async def test_facts_wait_for_a_pause_in_the_requests(
+    services: AppServices, html_upstream: UpstreamServer, dists: dict[str, list[Dist]]
+) -> None:
+    """While requests that need the app keep coming (a cold install), the JSON API is not
+    asked; once they pause, the facts land as before (services/quiet.py)."""
+    quiet = Quiet(quiet_for=0.3, at_most=DEADLINE)
+    client = UpstreamClient(30.0)
+    await client.start()
+    try:
+        refresher = MirrorRefresher(client, services.changes, quiet)
+        quiet.touch()
+        fetched = await refresher.fetch(_config(services, needs_upload_times=False), PROJECT, None)
+        await refresher.store(mirror(services), PROJECT, fetched)
+        for _ in range(8):  # 0.4 s of requests
+            quiet.touch()
+            await asyncio.sleep(0.05)
+            assert html_upstream.count(JSON_API) == 0
+        await refresher.wait_for_facts()
+        assert html_upstream.count(JSON_API) == 1
+        assert time.monotonic() - quiet.last_touched >= 0.3
+        _, records = await services.db.read(
+            project_rows.project_with_files, mirror(services).id, PROJECT
+        )
+        assert {r.filename: r.size for r in records} == {d.filename: d.size for d in dists[PROJECT]}
+    finally:
+        await client.close()
