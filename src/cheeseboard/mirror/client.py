@@ -1,9 +1,10 @@
 """The upstream HTTP client: one aiohttp session per process, opened and closed by the app.
 
 Fetching returns raw pages (bytes, type, URL, validators); parsing and policy live elsewhere.
-aiohttp is imported on first use, not with this module: a worker that only serves what is
-cached never loads it (about a tenth of a second of start-up and several MiB per worker;
-issue 19), and the session is made on the first request.
+aiohttp is not imported with this module: the serving parent never loads it (about a tenth of
+a second of start-up and 10-13 MiB per process; issue 19). Each worker imports it on a thread
+once its first answer is out, or shortly after start (``UpstreamClient.warm_up``), and the
+session is made on the first request.
 """
 
 from __future__ import annotations
